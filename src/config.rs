@@ -1,0 +1,495 @@
+//! Typed configuration: command-line flags, environment, config file and built-in defaults,
+//! merged in that order of precedence (flags > environment > file > defaults).
+//!
+//! Owns parsing and validation only; every bad value becomes a `ConfigError` naming the flag
+//! or file key to fix. Nothing here touches the network or the datadir's contents.
+
+use crate::params::Network;
+use crate::types::NodeId;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Name of the config file looked for in the datadir when `--config` is not given.
+pub const CONFIG_FILE_NAME: &str = "noded.toml";
+
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 125;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {key} '{value}': {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{0}")]
+    Rule(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// The node's flags. Every option is also read from a `NODED_*` environment variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// P2P listen port [default: the network's, 8333 on main]
+    #[arg(long, env = "NODED_PORT", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// P2P listen address [default: 0.0.0.0]
+    #[arg(long, env = "NODED_BIND", value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Data directory, created if missing [default: ~/.noded]
+    #[arg(long, env = "NODED_DATADIR", value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+    /// Keep a connection to this peer: host:port, or <nodeid>@host:port to pin its identity
+    #[arg(
+        long,
+        env = "NODED_ADDNODE",
+        value_delimiter = ',',
+        value_name = "PEER"
+    )]
+    pub addnode: Vec<String>,
+    /// Connect only to these peers (same forms as --addnode); no other outbound connections
+    #[arg(
+        long,
+        env = "NODED_CONNECT",
+        value_delimiter = ',',
+        value_name = "PEER"
+    )]
+    pub connect: Vec<String>,
+    /// JSON-RPC port [default: the network's, 8332 on main]
+    #[arg(long, env = "NODED_RPCPORT", value_name = "PORT")]
+    pub rpcport: Option<u16>,
+    /// JSON-RPC bind address; anything but loopback requires --rpcuser/--rpcpassword
+    #[arg(long, env = "NODED_RPCBIND", value_name = "IP")]
+    pub rpcbind: Option<IpAddr>,
+    /// JSON-RPC user name (cookie authentication works alongside)
+    #[arg(long, env = "NODED_RPCUSER", value_name = "USER")]
+    pub rpcuser: Option<String>,
+    /// JSON-RPC password
+    #[arg(
+        long,
+        env = "NODED_RPCPASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub rpcpassword: Option<String>,
+    /// Network to join
+    #[arg(long, env = "NODED_NETWORK", value_enum)]
+    pub network: Option<Network>,
+    /// Config file (TOML) [default: <datadir>/noded.toml when present]
+    #[arg(long, env = "NODED_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Accept no inbound connections
+    #[arg(long, env = "NODED_NOLISTEN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub nolisten: Option<bool>,
+    /// Maximum peer connections, inbound and outbound together [default: 125]
+    #[arg(long, env = "NODED_MAXCONNECTIONS", value_name = "N")]
+    pub maxconnections: Option<u32>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list
+    #[arg(long, env = "NODED_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log output format
+    #[arg(long, env = "NODED_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The config file's keys: the flags' names (with `_` for `-`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub datadir: Option<PathBuf>,
+    pub addnode: Option<Vec<String>>,
+    pub connect: Option<Vec<String>>,
+    pub rpcport: Option<u16>,
+    pub rpcbind: Option<IpAddr>,
+    pub rpcuser: Option<String>,
+    pub rpcpassword: Option<String>,
+    pub network: Option<Network>,
+    pub nolisten: Option<bool>,
+    pub maxconnections: Option<u32>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_path_buf(),
+            // toml's message spans several lines with a source excerpt; keep it to one.
+            message: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (at line {})", line_of(&text, s.start)))
+                    .unwrap_or_default(),
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A peer to dial, as given by --addnode or --connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The identity the peer must present, when pinned.
+    pub node_id: Option<NodeId>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl PeerSpec {
+    /// Parses `host:port`, `[v6]:port` or `<nodeid>@host:port`.
+    pub fn parse(text: &str) -> Result<PeerSpec, String> {
+        let (node_id, endpoint) = match text.split_once('@') {
+            Some((id, rest)) => (Some(id.parse::<NodeId>().map_err(|e| e.to_string())?), rest),
+            None => (None, text),
+        };
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or("expected host:port or <nodeid>@host:port")?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("port '{port}' is not a number from 1 to 65535"))?;
+        if port == 0 {
+            return Err("port 0 cannot be dialled".into());
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("the host is empty".into());
+        }
+        Ok(PeerSpec {
+            node_id,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for PeerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(id) = &self.node_id {
+            write!(f, "{id}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The resolved, validated configuration the node runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub network: Network,
+    pub datadir: PathBuf,
+    /// Where the P2P listener binds; `None` with --nolisten.
+    pub listen: Option<SocketAddr>,
+    pub addnode: Vec<PeerSpec>,
+    pub connect: Vec<PeerSpec>,
+    pub rpc_addr: SocketAddr,
+    /// Configured user and password, in addition to the cookie.
+    pub rpc_credentials: Option<(String, String)>,
+    pub max_connections: u32,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Names a value's origin in errors: the flag (which the env var mirrors) or the file key.
+struct Origin<'a> {
+    file: Option<&'a Path>,
+}
+
+impl Origin<'_> {
+    fn name(&self, key: &str, from_file: bool) -> String {
+        match (from_file, self.file) {
+            (true, Some(path)) => format!("'{key}' in {}", path.display()),
+            _ => format!("--{}", key.replace('_', "-")),
+        }
+    }
+}
+
+fn default_datadir() -> Result<PathBuf, ConfigError> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".noded"))
+        .ok_or_else(|| ConfigError::Rule("HOME is not set: pass --datadir".into()))
+}
+
+impl Config {
+    /// Resolves flags (clap already folded the environment into them) against the config
+    /// file: the one named by --config, else `<datadir>/noded.toml` if it exists.
+    pub fn resolve(args: NodeArgs) -> Result<Config, ConfigError> {
+        let (file, file_path) = match &args.config {
+            Some(path) => (FileConfig::load(path)?, Some(path.clone())),
+            None => {
+                let datadir = match &args.datadir {
+                    Some(d) => d.clone(),
+                    None => default_datadir()?,
+                };
+                let path = datadir.join(CONFIG_FILE_NAME);
+                if path.is_file() {
+                    (FileConfig::load(&path)?, Some(path))
+                } else {
+                    (FileConfig::default(), None)
+                }
+            }
+        };
+        Self::merge(args, file, file_path.as_deref())
+    }
+
+    /// Merges flags over a parsed config file over the defaults, then validates.
+    pub fn merge(
+        args: NodeArgs,
+        file: FileConfig,
+        file_path: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let origin = Origin { file: file_path };
+        let network = args.network.or(file.network).unwrap_or(Network::Main);
+        let params = network.params();
+        let datadir = match args.datadir.or(file.datadir) {
+            Some(d) => d,
+            None => default_datadir()?,
+        };
+
+        let port = args.port.or(file.port).unwrap_or(params.default_p2p_port);
+        let bind = args
+            .bind
+            .or(file.bind)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let nolisten = args.nolisten.or(file.nolisten).unwrap_or(false);
+        let listen = (!nolisten).then_some(SocketAddr::new(bind, port));
+
+        let peers = |flag: Vec<String>, from_file: Option<Vec<String>>, key: &str| {
+            let (list, in_file) = if flag.is_empty() {
+                (from_file.unwrap_or_default(), true)
+            } else {
+                (flag, false)
+            };
+            list.iter()
+                .map(|text| {
+                    PeerSpec::parse(text).map_err(|reason| ConfigError::Invalid {
+                        key: origin.name(key, in_file),
+                        value: text.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let addnode = peers(args.addnode, file.addnode, "addnode")?;
+        let connect = peers(args.connect, file.connect, "connect")?;
+
+        let rpc_port = args
+            .rpcport
+            .or(file.rpcport)
+            .unwrap_or(params.default_rpc_port);
+        let rpc_bind = args
+            .rpcbind
+            .or(file.rpcbind)
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let rpc_credentials = match (
+            args.rpcuser.or(file.rpcuser),
+            args.rpcpassword.or(file.rpcpassword),
+        ) {
+            (Some(user), Some(password)) => {
+                if user.is_empty() || user.contains(':') {
+                    return Err(ConfigError::Invalid {
+                        key: "--rpcuser".into(),
+                        value: user,
+                        reason: "must be non-empty and contain no ':'".into(),
+                    });
+                }
+                if password.is_empty() {
+                    return Err(ConfigError::Rule("--rpcpassword must not be empty".into()));
+                }
+                Some((user, password))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Rule(
+                    "--rpcuser is set but --rpcpassword is not: set both or neither".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Rule(
+                    "--rpcpassword is set but --rpcuser is not: set both or neither".into(),
+                ))
+            }
+        };
+        if !rpc_bind.is_loopback() && rpc_credentials.is_none() {
+            return Err(ConfigError::Rule(format!(
+                "--rpcbind {rpc_bind} is not a loopback address: set --rpcuser and --rpcpassword before exposing RPC"
+            )));
+        }
+
+        let log_level = args
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
+            return Err(ConfigError::Invalid {
+                key: "--log-level".into(),
+                value: log_level,
+                reason: e.to_string(),
+            });
+        }
+
+        Ok(Config {
+            network,
+            datadir,
+            listen,
+            addnode,
+            connect,
+            rpc_addr: SocketAddr::new(rpc_bind, rpc_port),
+            rpc_credentials,
+            max_connections: args
+                .maxconnections
+                .or(file.maxconnections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            log_level,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> NodeArgs {
+        NodeArgs {
+            datadir: Some("/tmp/x".into()),
+            ..Default::default()
+        }
+    }
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_network() {
+        let c = Config::merge(args(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.network, Network::Main);
+        assert_eq!(c.listen, Some("0.0.0.0:8333".parse().unwrap()));
+        assert_eq!(c.rpc_addr, "127.0.0.1:8332".parse().unwrap());
+        assert_eq!(c.max_connections, 125);
+        let mut a = args();
+        a.network = Some(Network::Regtest);
+        let c = Config::merge(a, FileConfig::default(), None).unwrap();
+        assert_eq!(c.rpc_addr.port(), 18443);
+    }
+
+    #[test]
+    fn flags_beat_file_beats_default() {
+        let f = file("port = 1000\nrpcport = 2000\nmaxconnections = 7\nnetwork = \"regtest\"");
+        let mut a = args();
+        a.port = Some(3000);
+        let c = Config::merge(a, f, None).unwrap();
+        assert_eq!(c.listen.unwrap().port(), 3000, "flag wins over file");
+        assert_eq!(c.rpc_addr.port(), 2000, "file wins over default");
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.network, Network::Regtest);
+    }
+
+    #[test]
+    fn nolisten_from_file_can_be_overridden_by_flag() {
+        let f = file("nolisten = true");
+        assert_eq!(Config::merge(args(), f, None).unwrap().listen, None);
+        let mut a = args();
+        a.nolisten = Some(false);
+        assert!(Config::merge(a, file("nolisten = true"), None)
+            .unwrap()
+            .listen
+            .is_some());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let err = toml::from_str::<FileConfig>("prot = 1").unwrap_err();
+        assert!(err.message().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_addnode_names_the_flag_or_the_file_key() {
+        let mut a = args();
+        a.addnode = vec!["nohost".into()];
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid --addnode 'nohost'"),
+            "{err}"
+        );
+        let f = file("addnode = [\"h:99999\"]");
+        let err = Config::merge(args(), f, Some(Path::new("/etc/n.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid 'addnode' in /etc/n.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn peer_specs_parse() {
+        let p = PeerSpec::parse("127.0.0.1:8333").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.node_id),
+            ("127.0.0.1", 8333, None)
+        );
+        let id = "ab".repeat(32);
+        let p = PeerSpec::parse(&format!("{id}@example.org:1")).unwrap();
+        assert_eq!(p.node_id.unwrap().to_string(), id);
+        assert_eq!(p.to_string(), format!("{id}@example.org:1"));
+        let p = PeerSpec::parse("[::1]:5").unwrap();
+        assert_eq!(p.host, "::1");
+        assert_eq!(p.to_string(), "[::1]:5");
+        assert!(PeerSpec::parse("zz@h:1").is_err());
+        assert!(PeerSpec::parse("h:0").is_err());
+        assert!(PeerSpec::parse(":1").is_err());
+    }
+
+    #[test]
+    fn exposing_rpc_requires_credentials() {
+        let mut a = args();
+        a.rpcbind = Some("0.0.0.0".parse().unwrap());
+        let err = Config::merge(a.clone(), FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--rpcbind 0.0.0.0"), "{err}");
+        a.rpcuser = Some("u".into());
+        a.rpcpassword = Some("p".into());
+        assert!(Config::merge(a, FileConfig::default(), None).is_ok());
+    }
+
+    #[test]
+    fn half_configured_credentials_are_refused() {
+        let mut a = args();
+        a.rpcuser = Some("u".into());
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--rpcpassword"), "{err}");
+    }
+
+    #[test]
+    fn bad_log_level_is_named() {
+        let mut a = args();
+        a.log_level = Some("=[".into());
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().starts_with("invalid --log-level"), "{err}");
+    }
+}

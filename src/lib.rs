@@ -1,0 +1,14 @@
+//! noded: a full node of a small Bitcoin-style proof-of-work chain with an account model.
+//!
+//! See docs/ARCHITECTURE.md for the module map.
+
+pub mod chain;
+pub mod config;
+pub mod datadir;
+pub mod encoding;
+pub mod net;
+pub mod node;
+pub mod params;
+pub mod rpc;
+pub mod types;
+pub mod wire;

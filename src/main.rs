@@ -1,0 +1,95 @@
+//! The `noded` command line: parse flags, resolve the config, run the node or the RPC client.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use noded::config::{Config, LogFormat, NodeArgs};
+use noded::rpc::client;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "noded",
+    version,
+    about = "A full node of a small Bitcoin-style proof-of-work chain",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call a JSON-RPC method of the noded running on a datadir, print the result
+    Rpc {
+        /// The running node's data directory [default: ~/.noded]
+        #[arg(long, env = "NODED_DATADIR", value_name = "DIR")]
+        datadir: Option<PathBuf>,
+        /// Method name, e.g. getinfo
+        method: String,
+        /// Parameters; each is read as JSON if it parses, else as a string
+        params: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Rpc {
+            datadir,
+            method,
+            params,
+        }) => run_rpc(datadir, &method, &params),
+        None => run_node(cli.node),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args)?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("noded")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(noded::node::run(config))?;
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&config.log_level)
+        .expect("log level validated by Config");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_rpc(datadir: Option<PathBuf>, method: &str, params: &[String]) -> anyhow::Result<()> {
+    let datadir = match datadir {
+        Some(d) => d,
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --datadir")?)
+            .join(".noded"),
+    };
+    let result = client::call_datadir(&datadir, method, client::params_from_args(params))?;
+    match result {
+        serde_json::Value::String(s) => println!("{s}"),
+        other => println!("{}", serde_json::to_string_pretty(&other)?),
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The control plane: JSON-RPC over HTTP and WebSocket (jsonrpsee), its authentication, its
+//! error codes, and the built-in client.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod server;
+
+pub use error::RpcError;

@@ -1,0 +1,201 @@
+//! The JSON-RPC methods and the server that carries them (HTTP and WebSocket on one port).
+//!
+//! Methods read shared state through watch channels and atomics; none waits on the node's
+//! core or holds a lock across an await.
+
+use super::auth::AuthLayer;
+use super::error::RpcError;
+use crate::chain::ChainTip;
+use crate::params::Network;
+use crate::types::{Hash256, NodeId};
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::server::{HttpRequest, Server, ServerConfig, ServerHandle};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_REQUEST_BODY: u32 = 16 * 1024 * 1024;
+/// Concurrent RPC connections accepted.
+pub const MAX_RPC_CONNECTIONS: u32 = 256;
+
+/// Peer counts, updated by the networking side.
+#[derive(Debug, Default)]
+pub struct PeerCounts {
+    pub inbound: AtomicUsize,
+    pub outbound: AtomicUsize,
+}
+
+/// What the RPC methods can see of the node.
+pub struct RpcContext {
+    pub network: Network,
+    pub node_id: NodeId,
+    pub p2p_addr: Option<SocketAddr>,
+    pub started: Instant,
+    pub chain: watch::Receiver<ChainTip>,
+    pub peers: Arc<PeerCounts>,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct GetInfo {
+    pub version: String,
+    pub protocolversion: u32,
+    pub network: String,
+    pub nodeid: String,
+    pub blocks: u64,
+    pub headers: u64,
+    pub bestblockhash: Hash256,
+    pub connections: usize,
+    pub connections_in: usize,
+    pub connections_out: usize,
+    pub rpc_addr: String,
+    pub p2p_addr: Option<String>,
+    pub uptime: u64,
+}
+
+#[rpc(server)]
+pub trait NodeApi {
+    /// Node summary: version, network, identity, chain tip, connections, addresses, uptime.
+    #[method(name = "getinfo")]
+    fn getinfo(&self) -> RpcResult<GetInfo>;
+
+    /// Seconds since the node started.
+    #[method(name = "uptime")]
+    fn uptime(&self) -> RpcResult<u64>;
+
+    /// Lists the methods, or describes one.
+    #[method(name = "help")]
+    fn help(&self, command: Option<String>) -> RpcResult<String>;
+
+    /// Shuts the node down cleanly.
+    #[method(name = "stop")]
+    fn stop(&self) -> RpcResult<String>;
+}
+
+/// Every method with its arguments and a one-line description, for `help`.
+pub const METHODS: &[(&str, &str, &str)] = &[
+    (
+        "getinfo",
+        "",
+        "Node summary: version, network, node id, chain tip, connections, addresses, uptime.",
+    ),
+    ("help", "[method]", "Lists all methods, or describes one."),
+    (
+        "stop",
+        "",
+        "Stops the node cleanly; it exits with status 0.",
+    ),
+    ("uptime", "", "Seconds since the node started."),
+];
+
+pub struct NodeRpc {
+    ctx: RpcContext,
+    rpc_addr: SocketAddr,
+}
+
+impl NodeApiServer for NodeRpc {
+    fn getinfo(&self) -> RpcResult<GetInfo> {
+        let tip = *self.ctx.chain.borrow();
+        let inbound = self.ctx.peers.inbound.load(Ordering::Relaxed);
+        let outbound = self.ctx.peers.outbound.load(Ordering::Relaxed);
+        Ok(GetInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            protocolversion: crate::wire::PROTOCOL_VERSION,
+            network: self.ctx.network.to_string(),
+            nodeid: self.ctx.node_id.to_string(),
+            blocks: tip.height,
+            headers: tip.header_height,
+            bestblockhash: tip.hash,
+            connections: inbound + outbound,
+            connections_in: inbound,
+            connections_out: outbound,
+            rpc_addr: self.rpc_addr.to_string(),
+            p2p_addr: self.ctx.p2p_addr.map(|a| a.to_string()),
+            uptime: self.ctx.started.elapsed().as_secs(),
+        })
+    }
+
+    fn uptime(&self) -> RpcResult<u64> {
+        Ok(self.ctx.started.elapsed().as_secs())
+    }
+
+    fn help(&self, command: Option<String>) -> RpcResult<String> {
+        let line = |(name, args, about): &(&str, &str, &str)| {
+            if args.is_empty() {
+                format!("{name} — {about}")
+            } else {
+                format!("{name} {args} — {about}")
+            }
+        };
+        match command {
+            None => Ok(METHODS.iter().map(line).collect::<Vec<_>>().join("\n")),
+            Some(name) => METHODS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(line)
+                .ok_or_else(|| {
+                    RpcError::InvalidParameter(format!("unknown method '{name}'")).into()
+                }),
+        }
+    }
+
+    fn stop(&self) -> RpcResult<String> {
+        self.ctx.shutdown.cancel();
+        Ok("noded stopping".to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for JSON-RPC on {addr} (set --rpcport or --rpcbind): {source}")]
+pub struct RpcBindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// `curl -d` sends a form content type and bitcoind's docs use `text/plain`; jsonrpsee only
+/// takes `application/json`. The body is parsed as JSON-RPC either way, so the declared type of
+/// a POST is normalised rather than refused.
+fn assume_json_body<B>(mut request: HttpRequest<B>) -> HttpRequest<B> {
+    if request.method() == http::Method::POST {
+        request.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    request
+}
+
+/// Binds and starts the server; returns its handle and the bound address.
+pub async fn start(
+    addr: SocketAddr,
+    auth: AuthLayer,
+    ctx: RpcContext,
+) -> Result<(ServerHandle, SocketAddr), RpcBindError> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(MAX_REQUEST_BODY)
+        .max_connections(MAX_RPC_CONNECTIONS)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .set_http_middleware(
+            tower::ServiceBuilder::new()
+                .layer(auth)
+                .map_request(assume_json_body),
+        )
+        .build(addr)
+        .await
+        .map_err(|source| RpcBindError { addr, source })?;
+    let bound = server
+        .local_addr()
+        .map_err(|source| RpcBindError { addr, source })?;
+    let rpc = NodeRpc {
+        ctx,
+        rpc_addr: bound,
+    };
+    Ok((server.start(rpc.into_rpc()), bound))
+}
