@@ -1,0 +1,170 @@
+//! Helpers for tests that run real `noded` processes on 127.0.0.1 with temporary datadirs
+//! and drive them over JSON-RPC, as a user would.
+#![allow(dead_code)]
+
+use noded::rpc::client::{self, ClientError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_noded");
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `condition` until it holds or `deadline` passes.
+pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A `noded` command on regtest with ephemeral loopback ports and the given datadir.
+pub fn noded_command(datadir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--network",
+        "regtest",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--rpcport",
+        "0",
+    ])
+    .arg("--datadir")
+    .arg(datadir)
+    .env_remove("NODED_NETWORK")
+    .env_remove("NODED_DATADIR")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `noded` with `args` to completion (for start-up failures) and returns its output.
+pub fn run_to_exit(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("NODED_NETWORK")
+        .env_remove("NODED_DATADIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn noded");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("noded {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub struct TestNode {
+    pub child: Child,
+    pub datadir: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    pub rpc_addr: SocketAddr,
+    pub cookie: String,
+}
+
+impl TestNode {
+    /// Starts a regtest node on a fresh temporary datadir.
+    pub fn start(extra: &[&str]) -> TestNode {
+        let tempdir = tempfile::tempdir().unwrap();
+        let datadir = tempdir.path().to_path_buf();
+        let mut node = TestNode::start_in(&datadir, extra, |_| {});
+        node._tempdir = Some(tempdir);
+        node
+    }
+
+    /// Starts a node on `datadir`, after `customise` adjusts the command.
+    pub fn start_in(
+        datadir: &Path,
+        extra: &[&str],
+        customise: impl FnOnce(&mut Command),
+    ) -> TestNode {
+        let mut cmd = noded_command(datadir);
+        cmd.args(extra);
+        customise(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn noded");
+        let rpc_file = datadir.join(".rpcaddr");
+        let start = Instant::now();
+        let (cookie, rpc_addr) = loop {
+            if let Ok((cookie, addr)) = noded::datadir::read_rpc_endpoint(datadir) {
+                break (cookie, addr);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("noded exited with {status} before RPC was ready: {err}");
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {} after {DEADLINE:?}",
+                rpc_file.display()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        // Drain stderr so a chatty node never blocks on a full pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        TestNode {
+            child,
+            datadir: datadir.to_path_buf(),
+            _tempdir: None,
+            rpc_addr,
+            cookie,
+        }
+    }
+
+    pub fn rpc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        client::call(self.rpc_addr, &self.cookie, method, params)
+    }
+
+    pub fn getinfo(&self) -> serde_json::Value {
+        self.rpc("getinfo", serde_json::json!([])).expect("getinfo")
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "noded did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stop(&mut self) -> ExitStatus {
+        let reply = self.rpc("stop", serde_json::json!([])).expect("stop");
+        assert_eq!(reply, "noded stopping");
+        self.wait_exit()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
