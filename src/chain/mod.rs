@@ -1,6 +1,8 @@
 //! The chain: what the node holds as its best chain. Today that is the network's genesis
 //! block; the validated sled store, block index and fork choice build on `ChainTip`.
 
+pub mod state;
+
 use crate::params::NetworkParams;
 use crate::types::Hash256;
 
