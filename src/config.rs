@@ -13,6 +13,26 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_FILE_NAME: &str = "noded.toml";
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 125;
+pub const DEFAULT_MAX_INBOUND_PER_IP: u32 = 16;
+pub const DEFAULT_BAN_TIME_SECS: u64 = 24 * 60 * 60;
+
+/// Parses a DNS seed: `name` or `name:port`.
+fn parse_seed(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (name, port) = match text.rsplit_once(':') {
+        Some((name, port)) => (
+            name,
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("port '{port}' is not a number from 1 to 65535"))?,
+        ),
+        None => (text, default_port),
+    };
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err("expected a DNS name, optionally with :port".into());
+    }
+    Ok((name.to_string(), port))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -98,6 +118,31 @@ pub struct NodeArgs {
     /// Maximum peer connections, inbound and outbound together [default: 125]
     #[arg(long, env = "NODED_MAXCONNECTIONS", value_name = "N")]
     pub maxconnections: Option<u32>,
+    /// Inbound connections allowed from one IP address [default: 16]
+    #[arg(long, env = "NODED_MAXINBOUNDPERIP", value_name = "N")]
+    pub maxinboundperip: Option<u32>,
+    /// How long a misbehaving peer stays banned, in seconds [default: 86400]
+    #[arg(long, env = "NODED_BANTIME", value_name = "SECONDS")]
+    pub bantime: Option<u64>,
+    /// DNS seed to ask for peer addresses: name, or name:port [default port: the network's]
+    #[arg(
+        long,
+        env = "NODED_DNSSEED",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub dnsseed: Vec<String>,
+    /// DNS server for seed lookups, IP:port [default: the system's resolver]
+    #[arg(long, env = "NODED_DNS_RESOLVER", value_name = "ADDR")]
+    pub dns_resolver: Option<SocketAddr>,
+    /// Peer added to the address book at start (host:port); unlike --addnode, not kept connected
+    #[arg(
+        long,
+        env = "NODED_BOOTSTRAP",
+        value_delimiter = ',',
+        value_name = "PEER"
+    )]
+    pub bootstrap: Vec<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list
     #[arg(long, env = "NODED_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -122,6 +167,11 @@ pub struct FileConfig {
     pub network: Option<Network>,
     pub nolisten: Option<bool>,
     pub maxconnections: Option<u32>,
+    pub maxinboundperip: Option<u32>,
+    pub bantime: Option<u64>,
+    pub dnsseed: Option<Vec<String>>,
+    pub dns_resolver: Option<SocketAddr>,
+    pub bootstrap: Option<Vec<String>>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
 }
@@ -210,6 +260,12 @@ pub struct Config {
     /// Configured user and password, in addition to the cookie.
     pub rpc_credentials: Option<(String, String)>,
     pub max_connections: u32,
+    pub max_inbound_per_ip: u32,
+    pub ban_time_secs: u64,
+    /// DNS seed names with the port their nodes listen on.
+    pub dns_seeds: Vec<(String, u16)>,
+    pub dns_resolver: Option<SocketAddr>,
+    pub bootstrap: Vec<PeerSpec>,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -297,6 +353,22 @@ impl Config {
         };
         let addnode = peers(args.addnode, file.addnode, "addnode")?;
         let connect = peers(args.connect, file.connect, "connect")?;
+        let bootstrap = peers(args.bootstrap, file.bootstrap, "bootstrap")?;
+        let (seed_texts, seeds_in_file) = if args.dnsseed.is_empty() {
+            (file.dnsseed.unwrap_or_default(), true)
+        } else {
+            (args.dnsseed, false)
+        };
+        let dns_seeds = seed_texts
+            .iter()
+            .map(|text| {
+                parse_seed(text, params.default_p2p_port).map_err(|reason| ConfigError::Invalid {
+                    key: origin.name("dnsseed", seeds_in_file),
+                    value: text.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
 
         let rpc_port = args
             .rpcport
@@ -365,6 +437,17 @@ impl Config {
                 .maxconnections
                 .or(file.maxconnections)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_inbound_per_ip: args
+                .maxinboundperip
+                .or(file.maxinboundperip)
+                .unwrap_or(DEFAULT_MAX_INBOUND_PER_IP),
+            ban_time_secs: args
+                .bantime
+                .or(file.bantime)
+                .unwrap_or(DEFAULT_BAN_TIME_SECS),
+            dns_seeds,
+            dns_resolver: args.dns_resolver.or(file.dns_resolver),
+            bootstrap,
             log_level,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         })

@@ -74,8 +74,14 @@ fn decode_len<D: Decoder>(decoder: &mut D, max: usize, what: &str) -> Result<usi
 }
 
 /// A list with at most `MAX` items; encoded as a u64 length followed by the items.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BoundedVec<T, const MAX: usize>(Vec<T>);
+
+impl<T, const MAX: usize> Default for BoundedVec<T, MAX> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
 
 impl<T, const MAX: usize> BoundedVec<T, MAX> {
     pub const MAX_LEN: usize = MAX;

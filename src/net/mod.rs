@@ -1,3 +1,8 @@
-//! Networking shells: the node identity now; TLS, listener, dialer and peer tasks as they land.
+//! Networking shells around the pure protocol core: the node identity, TLS 1.3 transport,
+//! per-peer I/O tasks, the network service that drives the core, and peer persistence.
 
 pub mod identity;
+pub mod peer;
+pub mod service;
+pub mod store;
+pub mod tls;

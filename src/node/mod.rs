@@ -7,8 +7,14 @@ use crate::chain::ChainTip;
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
 use crate::net::identity::{Identity, IdentityError};
+use crate::net::service::{Discovery, NetService};
+use crate::net::store::{PeerStore, PeerStoreError};
+use crate::net::tls::{TlsError, TlsIdentity};
+use crate::protocol::addrman::AddrMan;
+use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
-use crate::rpc::server::{self, PeerCounts, RpcBindError, RpcContext};
+use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
+use crate::rpc::server::{self, PeerCounts, RpcContext, RpcStartError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +34,11 @@ pub enum NodeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    RpcBind(#[from] RpcBindError),
+    RpcStart(#[from] RpcStartError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    PeerStore(#[from] PeerStoreError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -51,6 +61,44 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     };
     let p2p_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
+    let tls = TlsIdentity::new(&identity)?;
+    let peer_store = PeerStore::open(&datadir.file("peers"))?;
+    let addrman: AddrMan = peer_store.load_addrman()?;
+    let bans = peer_store.load_bans()?;
+    let core_config = core_config(&config, &identity, p2p_addr);
+    let user_agent = core_config.user_agent.clone();
+    let core = Core::new(core_config, addrman, bans);
+    let peer_counts = Arc::new(PeerCounts::default());
+    let manual = if config.connect.is_empty() {
+        config.addnode.clone()
+    } else {
+        config.connect.clone()
+    };
+    let discovery = Discovery {
+        dns_seeds: config.dns_seeds.clone(),
+        dns_resolver: config.dns_resolver,
+        bootstrap: config.bootstrap.clone(),
+    };
+    let (net_service, net_handle) = NetService::new(
+        params.magic,
+        tls,
+        core,
+        peer_store,
+        manual,
+        discovery,
+        peer_counts.clone(),
+    );
+    let net_methods = NetRpc::new(
+        net_handle,
+        NetFacts {
+            node_id: identity.node_id(),
+            p2p_addr,
+            max_connections: config.max_connections,
+            user_agent,
+        },
+    )
+    .into_rpc();
+
     let (_tip_tx, tip_rx) = watch::channel(ChainTip::genesis(params));
     let cookie_password = datadir.write_cookie()?;
     let mut credentials = vec![(COOKIE_USER, cookie_password.as_str())];
@@ -63,17 +111,23 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         p2p_addr,
         started,
         chain: tip_rx,
-        peers: Arc::new(PeerCounts::default()),
+        peers: peer_counts.clone(),
         shutdown: shutdown.clone(),
     };
-    let (rpc_handle, rpc_addr) =
-        match server::start(config.rpc_addr, AuthLayer::new(credentials), ctx).await {
-            Ok(started) => started,
-            Err(e) => {
-                datadir.remove_rpc_files();
-                return Err(e.into());
-            }
-        };
+    let (rpc_handle, rpc_addr) = match server::start(
+        config.rpc_addr,
+        AuthLayer::new(credentials),
+        ctx,
+        vec![net_methods.into()],
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(e) => {
+            datadir.remove_rpc_files();
+            return Err(e.into());
+        }
+    };
     datadir.write_rpc_addr(rpc_addr)?;
     tracing::info!(
         network = %config.network,
@@ -85,15 +139,16 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         "noded ready"
     );
 
-    let accept_task = listener.map(|l| tokio::spawn(accept_loop(l, shutdown.clone())));
+    let net_task = tokio::spawn(net_service.run(listener, shutdown.clone()));
 
     wait_for_shutdown(&shutdown).await?;
     tracing::info!("shutting down");
-    if let Some(task) = accept_task {
-        task.abort();
-    }
     let _ = rpc_handle.stop();
     rpc_handle.stopped().await;
+    // The service stops its peers and saves the peer store before it returns.
+    if let Err(e) = net_task.await {
+        tracing::warn!(error = %e, "network service ended abnormally");
+    }
     datadir.remove_rpc_files();
     tracing::info!("noded stopped");
     Ok(())
@@ -112,23 +167,22 @@ async fn wait_for_shutdown(shutdown: &CancellationToken) -> Result<(), NodeError
     Ok(())
 }
 
-/// Accepts inbound TCP connections. Until the TLS transport lands, a connection is closed at
-/// once: this node has no plaintext path and will never speak the protocol without TLS.
-async fn accept_loop(listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    tracing::debug!(%addr, "inbound connection closed: peer transport not available yet");
-                    drop(stream);
-                }
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
+/// The protocol core's settings from the node's configuration.
+fn core_config(config: &Config, identity: &Identity, p2p_addr: Option<SocketAddr>) -> CoreConfig {
+    let mut cfg = CoreConfig::new(identity.node_id());
+    let max_total = config.max_connections as usize;
+    cfg.listen_port = p2p_addr.map(|a| a.port());
+    cfg.max_total = max_total;
+    cfg.max_outbound = cfg.max_outbound.min(max_total);
+    cfg.max_inbound = if config.listen.is_some() {
+        max_total.saturating_sub(cfg.max_outbound)
+    } else {
+        0
+    };
+    cfg.max_inbound_per_ip = config.max_inbound_per_ip as usize;
+    cfg.ban_duration_ms = config.ban_time_secs.saturating_mul(1000);
+    cfg.connect_only = !config.connect.is_empty();
+    cfg.have_dns_seeds = !config.dns_seeds.is_empty() && config.connect.is_empty();
+    cfg.rng_seed = rand::random();
+    cfg
 }

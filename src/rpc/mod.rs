@@ -2,8 +2,10 @@
 //! error codes, and the built-in client.
 
 pub mod auth;
+pub mod chain;
 pub mod client;
 pub mod error;
+pub mod net;
 pub mod server;
 
 pub use error::RpcError;

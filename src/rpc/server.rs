@@ -85,6 +85,19 @@ pub const METHODS: &[(&str, &str, &str)] = &[
         "Node summary: version, network, node id, chain tip, connections, addresses, uptime.",
     ),
     ("help", "[method]", "Lists all methods, or describes one."),
+    ("getpeerinfo", "", "Every connected peer: identity, address, direction, version, traffic per message, ping, ban score, TLS session."),
+    ("getpeers", "", "A short list of connected peers: id, node id, address, direction, TLS version."),
+    ("getconnectioncount", "", "Number of connected peers."),
+    ("getnetworkinfo", "", "Version, node id, connection counts and limits, listening state."),
+    ("getnettotals", "", "Bytes sent and received over all connections since start."),
+    ("addnode", "\"host:port\"|\"nodeid@host:port\" add|remove|onetry", "Keep a peer connected, stop doing so, or dial it once."),
+    ("getaddednodeinfo", "[node]", "The added peers and whether each is connected."),
+    ("disconnectnode", "[\"ip:port\"] [peer id]", "Disconnects a peer by address or by peer id."),
+    ("setban", "ip|nodeid add|remove [seconds]", "Bans (default 24 h) or unbans an IP address or node id."),
+    ("listbanned", "", "Current bans with their expiry."),
+    ("clearbanned", "", "Removes every ban."),
+    ("getnodeaddresses", "[count]", "A random sample of the address book."),
+    ("ping", "", "Pings every peer now; results show in getpeerinfo."),
     (
         "stop",
         "",
@@ -170,12 +183,22 @@ fn assume_json_body<B>(mut request: HttpRequest<B>) -> HttpRequest<B> {
     request
 }
 
-/// Binds and starts the server; returns its handle and the bound address.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcStartError {
+    #[error(transparent)]
+    Bind(#[from] RpcBindError),
+    #[error("RPC method registered twice: {0}")]
+    Duplicate(#[from] jsonrpsee::core::RegisterMethodError),
+}
+
+/// Binds and starts the server with the node methods plus `extra` method sets (network,
+/// chain, mempool...); returns its handle and the bound address.
 pub async fn start(
     addr: SocketAddr,
     auth: AuthLayer,
     ctx: RpcContext,
-) -> Result<(ServerHandle, SocketAddr), RpcBindError> {
+    extra: Vec<jsonrpsee::Methods>,
+) -> Result<(ServerHandle, SocketAddr), RpcStartError> {
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BODY)
         .max_connections(MAX_RPC_CONNECTIONS)
@@ -197,5 +220,9 @@ pub async fn start(
         ctx,
         rpc_addr: bound,
     };
-    Ok((server.start(rpc.into_rpc()), bound))
+    let mut methods: jsonrpsee::Methods = rpc.into_rpc().into();
+    for more in extra {
+        methods.merge(more)?;
+    }
+    Ok((server.start(methods), bound))
 }

@@ -11,7 +11,7 @@ pub mod transaction;
 pub use address::Address;
 pub use amount::Amount;
 pub use block::{merkle_root, Block, Header};
-pub use hash::{sha256d, Hash256};
+pub use hash::{sha256d, sha256d_parts, Hash256};
 pub use transaction::{Coinbase, Transaction, Transfer};
 
 use bincode::{Decode, Encode};
@@ -41,6 +41,12 @@ impl fmt::Debug for NodeId {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("a node id is 64 hex characters (the node's ed25519 public key)")]
 pub struct ParseNodeIdError;
+
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 impl FromStr for NodeId {
     type Err = ParseNodeIdError;

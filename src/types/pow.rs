@@ -8,7 +8,7 @@ use super::hash::Hash256;
 /// A 256-bit target as big-endian bytes.
 pub type Target = [u8; 32];
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompactError {
     #[error("compact target {0:#010x} has the sign bit set")]
     Negative(u32),

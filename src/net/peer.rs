@@ -1,0 +1,394 @@
+//! One peer connection's I/O task: TLS session set-up, the framed codec, a bounded outbox, and
+//! a `select!` over inbound frames, outbound messages and a stop signal.
+//!
+//! It makes no protocol decisions: decoded messages go to the network service, which answers
+//! through the outbox. Every await on the peer has a timeout; a peer that cannot keep up with
+//! its outbox is stopped by the service, never buffered without bound.
+
+use super::tls::{self, TlsIdentity};
+use crate::protocol::{DialId, DialTarget, PeerId};
+use crate::types::{NetworkMagic, NodeId};
+use crate::wire::{Message, MessageCodec, WireError};
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// Messages that may wait in one peer's outbox; a peer whose outbox is full is disconnected.
+pub const OUTBOX_CAPACITY: usize = 512;
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a stop request, how long queued messages (a REJECT, say) may take to go out.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Traffic counters of one connection, read by getpeerinfo. Locked briefly, never across an
+/// await.
+#[derive(Debug, Default, Clone)]
+pub struct PeerStats {
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub sent_per_msg: BTreeMap<&'static str, u64>,
+    pub recv_per_msg: BTreeMap<&'static str, u64>,
+    pub last_send_ms: u64,
+    pub last_recv_ms: u64,
+}
+
+/// What peer tasks tell the network service.
+pub enum PeerEvent {
+    Connected {
+        peer: PeerId,
+        addr: SocketAddr,
+        dial: Option<DialId>,
+        node_id: NodeId,
+        tls_version: String,
+        tls_cipher: String,
+        outbox: mpsc::Sender<Message>,
+        stats: Arc<Mutex<PeerStats>>,
+        stop: CancellationToken,
+    },
+    Received {
+        peer: PeerId,
+        message: Message,
+    },
+    Broken {
+        peer: PeerId,
+        error: WireError,
+    },
+    /// The connection ended (or an inbound TLS handshake failed before `Connected`).
+    Closed {
+        peer: PeerId,
+        reason: String,
+    },
+    DialFailed {
+        dial: DialId,
+        target: DialTarget,
+        error: String,
+    },
+}
+
+/// What every peer task needs.
+pub struct PeerContext {
+    pub magic: NetworkMagic,
+    pub tls: TlsIdentity,
+    pub events: mpsc::Sender<PeerEvent>,
+}
+
+/// Counts frame bytes per command on both directions around the message codec.
+struct CountingCodec {
+    inner: MessageCodec,
+    stats: Arc<Mutex<PeerStats>>,
+    /// Bytes consumed since the last whole message (a frame may arrive over several reads).
+    partial: usize,
+}
+
+impl tokio_util::codec::Decoder for CountingCodec {
+    type Item = Message;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, WireError> {
+        let before = src.len();
+        let result = self.inner.decode(src);
+        self.partial += before - src.len();
+        if let Ok(Some(message)) = &result {
+            let bytes = std::mem::take(&mut self.partial) as u64;
+            let mut stats = self.stats.lock().expect("stats lock");
+            stats.bytes_recv += bytes;
+            *stats
+                .recv_per_msg
+                .entry(message.command().name())
+                .or_default() += bytes;
+            stats.last_recv_ms = unix_millis();
+        }
+        result
+    }
+}
+
+impl tokio_util::codec::Encoder<Message> for CountingCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), WireError> {
+        let name = message.command().name();
+        let before = dst.len();
+        self.inner.encode(message, dst)?;
+        let bytes = (dst.len() - before) as u64;
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.bytes_sent += bytes;
+        *stats.sent_per_msg.entry(name).or_default() += bytes;
+        stats.last_send_ms = unix_millis();
+        Ok(())
+    }
+}
+
+/// Runs an inbound connection: TLS accept, then the session.
+pub async fn run_inbound(peer: PeerId, tcp: TcpStream, addr: SocketAddr, ctx: Arc<PeerContext>) {
+    let _ = tcp.set_nodelay(true);
+    let accepted =
+        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, ctx.tls.acceptor().accept(tcp)).await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%addr, error = %e, "inbound TLS handshake failed");
+            let _ = ctx
+                .events
+                .send(PeerEvent::Closed {
+                    peer,
+                    reason: format!("TLS: {e}"),
+                })
+                .await;
+            return;
+        }
+        Err(_) => {
+            let _ = ctx
+                .events
+                .send(PeerEvent::Closed {
+                    peer,
+                    reason: "TLS handshake timeout".into(),
+                })
+                .await;
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    let node_id = match tls::peer_node_id(session) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = ctx
+                .events
+                .send(PeerEvent::Closed {
+                    peer,
+                    reason: e.to_string(),
+                })
+                .await;
+            return;
+        }
+    };
+    let (version, cipher) = tls::session_info(session);
+    run_session(peer, stream, addr, None, node_id, version, cipher, ctx).await;
+}
+
+/// Dials `target` (resolving a host name), then TLS with an optional pinned identity.
+pub async fn run_outbound(
+    peer: PeerId,
+    dial: DialId,
+    target: DialTarget,
+    expected: Option<NodeId>,
+    ctx: Arc<PeerContext>,
+) {
+    let failed = |error: String| PeerEvent::DialFailed {
+        dial,
+        target: target.clone(),
+        error,
+    };
+    let addr = match resolve(&target).await {
+        Ok(addr) => addr,
+        Err(e) => {
+            let _ = ctx.events.send(failed(e)).await;
+            return;
+        }
+    };
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            let _ = ctx
+                .events
+                .send(failed(format!("connect to {addr}: {e}")))
+                .await;
+            return;
+        }
+        Err(_) => {
+            let _ = ctx
+                .events
+                .send(failed(format!("connect to {addr}: timed out")))
+                .await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let connector = ctx.tls.connector(expected);
+    let stream = match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        connector.connect(tls::server_name(), tcp),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let _ = ctx
+                .events
+                .send(failed(format!("TLS with {addr}: {e}")))
+                .await;
+            return;
+        }
+        Err(_) => {
+            let _ = ctx
+                .events
+                .send(failed(format!("TLS with {addr}: timed out")))
+                .await;
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    let node_id = match tls::peer_node_id(session) {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = ctx.events.send(failed(e.to_string())).await;
+            return;
+        }
+    };
+    let (version, cipher) = tls::session_info(session);
+    run_session(
+        peer,
+        stream,
+        addr,
+        Some(dial),
+        node_id,
+        version,
+        cipher,
+        ctx,
+    )
+    .await;
+}
+
+async fn resolve(target: &DialTarget) -> Result<SocketAddr, String> {
+    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, target.port));
+    }
+    let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
+    match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .ok_or_else(|| format!("{target}: no address found")),
+        Ok(Err(e)) => Err(format!("cannot resolve {target}: {e}")),
+        Err(_) => Err(format!("cannot resolve {target}: timed out")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_session<S>(
+    peer: PeerId,
+    stream: S,
+    addr: SocketAddr,
+    dial: Option<DialId>,
+    node_id: NodeId,
+    tls_version: String,
+    tls_cipher: String,
+    ctx: Arc<PeerContext>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (outbox_tx, mut outbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let stats = Arc::new(Mutex::new(PeerStats::default()));
+    let stop = CancellationToken::new();
+    let connected = PeerEvent::Connected {
+        peer,
+        addr,
+        dial,
+        node_id,
+        tls_version,
+        tls_cipher,
+        outbox: outbox_tx,
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    if ctx.events.send(connected).await.is_err() {
+        return; // the service is shutting down
+    }
+    let codec = CountingCodec {
+        inner: MessageCodec::new(ctx.magic),
+        stats,
+        partial: 0,
+    };
+    let mut framed = Framed::new(stream, codec);
+    let reason = loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                drain(&mut framed, &mut outbox).await;
+                break "stopped by the node".to_string();
+            }
+            queued = outbox.recv() => {
+                let Some(message) = queued else { break "outbox closed".to_string() };
+                if let Err(e) = write_batch(&mut framed, &mut outbox, message).await {
+                    break e;
+                }
+            }
+            frame = framed.next() => match frame {
+                Some(Ok(message)) => {
+                    if message == Message::Verack {
+                        framed.codec_mut().inner.set_handshake_complete();
+                    }
+                    if ctx.events.send(PeerEvent::Received { peer, message }).await.is_err() {
+                        break "node shutting down".to_string();
+                    }
+                }
+                Some(Err(WireError::Io(e))) => break format!("read error: {e}"),
+                Some(Err(error)) => {
+                    // The stream cannot be resynchronised: stop reading, let the service
+                    // decide (score, REJECT), and wait for its stop.
+                    let _ = ctx.events.send(PeerEvent::Broken { peer, error }).await;
+                    let grace = tokio::time::sleep(DRAIN_TIMEOUT);
+                    tokio::pin!(grace);
+                    tokio::select! {
+                        _ = stop.cancelled() => drain(&mut framed, &mut outbox).await,
+                        _ = &mut grace => {}
+                    }
+                    break "protocol error".to_string();
+                }
+                None => break "closed by peer".to_string(),
+            },
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, framed.close()).await;
+    let _ = ctx.events.send(PeerEvent::Closed { peer, reason }).await;
+}
+
+/// Writes `first` and whatever else is already queued, then flushes, within WRITE_TIMEOUT.
+async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, CountingCodec>,
+    outbox: &mut mpsc::Receiver<Message>,
+    first: Message,
+) -> Result<(), String> {
+    let write = async {
+        framed.feed(first).await?;
+        for _ in 0..64 {
+            match outbox.try_recv() {
+                Ok(message) => framed.feed(message).await?,
+                Err(_) => break,
+            }
+        }
+        framed.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write error: {e}")),
+        Err(_) => Err("write timed out".to_string()),
+    }
+}
+
+/// Sends what is queued, briefly, before closing.
+async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S, CountingCodec>,
+    outbox: &mut mpsc::Receiver<Message>,
+) {
+    let work = async {
+        while let Ok(message) = outbox.try_recv() {
+            framed.feed(message).await?;
+        }
+        framed.flush().await
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, work).await;
+}

@@ -1,0 +1,602 @@
+//! The network service: one task that owns the protocol `Core`, feeds it peer events, the
+//! clock and RPC commands, and carries out its outputs (send, dial, disconnect).
+//!
+//! Owns the listener, the registry of live peer tasks, DNS seed resolution and persistence of
+//! the peer store. It never blocks on a peer: sends go into bounded outboxes with `try_send`,
+//! and a full outbox stops that peer.
+
+use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
+use super::store::PeerStore;
+use super::tls::TlsIdentity;
+use crate::config::PeerSpec;
+use crate::protocol::bans::BanTarget;
+use crate::protocol::{
+    AddedNodeSnapshot, CommandError, Core, DisconnectReason, Output, PeerId, PeerSnapshot,
+};
+use crate::rpc::server::PeerCounts;
+use crate::types::NetworkMagic;
+use crate::wire::Message;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Peer events waiting for the service; peer tasks wait when it is full (backpressure).
+pub const EVENT_QUEUE: usize = 4096;
+/// RPC commands waiting for the service.
+pub const COMMAND_QUEUE: usize = 64;
+/// Inbound connections allowed in their TLS handshake at once; more are closed at accept.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// How long an RPC waits for the service to answer.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_secs(1);
+const PERSIST_EVERY: Duration = Duration::from_secs(60);
+
+/// Where to find more peers besides the address book.
+#[derive(Clone, Debug, Default)]
+pub struct Discovery {
+    /// DNS seed names with the port their nodes listen on.
+    pub dns_seeds: Vec<(String, u16)>,
+    /// The DNS server to ask; the system's resolver configuration when `None`.
+    pub dns_resolver: Option<SocketAddr>,
+    /// Nodes added to the address book at start.
+    pub bootstrap: Vec<PeerSpec>,
+}
+
+/// A peer as getpeerinfo shows it: protocol state plus I/O counters and TLS session.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub protocol: PeerSnapshot,
+    pub stats: PeerStats,
+    pub tls_version: String,
+    pub tls_cipher: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddNodeOp {
+    Add,
+    Remove,
+    OneTry,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BannedEntry {
+    pub address: String,
+    pub ban_created: u64,
+    pub banned_until: u64,
+    pub ban_duration: u64,
+    pub time_remaining: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KnownAddress {
+    pub time: u64,
+    pub services: u64,
+    pub address: String,
+    pub port: u16,
+    pub network: &'static str,
+}
+
+type Reply<T> = oneshot::Sender<T>;
+
+pub enum NetCommand {
+    PeerInfo(Reply<Vec<PeerInfo>>),
+    AddNode(PeerSpec, AddNodeOp, Reply<Result<(), CommandError>>),
+    AddedNodes(Reply<Vec<AddedNodeSnapshot>>),
+    Disconnect(
+        Option<PeerId>,
+        Option<SocketAddr>,
+        Reply<Result<(), CommandError>>,
+    ),
+    Ban(BanTarget, Option<u64>, Reply<()>),
+    Unban(BanTarget, Reply<bool>),
+    ListBanned(Reply<Vec<BannedEntry>>),
+    ClearBanned(Reply<()>),
+    NodeAddresses(usize, Reply<Vec<KnownAddress>>),
+    Ping(Reply<()>),
+}
+
+/// The RPC side's handle on the service.
+#[derive(Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<NetCommand>,
+    pub counts: Arc<PeerCounts>,
+    pub totals: Arc<Totals>,
+}
+
+/// Bytes of closed connections, so getnettotals counts them too.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub closed_sent: std::sync::atomic::AtomicU64,
+    pub closed_recv: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the network service is not answering")]
+pub struct ServiceGone;
+
+impl NetHandle {
+    pub async fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> NetCommand,
+    ) -> Result<T, ServiceGone> {
+        let (tx, rx) = oneshot::channel();
+        tokio::time::timeout(COMMAND_TIMEOUT, self.commands.send(make(tx)))
+            .await
+            .map_err(|_| ServiceGone)?
+            .map_err(|_| ServiceGone)?;
+        tokio::time::timeout(COMMAND_TIMEOUT, rx)
+            .await
+            .map_err(|_| ServiceGone)?
+            .map_err(|_| ServiceGone)
+    }
+}
+
+struct LivePeer {
+    outbox: mpsc::Sender<Message>,
+    stats: Arc<Mutex<PeerStats>>,
+    stop: CancellationToken,
+    tls_version: String,
+    tls_cipher: String,
+}
+
+pub struct NetService {
+    core: Core,
+    ctx: Arc<PeerContext>,
+    store: PeerStore,
+    discovery: Discovery,
+    events: mpsc::Receiver<PeerEvent>,
+    commands: mpsc::Receiver<NetCommand>,
+    live: HashMap<PeerId, LivePeer>,
+    tasks: JoinSet<()>,
+    next_peer: PeerId,
+    pending_handshakes: Arc<Semaphore>,
+    counts: Arc<PeerCounts>,
+    totals: Arc<Totals>,
+    seeds_tx: mpsc::Sender<Vec<SocketAddr>>,
+    seeds_rx: mpsc::Receiver<Vec<SocketAddr>>,
+}
+
+impl NetService {
+    /// Builds the service. `manual` are --addnode/--connect peers.
+    pub fn new(
+        magic: NetworkMagic,
+        tls: TlsIdentity,
+        mut core: Core,
+        store: PeerStore,
+        manual: Vec<PeerSpec>,
+        discovery: Discovery,
+        counts: Arc<PeerCounts>,
+    ) -> (NetService, NetHandle) {
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (seeds_tx, seeds_rx) = mpsc::channel(4);
+        let now = unix_millis();
+        for spec in manual {
+            let learned = store.learned_identity(&spec.to_string());
+            if let Err(e) = core.add_manual(spec, learned, now) {
+                tracing::warn!(error = %e, "ignoring a repeated peer");
+            }
+        }
+        for spec in &discovery.bootstrap {
+            if let Ok(ip) = spec.host.parse::<IpAddr>() {
+                let addr = SocketAddr::new(ip, spec.port);
+                core.discovered(&[addr], addr, now);
+            }
+        }
+        let totals = Arc::new(Totals::default());
+        let handle = NetHandle {
+            commands: commands_tx,
+            counts: counts.clone(),
+            totals: totals.clone(),
+        };
+        let service = NetService {
+            core,
+            ctx: Arc::new(PeerContext {
+                magic,
+                tls,
+                events: events_tx,
+            }),
+            store,
+            discovery,
+            events,
+            commands,
+            live: HashMap::new(),
+            tasks: JoinSet::new(),
+            next_peer: 1,
+            pending_handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            counts,
+            totals,
+            seeds_tx,
+            seeds_rx,
+        };
+        (service, handle)
+    }
+
+    /// Runs until `shutdown`, then stops every peer and saves the peer store.
+    pub async fn run(mut self, listener: Option<TcpListener>, shutdown: CancellationToken) {
+        self.resolve_bootstrap_hosts();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut persist = tokio::time::interval(PERSIST_EVERY);
+        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = accept(listener.as_ref()) => self.on_accept(accepted),
+                Some(event) = self.events.recv() => self.on_event(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                Some(addrs) = self.seeds_rx.recv() => {
+                    let source = SocketAddr::from(([0, 0, 0, 0], 0));
+                    let added = self.core.discovered(&addrs, source, unix_millis());
+                    tracing::info!(found = addrs.len(), added, "DNS seeds answered");
+                }
+                _ = tick.tick() => self.core.tick(unix_millis()),
+                _ = persist.tick() => self.persist(false),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            self.execute();
+            self.publish_counts();
+        }
+        for peer in self.live.values() {
+            peer.stop.cancel();
+        }
+        // Give peers their drain time to send what is queued, then stop them outright.
+        let _ = tokio::time::timeout(peer::DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        self.persist(true);
+    }
+
+    fn on_accept(&mut self, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+        let (tcp, addr) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                return;
+            }
+        };
+        if let Err(reason) = self.core.admit_inbound(addr, unix_millis()) {
+            tracing::debug!(%addr, %reason, "inbound connection refused");
+            return;
+        }
+        let Ok(permit) = self.pending_handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "inbound connection refused: too many handshakes in progress");
+            return;
+        };
+        let peer = self.next_peer;
+        self.next_peer += 1;
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(async move {
+            // The permit covers the TLS handshake; the session runs without one.
+            let _permit = permit;
+            peer::run_inbound(peer, tcp, addr, ctx).await;
+        });
+    }
+
+    fn on_event(&mut self, event: PeerEvent) {
+        let now = unix_millis();
+        match event {
+            PeerEvent::Connected {
+                peer,
+                addr,
+                dial,
+                node_id,
+                tls_version,
+                tls_cipher,
+                outbox,
+                stats,
+                stop,
+            } => {
+                tracing::info!(peer, %addr, %node_id, inbound = dial.is_none(), "peer connected");
+                self.live.insert(
+                    peer,
+                    LivePeer {
+                        outbox,
+                        stats,
+                        stop,
+                        tls_version,
+                        tls_cipher,
+                    },
+                );
+                self.core.connected(peer, addr, dial, node_id, now);
+            }
+            PeerEvent::Received { peer, message } => self.core.received(peer, message, now),
+            PeerEvent::Broken { peer, error } => {
+                tracing::info!(peer, %error, "peer broke the protocol");
+                self.core.broken(peer, &error, now);
+            }
+            PeerEvent::Closed { peer, reason } => {
+                if let Some(live) = self.live.remove(&peer) {
+                    let stats = live.stats.lock().expect("stats lock").clone();
+                    self.totals
+                        .closed_sent
+                        .fetch_add(stats.bytes_sent, Ordering::Relaxed);
+                    self.totals
+                        .closed_recv
+                        .fetch_add(stats.bytes_recv, Ordering::Relaxed);
+                    tracing::info!(peer, %reason, "peer disconnected");
+                }
+                self.core.disconnected(peer, now);
+            }
+            PeerEvent::DialFailed {
+                dial,
+                target,
+                error,
+            } => {
+                tracing::debug!(%target, %error, "dial failed");
+                self.core.dial_failed(dial, now);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: NetCommand) {
+        let now = unix_millis();
+        match command {
+            NetCommand::PeerInfo(reply) => {
+                let infos = self
+                    .core
+                    .peers()
+                    .filter_map(|p| {
+                        let live = self.live.get(&p.id)?;
+                        Some(PeerInfo {
+                            stats: live.stats.lock().expect("stats lock").clone(),
+                            tls_version: live.tls_version.clone(),
+                            tls_cipher: live.tls_cipher.clone(),
+                            protocol: p,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(infos);
+            }
+            NetCommand::AddNode(spec, op, reply) => {
+                let result = match op {
+                    AddNodeOp::Add => {
+                        let learned = self.store.learned_identity(&spec.to_string());
+                        self.core.add_manual(spec, learned, now)
+                    }
+                    AddNodeOp::Remove => self.core.remove_manual(&spec),
+                    AddNodeOp::OneTry => {
+                        self.core.one_try(spec, now);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            NetCommand::AddedNodes(reply) => {
+                let _ = reply.send(self.core.added_nodes());
+            }
+            NetCommand::Disconnect(id, addr, reply) => {
+                let _ = reply.send(self.core.disconnect_matching(id, addr));
+            }
+            NetCommand::Ban(target, seconds, reply) => {
+                let duration = seconds
+                    .map(|s| s.saturating_mul(1000))
+                    .unwrap_or(self.core.config().ban_duration_ms);
+                self.core.ban(target, now, duration, "manually added");
+                let _ = reply.send(());
+            }
+            NetCommand::Unban(target, reply) => {
+                let _ = reply.send(self.core.bans_mut().unban(&target));
+            }
+            NetCommand::ListBanned(reply) => {
+                let list = self
+                    .core
+                    .bans()
+                    .iter()
+                    .filter(|(_, e)| e.until_ms > now)
+                    .map(|(t, e)| BannedEntry {
+                        address: t.to_string(),
+                        ban_created: e.created_ms / 1000,
+                        banned_until: e.until_ms / 1000,
+                        ban_duration: (e.until_ms - e.created_ms) / 1000,
+                        time_remaining: (e.until_ms - now) / 1000,
+                        reason: e.reason.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            NetCommand::ClearBanned(reply) => {
+                self.core.bans_mut().clear();
+                let _ = reply.send(());
+            }
+            NetCommand::NodeAddresses(count, reply) => {
+                let mut rng = rand::thread_rng();
+                let list = self
+                    .core
+                    .addrman()
+                    .sample(&mut rng, now / 1000, count)
+                    .into_iter()
+                    .map(|e| {
+                        let a = e.socket_addr();
+                        KnownAddress {
+                            time: e.last_seen,
+                            services: e.services,
+                            address: a.ip().to_string(),
+                            port: a.port(),
+                            network: if a.is_ipv4() { "ipv4" } else { "ipv6" },
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            NetCommand::Ping(reply) => {
+                self.core.ping_all(now);
+                let _ = reply.send(());
+            }
+        }
+        if self.core.bans_mut().take_dirty() {
+            self.save_bans();
+        }
+    }
+
+    /// Carries out what the core decided.
+    fn execute(&mut self) {
+        for output in self.core.drain_outputs() {
+            match output {
+                Output::Send(peer, message) => {
+                    let Some(live) = self.live.get(&peer) else {
+                        continue;
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(_)) = live.outbox.try_send(message) {
+                        tracing::info!(peer, reason = %DisconnectReason::SlowPeer, "stopping peer");
+                        live.stop.cancel();
+                    }
+                }
+                Output::Disconnect(peer, reason) => {
+                    tracing::info!(peer, %reason, "disconnecting peer");
+                    if let Some(live) = self.live.get(&peer) {
+                        live.stop.cancel();
+                    }
+                }
+                Output::Dial {
+                    dial,
+                    target,
+                    expected,
+                } => {
+                    let peer = self.next_peer;
+                    self.next_peer += 1;
+                    let ctx = self.ctx.clone();
+                    self.tasks
+                        .spawn(peer::run_outbound(peer, dial, target, expected, ctx));
+                }
+                Output::ResolveSeeds => self.resolve_seeds(),
+                Output::LearnedIdentity { peer, node_id } => {
+                    tracing::info!(%peer, %node_id, "remembering the identity of an added node");
+                    if let Err(e) = self.store.remember_identity(&peer, &node_id) {
+                        tracing::warn!(error = %e, "cannot store a learned identity");
+                    }
+                }
+            }
+        }
+        if self.core.bans_mut().take_dirty() {
+            self.save_bans();
+        }
+    }
+
+    fn publish_counts(&self) {
+        self.counts
+            .inbound
+            .store(self.core.inbound_count(), Ordering::Relaxed);
+        self.counts
+            .outbound
+            .store(self.core.outbound_count(), Ordering::Relaxed);
+    }
+
+    fn save_bans(&self) {
+        if let Err(e) = self.store.save_bans(self.core.bans()) {
+            tracing::warn!(error = %e, "cannot save the ban list");
+        }
+    }
+
+    fn persist(&mut self, force: bool) {
+        if self.core.addrman_mut().take_dirty() || force {
+            if let Err(e) = self.store.save_addrman(self.core.addrman()) {
+                tracing::warn!(error = %e, "cannot save the address book");
+            }
+        }
+        if force {
+            self.save_bans();
+            if let Err(e) = self.store.flush() {
+                tracing::warn!(error = %e, "cannot flush the peer store");
+            }
+        }
+    }
+
+    fn resolve_seeds(&mut self) {
+        if self.discovery.dns_seeds.is_empty() {
+            return;
+        }
+        let seeds = self.discovery.dns_seeds.clone();
+        let resolver_addr = self.discovery.dns_resolver;
+        let tx = self.seeds_tx.clone();
+        self.tasks.spawn(async move {
+            let found = resolve_dns_seeds(&seeds, resolver_addr).await;
+            let _ = tx.send(found).await;
+        });
+    }
+
+    /// Bootstrap nodes given by name are resolved once, in the background.
+    fn resolve_bootstrap_hosts(&mut self) {
+        let named: Vec<(String, u16)> = self
+            .discovery
+            .bootstrap
+            .iter()
+            .filter(|s| s.host.parse::<IpAddr>().is_err())
+            .map(|s| (s.host.clone(), s.port))
+            .collect();
+        if named.is_empty() {
+            return;
+        }
+        let tx = self.seeds_tx.clone();
+        self.tasks.spawn(async move {
+            let mut found = Vec::new();
+            for (host, port) in named {
+                let lookup = tokio::net::lookup_host((host.as_str(), port));
+                if let Ok(Ok(addrs)) = tokio::time::timeout(peer::CONNECT_TIMEOUT, lookup).await {
+                    found.extend(addrs);
+                }
+            }
+            let _ = tx.send(found).await;
+        });
+    }
+}
+
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks DNS for the A/AAAA records of each seed; each address gets the seed's port.
+pub async fn resolve_dns_seeds(
+    seeds: &[(String, u16)],
+    resolver_addr: Option<SocketAddr>,
+) -> Vec<SocketAddr> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::Resolver;
+
+    let builder = match resolver_addr {
+        Some(addr) => Resolver::builder_with_config(
+            ResolverConfig::from_parts(
+                None,
+                vec![],
+                NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
+            ),
+            TokioConnectionProvider::default(),
+        ),
+        None => match Resolver::builder_tokio() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system DNS configuration; DNS seeds skipped");
+                return Vec::new();
+            }
+        },
+    };
+    let mut builder = builder;
+    builder.options_mut().timeout = Duration::from_secs(5);
+    builder.options_mut().attempts = 2;
+    let resolver = builder.build();
+    let mut found = Vec::new();
+    for (name, port) in seeds {
+        match tokio::time::timeout(Duration::from_secs(15), resolver.lookup_ip(name.as_str())).await
+        {
+            Ok(Ok(ips)) => found.extend(ips.iter().take(256).map(|ip| SocketAddr::new(ip, *port))),
+            Ok(Err(e)) => tracing::warn!(seed = %name, error = %e, "DNS seed lookup failed"),
+            Err(_) => tracing::warn!(seed = %name, "DNS seed lookup timed out"),
+        }
+    }
+    found
+}

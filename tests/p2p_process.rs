@@ -1,0 +1,280 @@
+//! Real nodes on 127.0.0.1 connected over TLS 1.3, driven over JSON-RPC as a user would.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use common::*;
+use noded::params::REGTEST;
+use noded::wire::Message;
+use peer::TestPeer;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn p2p_addr(node: &TestNode) -> SocketAddr {
+    node.getinfo()["p2p_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn peers(node: &TestNode) -> Vec<Value> {
+    node.rpc("getpeers", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn ready_peers(node: &TestNode) -> Vec<Value> {
+    peers(node)
+        .into_iter()
+        .filter(|p| p["handshake_complete"] == true)
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn two_nodes_connect_with_addnode_over_tls13_and_list_each_other() {
+    let a = TestNode::start(&[]);
+    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
+    wait_until(DEADLINE, "both sides to complete the handshake", || {
+        ready_peers(&a).len() == 1 && ready_peers(&b).len() == 1
+    });
+    let (a_id, b_id) = (a.getinfo()["nodeid"].clone(), b.getinfo()["nodeid"].clone());
+    let from_a = &ready_peers(&a)[0];
+    let from_b = &ready_peers(&b)[0];
+    assert_eq!(from_a["nodeid"], b_id);
+    assert_eq!(from_b["nodeid"], a_id);
+    assert_eq!(from_a["tls_version"], "TLSv1.3");
+    assert_eq!(from_b["tls_version"], "TLSv1.3");
+    assert_eq!(from_a["inbound"], true);
+    assert_eq!(from_b["connection_type"], "manual");
+
+    let info = b.rpc("getpeerinfo", json!([])).unwrap();
+    let p = &info[0];
+    for field in [
+        "id",
+        "nodeid",
+        "addr",
+        "inbound",
+        "connection_type",
+        "version",
+        "subver",
+        "services",
+        "startingheight",
+        "synced_headers",
+        "synced_blocks",
+        "conntime",
+        "lastsend",
+        "lastrecv",
+        "bytessent",
+        "bytesrecv",
+        "bytessent_per_msg",
+        "bytesrecv_per_msg",
+        "pingtime",
+        "minping",
+        "banscore",
+        "tls_version",
+        "tls_cipher",
+    ] {
+        assert!(p.get(field).is_some(), "getpeerinfo lacks {field}: {p}");
+    }
+    assert!(p["bytessent_per_msg"]["version"].as_u64().unwrap() > 24);
+    assert!(p["bytesrecv_per_msg"]["verack"].as_u64().unwrap() == 24);
+    assert!(p["tls_cipher"].as_str().unwrap().starts_with("TLS13_"));
+
+    // `ping` measures a round trip.
+    b.rpc("ping", json!([])).unwrap();
+    wait_until(DEADLINE, "a ping time", || {
+        !b.rpc("getpeerinfo", json!([])).unwrap()[0]["pingtime"].is_null()
+    });
+    let info = b.getinfo();
+    assert_eq!(
+        (info["connections"].clone(), info["connections_out"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(a.getinfo()["connections_in"], 1);
+    assert_eq!(b.rpc("getconnectioncount", json!([])).unwrap(), 1);
+    let added = b.rpc("getaddednodeinfo", json!([])).unwrap();
+    assert_eq!(added[0]["connected"], true);
+    assert_eq!(
+        added[0]["nodeid"], a_id,
+        "trust on first use remembers the id"
+    );
+    let totals = b.rpc("getnettotals", json!([])).unwrap();
+    assert!(totals["totalbytessent"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_pinned_node_id_that_does_not_match_is_refused() {
+    let a = TestNode::start(&[]);
+    let addr = p2p_addr(&a);
+    let wrong = "ab".repeat(32);
+    let c = TestNode::start(&["--addnode", &format!("{wrong}@{addr}")]);
+    wait_until(DEADLINE, "a refused connection attempt", || {
+        let entry = &c.rpc("getaddednodeinfo", json!([])).unwrap()[0];
+        entry["last_attempt"].as_u64().unwrap() > 0 && entry["connected"] == false
+    });
+    assert!(
+        peers(&a).is_empty(),
+        "A accepted nothing from the mis-pinned dial"
+    );
+    // The right id connects (positive control), the wrong one never does.
+    let right = a.getinfo()["nodeid"].as_str().unwrap().to_string();
+    c.rpc("addnode", json!([format!("{right}@{addr}"), "add"]))
+        .unwrap();
+    wait_until(DEADLINE, "the correctly pinned connection", || {
+        ready_peers(&c).len() == 1
+    });
+    let peers = ready_peers(&c);
+    assert_eq!(peers[0]["nodeid"], right);
+    let added = c.rpc("getaddednodeinfo", json!([])).unwrap();
+    let wrong_entry = added
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["addednode"].as_str().unwrap().starts_with(&wrong))
+        .unwrap();
+    assert_eq!(wrong_entry["connected"], false);
+    assert!(wrong_entry["nodeid"].as_str() == Some(wrong.as_str()));
+}
+
+#[test]
+fn a_plaintext_client_gets_no_protocol() {
+    let a = TestNode::start(&[]);
+    let addr = p2p_addr(&a);
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // A well-formed plaintext VERACK frame: the node must not treat it as protocol.
+    let frame = noded::wire::frame_bytes(REGTEST.magic, &Message::Verack).unwrap();
+    s.write_all(&frame).unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap_or(0);
+    // At most a TLS alert record (content type 21), never a noded frame.
+    assert!(n == 0 || buf[0] == 21, "got {:02x?}", &buf[..n]);
+    assert!(peers(&a).is_empty());
+}
+
+#[test]
+fn a_malformed_frame_gets_the_peer_banned_and_the_ban_survives_restart() {
+    let a = TestNode::start(&[]);
+    let addr = p2p_addr(&a);
+    let rt = runtime();
+    let peer_id = rt.block_on(async {
+        let mut p = TestPeer::connect(addr, REGTEST.magic).await.unwrap();
+        p.handshake().await;
+        // A frame with a bad checksum.
+        let mut frame = noded::wire::frame_bytes(REGTEST.magic, &Message::Ping(7)).unwrap();
+        frame[20] ^= 0xff;
+        use tokio::io::AsyncWriteExt;
+        p.framed.get_mut().write_all(&frame).await.unwrap();
+        p.framed.get_mut().flush().await.unwrap();
+        p.until_closed().await;
+        p.node_id.to_string()
+    });
+    wait_until(DEADLINE, "the ban", || {
+        a.rpc("listbanned", json!([]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    });
+    let banned: Vec<String> = a
+        .rpc("listbanned", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(banned.contains(&"127.0.0.1".to_string()), "{banned:?}");
+    assert!(banned.contains(&peer_id), "{banned:?}");
+
+    // While banned, a new connection from 127.0.0.1 is refused before TLS completes.
+    let refused = rt.block_on(async { TestPeer::connect(addr, REGTEST.magic).await.is_err() });
+    assert!(refused);
+
+    // Restart: the ban list (and the address book) come back from the datadir.
+    let datadir = a.datadir.clone();
+    let mut a = a;
+    a.stop();
+    let a2 = TestNode::start_in(&datadir, &[], |_| {});
+    let after: Vec<Value> = a2
+        .rpc("listbanned", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(after.len(), 2);
+    a2.rpc("setban", json!(["127.0.0.1", "remove"])).unwrap();
+    a2.rpc("clearbanned", json!([])).unwrap();
+    assert!(a2
+        .rpc("listbanned", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    drop(a);
+}
+
+#[test]
+fn the_address_book_survives_a_restart() {
+    let a = TestNode::start(&[]);
+    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
+    let b_listen = p2p_addr(&b);
+    // B advertises its listen address to A after the handshake.
+    let knows_b = |node: &TestNode| {
+        node.rpc("getnodeaddresses", json!([100]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["port"] == b_listen.port() && e["address"] == b_listen.ip().to_string())
+    };
+    wait_until(DEADLINE, "A to learn B's address", || knows_b(&a));
+    let datadir = a.datadir.clone();
+    let mut a = a;
+    a.stop();
+    let a2 = TestNode::start_in(&datadir, &["--nolisten"], |_| {});
+    assert!(knows_b(&a2), "the address book was reloaded");
+    drop(a);
+}
+
+#[test]
+fn setban_by_node_id_disconnects_and_disconnectnode_works() {
+    let a = TestNode::start(&[]);
+    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
+    wait_until(DEADLINE, "connection", || ready_peers(&a).len() == 1);
+    let b_id = b.getinfo()["nodeid"].as_str().unwrap().to_string();
+    let peer_id = ready_peers(&a)[0]["id"].as_u64().unwrap();
+    a.rpc("disconnectnode", json!(["", peer_id])).unwrap();
+    // B reconnects (it is an added node); then A bans it by node id.
+    wait_until(DEADLINE, "reconnection", || {
+        ready_peers(&a)
+            .iter()
+            .any(|p| p["id"].as_u64() != Some(peer_id))
+    });
+    a.rpc("setban", json!([b_id, "add", 600])).unwrap();
+    wait_until(DEADLINE, "the banned node to be gone", || {
+        peers(&a).is_empty()
+    });
+    let bans = a.rpc("listbanned", json!([])).unwrap();
+    assert_eq!(bans[0]["address"], b_id);
+    assert!(bans[0]["time_remaining"].as_u64().unwrap() <= 600);
+    match a.rpc("setban", json!(["not-an-ip", "add"])) {
+        Err(noded::rpc::client::ClientError::Rpc { code, .. }) => assert_eq!(code, -8),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,615 @@
+//! Simulation tests of the pure protocol core: cores wired in memory, a manual clock, no
+//! sockets. Each timeout and limit is driven by advancing the clock.
+
+use noded::config::PeerSpec;
+use noded::encoding::{BoundedString, BoundedVec};
+use noded::protocol::addrman::AddrMan;
+use noded::protocol::bans::{BanList, BanTarget, Misbehaviour};
+use noded::protocol::{Core, CoreConfig, DisconnectReason, Output};
+use noded::types::NodeId;
+use noded::wire::{Message, NetAddress, TimestampedAddress, Version};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn node_id(n: u32) -> NodeId {
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&n.to_le_bytes());
+    id[31] = 0xaa;
+    NodeId(id)
+}
+
+fn config(n: u32) -> CoreConfig {
+    let mut cfg = CoreConfig::new(node_id(n));
+    cfg.rng_seed = n as u64;
+    cfg
+}
+
+fn core(n: u32) -> Core {
+    Core::new(config(n), AddrMan::new([n as u8; 32]), BanList::default())
+}
+
+fn version_from(id: NodeId, nonce: u64, protocol_version: u32) -> Message {
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    Message::Version(Version {
+        protocol_version,
+        services: 1,
+        timestamp: (T0 / 1000) as i64,
+        receiver: NetAddress::new(addr, 0),
+        sender: NetAddress::new(addr, 1),
+        nonce,
+        user_agent: BoundedString::truncating("/test/"),
+        best_height: 0,
+        node_id: id,
+        relay: true,
+    })
+}
+
+fn disconnects(out: &[Output]) -> Vec<(u64, DisconnectReason)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Disconnect(p, r) => Some((*p, r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent(out: &[Output], peer: u64) -> Vec<Message> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(p, m) if *p == peer => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// An inbound peer that completes the handshake with `core`.
+fn handshake_inbound(core: &mut Core, peer: u64, from: SocketAddr, id: NodeId, now: u64) {
+    core.connected(peer, from, None, id, now);
+    core.received(peer, version_from(id, peer, 1), now);
+    core.received(peer, Message::Verack, now);
+    let out = core.drain_outputs();
+    assert!(disconnects(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn inbound_handshake_replies_version_then_verack() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    assert!(
+        c.drain_outputs().is_empty(),
+        "inbound waits for the peer's VERSION"
+    );
+    c.received(7, version_from(node_id(2), 99, 1), T0);
+    let out = c.drain_outputs();
+    let msgs = sent(&out, 7);
+    assert!(matches!(msgs[0], Message::Version(_)));
+    assert_eq!(msgs[1], Message::Verack);
+    c.received(7, Message::Verack, T0);
+    assert!(c.peers().next().unwrap().handshake_complete);
+}
+
+#[test]
+fn anything_but_version_first_is_misbehaviour() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    c.received(7, Message::Ping(1), T0);
+    let d = disconnects(&c.drain_outputs());
+    assert_eq!(
+        d,
+        vec![(
+            7,
+            DisconnectReason::Misbehaviour(Misbehaviour::ProtocolOrder)
+        )]
+    );
+    assert_eq!(c.peers().next().unwrap().banscore, 10);
+}
+
+#[test]
+fn only_handshake_messages_before_verack() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    c.received(7, version_from(node_id(2), 5, 1), T0);
+    c.drain_outputs();
+    c.received(7, Message::GetAddr, T0);
+    assert_eq!(disconnects(&c.drain_outputs()).len(), 1);
+}
+
+#[test]
+fn handshake_times_out_after_60_seconds() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    c.tick(T0 + 59_999);
+    assert!(disconnects(&c.drain_outputs()).is_empty());
+    c.tick(T0 + 60_000);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(7, DisconnectReason::HandshakeTimeout)]
+    );
+}
+
+#[test]
+fn ping_every_two_minutes_measures_rtt_and_an_unanswered_ping_disconnects() {
+    let mut c = core(1);
+    handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
+    c.tick(T0 + 119_000);
+    assert!(sent(&c.drain_outputs(), 7).is_empty());
+    c.tick(T0 + 120_000);
+    let nonce = match sent(&c.drain_outputs(), 7).as_slice() {
+        [Message::Ping(n)] => *n,
+        other => panic!("{other:?}"),
+    };
+    c.received(7, Message::Pong(nonce), T0 + 120_042);
+    let p = c.peers().next().unwrap();
+    assert_eq!(p.ping_ms, Some(42));
+    assert_eq!(p.minping_ms, Some(42));
+
+    // Next ping goes unanswered; other traffic keeps the peer from being inactive.
+    c.tick(T0 + 240_042);
+    assert!(matches!(
+        sent(&c.drain_outputs(), 7).as_slice(),
+        [Message::Ping(_)]
+    ));
+    let mut t = T0 + 240_042;
+    while t + 60_000 < T0 + 240_042 + 20 * 60_000 {
+        t += 60_000;
+        c.received(7, Message::GetAddr, t);
+        c.tick(t);
+        assert!(disconnects(&c.drain_outputs()).is_empty(), "at {t}");
+    }
+    c.tick(T0 + 240_042 + 20 * 60_000);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(7, DisconnectReason::PingTimeout)]
+    );
+}
+
+#[test]
+fn twenty_minutes_of_silence_disconnects() {
+    let mut cfg = config(1);
+    cfg.ping_interval_ms = u64::MAX / 2; // isolate the inactivity rule from the ping rule
+    let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+    handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
+    c.tick(T0 + 20 * 60_000 - 1);
+    assert!(disconnects(&c.drain_outputs()).is_empty());
+    c.tick(T0 + 20 * 60_000);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(7, DisconnectReason::Inactivity)]
+    );
+}
+
+#[test]
+fn self_connection_is_detected_by_node_id_and_by_nonce() {
+    let mut c = core(1);
+    c.connected(1, addr("10.0.0.2:5000"), None, node_id(1), T0);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(1, DisconnectReason::SelfConnection)]
+    );
+
+    // By nonce: our outbound VERSION comes back to us on an inbound connection.
+    c.one_try(PeerSpec::parse("10.0.0.3:8333").unwrap(), T0);
+    let dial = match c.drain_outputs().as_slice() {
+        [Output::Dial { dial, .. }] => *dial,
+        other => panic!("{other:?}"),
+    };
+    c.connected(2, addr("10.0.0.3:8333"), Some(dial), node_id(3), T0);
+    let nonce = match sent(&c.drain_outputs(), 2).as_slice() {
+        [Message::Version(v)] => v.nonce,
+        other => panic!("{other:?}"),
+    };
+    c.connected(3, addr("10.0.0.4:6000"), None, node_id(4), T0);
+    c.received(3, version_from(node_id(4), nonce, 1), T0);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(3, DisconnectReason::SelfConnection)]
+    );
+}
+
+#[test]
+fn a_second_connection_to_the_same_node_id_is_collapsed() {
+    let mut c = core(1);
+    handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
+    c.connected(8, addr("10.0.0.9:5001"), None, node_id(2), T0);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(8, DisconnectReason::DuplicateNodeId)]
+    );
+}
+
+#[test]
+fn an_obsolete_version_gets_a_reject_and_a_disconnect() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    c.received(7, version_from(node_id(2), 5, 0), T0);
+    let out = c.drain_outputs();
+    match sent(&out, 7).as_slice() {
+        [Message::Reject(r)] => assert_eq!(r.code, 0x11),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        disconnects(&out),
+        vec![(7, DisconnectReason::ObsoleteVersion(0))]
+    );
+}
+
+#[test]
+fn a_version_whose_node_id_is_not_the_tls_identity_is_refused() {
+    let mut c = core(1);
+    c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
+    c.received(7, version_from(node_id(3), 5, 1), T0);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(7, DisconnectReason::NodeIdMismatch)]
+    );
+}
+
+#[test]
+fn inbound_limit_evicts_and_protects_outbound() {
+    let mut c = core(1);
+    // Two outbound peers first.
+    for (i, a) in ["20.0.0.1:8333", "21.0.0.1:8333"].iter().enumerate() {
+        c.one_try(PeerSpec::parse(a).unwrap(), T0);
+        let dial = match c.drain_outputs().as_slice() {
+            [Output::Dial { dial, .. }] => *dial,
+            other => panic!("{other:?}"),
+        };
+        c.connected(
+            1000 + i as u64,
+            addr(a),
+            Some(dial),
+            node_id(1000 + i as u32),
+            T0,
+        );
+        c.drain_outputs();
+    }
+    let mut evicted = 0;
+    let mut refused = 0;
+    for i in 0..130u32 {
+        let from = addr(&format!("30.{}.{}.1:4000", i / 200, i % 200));
+        let now = T0 + i as u64;
+        if c.admit_inbound(from, now).is_err() {
+            refused += 1;
+            continue;
+        }
+        c.connected(i as u64, from, None, node_id(5000 + i), now);
+        for (peer, reason) in disconnects(&c.drain_outputs()) {
+            assert!(peer < 1000, "an outbound peer was dropped: {reason}");
+            if reason == DisconnectReason::Evicted {
+                evicted += 1;
+            }
+            c.disconnected(peer, now);
+        }
+    }
+    assert_eq!(refused, 0);
+    assert_eq!(c.inbound_count(), 117);
+    assert_eq!(evicted, 130 - 117);
+    assert_eq!(c.outbound_count(), 2);
+}
+
+#[test]
+fn inbound_connections_per_ip_are_capped() {
+    let mut c = core(1);
+    let from = addr("40.0.0.1:1");
+    for i in 0..16u64 {
+        assert!(c.admit_inbound(from, T0).is_ok());
+        c.connected(
+            i,
+            SocketAddr::new(from.ip(), 1000 + i as u16),
+            None,
+            node_id(100 + i as u32),
+            T0,
+        );
+    }
+    assert_eq!(
+        c.admit_inbound(from, T0),
+        Err(DisconnectReason::TooManyFromIp)
+    );
+    assert!(c.admit_inbound(addr("40.0.0.2:1"), T0).is_ok());
+}
+
+#[test]
+fn misbehaviour_bans_ip_and_node_id_until_expiry() {
+    let mut cfg = config(1);
+    cfg.ban_duration_ms = 3_600_000;
+    let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+    let from = addr("50.0.0.1:4000");
+    handshake_inbound(&mut c, 7, from, node_id(2), T0);
+    for _ in 0..4 {
+        c.received(
+            7,
+            Message::Tx(noded::types::Transaction::Coinbase(
+                noded::types::Coinbase {
+                    height: 1,
+                    to: noded::types::Address([0; 20]),
+                    amount: noded::types::Amount(1),
+                },
+            )),
+            T0,
+        );
+    }
+    assert!(
+        disconnects(&c.drain_outputs()).is_empty(),
+        "score 80 is below the threshold"
+    );
+    c.received(7, Message::Headers(BoundedVec::default()), T0);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(7, DisconnectReason::Misbehaviour(Misbehaviour::Unrequested))]
+    );
+    c.disconnected(7, T0);
+    assert_eq!(c.admit_inbound(from, T0 + 1), Err(DisconnectReason::Banned));
+    assert!(c.bans().is_banned(&BanTarget::Node(node_id(2)), T0 + 1));
+    // The same node from another IP is refused by node id.
+    c.connected(8, addr("51.0.0.1:1"), None, node_id(2), T0 + 2);
+    assert_eq!(
+        disconnects(&c.drain_outputs()),
+        vec![(8, DisconnectReason::Banned)]
+    );
+    c.disconnected(8, T0 + 2);
+    c.tick(T0 + 3_600_000);
+    assert!(
+        c.admit_inbound(from, T0 + 3_600_000).is_ok(),
+        "the ban expired"
+    );
+    assert!(c.bans().is_empty());
+}
+
+#[test]
+fn manual_peers_are_never_banned() {
+    let mut c = core(1);
+    c.add_manual(PeerSpec::parse("60.0.0.1:8333").unwrap(), None, T0)
+        .unwrap();
+    let dial = match c.drain_outputs().as_slice() {
+        [Output::Dial { dial, .. }] => *dial,
+        other => panic!("{other:?}"),
+    };
+    c.connected(1, addr("60.0.0.1:8333"), Some(dial), node_id(2), T0);
+    c.misbehaving(1, Misbehaviour::InvalidBlock, T0);
+    assert!(c.bans().is_empty());
+}
+
+#[test]
+fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
+    let mut c = core(1);
+    for i in 0..50u8 {
+        c.discovered(&[addr(&format!("70.{i}.0.1:8333"))], addr("1.1.1.1:53"), T0);
+    }
+    handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
+    c.received(7, Message::GetAddr, T0);
+    let first = sent(&c.drain_outputs(), 7);
+    match first.as_slice() {
+        [Message::Addr(list)] => assert_eq!(list.len(), 50),
+        other => panic!("{other:?}"),
+    }
+    c.received(7, Message::GetAddr, T0);
+    assert!(
+        sent(&c.drain_outputs(), 7).is_empty(),
+        "answered once per connection"
+    );
+
+    // An inbound peer starts with 10 tokens and earns 0.1 per second.
+    let flood: Vec<TimestampedAddress> = (0..1000u32)
+        .map(|i| TimestampedAddress {
+            time: T0 / 1000,
+            addr: NetAddress::new(addr(&format!("80.{}.{}.1:8333", i / 250, i % 250)), 1),
+        })
+        .collect();
+    let before = c.addrman().len();
+    c.received(
+        7,
+        Message::Addr(BoundedVec::new(flood.clone()).unwrap()),
+        T0,
+    );
+    assert!(c.addrman().len() - before <= 10);
+    let before = c.addrman().len();
+    c.received(
+        7,
+        Message::Addr(BoundedVec::new(flood).unwrap()),
+        T0 + 100_000,
+    );
+    assert!(c.addrman().len() - before <= 10, "100 s earn 10 tokens");
+}
+
+#[test]
+fn addnode_reconnects_with_exponential_backoff() {
+    let mut c = core(1);
+    c.add_manual(PeerSpec::parse("90.0.0.1:8333").unwrap(), None, T0)
+        .unwrap();
+    let mut t = T0;
+    let mut waits = Vec::new();
+    let mut last_dial_at = T0;
+    for _ in 0..5 {
+        let dial = loop {
+            c.tick(t);
+            if let Some(Output::Dial { dial, .. }) = c
+                .drain_outputs()
+                .into_iter()
+                .find(|o| matches!(o, Output::Dial { .. }))
+            {
+                break dial;
+            }
+            t += 100;
+        };
+        waits.push(t - last_dial_at);
+        last_dial_at = t;
+        c.dial_failed(dial, t);
+    }
+    assert_eq!(waits[0], 0);
+    assert!(
+        waits[1] >= 1_000 && waits[2] >= 2_000 && waits[3] >= 4_000 && waits[4] >= 8_000,
+        "{waits:?}"
+    );
+}
+
+/// An in-memory network of cores: dials reach whichever core listens on the address.
+struct Sim {
+    cores: Vec<Core>,
+    listen: Vec<SocketAddr>,
+    /// (core, peer id) → (other core, its peer id)
+    links: HashMap<(usize, u64), (usize, u64)>,
+    queue: VecDeque<(usize, u64, Message)>,
+    next_peer: u64,
+    now: u64,
+}
+
+impl Sim {
+    fn new(n: usize) -> Sim {
+        let mut cores = Vec::new();
+        let mut listen = Vec::new();
+        for i in 0..n {
+            let mut cfg = config(i as u32 + 1);
+            let a = addr(&format!("127.0.0.1:{}", 20_000 + i));
+            cfg.listen_port = Some(a.port());
+            cores.push(Core::new(
+                cfg,
+                AddrMan::new([i as u8; 32]),
+                BanList::default(),
+            ));
+            listen.push(a);
+        }
+        Sim {
+            cores,
+            listen,
+            links: HashMap::new(),
+            queue: VecDeque::new(),
+            next_peer: 1,
+            now: T0,
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.cores.len() {
+                for out in self.cores[i].drain_outputs() {
+                    progressed = true;
+                    self.apply(i, out);
+                }
+            }
+            while let Some((i, peer, msg)) = self.queue.pop_front() {
+                progressed = true;
+                self.cores[i].received(peer, msg, self.now);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, i: usize, out: Output) {
+        match out {
+            Output::Send(peer, msg) => {
+                if let Some(&(j, their)) = self.links.get(&(i, peer)) {
+                    self.queue.push_back((j, their, msg));
+                }
+            }
+            Output::Disconnect(peer, _) => {
+                if let Some((j, their)) = self.links.remove(&(i, peer)) {
+                    self.links.remove(&(j, their));
+                    self.cores[j].disconnected(their, self.now);
+                }
+                self.cores[i].disconnected(peer, self.now);
+            }
+            Output::Dial {
+                dial,
+                target,
+                expected,
+            } => {
+                let to: SocketAddr = format!("{target}").parse().unwrap();
+                let Some(j) = self.listen.iter().position(|a| *a == to) else {
+                    self.cores[i].dial_failed(dial, self.now);
+                    return;
+                };
+                let their_id = self.cores[j].config().our_node_id;
+                if expected.is_some_and(|e| e != their_id) {
+                    self.cores[i].dial_failed(dial, self.now);
+                    return;
+                }
+                let from = SocketAddr::new(self.listen[i].ip(), 40_000 + self.next_peer as u16);
+                if self.cores[j].admit_inbound(from, self.now).is_err() {
+                    self.cores[i].dial_failed(dial, self.now);
+                    return;
+                }
+                let (a, b) = (self.next_peer, self.next_peer + 1);
+                self.next_peer += 2;
+                self.links.insert((i, a), (j, b));
+                self.links.insert((j, b), (i, a));
+                let my_id = self.cores[i].config().our_node_id;
+                self.cores[j].connected(b, from, None, my_id, self.now);
+                self.cores[i].connected(a, to, Some(dial), their_id, self.now);
+            }
+            Output::ResolveSeeds | Output::LearnedIdentity { .. } => {}
+        }
+    }
+
+    fn run_for(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += 1_000;
+            for c in &mut self.cores {
+                c.tick(self.now);
+            }
+            self.pump();
+        }
+    }
+}
+
+#[test]
+fn nodes_find_each_other_through_addr_gossip() {
+    let mut sim = Sim::new(12);
+    // Every node knows only node 0, as from a bootstrap list.
+    for i in 1..12 {
+        let seed = sim.listen[0];
+        sim.cores[i].discovered(&[seed], addr("127.0.0.1:53"), sim.now);
+    }
+    sim.run_for(10 * 60_000);
+    for (i, c) in sim.cores.iter().enumerate() {
+        assert!(
+            c.addrman().len() >= 8,
+            "node {i} knows {} addresses",
+            c.addrman().len()
+        );
+        let peers = c.peers().filter(|p| p.handshake_complete).count();
+        assert!(peers >= 5, "node {i} has only {peers} peers");
+        let auto_out = c
+            .peers()
+            .filter(|p| p.connection_type == "outbound-full-relay")
+            .count();
+        assert!(auto_out <= 8, "node {i}: {auto_out} outbound");
+        // Node 0 is everyone's first contact: they all dialled it, and a second connection
+        // to a node id already connected is collapsed, so only the others fill outbound slots
+        // from what gossip taught them.
+        if i > 0 {
+            assert!(auto_out >= 3, "node {i} has only {auto_out} outbound peers");
+        }
+    }
+}
+
+#[test]
+fn addnode_peers_handshake_and_stay_connected_across_pings() {
+    let mut sim = Sim::new(2);
+    let spec = PeerSpec::parse(&sim.listen[1].to_string()).unwrap();
+    sim.cores[0].add_manual(spec, None, sim.now).unwrap();
+    sim.pump();
+    let a: Vec<_> = sim.cores[0].peers().collect();
+    let b: Vec<_> = sim.cores[1].peers().collect();
+    assert_eq!(a.len(), 1);
+    assert!(a[0].handshake_complete && b[0].handshake_complete);
+    assert_eq!(a[0].connection_type, "manual");
+    assert_eq!(b[0].connection_type, "inbound");
+    assert_eq!(a[0].nodeid, sim.cores[1].config().our_node_id);
+    sim.run_for(60 * 60_000);
+    assert_eq!(
+        sim.cores[0].peers().count(),
+        1,
+        "pings keep the link alive for an hour"
+    );
+    assert!(sim.cores[0].peers().next().unwrap().ping_ms.is_some());
+}
