@@ -134,8 +134,15 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
     }
 }
 
-/// Runs an inbound connection: TLS accept, then the session.
-pub async fn run_inbound(peer: PeerId, tcp: TcpStream, addr: SocketAddr, ctx: Arc<PeerContext>) {
+/// Runs an inbound connection: TLS accept, then the session. `permits` are held through the
+/// TLS handshake only.
+pub async fn run_inbound<P>(
+    peer: PeerId,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    ctx: Arc<PeerContext>,
+    permits: P,
+) {
     let _ = tcp.set_nodelay(true);
     let accepted =
         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, ctx.tls.acceptor().accept(tcp)).await;
@@ -178,6 +185,7 @@ pub async fn run_inbound(peer: PeerId, tcp: TcpStream, addr: SocketAddr, ctx: Ar
         }
     };
     let (version, cipher) = tls::session_info(session);
+    drop(permits);
     run_session(peer, stream, addr, None, node_id, version, cipher, ctx).await;
 }
 

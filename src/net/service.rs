@@ -30,8 +30,12 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_QUEUE: usize = 4096;
 /// RPC commands waiting for the service.
 pub const COMMAND_QUEUE: usize = 64;
-/// Inbound connections allowed in their TLS handshake at once; more are closed at accept.
-pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Inbound connections accepted but not yet through TLS; beyond this, new ones are closed at
+/// accept, so a connection flood costs a bounded number of sockets and tasks.
+pub const MAX_PENDING_INBOUND: usize = 256;
+/// TLS handshakes computed at once (the CPU-bound part); the rest wait their turn, within the
+/// handshake timeout.
+pub const MAX_CONCURRENT_TLS: usize = 32;
 /// How long an RPC waits for the service to answer.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
@@ -156,7 +160,8 @@ pub struct NetService {
     live: HashMap<PeerId, LivePeer>,
     tasks: JoinSet<()>,
     next_peer: PeerId,
-    pending_handshakes: Arc<Semaphore>,
+    pending_inbound: Arc<Semaphore>,
+    tls_slots: Arc<Semaphore>,
     counts: Arc<PeerCounts>,
     totals: Arc<Totals>,
     seeds_tx: mpsc::Sender<Vec<SocketAddr>>,
@@ -210,7 +215,8 @@ impl NetService {
             live: HashMap::new(),
             tasks: JoinSet::new(),
             next_peer: 1,
-            pending_handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            pending_inbound: Arc::new(Semaphore::new(MAX_PENDING_INBOUND)),
+            tls_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_TLS)),
             counts,
             totals,
             seeds_tx,
@@ -268,17 +274,27 @@ impl NetService {
             tracing::debug!(%addr, %reason, "inbound connection refused");
             return;
         }
-        let Ok(permit) = self.pending_handshakes.clone().try_acquire_owned() else {
-            tracing::debug!(%addr, "inbound connection refused: too many handshakes in progress");
+        let Ok(pending) = self.pending_inbound.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "inbound connection refused: too many handshakes pending");
             return;
         };
         let peer = self.next_peer;
         self.next_peer += 1;
         let ctx = self.ctx.clone();
+        let tls_slots = self.tls_slots.clone();
         self.tasks.spawn(async move {
-            // The permit covers the TLS handshake; the session runs without one.
-            let _permit = permit;
-            peer::run_inbound(peer, tcp, addr, ctx).await;
+            let slot = tokio::time::timeout(peer::TLS_HANDSHAKE_TIMEOUT, tls_slots.acquire_owned());
+            let Ok(Ok(slot)) = slot.await else {
+                let _ = ctx
+                    .events
+                    .send(PeerEvent::Closed {
+                        peer,
+                        reason: "no TLS slot in time".into(),
+                    })
+                    .await;
+                return;
+            };
+            peer::run_inbound(peer, tcp, addr, ctx, (pending, slot)).await;
         });
     }
 

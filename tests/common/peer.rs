@@ -75,24 +75,34 @@ impl TestPeer {
 
     /// Completes VERSION/VERACK as an inbound-dialling peer would.
     pub async fn handshake(&mut self) {
+        if let Err(e) = self.try_handshake().await {
+            panic!("handshake failed: {e}");
+        }
+    }
+
+    /// Like `handshake`, but reports a closed or broken connection instead of panicking.
+    pub async fn try_handshake(&mut self) -> Result<(), String> {
         let version = self.version();
-        self.send(version).await.expect("send version");
+        self.send(version).await.map_err(|e| e.to_string())?;
         let mut got_version = false;
         let mut got_verack = false;
         while !(got_version && got_verack) {
             match self.recv().await {
                 Some(Ok(Message::Version(_))) => {
                     got_version = true;
-                    self.send(Message::Verack).await.expect("send verack");
+                    self.send(Message::Verack)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 Some(Ok(Message::Verack)) => {
                     got_verack = true;
                     self.framed.codec_mut().set_handshake_complete();
                 }
                 Some(Ok(_)) => {}
-                other => panic!("handshake ended with {other:?}"),
+                other => return Err(format!("handshake ended with {other:?}")),
             }
         }
+        Ok(())
     }
 
     /// Reads until the node closes the connection; returns what it sent before.

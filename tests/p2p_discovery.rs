@@ -1,0 +1,188 @@
+//! Discovery and limits with real processes: a DNS seed served on 127.0.0.1 leads to a real
+//! connection, and a flood of inbound connections leaves the node within its limits.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use common::*;
+use noded::params::REGTEST;
+use peer::TestPeer;
+use serde_json::{json, Value};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn p2p_addr(node: &TestNode) -> SocketAddr {
+    node.getinfo()["p2p_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn ready_peers(node: &TestNode) -> Vec<Value> {
+    node.rpc("getpeers", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["handshake_complete"] == true)
+        .cloned()
+        .collect()
+}
+
+/// A DNS server on 127.0.0.1 that answers every A query with 127.0.0.1 and every other query
+/// with no records. Returns its address and a counter of A queries answered.
+fn start_dns_server(stop: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let query = &buf[..n];
+            if n < 12 {
+                continue;
+            }
+            // Walk the question name to find QTYPE.
+            let mut i = 12;
+            while i < n && query[i] != 0 {
+                i += 1 + query[i] as usize;
+            }
+            if i + 5 > n {
+                continue;
+            }
+            let question_end = i + 5;
+            let qtype = u16::from_be_bytes([query[i + 1], query[i + 2]]);
+            let is_a = qtype == 1;
+            let mut reply = Vec::with_capacity(64);
+            reply.extend_from_slice(&query[..2]); // id
+            reply.extend_from_slice(&[0x81, 0x80]); // response, recursion available, no error
+            reply.extend_from_slice(&[0, 1, 0, is_a as u8, 0, 0, 0, 0]);
+            reply.extend_from_slice(&query[12..question_end]);
+            if is_a {
+                reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    (addr, answered)
+}
+
+#[test]
+fn a_dns_seed_served_on_loopback_leads_to_a_real_connection() {
+    let target = TestNode::start(&[]);
+    let port = p2p_addr(&target).port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (dns, answered) = start_dns_server(stop.clone());
+    let node = TestNode::start(&[
+        "--dnsseed",
+        &format!("seed.noded.test:{port}"),
+        "--dns-resolver",
+        &dns.to_string(),
+    ]);
+    wait_until(DEADLINE, "a connection to the seeded node", || {
+        ready_peers(&node)
+            .iter()
+            .any(|p| p["nodeid"] == target.getinfo()["nodeid"])
+    });
+    let peer = ready_peers(&node)[0].clone();
+    assert_eq!(peer["connection_type"], "outbound-full-relay");
+    assert_eq!(peer["tls_version"], "TLSv1.3");
+    assert!(answered.load(Ordering::Relaxed) >= 1);
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
+    // The outbound peer the node must keep.
+    let friend = TestNode::start(&[]);
+    let node = TestNode::start(&[
+        "--addnode",
+        &p2p_addr(&friend).to_string(),
+        // All test peers come from 127.0.0.1; lift the per-IP cap to reach the global limit.
+        "--maxinboundperip",
+        "1000",
+    ]);
+    wait_until(DEADLINE, "the outbound peer", || {
+        ready_peers(&node).len() == 1
+    });
+    let friend_id = friend.getinfo()["nodeid"].clone();
+    let addr = p2p_addr(&node);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let flood_done = Arc::new(AtomicBool::new(false));
+    // Measure RPC latency while the flood runs.
+    let rpc_addr = node.rpc_addr;
+    let cookie = node.cookie.clone();
+    let done = flood_done.clone();
+    let prober = std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        let mut calls = 0;
+        while !done.load(Ordering::Relaxed) || calls == 0 {
+            let t = Instant::now();
+            noded::rpc::client::call(rpc_addr, &cookie, "getinfo", json!([])).unwrap();
+            worst = worst.max(t.elapsed());
+            calls += 1;
+        }
+        (worst, calls)
+    });
+    let peers = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..130 {
+            tasks.push(tokio::spawn(async move {
+                let mut p = TestPeer::connect(addr, REGTEST.magic).await.ok()?;
+                // An early peer may be evicted in its handshake by a later one.
+                p.try_handshake().await.ok()?;
+                Some(p)
+            }));
+        }
+        let mut peers = Vec::new();
+        for t in tasks {
+            if let Some(p) = t.await.unwrap() {
+                peers.push(p);
+            }
+        }
+        peers
+    });
+    flood_done.store(true, Ordering::Relaxed);
+    let (worst, calls) = prober.join().unwrap();
+    println!("RPC during the flood: {calls} getinfo calls, worst {worst:?}");
+    // Every attempt was served: at most the evicted ones lost their connection.
+    assert!(peers.len() >= 117, "{} handshakes completed", peers.len());
+    assert!(
+        worst < Duration::from_secs(1),
+        "RPC stalled for {worst:?} during the flood"
+    );
+
+    wait_until(DEADLINE, "the node to settle at its inbound limit", || {
+        node.getinfo()["connections_in"] == 117
+    });
+    let info = node.getinfo();
+    assert_eq!(info["connections_out"], 1);
+    assert!(info["connections"].as_u64().unwrap() <= 125);
+    let outbound: Vec<Value> = ready_peers(&node)
+        .into_iter()
+        .filter(|p| p["inbound"] == false)
+        .collect();
+    assert_eq!(outbound.len(), 1);
+    assert_eq!(
+        outbound[0]["nodeid"], friend_id,
+        "the outbound peer is intact"
+    );
+    drop(peers);
+}
