@@ -135,6 +135,9 @@ pub struct NodeArgs {
     /// DNS server for seed lookups, IP:port [default: the system's resolver]
     #[arg(long, env = "NODED_DNS_RESOLVER", value_name = "ADDR")]
     pub dns_resolver: Option<SocketAddr>,
+    /// Announce this node and find others on the local network with mDNS
+    #[arg(long, env = "NODED_DISCOVER_LAN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub discover_lan: Option<bool>,
     /// Peer added to the address book at start (host:port); unlike --addnode, not kept connected
     #[arg(
         long,
@@ -149,6 +152,21 @@ pub struct NodeArgs {
     /// Log output format
     #[arg(long, env = "NODED_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Mine blocks continuously, paying --mineraddress (or the wallet's address)
+    #[arg(long, env = "NODED_MINE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub mine: Option<bool>,
+    /// Address that blocks mined by --mine pay [default: the wallet's address]
+    #[arg(long, env = "NODED_MINERADDRESS", value_name = "ADDRESS")]
+    pub mineraddress: Option<String>,
+    /// Threads the --mine nonce search uses [default: all cores]
+    #[arg(long, env = "NODED_MINETHREADS", value_name = "N")]
+    pub minethreads: Option<usize>,
+    /// Mempool size limit in MiB of encoded transactions [default: 32]
+    #[arg(long, env = "NODED_MAXMEMPOOL", value_name = "MIB")]
+    pub maxmempool: Option<u64>,
+    /// Hours a transaction may wait in the mempool before it is dropped [default: 336]
+    #[arg(long, env = "NODED_MEMPOOLEXPIRY", value_name = "HOURS")]
+    pub mempoolexpiry: Option<u64>,
 }
 
 /// The config file's keys: the flags' names (with `_` for `-`).
@@ -171,9 +189,15 @@ pub struct FileConfig {
     pub bantime: Option<u64>,
     pub dnsseed: Option<Vec<String>>,
     pub dns_resolver: Option<SocketAddr>,
+    pub discover_lan: Option<bool>,
     pub bootstrap: Option<Vec<String>>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub mine: Option<bool>,
+    pub mineraddress: Option<String>,
+    pub minethreads: Option<usize>,
+    pub maxmempool: Option<u64>,
+    pub mempoolexpiry: Option<u64>,
 }
 
 impl FileConfig {
@@ -265,9 +289,19 @@ pub struct Config {
     /// DNS seed names with the port their nodes listen on.
     pub dns_seeds: Vec<(String, u16)>,
     pub dns_resolver: Option<SocketAddr>,
+    pub discover_lan: bool,
     pub bootstrap: Vec<PeerSpec>,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Mine continuously (--mine).
+    pub mine: bool,
+    /// Where mined blocks pay; `None`: the wallet's address.
+    pub miner_address: Option<crate::types::Address>,
+    /// Nonce-search threads of --mine; `None`: all cores.
+    pub mine_threads: Option<usize>,
+    /// Mempool byte cap (encoded transactions).
+    pub max_mempool_bytes: usize,
+    pub mempool_expiry_secs: u64,
 }
 
 /// Names a value's origin in errors: the flag (which the env var mirrors) or the file key.
@@ -425,6 +459,36 @@ impl Config {
             });
         }
 
+        let (mineraddress, in_file) = match args.mineraddress {
+            Some(a) => (Some(a), false),
+            None => (file.mineraddress, true),
+        };
+        let miner_address = mineraddress
+            .map(|text| {
+                text.parse().map_err(|_| ConfigError::Invalid {
+                    key: origin.name("mineraddress", in_file),
+                    value: text.clone(),
+                    reason: "an address is 40 hex characters".into(),
+                })
+            })
+            .transpose()?;
+        let mine_threads = args.minethreads.or(file.minethreads);
+        if mine_threads == Some(0) {
+            return Err(ConfigError::Rule("--minethreads must be at least 1".into()));
+        }
+        let max_mempool_mib = args.maxmempool.or(file.maxmempool).unwrap_or(32);
+        if !(1..=65_536).contains(&max_mempool_mib) {
+            return Err(ConfigError::Rule(format!(
+                "--maxmempool {max_mempool_mib} is out of range: give 1 to 65536 MiB"
+            )));
+        }
+        let mempool_expiry_hours = args.mempoolexpiry.or(file.mempoolexpiry).unwrap_or(336);
+        if !(1..=100_000).contains(&mempool_expiry_hours) {
+            return Err(ConfigError::Rule(format!(
+                "--mempoolexpiry {mempool_expiry_hours} is out of range: give 1 to 100000 hours"
+            )));
+        }
+
         Ok(Config {
             network,
             datadir,
@@ -447,9 +511,15 @@ impl Config {
                 .unwrap_or(DEFAULT_BAN_TIME_SECS),
             dns_seeds,
             dns_resolver: args.dns_resolver.or(file.dns_resolver),
+            discover_lan: args.discover_lan.or(file.discover_lan).unwrap_or(false),
             bootstrap,
             log_level,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            mine: args.mine.or(file.mine).unwrap_or(false),
+            miner_address,
+            mine_threads,
+            max_mempool_bytes: (max_mempool_mib as usize) << 20,
+            mempool_expiry_secs: mempool_expiry_hours * 3600,
         })
     }
 }

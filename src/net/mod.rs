@@ -2,6 +2,7 @@
 //! per-peer I/O tasks, the network service that drives the core, and peer persistence.
 
 pub mod identity;
+pub mod lan;
 pub mod peer;
 pub mod service;
 pub mod store;

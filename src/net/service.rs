@@ -50,6 +50,15 @@ pub struct Discovery {
     pub dns_resolver: Option<SocketAddr>,
     /// Nodes added to the address book at start.
     pub bootstrap: Vec<PeerSpec>,
+    /// Announce and look for nodes on the local link with mDNS.
+    pub lan: Option<LanSettings>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LanSettings {
+    pub network: crate::params::Network,
+    pub node_id: crate::types::NodeId,
+    pub port: u16,
 }
 
 /// A peer as getpeerinfo shows it: protocol state plus I/O counters and TLS session.
@@ -164,8 +173,8 @@ pub struct NetService {
     tls_slots: Arc<Semaphore>,
     counts: Arc<PeerCounts>,
     totals: Arc<Totals>,
-    seeds_tx: mpsc::Sender<Vec<SocketAddr>>,
-    seeds_rx: mpsc::Receiver<Vec<SocketAddr>>,
+    found_tx: mpsc::Sender<(&'static str, Vec<SocketAddr>)>,
+    found_rx: mpsc::Receiver<(&'static str, Vec<SocketAddr>)>,
 }
 
 impl NetService {
@@ -181,7 +190,7 @@ impl NetService {
     ) -> (NetService, NetHandle) {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let (seeds_tx, seeds_rx) = mpsc::channel(4);
+        let (found_tx, found_rx) = mpsc::channel(16);
         let now = unix_millis();
         for spec in manual {
             let learned = store.learned_identity(&spec.to_string());
@@ -219,8 +228,8 @@ impl NetService {
             tls_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_TLS)),
             counts,
             totals,
-            seeds_tx,
-            seeds_rx,
+            found_tx,
+            found_rx,
         };
         (service, handle)
     }
@@ -228,6 +237,23 @@ impl NetService {
     /// Runs until `shutdown`, then stops every peer and saves the peer store.
     pub async fn run(mut self, listener: Option<TcpListener>, shutdown: CancellationToken) {
         self.resolve_bootstrap_hosts();
+        let _lan = self.discovery.lan.and_then(|lan| {
+            match super::lan::LanDiscovery::start(
+                lan.network,
+                lan.node_id,
+                lan.port,
+                self.found_tx.clone(),
+            ) {
+                Ok(running) => {
+                    tracing::info!(service = super::lan::SERVICE_TYPE, "LAN discovery on");
+                    Some(running)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LAN discovery unavailable");
+                    None
+                }
+            }
+        });
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut persist = tokio::time::interval(PERSIST_EVERY);
@@ -238,10 +264,10 @@ impl NetService {
                 accepted = accept(listener.as_ref()) => self.on_accept(accepted),
                 Some(event) = self.events.recv() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
-                Some(addrs) = self.seeds_rx.recv() => {
+                Some((how, addrs)) = self.found_rx.recv() => {
                     let source = SocketAddr::from(([0, 0, 0, 0], 0));
                     let added = self.core.discovered(&addrs, source, unix_millis());
-                    tracing::info!(found = addrs.len(), added, "DNS seeds answered");
+                    tracing::info!(how, found = addrs.len(), added, "peer addresses discovered");
                 }
                 _ = tick.tick() => self.core.tick(unix_millis()),
                 _ = persist.tick() => self.persist(false),
@@ -533,10 +559,10 @@ impl NetService {
         }
         let seeds = self.discovery.dns_seeds.clone();
         let resolver_addr = self.discovery.dns_resolver;
-        let tx = self.seeds_tx.clone();
+        let tx = self.found_tx.clone();
         self.tasks.spawn(async move {
             let found = resolve_dns_seeds(&seeds, resolver_addr).await;
-            let _ = tx.send(found).await;
+            let _ = tx.send(("DNS seeds", found)).await;
         });
     }
 
@@ -552,7 +578,7 @@ impl NetService {
         if named.is_empty() {
             return;
         }
-        let tx = self.seeds_tx.clone();
+        let tx = self.found_tx.clone();
         self.tasks.spawn(async move {
             let mut found = Vec::new();
             for (host, port) in named {
@@ -561,7 +587,7 @@ impl NetService {
                     found.extend(addrs);
                 }
             }
-            let _ = tx.send(found).await;
+            let _ = tx.send(("bootstrap", found)).await;
         });
     }
 }

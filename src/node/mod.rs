@@ -7,7 +7,7 @@ use crate::chain::ChainTip;
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
 use crate::net::identity::{Identity, IdentityError};
-use crate::net::service::{Discovery, NetService};
+use crate::net::service::{Discovery, LanSettings, NetService};
 use crate::net::store::{PeerStore, PeerStoreError};
 use crate::net::tls::{TlsError, TlsIdentity};
 use crate::protocol::addrman::AddrMan;
@@ -78,6 +78,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         dns_seeds: config.dns_seeds.clone(),
         dns_resolver: config.dns_resolver,
         bootstrap: config.bootstrap.clone(),
+        lan: match (config.discover_lan, p2p_addr) {
+            (true, Some(addr)) => Some(LanSettings {
+                network: config.network,
+                node_id: identity.node_id(),
+                port: addr.port(),
+            }),
+            _ => None,
+        },
     };
     let (net_service, net_handle) = NetService::new(
         params.magic,
