@@ -322,6 +322,7 @@ async fn run_session<S>(
         partial: 0,
     };
     let mut framed = Framed::new(stream, codec);
+    let mut seen_version = false;
     let reason = loop {
         tokio::select! {
             _ = stop.cancelled() => {
@@ -336,8 +337,14 @@ async fn run_session<S>(
             }
             frame = framed.next() => match frame {
                 Some(Ok(message)) => {
-                    if message == Message::Verack {
-                        framed.codec_mut().inner.set_handshake_complete();
+                    // Lift the small pre-handshake size limit only for VERSION then VERACK;
+                    // the core still judges the order and disconnects on any other.
+                    match message {
+                        Message::Version(_) => seen_version = true,
+                        Message::Verack if seen_version => {
+                            framed.codec_mut().inner.set_handshake_complete()
+                        }
+                        _ => {}
                     }
                     if ctx.events.send(PeerEvent::Received { peer, message }).await.is_err() {
                         break "node shutting down".to_string();

@@ -10,6 +10,9 @@ use crate::encoding;
 use crate::types::{sha256d, NetworkMagic};
 use bytes::{Buf, BufMut, BytesMut};
 
+/// Most bytes reserved for a body on the strength of its header alone.
+const MAX_UPFRONT_RESERVE: usize = 64 * 1024;
+
 /// A parsed, already validated frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
@@ -232,8 +235,9 @@ impl FrameDecoder {
                     }
                     let header = self.parse_header(&buf[..FRAME_HEADER_SIZE])?;
                     buf.advance(FRAME_HEADER_SIZE);
-                    // The length is within the command's limit, checked above.
-                    buf.reserve(header.length);
+                    // Reserve at most a modest amount up front: a bare header must not make
+                    // every peer's buffer grow to its command's limit before bytes arrive.
+                    buf.reserve(header.length.min(MAX_UPFRONT_RESERVE));
                     self.state = State::Body(header);
                 }
                 State::Body(header) => {

@@ -128,7 +128,8 @@ pub enum Message {
     SendHeaders,
 }
 
-/// The command names, in the order of their 12-byte ASCII form on the wire.
+/// The commands. On the wire a command is its name in ASCII, NUL-padded to 12 bytes; the
+/// order of the variants carries no meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     Version,

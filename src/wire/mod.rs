@@ -1,6 +1,7 @@
 //! The wire protocol: messages, framing, limits, and the codec. Pure: no sockets, no clocks.
 //!
-//! docs/PROTOCOL.md specifies every byte; the tests in tests/wire_*.rs hold this module to it.
+//! docs/PROTOCOL.md specifies every byte; tests/wire_*.rs and tests/protocol_vectors.rs hold
+//! this module to it.
 
 pub mod error;
 pub mod frame;
