@@ -317,16 +317,9 @@ fn a_header_at_the_limit_allocates_no_more_than_the_limit() {
     }
 }
 
-/// Fails against src/wire/frame.rs as of this writing: after accepting a header,
-/// `FrameDecoder::decode` reserves room for the body (`buf.reserve(header.length)`, or
-/// `header.length.min(MAX_UPFRONT_RESERVE)`) *beyond* the bytes already buffered. When the
-/// body is already there, that makes the buffer's Vec grow (doubling) and copy: about 2 MB for
-/// this 1 MB body, about 8 MiB for a fully buffered 4 MiB block, twice the block limit. The fix
-/// is to reserve only the missing part:
-/// `buf.reserve(header.length.saturating_sub(buf.len()).min(MAX_UPFRONT_RESERVE))`.
-/// Remove the `ignore` once that is in.
+/// A body that is already buffered must not be allocated a second time (the decoder reserves
+/// only the missing part of a body).
 #[test]
-#[ignore = "src/wire/frame.rs reserves the payload length again when the body is already buffered"]
 fn a_body_already_in_the_buffer_is_not_allocated_again() {
     // An INV frame of about 1 MB (a zero count and then trailing bytes, with a correct
     // checksum) is entirely in the buffer. Parsing it needs no memory (the list is empty;

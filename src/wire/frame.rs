@@ -237,7 +237,9 @@ impl FrameDecoder {
                     buf.advance(FRAME_HEADER_SIZE);
                     // Reserve at most a modest amount up front: a bare header must not make
                     // every peer's buffer grow to its command's limit before bytes arrive.
-                    buf.reserve(header.length.min(MAX_UPFRONT_RESERVE));
+                    // Only the part of the body not yet buffered is reserved.
+                    let missing = header.length.saturating_sub(buf.len());
+                    buf.reserve(missing.min(MAX_UPFRONT_RESERVE));
                     self.state = State::Body(header);
                 }
                 State::Body(header) => {
