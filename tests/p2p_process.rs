@@ -91,6 +91,8 @@ fn two_nodes_connect_with_addnode_over_tls13_and_list_each_other() {
     }
     assert!(p["bytessent_per_msg"]["version"].as_u64().unwrap() > 24);
     assert!(p["bytesrecv_per_msg"]["verack"].as_u64().unwrap() == 24);
+    assert_eq!(p["msgsrecv_per_msg"]["verack"], 1);
+    assert_eq!(p["msgssent_per_msg"]["version"], 1);
     assert!(p["tls_cipher"].as_str().unwrap().starts_with("TLS13_"));
 
     // `ping` measures a round trip.

@@ -42,8 +42,12 @@ pub fn unix_millis() -> u64 {
 pub struct PeerStats {
     pub bytes_sent: u64,
     pub bytes_recv: u64,
+    /// Bytes per command, frame headers included.
     pub sent_per_msg: BTreeMap<&'static str, u64>,
     pub recv_per_msg: BTreeMap<&'static str, u64>,
+    /// Messages per command.
+    pub msgs_sent_per_msg: BTreeMap<&'static str, u64>,
+    pub msgs_recv_per_msg: BTreeMap<&'static str, u64>,
     pub last_send_ms: u64,
     pub last_recv_ms: u64,
 }
@@ -129,6 +133,7 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
         let mut stats = self.stats.lock().expect("stats lock");
         stats.bytes_sent += bytes;
         *stats.sent_per_msg.entry(name).or_default() += bytes;
+        *stats.msgs_sent_per_msg.entry(name).or_default() += 1;
         stats.last_send_ms = unix_millis();
         Ok(())
     }

@@ -110,6 +110,8 @@ fn peer_json(p: &PeerInfo) -> Value {
         "bytesrecv": s.bytes_recv,
         "bytessent_per_msg": s.sent_per_msg,
         "bytesrecv_per_msg": s.recv_per_msg,
+        "msgssent_per_msg": s.msgs_sent_per_msg,
+        "msgsrecv_per_msg": s.msgs_recv_per_msg,
         "pingtime": p.protocol.ping_ms.map(|ms| ms as f64 / 1000.0),
         "minping": p.protocol.minping_ms.map(|ms| ms as f64 / 1000.0),
         "banscore": p.protocol.banscore,
