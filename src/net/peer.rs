@@ -116,6 +116,10 @@ impl tokio_util::codec::Decoder for CountingCodec {
                 .recv_per_msg
                 .entry(message.command().name())
                 .or_default() += bytes;
+            *stats
+                .msgs_recv_per_msg
+                .entry(message.command().name())
+                .or_default() += 1;
             stats.last_recv_ms = unix_millis();
         }
         result
