@@ -33,6 +33,33 @@ enum Command {
         /// Parameters; each is read as JSON if it parses, else as a string
         params: Vec<String>,
     },
+    /// Make a new wallet key offline; print its secret (hex) and address
+    Keygen {
+        /// Write the secret key to this file (mode 0600) instead of printing it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a transfer offline with a key file; print the hex for sendrawtransaction
+    Signtx {
+        /// File whose first line is the sender's secret key (hex), e.g. from keygen --out
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Recipient address (40 hex characters)
+        #[arg(long, value_name = "ADDRESS")]
+        to: noded::types::Address,
+        /// Amount in base units (1 coin = 100000000)
+        #[arg(long, value_name = "UNITS")]
+        amount: u64,
+        /// Fee in base units
+        #[arg(long, value_name = "UNITS")]
+        fee: u64,
+        /// The sender account's nonce this transfer uses
+        #[arg(long, value_name = "N")]
+        nonce: u64,
+        /// Network the signature is for
+        #[arg(long, value_enum, default_value = "main")]
+        network: noded::params::Network,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +70,26 @@ fn main() -> ExitCode {
             method,
             params,
         }) => run_rpc(datadir, &method, &params),
+        Some(Command::Keygen { out }) => noded::wallet::keygen_command(out.as_deref())
+            .map(|text| println!("{text}"))
+            .map_err(Into::into),
+        Some(Command::Signtx {
+            key,
+            to,
+            amount,
+            fee,
+            nonce,
+            network,
+        }) => noded::wallet::signtx_command(
+            &key,
+            network,
+            to,
+            noded::types::Amount(amount),
+            noded::types::Amount(fee),
+            nonce,
+        )
+        .map(|hex| println!("{hex}"))
+        .map_err(Into::into),
         None => run_node(cli.node),
     };
     match result {

@@ -140,6 +140,27 @@ fn unknown_method_and_bad_params_are_json_rpc_errors() {
 }
 
 #[test]
+fn every_method_in_help_is_served() {
+    let node = TestNode::start(&[]);
+    let help = node.rpc("help", json!([])).unwrap();
+    let names: Vec<String> = help
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(names.len() > 40, "{names:?}");
+    for name in names.iter().filter(|n| *n != "stop") {
+        // Wrong or missing params are fine; "method not found" is not.
+        if let Err(noded::rpc::client::ClientError::Rpc { code, message }) =
+            node.rpc(name, json!(["x", "y", "z", "w"]))
+        {
+            assert_ne!(code, -32601, "{name} is in help but not served: {message}");
+        }
+    }
+}
+
+#[test]
 fn a_second_node_on_the_same_datadir_exits_with_a_clear_error() {
     let node = TestNode::start(&[]);
     let dir = node.datadir.to_str().unwrap();

@@ -3,7 +3,7 @@
 //!
 //! Owns start-up and shutdown order only; no protocol or chain logic lives here.
 
-use crate::chain::ChainTip;
+use crate::chain::{writer as chain_writer, Chain, ChainError, ChainOptions};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
 use crate::net::identity::{Identity, IdentityError};
@@ -13,13 +13,13 @@ use crate::net::tls::{TlsError, TlsIdentity};
 use crate::protocol::addrman::AddrMan;
 use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
+use crate::rpc::chain::chain_rpc_module_with_mempool;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
 use crate::rpc::server::{self, PeerCounts, RpcContext, RpcStartError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,10 @@ pub enum NodeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     PeerStore(#[from] PeerStoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Wallet(#[from] crate::wallet::WalletError),
     #[error("cannot install signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -107,7 +111,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     )
     .into_rpc();
 
-    let (_tip_tx, tip_rx) = watch::channel(ChainTip::genesis(params));
+    // One store per network, so a datadir can be used on several (as bitcoind's subdirs).
+    let chain_path = datadir.file("chain").join(config.network.name());
+    let chain = Chain::open(&chain_path, params, ChainOptions::default())?;
+    let (chain_handle, chain_thread) = chain_writer::spawn(chain);
+    let services = crate::mining::services::Services::start(&config, &chain_handle, &shutdown)?;
+    let tip_rx = chain_handle.tip_receiver();
     let cookie_password = datadir.write_cookie()?;
     let mut credentials = vec![(COOKIE_USER, cookie_password.as_str())];
     if let Some((user, password)) = &config.rpc_credentials {
@@ -126,7 +135,14 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         config.rpc_addr,
         AuthLayer::new(credentials),
         ctx,
-        vec![net_methods.into()],
+        vec![
+            net_methods.into(),
+            chain_rpc_module_with_mempool(chain_handle.clone(), Arc::new(services.pool.clone()))
+                .into(),
+        ]
+        .into_iter()
+        .chain(services.rpc_methods(&config, &chain_handle))
+        .collect(),
     )
     .await
     {
@@ -157,6 +173,13 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     if let Err(e) = net_task.await {
         tracing::warn!(error = %e, "network service ended abnormally");
     }
+    // Mempool follower and miner: the miner may be submitting, so before the chain stops.
+    services.stop().await;
+    // Last writer to stop: flushes the chain store.
+    if let Err(e) = chain_handle.shutdown().await {
+        tracing::error!(error = %e, "chain shutdown failed");
+    }
+    let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
     datadir.remove_rpc_files();
     tracing::info!("noded stopped");
     Ok(())

@@ -5,7 +5,10 @@ pub mod auth;
 pub mod chain;
 pub mod client;
 pub mod error;
+pub mod mempool;
+pub mod mining;
 pub mod net;
 pub mod server;
+pub mod wallet;
 
 pub use error::RpcError;

@@ -98,6 +98,21 @@ pub const METHODS: &[(&str, &str, &str)] = &[
     ("clearbanned", "", "Removes every ban."),
     ("getnodeaddresses", "[count]", "A random sample of the address book."),
     ("ping", "", "Pings every peer now; results show in getpeerinfo."),
+    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk."),
+    ("getblockcount", "", "Height of the active chain's tip."),
+    ("getbestblockhash", "", "Hash of the active chain's tip."),
+    ("getblockhash", "height", "Hash of the active chain's block at a height."),
+    ("getblock", "blockhash [verbosity=1]", "A block: 0 hex, 1 JSON with txids, 2 JSON with transactions."),
+    ("getblockheader", "blockhash [verbose=true]", "A block header: JSON, or hex of its 88 bytes."),
+    ("getchaintips", "", "Every branch tip: height, hash, branch length, status."),
+    ("getdifficulty", "", "Difficulty of the tip: pow limit / target."),
+    ("getrawtransaction", "txid [verbose=false]", "A transaction (tx index or mempool): hex, or JSON with its block."),
+    ("gettransaction", "txid", "A transaction as JSON with its block and confirmations."),
+    ("getaccount", "address", "Balance (base units) and next nonce of an account at the tip."),
+    ("submitblock", "hexdata", "Submits an encoded block: null if it connected, else a reason."),
+    ("invalidateblock", "blockhash", "Marks a block and its descendants invalid and leaves that branch."),
+    ("reconsiderblock", "blockhash", "Clears invalid marks on a block, its ancestors and descendants."),
+    ("verifychain", "[checklevel=3]", "Replays the active chain from genesis and compares the account state."),
     (
         "stop",
         "",
@@ -105,6 +120,15 @@ pub const METHODS: &[(&str, &str, &str)] = &[
     ),
     ("uptime", "", "Seconds since the node started."),
 ];
+
+/// Every method's help line: this table plus the mempool, mining and wallet tables.
+pub fn all_methods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    METHODS
+        .iter()
+        .chain(super::mempool::MEMPOOL_METHODS)
+        .chain(super::mining::MINING_METHODS)
+        .chain(super::wallet::WALLET_METHODS)
+}
 
 pub struct NodeRpc {
     ctx: RpcContext,
@@ -146,9 +170,8 @@ impl NodeApiServer for NodeRpc {
             }
         };
         match command {
-            None => Ok(METHODS.iter().map(line).collect::<Vec<_>>().join("\n")),
-            Some(name) => METHODS
-                .iter()
+            None => Ok(all_methods().map(line).collect::<Vec<_>>().join("\n")),
+            Some(name) => all_methods()
                 .find(|(n, _, _)| *n == name)
                 .map(line)
                 .ok_or_else(|| {

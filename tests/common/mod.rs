@@ -168,3 +168,49 @@ impl Drop for TestNode {
         let _ = self.child.wait();
     }
 }
+
+/// One JSON-RPC call to `node` returning the whole reply object, so a test can read an
+/// error's `data` as well as its code and message.
+pub fn rpc_reply(node: &TestNode, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode(&node.cookie);
+    let mut stream = std::net::TcpStream::connect(node.rpc_addr).expect("connect to RPC");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (_, json) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    serde_json::from_str(json).expect("a JSON-RPC reply")
+}
+
+/// Removes the `.cookie` and `.rpcaddr` a killed node left behind, so the next start waits for
+/// the fresh ones instead of reading stale ones.
+pub fn remove_stale_rpc_files(datadir: &Path) {
+    let _ = std::fs::remove_file(datadir.join(noded::datadir::COOKIE_FILE));
+    let _ = std::fs::remove_file(datadir.join(noded::datadir::RPC_ADDR_FILE));
+}
+
+impl TestNode {
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("reap noded")
+    }
+
+    /// `submitblock` with the block's canonical encoding.
+    pub fn submit_block(
+        &self,
+        block: &noded::types::Block,
+    ) -> Result<serde_json::Value, ClientError> {
+        let hex = hex::encode(noded::encoding::encode(block));
+        self.rpc("submitblock", serde_json::json!([hex]))
+    }
+}

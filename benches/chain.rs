@@ -1,0 +1,380 @@
+//! Chain benchmark (`cargo bench --bench chain`): block connect throughput for blocks of 1,000
+//! transfers into a fresh on-disk store, where the writer's time goes, signature verification
+//! rates (individual, batch on one core, batch across all cores, and ed25519-dalek's own batch
+//! for reference), a 100-block reorg of such blocks, and resident memory while importing
+//! 10,000 small blocks. Prints figures; asserts nothing.
+
+use noded::chain::signatures::{verify_chunk, verify_transfer_signature, verify_transfers};
+use noded::chain::testkit::{make_block, Keys};
+use noded::chain::{Chain, ChainOptions, ChainStats};
+use noded::params::REGTEST;
+use noded::types::{Address, Block, Header, Transaction, Transfer};
+use std::time::{Duration, Instant};
+
+const NOW: u64 = 4_000_000_000;
+const TXS_PER_BLOCK: usize = 1_000;
+const BLOCKS: usize = 100;
+const SENDERS: usize = 2 * TXS_PER_BLOCK;
+const SMALL_BLOCKS: usize = 10_000;
+
+fn vm_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn threads() -> usize {
+    noded::chain::signatures::default_threads()
+}
+
+/// Signs transfers in parallel: `specs` are (sender, receiver, amount, fee, nonce).
+fn sign_all(keys: &Keys, specs: &[(usize, Address, u64, u64, u64)]) -> Vec<Transaction> {
+    let chunk = specs.len().div_ceil(threads()).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&(from, to, amount, fee, nonce)| {
+                            keys.transfer(&REGTEST, from, to, amount, fee, nonce)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// Funding: block 1 pays the funder (key 0); blocks 2 and 3 carry 1,000 transfers each from
+/// the funder to senders 1..=2000.
+fn funding(keys: &Keys) -> Vec<Block> {
+    let genesis = REGTEST.genesis_block().header;
+    let b1 = make_block(
+        &REGTEST,
+        &genesis,
+        0,
+        genesis.time + 1,
+        keys.address(0),
+        vec![],
+    );
+    let mut blocks = vec![b1];
+    for part in 0..2 {
+        let specs: Vec<_> = (0..TXS_PER_BLOCK)
+            .map(|i| {
+                let n = part * TXS_PER_BLOCK + i;
+                (0, keys.address(1 + n), 1_000_000, 1, n as u64)
+            })
+            .collect();
+        let txs = sign_all(keys, &specs);
+        let parent = blocks.last().unwrap().header;
+        let height = blocks.len() as u64;
+        blocks.push(make_block(
+            &REGTEST,
+            &parent,
+            height,
+            parent.time + 1,
+            keys.address(0),
+            txs,
+        ));
+    }
+    blocks
+}
+
+/// `count` blocks of 1,000 transfers on `parent` (at `height`): block k moves coin from one
+/// half of the senders to the other; `salt` makes the amounts (so the txids) differ between
+/// branches built on the same parent.
+fn transfer_blocks(
+    keys: &Keys,
+    parent: Header,
+    height: u64,
+    count: usize,
+    salt: u64,
+) -> Vec<Block> {
+    let mut nonces = vec![0u64; SENDERS + 1];
+    let mut specs_per_block = vec![];
+    for k in 0..count {
+        let half = k % 2;
+        let specs: Vec<_> = (0..TXS_PER_BLOCK)
+            .map(|i| {
+                let from = 1 + half * TXS_PER_BLOCK + i;
+                let to = 1 + (1 - half) * TXS_PER_BLOCK + (i * 7 + k) % TXS_PER_BLOCK;
+                let nonce = nonces[from];
+                nonces[from] += 1;
+                (from, keys.address(to), 100 + salt, 1, nonce)
+            })
+            .collect();
+        specs_per_block.push(specs);
+    }
+    let all: Vec<_> = specs_per_block.concat();
+    let mut signed = sign_all(keys, &all).into_iter();
+    let mut blocks: Vec<Block> = Vec::with_capacity(count);
+    let mut parent = parent;
+    for k in 0..count {
+        let txs: Vec<Transaction> = signed.by_ref().take(TXS_PER_BLOCK).collect();
+        let block = make_block(
+            &REGTEST,
+            &parent,
+            height + k as u64,
+            parent.time + 1,
+            keys.address(0),
+            txs,
+        );
+        parent = block.header;
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn open(dir: &std::path::Path) -> Chain {
+    Chain::open(&dir.join("chain"), &REGTEST, ChainOptions::default()).expect("open chain")
+}
+
+fn submit_all(chain: &mut Chain, blocks: &[Block]) -> Duration {
+    let started = Instant::now();
+    for b in blocks {
+        chain.submit_block(b.clone(), NOW).expect("valid block");
+    }
+    started.elapsed()
+}
+
+fn share(part: Duration, whole: Duration) -> String {
+    format!("{:5.1} %", 100.0 * part.as_secs_f64() / whole.as_secs_f64())
+}
+
+fn print_stats(label: &str, stats: &ChainStats, total: Duration) {
+    println!("  where the writer's time went ({label}):");
+    println!(
+        "    stateless arrival checks  {:>10.1?}  {}",
+        stats.arrival_checks,
+        share(stats.arrival_checks, total)
+    );
+    println!(
+        "    accept (context + store)  {:>10.1?}  {}",
+        stats.accept,
+        share(stats.accept, total)
+    );
+    println!(
+        "    signature verification    {:>10.1?}  {}",
+        stats.signatures,
+        share(stats.signatures, total)
+    );
+    println!(
+        "    account reads             {:>10.1?}  {}",
+        stats.state_reads,
+        share(stats.state_reads, total)
+    );
+    println!(
+        "    applying transactions     {:>10.1?}  {}",
+        stats.apply,
+        share(stats.apply, total)
+    );
+    println!(
+        "    atomic commits            {:>10.1?}  {}",
+        stats.commits,
+        share(stats.commits, total)
+    );
+}
+
+fn memory() {
+    println!(
+        "memory: importing {SMALL_BLOCKS} small blocks (coinbase + 1 transfer) into a fresh store"
+    );
+    let keys = Keys::new(2);
+    let genesis = REGTEST.genesis_block().header;
+    let mut blocks: Vec<Block> = Vec::with_capacity(SMALL_BLOCKS);
+    let mut parent = genesis;
+    let specs: Vec<_> = (1..SMALL_BLOCKS as u64)
+        .map(|n| (0, keys.address(1), 1, 0, n - 1))
+        .collect();
+    let mut signed = sign_all(&keys, &specs).into_iter();
+    for h in 0..SMALL_BLOCKS as u64 {
+        let txs = if h == 0 {
+            vec![]
+        } else {
+            vec![signed.next().unwrap()]
+        };
+        let b = make_block(&REGTEST, &parent, h, parent.time + 1, keys.address(0), txs);
+        parent = b.header;
+        blocks.push(b);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = open(dir.path());
+    let before = vm_rss_kib();
+    println!("  VmRSS before import          {:>8} KiB", before);
+    let started = Instant::now();
+    for (i, chunk) in blocks.chunks(SMALL_BLOCKS / 4).enumerate() {
+        submit_all(&mut chain, chunk);
+        println!(
+            "  VmRSS after {:>6} blocks     {:>8} KiB  ({:+} KiB)",
+            (i + 1) * chunk.len(),
+            vm_rss_kib(),
+            vm_rss_kib() as i64 - before as i64
+        );
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "  {SMALL_BLOCKS} blocks in {elapsed:.2?} ({:.0} blocks/s); store {} KiB on disk",
+        SMALL_BLOCKS as f64 / elapsed.as_secs_f64(),
+        chain.reader().size_on_disk() / 1024
+    );
+}
+
+fn main() {
+    println!(
+        "chain benchmark: {} verification threads, blocks of {TXS_PER_BLOCK} transfers",
+        threads()
+    );
+    memory();
+
+    let keys = Keys::new(SENDERS + 1);
+    let setup = Instant::now();
+    let fund = funding(&keys);
+    let base = fund.last().unwrap().header;
+    let base_height = fund.len() as u64;
+    let main_branch = transfer_blocks(&keys, base, base_height, BLOCKS, 0);
+    let side_branch = transfer_blocks(&keys, base, base_height, BLOCKS + 1, 1);
+    println!(
+        "setup: signed and mined {} blocks ({} transfers) in {:.1?}",
+        fund.len() + main_branch.len() + side_branch.len(),
+        2 * TXS_PER_BLOCK + (2 * BLOCKS + 1) * TXS_PER_BLOCK,
+        setup.elapsed()
+    );
+
+    // Signature verification alone, over the main branch's transfers.
+    let transfers: Vec<&Transfer> = main_branch
+        .iter()
+        .flat_map(|b| b.transactions.iter())
+        .filter_map(|tx| match tx {
+            Transaction::Transfer(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let magic = REGTEST.magic;
+    let single_n = 20_000;
+    let t = Instant::now();
+    for tr in &transfers[..single_n] {
+        assert!(verify_transfer_signature(tr, magic));
+    }
+    let single_rate = single_n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for chunk in transfers.chunks(1024) {
+        assert!(verify_chunk(chunk, magic).is_ok());
+    }
+    let batch1_rate = transfers.len() as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for chunk in transfers.chunks(TXS_PER_BLOCK) {
+        assert!(verify_transfers(chunk, magic, threads()).is_ok());
+    }
+    let batch_all_rate = transfers.len() as f64 / t.elapsed().as_secs_f64();
+    // ed25519-dalek's own (cofactorless) batch, one core, for reference.
+    let prepared: Vec<(
+        Vec<u8>,
+        ed25519_dalek::Signature,
+        ed25519_dalek::VerifyingKey,
+    )> = transfers
+        .iter()
+        .take(20 * 1024)
+        .map(|t| {
+            (
+                t.signing_message(magic),
+                ed25519_dalek::Signature::from_bytes(&t.signature),
+                ed25519_dalek::VerifyingKey::from_bytes(&t.from).unwrap(),
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in prepared.chunks(1024) {
+        let msgs: Vec<&[u8]> = chunk.iter().map(|p| p.0.as_slice()).collect();
+        let sigs: Vec<_> = chunk.iter().map(|p| p.1).collect();
+        let keys: Vec<_> = chunk.iter().map(|p| p.2).collect();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).unwrap();
+    }
+    let dalek_rate = prepared.len() as f64 / t.elapsed().as_secs_f64();
+    println!("signature verification (consensus rule, docs/CONSENSUS.md):");
+    println!("  individual, 1 core                      {single_rate:>10.0} sig/s");
+    println!("  batch of 1,024, 1 core                  {batch1_rate:>10.0} sig/s");
+    println!(
+        "  batch per 1,000-tx block, {} cores       {batch_all_rate:>10.0} sig/s",
+        threads()
+    );
+    println!("  (ed25519-dalek verify_batch, 1 core,    {dalek_rate:>10.0} sig/s; message prep excluded)");
+
+    // Connect throughput: funding, then 100 blocks of 1,000 transfers, fresh on-disk store.
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = open(dir.path());
+    submit_all(&mut chain, &fund);
+    let before = chain.stats();
+    let elapsed = submit_all(&mut chain, &main_branch);
+    let after = chain.stats();
+    let stats = ChainStats {
+        blocks_connected: after.blocks_connected - before.blocks_connected,
+        blocks_disconnected: 0,
+        transactions_connected: after.transactions_connected - before.transactions_connected,
+        arrival_checks: after.arrival_checks - before.arrival_checks,
+        accept: after.accept - before.accept,
+        signatures: after.signatures - before.signatures,
+        state_reads: after.state_reads - before.state_reads,
+        apply: after.apply - before.apply,
+        commits: after.commits - before.commits,
+    };
+    let txs = (BLOCKS * TXS_PER_BLOCK) as f64;
+    let connect_rate = txs / elapsed.as_secs_f64();
+    let flush = Instant::now();
+    chain.flush().unwrap();
+    let flush = flush.elapsed();
+    println!("connect: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers (submit → validated, stored, connected)");
+    println!(
+        "  {elapsed:.2?}: {connect_rate:.0} tx/s, {:.1} blocks/s (target ≥ 100,000 tx/s); final flush {flush:.1?}",
+        BLOCKS as f64 / elapsed.as_secs_f64()
+    );
+    print_stats("connect", &stats, elapsed);
+    println!(
+        "  signature verification share of connect time: {}",
+        share(stats.signatures, elapsed)
+    );
+    println!(
+        "  connect throughput / batch verification rate on {} cores: {:.2}",
+        threads(),
+        connect_rate / batch_all_rate
+    );
+
+    // A 100-block reorg: the side branch (101 blocks) is stored as it arrives; its last block
+    // makes it heavier, and that one submission disconnects 100 blocks and connects 101.
+    let stored = submit_all(&mut chain, &side_branch[..BLOCKS]);
+    let before = chain.stats();
+    let t = Instant::now();
+    chain
+        .submit_block(side_branch[BLOCKS].clone(), NOW)
+        .expect("the heavier branch connects");
+    let reorg = t.elapsed();
+    let after = chain.stats();
+    assert_eq!(chain.tip().hash, side_branch[BLOCKS].hash());
+    println!("reorg: 100 blocks of {TXS_PER_BLOCK} transfers disconnected, 101 connected");
+    println!("  storing the side branch's first {BLOCKS} blocks: {stored:.2?}");
+    println!(
+        "  the reorg itself: {reorg:.2?} (target < 2 s): {} disconnects, {} connects; signatures {:.2?}, commits {:.2?}",
+        after.blocks_disconnected - before.blocks_disconnected,
+        after.blocks_connected - before.blocks_connected,
+        after.signatures - before.signatures,
+        after.commits - before.commits,
+    );
+    let verify = Instant::now();
+    let report = chain.verify_chain(0).unwrap();
+    println!(
+        "verifychain (replay of {} blocks, no signatures): ok = {} in {:.2?}",
+        report.height + 1,
+        report.ok,
+        verify.elapsed()
+    );
+}

@@ -1,0 +1,614 @@
+//! The chain's persistent store in sled: block index, block bodies, main chain, account
+//! state, undo data, transaction index and metadata, one sled tree each.
+//!
+//! Owns the on-disk layout (docs/CHAIN.md) and its atomicity: every block connect or
+//! disconnect is one sled transaction over all the trees it touches, so after a crash the
+//! store holds either all of a block's effects or none. Never panics on a bad record: an
+//! undecodable value is `ChainError::Corrupt`. Never decides validity.
+
+use super::error::ChainError;
+use super::state::Account;
+use super::validation::StateDelta;
+use crate::encoding::{self, BoundedVec};
+use crate::params::NetworkParams;
+use crate::types::block::MAX_BLOCK_TXS;
+use crate::types::{Address, Block, Hash256, Header};
+use bincode::{Decode, Encode};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Batch, Tree};
+use std::path::Path;
+
+/// Version of the layout below. Bump it on any change; an unknown version refuses to open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Bound on sled's page cache.
+pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How often sled writes its buffers to disk when nothing asks it to.
+pub const FLUSH_EVERY_MS: u64 = 200;
+
+const META_SCHEMA: &[u8] = b"schema";
+const META_NETWORK: &[u8] = b"network";
+const META_TIP: &[u8] = b"tip";
+
+/// The most accounts one block can touch: a coinbase recipient and two per transfer.
+pub const MAX_UNDO_ACCOUNTS: usize = 2 * MAX_BLOCK_TXS + 1;
+
+/// Where a block stands in validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum BlockStatus {
+    /// Header and stateless checks passed and the body is stored; never connected yet.
+    Stored,
+    /// Fully validated: it has been connected to the active chain at least once.
+    Valid,
+    /// Breaks a consensus rule, or was marked invalid by `invalidateblock`.
+    Invalid,
+    /// Descends from an `Invalid` block.
+    InvalidAncestor,
+}
+
+impl BlockStatus {
+    pub fn is_failed(self) -> bool {
+        matches!(self, BlockStatus::Invalid | BlockStatus::InvalidAncestor)
+    }
+}
+
+/// One block index entry: everything known about a block except its body.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct IndexRecord {
+    pub header: Header,
+    pub height: u64,
+    /// Cumulative work up to and including this block, big-endian.
+    pub chainwork: [u8; 32],
+    pub status: BlockStatus,
+    /// Order of first acceptance; breaks ties between equal-work chains (earlier wins).
+    pub seq: u64,
+}
+
+/// Where a confirmed transaction is: its block and position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct TxLocation {
+    pub block: Hash256,
+    pub index: u32,
+}
+
+/// What disconnecting a block restores: each touched account's prior state.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct UndoRecord {
+    pub accounts: BoundedVec<(Address, Account), MAX_UNDO_ACCOUNTS>,
+}
+
+/// The open store. Cloning is cheap (sled trees are shared handles).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    index: Tree,
+    bodies: Tree,
+    main: Tree,
+    accounts: Tree,
+    undo: Tree,
+    txindex: Tree,
+    meta: Tree,
+}
+
+fn decode<T: Decode<()>>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, ChainError> {
+    encoding::decode_exact(bytes).map_err(|e| {
+        ChainError::corrupt(format!(
+            "undecodable record in '{tree}' at key {}: {e}",
+            hex::encode(key)
+        ))
+    })
+}
+
+fn hash_from(tree: &str, bytes: &[u8]) -> Result<Hash256, ChainError> {
+    <[u8; 32]>::try_from(bytes).map(Hash256).map_err(|_| {
+        ChainError::corrupt(format!(
+            "'{tree}' holds a {}-byte value or key where a 32-byte hash belongs",
+            bytes.len()
+        ))
+    })
+}
+
+fn map_open_error(e: sled::Error) -> ChainError {
+    match e {
+        sled::Error::Corruption { at, .. } => {
+            ChainError::corrupt(format!("sled reports corruption at {at:?}"))
+        }
+        other => ChainError::Store(other),
+    }
+}
+
+/// The writes of one atomic commit, one batch per tree.
+#[derive(Default)]
+struct WriteSet {
+    index: Batch,
+    bodies: Batch,
+    main: Batch,
+    accounts: Batch,
+    undo: Batch,
+    txindex: Batch,
+    meta: Batch,
+}
+
+impl WriteSet {
+    fn put_accounts(&mut self, changes: impl IntoIterator<Item = (Address, Account)>) {
+        for (address, account) in changes {
+            if account == Account::default() {
+                self.accounts.remove(&address.0);
+            } else {
+                self.accounts.insert(&address.0, encoding::encode(&account));
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the store in `path` for `params`' network.
+    pub fn open(path: &Path, params: &NetworkParams) -> Result<Store, ChainError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .open()
+            .map_err(map_open_error)?;
+        Store::from_db(db, params)
+    }
+
+    /// A store in a temporary directory that sled removes when it is dropped.
+    pub fn open_temporary(params: &NetworkParams) -> Result<Store, ChainError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .open()
+            .map_err(map_open_error)?;
+        Store::from_db(db, params)
+    }
+
+    fn from_db(db: sled::Db, params: &NetworkParams) -> Result<Store, ChainError> {
+        let store = Store {
+            index: db.open_tree("index")?,
+            bodies: db.open_tree("bodies")?,
+            main: db.open_tree("main")?,
+            accounts: db.open_tree("accounts")?,
+            undo: db.open_tree("undo")?,
+            txindex: db.open_tree("txindex")?,
+            meta: db.open_tree("meta")?,
+            db,
+        };
+        match store.meta.get(META_SCHEMA)? {
+            None => store.initialise(params)?,
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| ChainError::corrupt("the schema version record is malformed"))?;
+                if found != SCHEMA_VERSION {
+                    return Err(ChainError::UnknownSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                let network = store
+                    .meta
+                    .get(META_NETWORK)?
+                    .ok_or_else(|| ChainError::corrupt("the network record is missing"))?;
+                if network.as_ref() != params.magic.0 {
+                    return Err(ChainError::WrongNetwork {
+                        found: hex::encode(network),
+                        expected: hex::encode(params.magic.0),
+                    });
+                }
+                store.tip()?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Writes the schema, the network and the connected genesis block to an empty store.
+    fn initialise(&self, params: &NetworkParams) -> Result<(), ChainError> {
+        let trees = [
+            &self.index,
+            &self.bodies,
+            &self.main,
+            &self.accounts,
+            &self.undo,
+            &self.txindex,
+            &self.meta,
+        ];
+        if trees.iter().any(|t| !t.is_empty()) {
+            return Err(ChainError::corrupt(
+                "the store holds data but no schema version",
+            ));
+        }
+        let genesis = params.genesis_block();
+        let hash = genesis.hash();
+        let record = IndexRecord {
+            header: genesis.header,
+            height: 0,
+            chainwork: super::work::work_to_bytes(
+                super::work::block_work(genesis.header.bits)
+                    .map_err(|e| ChainError::corrupt(format!("genesis target: {e}")))?,
+            ),
+            status: BlockStatus::Valid,
+            seq: 0,
+        };
+        // The genesis coinbase pays nothing, so genesis changes no account.
+        let delta = StateDelta::default();
+        let mut w = self.connect_writes(&hash, &record, &genesis, &delta);
+        w.bodies.insert(&hash.0, encoding::encode(&genesis));
+        w.meta
+            .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
+        w.meta.insert(META_NETWORK, &params.magic.0[..]);
+        self.commit(w)
+    }
+
+    fn commit(&self, w: WriteSet) -> Result<(), ChainError> {
+        let trees: [Tree; 7] = [
+            self.index.clone(),
+            self.bodies.clone(),
+            self.main.clone(),
+            self.accounts.clone(),
+            self.undo.clone(),
+            self.txindex.clone(),
+            self.meta.clone(),
+        ];
+        let batches = [
+            &w.index,
+            &w.bodies,
+            &w.main,
+            &w.accounts,
+            &w.undo,
+            &w.txindex,
+            &w.meta,
+        ];
+        let result: Result<(), TransactionError<()>> = trees[..].transaction(|views| {
+            for (view, batch) in views.iter().zip(batches.iter()) {
+                view.apply_batch(batch)
+                    .map_err(ConflictableTransactionError::from)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Storage(e)) => Err(ChainError::Store(e)),
+            Err(TransactionError::Abort(())) => Err(ChainError::corrupt("a store write aborted")),
+        }
+    }
+
+    /// Stores a newly accepted block: body and index record together.
+    pub fn store_block(
+        &self,
+        hash: &Hash256,
+        block: &Block,
+        record: &IndexRecord,
+    ) -> Result<(), ChainError> {
+        let mut w = WriteSet::default();
+        w.bodies.insert(&hash.0, encoding::encode(block));
+        w.index.insert(&hash.0, encoding::encode(record));
+        self.commit(w)
+    }
+
+    /// Rewrites index records (status changes), atomically together.
+    pub fn put_index_records<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a Hash256, &'a IndexRecord)>,
+    ) -> Result<(), ChainError> {
+        let mut w = WriteSet::default();
+        for (hash, record) in records {
+            w.index.insert(&hash.0, encoding::encode(record));
+        }
+        self.commit(w)
+    }
+
+    fn connect_writes(
+        &self,
+        hash: &Hash256,
+        record: &IndexRecord,
+        block: &Block,
+        delta: &StateDelta,
+    ) -> WriteSet {
+        let mut w = WriteSet::default();
+        w.index.insert(&hash.0, encoding::encode(record));
+        w.main.insert(&record.height.to_be_bytes(), &hash.0);
+        w.put_accounts(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
+        let undo = UndoRecord {
+            accounts: BoundedVec::new(delta.undo()).unwrap_or_default(),
+        };
+        w.undo.insert(&hash.0, encoding::encode(&undo));
+        for (index, tx) in block.transactions.iter().enumerate() {
+            let location = TxLocation {
+                block: *hash,
+                index: index as u32,
+            };
+            w.txindex.insert(&tx.txid().0, encoding::encode(&location));
+        }
+        w.meta.insert(META_TIP, &hash.0);
+        w
+    }
+
+    /// Connects `block` (already stored) on top of the current tip: its index record (now
+    /// `Valid`), main-chain entry, account changes, undo data, transaction index entries and
+    /// the new tip, in one atomic commit.
+    pub fn connect(
+        &self,
+        hash: &Hash256,
+        record: &IndexRecord,
+        block: &Block,
+        delta: &StateDelta,
+    ) -> Result<(), ChainError> {
+        self.commit(self.connect_writes(hash, record, block, delta))
+    }
+
+    /// Disconnects the tip block `block` at `height`: restores the accounts from its undo
+    /// data, removes its main-chain, undo and transaction index entries and makes its parent
+    /// the tip, in one atomic commit.
+    pub fn disconnect(&self, hash: &Hash256, height: u64, block: &Block) -> Result<(), ChainError> {
+        let undo = self.undo_record(hash)?.ok_or_else(|| {
+            ChainError::corrupt(format!("no undo data for main-chain block {hash}"))
+        })?;
+        let mut w = WriteSet::default();
+        w.main.remove(&height.to_be_bytes());
+        w.put_accounts(undo.accounts.iter().copied());
+        w.undo.remove(&hash.0);
+        for tx in block.transactions.iter() {
+            w.txindex.remove(&tx.txid().0);
+        }
+        w.meta.insert(META_TIP, &block.header.prev_hash.0);
+        self.commit(w)
+    }
+
+    /// Writes sled's buffers to disk and waits for it.
+    pub fn flush(&self) -> Result<(), ChainError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- reads ----
+
+    pub fn tip(&self) -> Result<Hash256, ChainError> {
+        let bytes = self
+            .meta
+            .get(META_TIP)?
+            .ok_or_else(|| ChainError::corrupt("the tip record is missing"))?;
+        hash_from("meta", &bytes)
+    }
+
+    pub fn index_record(&self, hash: &Hash256) -> Result<Option<IndexRecord>, ChainError> {
+        match self.index.get(hash.0)? {
+            Some(bytes) => Ok(Some(decode("index", &hash.0, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every index record, in key order.
+    pub fn index_records(
+        &self,
+    ) -> impl Iterator<Item = Result<(Hash256, IndexRecord), ChainError>> + '_ {
+        self.index.iter().map(|item| {
+            let (key, value) = item?;
+            Ok((hash_from("index", &key)?, decode("index", &key, &value)?))
+        })
+    }
+
+    pub fn index_len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn block(&self, hash: &Hash256) -> Result<Option<Block>, ChainError> {
+        match self.bodies.get(hash.0)? {
+            Some(bytes) => Ok(Some(decode("bodies", &hash.0, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The encoded block exactly as stored.
+    pub fn block_bytes(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, ChainError> {
+        Ok(self.bodies.get(hash.0)?.map(|b| b.to_vec()))
+    }
+
+    /// The main-chain block hash at `height`.
+    pub fn main_hash(&self, height: u64) -> Result<Option<Hash256>, ChainError> {
+        match self.main.get(height.to_be_bytes())? {
+            Some(bytes) => Ok(Some(hash_from("main", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The highest main-chain entry.
+    pub fn main_last(&self) -> Result<Option<(u64, Hash256)>, ChainError> {
+        match self.main.last()? {
+            Some((key, value)) => {
+                let height = <[u8; 8]>::try_from(key.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| ChainError::corrupt("a main-chain key is not 8 bytes"))?;
+                Ok(Some((height, hash_from("main", &value)?)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
+        match self.accounts.get(address.0)? {
+            Some(bytes) => decode("accounts", &address.0, &bytes),
+            None => Ok(Account::default()),
+        }
+    }
+
+    /// Every stored account (all non-default), in address order.
+    pub fn accounts(&self) -> impl Iterator<Item = Result<(Address, Account), ChainError>> + '_ {
+        self.accounts.iter().map(|item| {
+            let (key, value) = item?;
+            let address = <[u8; 20]>::try_from(key.as_ref())
+                .map(Address)
+                .map_err(|_| ChainError::corrupt("an account key is not 20 bytes"))?;
+            Ok((address, decode("accounts", &key, &value)?))
+        })
+    }
+
+    pub fn undo_record(&self, hash: &Hash256) -> Result<Option<UndoRecord>, ChainError> {
+        match self.undo.get(hash.0)? {
+            Some(bytes) => Ok(Some(decode("undo", &hash.0, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
+        match self.txindex.get(txid.0)? {
+            Some(bytes) => Ok(Some(decode("txindex", &txid.0, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Test support: overwrites a raw record, to simulate corruption.
+    #[doc(hidden)]
+    pub fn corrupt_for_test(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), ChainError> {
+        let t = match tree {
+            "index" => &self.index,
+            "bodies" => &self.bodies,
+            "main" => &self.main,
+            "accounts" => &self.accounts,
+            "undo" => &self.undo,
+            "txindex" => &self.txindex,
+            _ => &self.meta,
+        };
+        t.insert(key, value)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::testkit::{Keys, TestChainBuilder};
+    use crate::chain::validation::apply_block;
+    use crate::params::{MAIN, REGTEST};
+
+    #[test]
+    fn a_fresh_store_holds_genesis_as_its_tip() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let genesis = REGTEST.genesis_hash();
+        assert_eq!(store.tip().unwrap(), genesis);
+        assert_eq!(store.main_hash(0).unwrap(), Some(genesis));
+        assert_eq!(store.main_last().unwrap(), Some((0, genesis)));
+        let record = store.index_record(&genesis).unwrap().unwrap();
+        assert_eq!(record.status, BlockStatus::Valid);
+        assert_eq!(
+            store.block(&genesis).unwrap().unwrap(),
+            REGTEST.genesis_block()
+        );
+        let cb = REGTEST.genesis_block().transactions[0].txid();
+        assert_eq!(store.tx_location(&cb).unwrap().unwrap().block, genesis);
+        assert_eq!(store.accounts().count(), 0);
+    }
+
+    #[test]
+    fn connect_then_disconnect_restores_everything() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let keys = Keys::new(2);
+        let mut b = TestChainBuilder::new(&REGTEST);
+        let block = b.build(keys.address(0), vec![]);
+        let hash = block.hash();
+        let record = IndexRecord {
+            header: block.header,
+            height: 1,
+            chainwork: [0; 32],
+            status: BlockStatus::Valid,
+            seq: 1,
+        };
+        store.store_block(&hash, &block, &record).unwrap();
+        let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
+        store.connect(&hash, &record, &block, &delta).unwrap();
+        assert_eq!(store.tip().unwrap(), hash);
+        assert_eq!(
+            store.account(&keys.address(0)).unwrap().balance,
+            REGTEST.subsidy(1)
+        );
+        let txid = block.transactions[0].txid();
+        assert_eq!(store.tx_location(&txid).unwrap().unwrap().block, hash);
+
+        store.disconnect(&hash, 1, &block).unwrap();
+        assert_eq!(store.tip().unwrap(), REGTEST.genesis_hash());
+        assert_eq!(store.account(&keys.address(0)).unwrap(), Account::default());
+        assert_eq!(store.accounts().count(), 0);
+        assert!(store.tx_location(&txid).unwrap().is_none());
+        assert!(store.main_hash(1).unwrap().is_none());
+        assert!(store.undo_record(&hash).unwrap().is_none());
+        // The body and index record stay: the block is still known, just not active.
+        assert!(store.block(&hash).unwrap().is_some());
+    }
+
+    #[test]
+    fn reopening_checks_schema_and_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain");
+        {
+            let store = Store::open(&path, &REGTEST).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(Store::open(&path, &REGTEST).is_ok());
+        match Store::open(&path, &MAIN) {
+            Err(ChainError::WrongNetwork { .. }) => {}
+            other => panic!("expected WrongNetwork, got {:?}", other.err()),
+        }
+        {
+            let store = Store::open(&path, &REGTEST).unwrap();
+            store
+                .corrupt_for_test("meta", META_SCHEMA, &99u32.to_le_bytes())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        match Store::open(&path, &REGTEST) {
+            Err(e @ ChainError::UnknownSchema { found: 99, .. }) => {
+                assert!(e.to_string().contains("schema version 99"), "{e}");
+            }
+            other => panic!("expected UnknownSchema, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn an_undecodable_record_is_a_corruption_error_not_a_panic() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let genesis = REGTEST.genesis_hash();
+        store
+            .corrupt_for_test("index", &genesis.0, b"junk")
+            .unwrap();
+        let err = store.index_record(&genesis).unwrap_err();
+        assert!(matches!(err, ChainError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("index"), "{err}");
+        store
+            .corrupt_for_test("bodies", &genesis.0, &[0xff; 7])
+            .unwrap();
+        assert!(matches!(
+            store.block(&genesis),
+            Err(ChainError::Corrupt { .. })
+        ));
+        store.corrupt_for_test("meta", META_TIP, b"short").unwrap();
+        assert!(matches!(store.tip(), Err(ChainError::Corrupt { .. })));
+        store
+            .corrupt_for_test("accounts", &[1; 20], &[1, 2, 3])
+            .unwrap();
+        assert!(matches!(
+            store.account(&Address([1; 20])),
+            Err(ChainError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn data_without_a_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain");
+        {
+            let db = sled::open(&path).unwrap();
+            db.open_tree("main").unwrap().insert(b"x", b"y").unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path, &REGTEST),
+            Err(ChainError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,216 @@
+//! The single chain writer: one thread owns the `Chain` and applies commands from a bounded
+//! channel in order; `ChainHandle` is the cloneable front that sends them (each with a oneshot
+//! reply) and gives readers the published tip, the event stream and a store read handle.
+//!
+//! Owns the writer thread's lifetime. The writer is a plain thread because its work (sled
+//! writes, signature verification) blocks; nothing here holds a lock across an `.await`.
+
+use super::chainstate::{Chain, SubmitOutcome, TipSnapshot, VerifyReport};
+use super::error::ChainError;
+use super::reader::ChainReader;
+use super::{ChainEvent, ChainTip};
+use crate::params::NetworkParams;
+use crate::types::{Block, Hash256};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// Commands waiting for the writer at most; senders wait (asynchronously) beyond that.
+pub const COMMAND_CAPACITY: usize = 64;
+
+pub use super::chainstate::EVENT_CAPACITY;
+
+enum Command {
+    Submit {
+        block: Box<Block>,
+        now: u64,
+        reply: oneshot::Sender<Result<SubmitOutcome, ChainError>>,
+    },
+    Invalidate {
+        hash: Hash256,
+        reply: oneshot::Sender<Result<(), ChainError>>,
+    },
+    Reconsider {
+        hash: Hash256,
+        reply: oneshot::Sender<Result<(), ChainError>>,
+    },
+    Verify {
+        check_level: u32,
+        reply: oneshot::Sender<Result<VerifyReport, ChainError>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), ChainError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<Result<(), ChainError>>,
+    },
+}
+
+/// The cloneable front of the chain writer.
+#[derive(Clone)]
+pub struct ChainHandle {
+    commands: mpsc::Sender<Command>,
+    reader: ChainReader,
+    tip: watch::Receiver<ChainTip>,
+    snapshot: watch::Receiver<Arc<TipSnapshot>>,
+    events: broadcast::Sender<ChainEvent>,
+    params: &'static NetworkParams,
+}
+
+/// The writer thread; `join` waits for it to end (after `ChainHandle::shutdown`).
+pub struct WriterThread {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriterThread {
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the chain writer thread panicked");
+        }
+    }
+}
+
+/// Seconds since the Unix epoch by the system clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Starts the writer thread that owns `chain`.
+pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
+    let (commands, mut rx) = mpsc::channel::<Command>(COMMAND_CAPACITY);
+    let handle = ChainHandle {
+        commands,
+        reader: chain.reader(),
+        tip: chain.subscribe_tip(),
+        snapshot: chain.subscribe_snapshot(),
+        events: chain.event_sender(),
+        params: chain.params(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("chain-writer".into())
+        .spawn(move || {
+            let mut chain = chain;
+            while let Some(command) = rx.blocking_recv() {
+                match command {
+                    Command::Submit { block, now, reply } => {
+                        let _ = reply.send(chain.submit_block(*block, now));
+                    }
+                    Command::Invalidate { hash, reply } => {
+                        let _ = reply.send(chain.invalidate_block(&hash));
+                    }
+                    Command::Reconsider { hash, reply } => {
+                        let _ = reply.send(chain.reconsider_block(&hash));
+                    }
+                    Command::Verify { check_level, reply } => {
+                        let _ = reply.send(chain.verify_chain(check_level));
+                    }
+                    Command::Flush { reply } => {
+                        let _ = reply.send(chain.flush());
+                    }
+                    Command::Shutdown { reply } => {
+                        let _ = reply.send(chain.flush());
+                        break;
+                    }
+                }
+            }
+            // Senders all gone or shutdown asked: flush what sled still buffers.
+            if let Err(e) = chain.flush() {
+                tracing::error!(error = %e, "chain flush at shutdown failed");
+            }
+        })
+        .expect("spawning the chain writer thread");
+    (handle, WriterThread { thread })
+}
+
+impl ChainHandle {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ChainError>>) -> Command,
+    ) -> Result<T, ChainError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| ChainError::WriterStopped)?;
+        answer.await.map_err(|_| ChainError::WriterStopped)?
+    }
+
+    /// Submits a block, judged against the system clock.
+    pub async fn submit_block(&self, block: Block) -> Result<SubmitOutcome, ChainError> {
+        self.submit_block_at(block, unix_now()).await
+    }
+
+    /// Submits a block, judged against `now` (seconds since the epoch).
+    pub async fn submit_block_at(
+        &self,
+        block: Block,
+        now: u64,
+    ) -> Result<SubmitOutcome, ChainError> {
+        self.request(|reply| Command::Submit {
+            block: Box::new(block),
+            now,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn invalidate_block(&self, hash: Hash256) -> Result<(), ChainError> {
+        self.request(|reply| Command::Invalidate { hash, reply })
+            .await
+    }
+
+    pub async fn reconsider_block(&self, hash: Hash256) -> Result<(), ChainError> {
+        self.request(|reply| Command::Reconsider { hash, reply })
+            .await
+    }
+
+    /// Replays the active chain and compares with the stored state (runs on the writer, so
+    /// the state cannot move underneath it).
+    pub async fn verify_chain(&self, check_level: u32) -> Result<VerifyReport, ChainError> {
+        self.request(|reply| Command::Verify { check_level, reply })
+            .await
+    }
+
+    pub async fn flush(&self) -> Result<(), ChainError> {
+        self.request(|reply| Command::Flush { reply }).await
+    }
+
+    /// Flushes the store and stops the writer; later commands fail with `WriterStopped`.
+    pub async fn shutdown(&self) -> Result<(), ChainError> {
+        self.request(|reply| Command::Shutdown { reply }).await
+    }
+
+    /// The published tip.
+    pub fn tip(&self) -> ChainTip {
+        *self.tip.borrow()
+    }
+
+    /// A receiver of the published tip (for `RpcContext` and the protocol core).
+    pub fn tip_receiver(&self) -> watch::Receiver<ChainTip> {
+        self.tip.clone()
+    }
+
+    /// The published tip with template facts (next target, median time past, chain work).
+    pub fn tip_snapshot(&self) -> Arc<TipSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn snapshot_receiver(&self) -> watch::Receiver<Arc<TipSnapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Connect/disconnect events from now on (bounded; see `ChainEvent`).
+    pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn reader(&self) -> &ChainReader {
+        &self.reader
+    }
+
+    pub fn params(&self) -> &'static NetworkParams {
+        self.params
+    }
+}

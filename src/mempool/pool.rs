@@ -1,0 +1,1098 @@
+//! The pool itself: pending nonce chains and future transactions per account, the eviction
+//! index, admission, block connect/disconnect, expiry and block-template selection.
+//!
+//! Pure: no clock (every time is a `now` argument), no I/O, no locks, no async. The chain state
+//! it validates against comes in as an `AccountView` on every call, so a caller with a stale
+//! pool is corrected the next time it touches an account.
+
+use super::error::MempoolError;
+use super::feerate::FeeRate;
+use crate::chain::state::{Account, AccountView};
+use crate::encoding;
+use crate::types::amount::MAX_MONEY;
+use crate::types::{Address, Amount, Block, Hash256, NetworkMagic, Transaction, Transfer};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+
+pub type Txid = Hash256;
+
+/// Encoded bytes of transactions the pool holds by default (8 full blocks).
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Seconds a transaction may wait before it is dropped: 14 days.
+pub const DEFAULT_EXPIRY_SECS: u64 = 14 * 24 * 60 * 60;
+/// Minimum relay fee rate, base units per 1,000 encoded bytes (a 144-byte transfer: 144 units).
+pub const DEFAULT_MIN_RELAY_FEE_PER_KB: u64 = 1000;
+/// A replacement must pay at least this many percent more fee than the one it replaces.
+pub const DEFAULT_REPLACEMENT_BUMP_PERCENT: u64 = 10;
+/// Future (nonce-gapped) transactions held per account.
+pub const DEFAULT_MAX_FUTURE_PER_ACCOUNT: usize = 64;
+/// Future transactions held in total.
+pub const DEFAULT_MAX_FUTURE_TOTAL: usize = 4096;
+/// Transactions (pending and future) held per account.
+pub const DEFAULT_MAX_TXS_PER_ACCOUNT: usize = 4096;
+
+/// Policy knobs. Every collection the pool keeps is bounded by one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Cap on the summed encoded size of all transactions held.
+    pub max_bytes: usize,
+    /// A transaction older than this (by its entry time) is dropped by `expire`.
+    pub expiry_secs: u64,
+    /// Base units per 1,000 encoded bytes a transaction must pay to enter.
+    pub min_relay_fee_per_kb: u64,
+    /// A same-(sender, nonce) replacement must pay `old fee + max(old fee * percent / 100,
+    /// the minimum relay fee for its size, 1)`, rounded up.
+    pub replacement_bump_percent: u64,
+    pub max_future_per_account: usize,
+    pub max_future_total: usize,
+    pub max_txs_per_account: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_bytes: DEFAULT_MAX_BYTES,
+            expiry_secs: DEFAULT_EXPIRY_SECS,
+            min_relay_fee_per_kb: DEFAULT_MIN_RELAY_FEE_PER_KB,
+            replacement_bump_percent: DEFAULT_REPLACEMENT_BUMP_PERCENT,
+            max_future_per_account: DEFAULT_MAX_FUTURE_PER_ACCOUNT,
+            max_future_total: DEFAULT_MAX_FUTURE_TOTAL,
+            max_txs_per_account: DEFAULT_MAX_TXS_PER_ACCOUNT,
+        }
+    }
+}
+
+/// A transfer whose signature verified for the pool's network: the only way into the pool.
+/// Build it with `verify` (off any lock: this is the expensive step), then hand it to
+/// `Mempool::accept_verified`.
+#[derive(Clone, Debug)]
+pub struct VerifiedTransfer {
+    transfer: Transfer,
+    txid: Txid,
+    size: usize,
+}
+
+impl VerifiedTransfer {
+    pub fn verify(tx: Transaction, magic: NetworkMagic) -> Result<VerifiedTransfer, MempoolError> {
+        let transfer = match tx {
+            Transaction::Coinbase(_) => return Err(MempoolError::Coinbase),
+            Transaction::Transfer(t) => t,
+        };
+        // The consensus rule itself, so the pool admits exactly what blocks may carry and a
+        // block validator may trust `Mempool::is_verified`.
+        if !crate::chain::signatures::verify_transfer_signature(&transfer, magic) {
+            return Err(MempoolError::BadSignature);
+        }
+        Ok(VerifiedTransfer::trusted(transfer))
+    }
+
+    /// A transfer from a block the chain validated (signature included).
+    fn trusted(transfer: Transfer) -> VerifiedTransfer {
+        let tx = Transaction::Transfer(transfer);
+        let bytes = encoding::encode(&tx);
+        let txid = crate::types::sha256d(&bytes);
+        let Transaction::Transfer(transfer) = tx else {
+            unreachable!("built as a transfer above")
+        };
+        VerifiedTransfer {
+            transfer,
+            txid,
+            size: bytes.len(),
+        }
+    }
+
+    pub fn txid(&self) -> Txid {
+        self.txid
+    }
+
+    pub fn transfer(&self) -> &Transfer {
+        &self.transfer
+    }
+}
+
+/// One transaction in the pool.
+#[derive(Clone, Debug)]
+pub struct MempoolEntry {
+    pub transfer: Transfer,
+    pub txid: Txid,
+    pub sender: Address,
+    /// Encoded size in bytes.
+    pub size: usize,
+    /// `amount + fee`: what the sender's balance must cover.
+    pub cost: Amount,
+    /// When it entered the pool (seconds since the Unix epoch, as passed in).
+    pub time: u64,
+    /// Arrival order; breaks fee-rate ties (earlier first into blocks, later first out).
+    seq: u64,
+}
+
+impl MempoolEntry {
+    pub fn nonce(&self) -> u64 {
+        self.transfer.nonce
+    }
+
+    pub fn fee(&self) -> Amount {
+        self.transfer.fee
+    }
+
+    pub fn fee_rate(&self) -> FeeRate {
+        FeeRate::new(self.transfer.fee, self.size)
+    }
+
+    pub fn transaction(&self) -> Transaction {
+        Transaction::Transfer(self.transfer.clone())
+    }
+}
+
+/// What admission did besides adding the transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub txid: Txid,
+    /// Waiting for an earlier nonce; not minable yet.
+    pub future: bool,
+    /// The same-(sender, nonce) transaction it replaced.
+    pub replaced: Option<Txid>,
+    /// Future transactions that became pending because this one filled their gap.
+    pub promoted: Vec<Txid>,
+    /// Transactions removed on the way (evicted to make room, or found invalid).
+    pub removed: Vec<(Txid, MempoolError)>,
+}
+
+/// What a block connect or disconnect did to the pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockUpdate {
+    /// Connect: pool transactions the block included. Disconnect: block transactions taken
+    /// back into the pool.
+    pub txids: Vec<Txid>,
+    /// Transactions dropped as no longer valid (or evicted for room), with the reason.
+    pub removed: Vec<(Txid, MempoolError)>,
+}
+
+/// Summary numbers for getmempoolinfo.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MempoolInfo {
+    /// Transactions held (pending and future).
+    pub size: usize,
+    /// Of which waiting for an earlier nonce.
+    pub future: usize,
+    /// Summed encoded size.
+    pub bytes: usize,
+    pub maxmempool: usize,
+    /// Base units per 1,000 bytes needed to enter now (the minimum relay rate, or above it
+    /// when the pool is full).
+    pub mempoolminfee: u64,
+    pub minrelaytxfee: u64,
+    pub expiry_secs: u64,
+}
+
+/// Order in which accounts' tails are evicted: futures first, then by fee rate (for a pending
+/// chain: the lowest rate along it, since the whole chain is mined no sooner than that), then
+/// the newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Priority {
+    pending: bool,
+    rate: FeeRate,
+    newest_first: Reverse<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct EvictKey {
+    priority: Priority,
+    sender: Address,
+}
+
+/// One account's transactions: `pending` holds nonces `state.nonce ..` without a gap, all
+/// affordable in order; `future` holds nonces past a gap.
+#[derive(Debug)]
+struct AccountTxs {
+    /// The chain state this account's transactions were validated against.
+    state: Account,
+    pending: VecDeque<MempoolEntry>,
+    /// Sum of the pending costs; at most `state.balance`.
+    pending_cost: u64,
+    /// Lowest fee rate along `pending`.
+    pending_min_rate: Option<FeeRate>,
+    future: BTreeMap<u64, MempoolEntry>,
+    evict_key: Option<EvictKey>,
+}
+
+impl AccountTxs {
+    fn new(state: Account) -> AccountTxs {
+        AccountTxs {
+            state,
+            pending: VecDeque::new(),
+            pending_cost: 0,
+            pending_min_rate: None,
+            future: BTreeMap::new(),
+            evict_key: None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.pending.len() + self.future.len()
+    }
+
+    fn next_nonce(&self) -> u64 {
+        self.state.nonce.saturating_add(self.pending.len() as u64)
+    }
+
+    fn recompute_pending(&mut self) {
+        self.pending_cost = self.pending.iter().map(|e| e.cost.0).sum();
+        self.pending_min_rate = self.pending.iter().map(MempoolEntry::fee_rate).min();
+    }
+
+    fn tail_priority(&self) -> Option<Priority> {
+        if let Some((_, e)) = self.future.last_key_value() {
+            return Some(Priority {
+                pending: false,
+                rate: e.fee_rate(),
+                newest_first: Reverse(e.seq),
+            });
+        }
+        let tail = self.pending.back()?;
+        Some(Priority {
+            pending: true,
+            rate: self.pending_min_rate.unwrap_or(tail.fee_rate()),
+            newest_first: Reverse(tail.seq),
+        })
+    }
+
+    fn tail_size(&self) -> usize {
+        match self.future.last_key_value() {
+            Some((_, e)) => e.size,
+            None => self.pending.back().map_or(0, |e| e.size),
+        }
+    }
+}
+
+/// Where an admitted transaction goes in its account.
+enum Slot {
+    ReplacePending(usize),
+    ReplaceFuture,
+    Append,
+    Future,
+}
+
+/// The transaction pool. See the module documentation.
+#[derive(Debug)]
+pub struct Mempool {
+    config: MempoolConfig,
+    magic: NetworkMagic,
+    txids: HashMap<Txid, Address>,
+    accounts: HashMap<Address, AccountTxs>,
+    evict: BTreeSet<EvictKey>,
+    bytes: usize,
+    future_count: usize,
+    next_seq: u64,
+}
+
+fn sum_cost(t: &Transfer) -> Option<Amount> {
+    if !t.amount.is_valid() || !t.fee.is_valid() {
+        return None;
+    }
+    t.amount.checked_add(t.fee).filter(|c| c.0 <= MAX_MONEY)
+}
+
+impl Mempool {
+    pub fn new(config: MempoolConfig, magic: NetworkMagic) -> Mempool {
+        Mempool {
+            config,
+            magic,
+            txids: HashMap::new(),
+            accounts: HashMap::new(),
+            evict: BTreeSet::new(),
+            bytes: 0,
+            future_count: 0,
+            next_seq: 0,
+        }
+    }
+
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
+    }
+
+    pub fn magic(&self) -> NetworkMagic {
+        self.magic
+    }
+
+    /// Transactions held, pending and future.
+    pub fn len(&self) -> usize {
+        self.txids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txids.is_empty()
+    }
+
+    /// Summed encoded size of the transactions held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Transactions waiting for an earlier nonce.
+    pub fn future_len(&self) -> usize {
+        self.future_count
+    }
+
+    pub fn contains(&self, txid: &Txid) -> bool {
+        self.txids.contains_key(txid)
+    }
+
+    /// Whether the transaction with this id is in the pool, and so had its signature verified
+    /// for this network: block validation may skip re-verifying it. A txid commits to the
+    /// whole encoding, signature included, so an equal txid is the same verified bytes.
+    pub fn is_verified(&self, txid: &Txid) -> bool {
+        self.txids.contains_key(txid)
+    }
+
+    pub fn get(&self, txid: &Txid) -> Option<&MempoolEntry> {
+        let sender = self.txids.get(txid)?;
+        let acct = self.accounts.get(sender)?;
+        acct.pending
+            .iter()
+            .chain(acct.future.values())
+            .find(|e| e.txid == *txid)
+    }
+
+    /// Whether a held transaction waits for an earlier nonce.
+    pub fn is_future(&self, txid: &Txid) -> bool {
+        self.txids
+            .get(txid)
+            .and_then(|s| self.accounts.get(s))
+            .is_some_and(|a| a.future.values().any(|e| e.txid == *txid))
+    }
+
+    /// Every held transaction: per account, pending in nonce order, then future.
+    pub fn entries(&self) -> impl Iterator<Item = &MempoolEntry> {
+        self.accounts
+            .values()
+            .flat_map(|a| a.pending.iter().chain(a.future.values()))
+    }
+
+    /// The nonce a new transfer from `sender` should carry: after the account's pending
+    /// chain, given the account's chain state `state`.
+    pub fn next_nonce(&self, sender: &Address, state: Account) -> u64 {
+        match self.accounts.get(sender) {
+            Some(a) if a.state == state => a.next_nonce(),
+            _ => state.nonce,
+        }
+    }
+
+    /// What the sender's pending chain spends (amounts plus fees), given its chain state.
+    pub fn pending_spend(&self, sender: &Address, state: Account) -> Amount {
+        match self.accounts.get(sender) {
+            Some(a) if a.state == state => Amount(a.pending_cost),
+            _ => Amount::ZERO,
+        }
+    }
+
+    /// The fee rate (base units per 1,000 bytes) a transaction needs to enter now.
+    pub fn min_fee_per_kb(&self) -> u64 {
+        let floor = self.config.min_relay_fee_per_kb;
+        if self.bytes + crate::types::transaction::MAX_TX_SIZE <= self.config.max_bytes {
+            return floor;
+        }
+        self.evict
+            .first()
+            .map_or(floor, |k| floor.max(k.priority.rate.per_kb() + 1))
+    }
+
+    pub fn info(&self) -> MempoolInfo {
+        MempoolInfo {
+            size: self.len(),
+            future: self.future_count,
+            bytes: self.bytes,
+            maxmempool: self.config.max_bytes,
+            mempoolminfee: self.min_fee_per_kb(),
+            minrelaytxfee: self.config.min_relay_fee_per_kb,
+            expiry_secs: self.config.expiry_secs,
+        }
+    }
+
+    /// Checks that need no signature and no lock-free state: coinbase, duplicate, amounts,
+    /// minimum relay fee, and a nonce already used on chain. A caller runs this before paying
+    /// for signature verification.
+    pub fn precheck(&self, tx: &Transaction, view: &dyn AccountView) -> Result<(), MempoolError> {
+        let t = match tx {
+            Transaction::Coinbase(_) => return Err(MempoolError::Coinbase),
+            Transaction::Transfer(t) => t,
+        };
+        let txid = tx.txid();
+        let size = crate::types::transaction::MAX_TX_SIZE;
+        self.check_stateless(t, &txid, size)?;
+        let state = view.account(&t.sender());
+        if t.nonce < state.nonce {
+            return Err(MempoolError::NonceTooLow {
+                nonce: t.nonce,
+                expected: state.nonce,
+            });
+        }
+        Ok(())
+    }
+
+    /// Full admission: the checks, the signature, then `accept_verified`.
+    pub fn accept(
+        &mut self,
+        tx: Transaction,
+        view: &dyn AccountView,
+        now: u64,
+    ) -> Result<Accepted, MempoolError> {
+        self.precheck(&tx, view)?;
+        let verified = VerifiedTransfer::verify(tx, self.magic)?;
+        self.accept_verified(verified, view, now)
+    }
+
+    fn check_stateless(&self, t: &Transfer, txid: &Txid, size: usize) -> Result<(), MempoolError> {
+        if self.txids.contains_key(txid) {
+            return Err(MempoolError::Duplicate(*txid));
+        }
+        sum_cost(t).ok_or(MempoolError::BadAmount)?;
+        let min = FeeRate::min_fee(self.config.min_relay_fee_per_kb, size);
+        if t.fee < min {
+            return Err(MempoolError::FeeTooLow { fee: t.fee, min });
+        }
+        Ok(())
+    }
+
+    fn min_replacement_fee(&self, old: &MempoolEntry, new_size: usize) -> Amount {
+        let pct = (old.fee().0 as u128 * self.config.replacement_bump_percent as u128).div_ceil(100)
+            as u64;
+        let relay = FeeRate::min_fee(self.config.min_relay_fee_per_kb, new_size).0;
+        Amount(old.fee().0.saturating_add(pct.max(relay).max(1)))
+    }
+
+    /// Admits a transfer whose signature was verified for this network, validated against
+    /// `view` (the tip state) plus the sender's pending chain.
+    pub fn accept_verified(
+        &mut self,
+        vtx: VerifiedTransfer,
+        view: &dyn AccountView,
+        now: u64,
+    ) -> Result<Accepted, MempoolError> {
+        let VerifiedTransfer {
+            transfer: t,
+            txid,
+            size,
+        } = vtx;
+        self.check_stateless(&t, &txid, size)?;
+        let cost = sum_cost(&t).ok_or(MempoolError::BadAmount)?;
+        let sender = t.sender();
+        let state = view.account(&sender);
+        let mut removed = self.sync_account(sender, state);
+        if t.nonce < state.nonce {
+            return Err(MempoolError::NonceTooLow {
+                nonce: t.nonce,
+                expected: state.nonce,
+            });
+        }
+        let balance = state.balance.0;
+        let insufficient = |needed: u64| MempoolError::InsufficientFunds {
+            needed: Amount(needed),
+            available: state.balance,
+        };
+        let empty = AccountTxs::new(state);
+        let acct = self.accounts.get(&sender).unwrap_or(&empty);
+        let next = acct.next_nonce();
+        let rate = FeeRate::new(t.fee, size);
+        let seq = self.next_seq;
+
+        let (slot, replaced, freed, priority) = if t.nonce < next {
+            let index = (t.nonce - state.nonce) as usize;
+            let old = &acct.pending[index];
+            let min = self.min_replacement_fee(old, size);
+            if t.fee < min {
+                return Err(MempoolError::ReplacementFeeTooLow {
+                    replaces: old.txid,
+                    fee: t.fee,
+                    min,
+                });
+            }
+            let total = acct.pending_cost - old.cost.0 + cost.0;
+            if total > balance {
+                return Err(insufficient(total));
+            }
+            let chain_min = acct
+                .pending
+                .iter()
+                .enumerate()
+                .map(|(i, e)| if i == index { rate } else { e.fee_rate() })
+                .min()
+                .unwrap_or(rate);
+            let priority = Priority {
+                pending: true,
+                rate: chain_min,
+                newest_first: Reverse(seq),
+            };
+            (
+                Slot::ReplacePending(index),
+                Some(old.txid),
+                old.size,
+                priority,
+            )
+        } else if let Some(old) = acct.future.get(&t.nonce) {
+            let min = self.min_replacement_fee(old, size);
+            if t.fee < min {
+                return Err(MempoolError::ReplacementFeeTooLow {
+                    replaces: old.txid,
+                    fee: t.fee,
+                    min,
+                });
+            }
+            if cost.0 > balance {
+                return Err(insufficient(cost.0));
+            }
+            let priority = Priority {
+                pending: false,
+                rate,
+                newest_first: Reverse(seq),
+            };
+            (Slot::ReplaceFuture, Some(old.txid), old.size, priority)
+        } else {
+            if acct.len() >= self.config.max_txs_per_account {
+                return Err(MempoolError::ChainTooLong);
+            }
+            if t.nonce == next {
+                let total = acct.pending_cost + cost.0;
+                if total > balance {
+                    return Err(insufficient(total));
+                }
+                let chain_min = acct.pending_min_rate.map_or(rate, |m| m.min(rate));
+                let priority = Priority {
+                    pending: true,
+                    rate: chain_min,
+                    newest_first: Reverse(seq),
+                };
+                (Slot::Append, None, 0, priority)
+            } else {
+                if acct.future.len() >= self.config.max_future_per_account
+                    || self.future_count >= self.config.max_future_total
+                {
+                    return Err(MempoolError::TooManyFuture);
+                }
+                if cost.0 > balance {
+                    return Err(insufficient(cost.0));
+                }
+                let priority = Priority {
+                    pending: false,
+                    rate,
+                    newest_first: Reverse(seq),
+                };
+                (Slot::Future, None, 0, priority)
+            }
+        };
+
+        let victims = self.plan_evictions(size, freed, sender, priority)?;
+        for victim in victims {
+            if let Some(txid) = self.remove_tail(&victim) {
+                removed.push((txid, MempoolError::Evicted));
+            }
+        }
+
+        self.next_seq += 1;
+        let entry = MempoolEntry {
+            transfer: t,
+            txid,
+            sender,
+            size,
+            cost,
+            time: now,
+            seq,
+        };
+        let acct = self
+            .accounts
+            .entry(sender)
+            .or_insert_with(|| AccountTxs::new(state));
+        let mut future = false;
+        match slot {
+            Slot::ReplacePending(index) => {
+                let old = std::mem::replace(&mut acct.pending[index], entry);
+                acct.recompute_pending();
+                self.txids.remove(&old.txid);
+                self.bytes -= old.size;
+            }
+            Slot::ReplaceFuture => {
+                future = true;
+                let old = acct
+                    .future
+                    .insert(entry.nonce(), entry)
+                    .expect("replacing a present future entry");
+                self.txids.remove(&old.txid);
+                self.bytes -= old.size;
+            }
+            Slot::Append => {
+                acct.pending_cost += entry.cost.0;
+                acct.pending_min_rate = Some(acct.pending_min_rate.map_or(rate, |m| m.min(rate)));
+                acct.pending.push_back(entry);
+            }
+            Slot::Future => {
+                future = true;
+                acct.future.insert(entry.nonce(), entry);
+                self.future_count += 1;
+            }
+        }
+        self.txids.insert(txid, sender);
+        self.bytes += size;
+        let mut promoted = Vec::new();
+        if matches!(slot, Slot::Append) {
+            self.promote(&sender, &mut promoted, &mut removed);
+        }
+        self.refresh_key(&sender);
+        Ok(Accepted {
+            txid,
+            future,
+            replaced,
+            promoted,
+            removed,
+        })
+    }
+
+    /// Picks accounts whose tails to evict so that `size` more bytes (less `freed`) fit: only
+    /// tails of other accounts with a strictly lower priority, at most one per account. Refuses
+    /// with `MempoolFull` without evicting anything when that is not enough.
+    fn plan_evictions(
+        &self,
+        size: usize,
+        freed: usize,
+        sender: Address,
+        priority: Priority,
+    ) -> Result<Vec<Address>, MempoolError> {
+        let after = (self.bytes + size).saturating_sub(freed);
+        if after <= self.config.max_bytes {
+            return Ok(Vec::new());
+        }
+        let mut excess = after - self.config.max_bytes;
+        let mut victims = Vec::new();
+        for key in &self.evict {
+            if key.priority >= priority {
+                break;
+            }
+            if key.sender == sender {
+                continue;
+            }
+            let tail = self.accounts[&key.sender].tail_size();
+            victims.push(key.sender);
+            if tail >= excess {
+                return Ok(victims);
+            }
+            excess -= tail;
+        }
+        Err(MempoolError::MempoolFull)
+    }
+
+    /// Removes an account's last transaction (its highest future, else its last pending).
+    fn remove_tail(&mut self, sender: &Address) -> Option<Txid> {
+        let acct = self.accounts.get_mut(sender)?;
+        let entry = if let Some((_, e)) = acct.future.pop_last() {
+            self.future_count -= 1;
+            e
+        } else {
+            let e = acct.pending.pop_back()?;
+            acct.recompute_pending();
+            e
+        };
+        self.txids.remove(&entry.txid);
+        self.bytes -= entry.size;
+        self.refresh_key(sender);
+        Some(entry.txid)
+    }
+
+    /// Moves futures whose gap is now filled into the pending chain, while affordable; a
+    /// future that the balance cannot cover at its turn is dropped.
+    fn promote(
+        &mut self,
+        sender: &Address,
+        promoted: &mut Vec<Txid>,
+        removed: &mut Vec<(Txid, MempoolError)>,
+    ) {
+        let Some(acct) = self.accounts.get_mut(sender) else {
+            return;
+        };
+        while let Some(entry) = acct.future.remove(&acct.next_nonce()) {
+            self.future_count -= 1;
+            let total = acct.pending_cost + entry.cost.0;
+            if total > acct.state.balance.0 {
+                self.txids.remove(&entry.txid);
+                self.bytes -= entry.size;
+                removed.push((
+                    entry.txid,
+                    MempoolError::InsufficientFunds {
+                        needed: Amount(total),
+                        available: acct.state.balance,
+                    },
+                ));
+                break;
+            }
+            promoted.push(entry.txid);
+            let rate = entry.fee_rate();
+            acct.pending_cost = total;
+            acct.pending_min_rate = Some(acct.pending_min_rate.map_or(rate, |m| m.min(rate)));
+            acct.pending.push_back(entry);
+        }
+    }
+
+    /// Keeps the eviction index entry of `sender` current; forgets an empty account.
+    fn refresh_key(&mut self, sender: &Address) {
+        let Some(acct) = self.accounts.get_mut(sender) else {
+            return;
+        };
+        if let Some(old) = acct.evict_key.take() {
+            self.evict.remove(&old);
+        }
+        match acct.tail_priority() {
+            Some(priority) => {
+                let key = EvictKey {
+                    priority,
+                    sender: *sender,
+                };
+                acct.evict_key = Some(key);
+                self.evict.insert(key);
+            }
+            None => {
+                self.accounts.remove(sender);
+            }
+        }
+    }
+
+    /// Takes all of an account's transactions out of the pool (pending, then future).
+    fn take_account(&mut self, sender: &Address) -> Vec<MempoolEntry> {
+        let Some(mut acct) = self.accounts.remove(sender) else {
+            return Vec::new();
+        };
+        if let Some(key) = acct.evict_key.take() {
+            self.evict.remove(&key);
+        }
+        self.future_count -= acct.future.len();
+        let entries: Vec<MempoolEntry> = acct
+            .pending
+            .into_iter()
+            .chain(std::mem::take(&mut acct.future).into_values())
+            .collect();
+        for e in &entries {
+            self.txids.remove(&e.txid);
+            self.bytes -= e.size;
+        }
+        entries
+    }
+
+    /// Puts `entries` back as `sender`'s transactions, validated against `state`: nonces below
+    /// the account's are dropped; from the account's nonce on, the gap-free affordable run is
+    /// pending; a transaction the balance cannot cover at its turn is dropped; the rest wait
+    /// as futures within their bounds. For equal nonces the first in `entries` is kept.
+    fn rebuild(
+        &mut self,
+        sender: Address,
+        state: Account,
+        mut entries: Vec<MempoolEntry>,
+    ) -> Vec<(Txid, MempoolError)> {
+        let mut removed = Vec::new();
+        entries.sort_by_key(MempoolEntry::nonce);
+        let mut acct = AccountTxs::new(state);
+        let mut last_nonce = None;
+        for e in entries {
+            let txid = e.txid;
+            if last_nonce == Some(e.nonce()) || self.txids.contains_key(&txid) {
+                removed.push((e.txid, MempoolError::Duplicate(e.txid)));
+                continue;
+            }
+            last_nonce = Some(e.nonce());
+            if e.nonce() < state.nonce {
+                removed.push((
+                    e.txid,
+                    MempoolError::NonceTooLow {
+                        nonce: e.nonce(),
+                        expected: state.nonce,
+                    },
+                ));
+                continue;
+            }
+            if acct.len() >= self.config.max_txs_per_account {
+                removed.push((e.txid, MempoolError::ChainTooLong));
+                continue;
+            }
+            if e.nonce() == acct.next_nonce() {
+                let total = acct.pending_cost + e.cost.0;
+                if total > state.balance.0 {
+                    removed.push((
+                        e.txid,
+                        MempoolError::InsufficientFunds {
+                            needed: Amount(total),
+                            available: state.balance,
+                        },
+                    ));
+                    continue;
+                }
+                acct.pending_cost = total;
+                acct.pending.push_back(e);
+            } else {
+                if acct.future.len() >= self.config.max_future_per_account
+                    || self.future_count >= self.config.max_future_total
+                {
+                    removed.push((e.txid, MempoolError::TooManyFuture));
+                    continue;
+                }
+                self.future_count += 1;
+                acct.future.insert(e.nonce(), e);
+            }
+            self.txids.insert(txid, sender);
+        }
+        acct.recompute_pending();
+        self.bytes += acct
+            .pending
+            .iter()
+            .chain(acct.future.values())
+            .map(|e| e.size)
+            .sum::<usize>();
+        self.accounts.insert(sender, acct);
+        self.refresh_key(&sender);
+        removed
+    }
+
+    /// Revalidates `sender`'s transactions when the chain state differs from the one they
+    /// were checked against (a block the pool has not been told about yet).
+    fn sync_account(&mut self, sender: Address, state: Account) -> Vec<(Txid, MempoolError)> {
+        match self.accounts.get(&sender) {
+            Some(a) if a.state != state => {
+                let entries = self.take_account(&sender);
+                self.rebuild(sender, state, entries)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A block joined the best chain; `view` is the state after it. Removes the transactions
+    /// it included and revalidates its senders' remaining chains (a conflicting transfer in
+    /// the block makes a pool transaction's nonce too low; a spend can make later ones
+    /// unaffordable).
+    pub fn block_connected(&mut self, block: &Block, view: &dyn AccountView) -> BlockUpdate {
+        let mut included = HashSet::new();
+        let mut senders = Vec::new();
+        let mut seen = HashSet::new();
+        for tx in block.transactions.iter() {
+            if let Transaction::Transfer(t) = tx {
+                let txid = tx.txid();
+                if self.txids.contains_key(&txid) {
+                    included.insert(txid);
+                }
+                let sender = t.sender();
+                if seen.insert(sender) {
+                    senders.push(sender);
+                }
+            }
+        }
+        let mut update = BlockUpdate::default();
+        for sender in senders {
+            if !self.accounts.contains_key(&sender) {
+                continue;
+            }
+            let mut entries = self.take_account(&sender);
+            entries.retain(|e| {
+                if included.contains(&e.txid) {
+                    update.txids.push(e.txid);
+                    false
+                } else {
+                    true
+                }
+            });
+            let state = view.account(&sender);
+            update.removed.extend(self.rebuild(sender, state, entries));
+        }
+        update
+    }
+
+    /// A block left the best chain; `view` is the state without it. Its transfers come back
+    /// into the pool where still valid (their signatures were checked with the block; the
+    /// relay fee and every other policy rule apply), then the pool is trimmed to its size.
+    pub fn block_disconnected(
+        &mut self,
+        block: &Block,
+        view: &dyn AccountView,
+        now: u64,
+    ) -> BlockUpdate {
+        let mut by_sender: HashMap<Address, Vec<MempoolEntry>> = HashMap::new();
+        let mut order = Vec::new();
+        let mut update = BlockUpdate::default();
+        let mut back = Vec::new();
+        for tx in block.transactions.iter() {
+            let Transaction::Transfer(t) = tx else {
+                continue;
+            };
+            let v = VerifiedTransfer::trusted(t.clone());
+            if self.txids.contains_key(&v.txid) {
+                continue;
+            }
+            let Some(cost) = sum_cost(&v.transfer) else {
+                continue;
+            };
+            let min = FeeRate::min_fee(self.config.min_relay_fee_per_kb, v.size);
+            if v.transfer.fee < min {
+                update.removed.push((
+                    v.txid,
+                    MempoolError::FeeTooLow {
+                        fee: v.transfer.fee,
+                        min,
+                    },
+                ));
+                continue;
+            }
+            let sender = v.transfer.sender();
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            back.push(v.txid);
+            by_sender
+                .entry(sender)
+                .or_insert_with(|| {
+                    order.push(sender);
+                    Vec::new()
+                })
+                .push(MempoolEntry {
+                    transfer: v.transfer,
+                    txid: v.txid,
+                    sender,
+                    size: v.size,
+                    cost,
+                    time: now,
+                    seq,
+                });
+        }
+        for sender in order {
+            let mut entries = by_sender.remove(&sender).unwrap_or_default();
+            entries.extend(self.take_account(&sender));
+            let state = view.account(&sender);
+            update.removed.extend(self.rebuild(sender, state, entries));
+        }
+        update.removed.extend(self.trim());
+        update.txids = back.into_iter().filter(|t| self.contains(t)).collect();
+        update
+    }
+
+    /// Revalidates every account against `view` (after missed chain events). Transactions of
+    /// blocks disconnected meanwhile are not taken back: the pool never saw those blocks.
+    pub fn revalidate_all(&mut self, view: &dyn AccountView) -> Vec<(Txid, MempoolError)> {
+        let senders: Vec<Address> = self.accounts.keys().copied().collect();
+        let mut removed = Vec::new();
+        for sender in senders {
+            removed.extend(self.sync_account(sender, view.account(&sender)));
+        }
+        removed
+    }
+
+    /// Evicts lowest-priority tails until the pool fits its byte cap.
+    pub fn trim(&mut self) -> Vec<(Txid, MempoolError)> {
+        let mut removed = Vec::new();
+        while self.bytes > self.config.max_bytes {
+            let Some(key) = self.evict.first().copied() else {
+                break;
+            };
+            match self.remove_tail(&key.sender) {
+                Some(txid) => removed.push((txid, MempoolError::Evicted)),
+                None => break,
+            }
+        }
+        removed
+    }
+
+    /// Drops transactions that entered at or before `now - expiry_secs`. An account's later
+    /// nonces stay, as futures, for a replacement to fill the gap.
+    pub fn expire(&mut self, now: u64) -> Vec<(Txid, MempoolError)> {
+        let expiry = self.config.expiry_secs;
+        let expired = |e: &MempoolEntry| e.time.saturating_add(expiry) <= now;
+        let senders: Vec<Address> = self
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.pending.iter().chain(a.future.values()).any(expired))
+            .map(|(s, _)| *s)
+            .collect();
+        let mut removed = Vec::new();
+        for sender in senders {
+            let state = self.accounts[&sender].state;
+            let (old, keep): (Vec<_>, Vec<_>) =
+                self.take_account(&sender).into_iter().partition(expired);
+            removed.extend(old.into_iter().map(|e| (e.txid, MempoolError::Expired)));
+            removed.extend(self.rebuild(sender, state, keep));
+        }
+        removed
+    }
+
+    /// Transactions for a block of at most `max_bytes` of transactions: highest fee rate first
+    /// among each account's next transaction, so every account's nonces stay in order. Only
+    /// what is valid against `view` (the state the block builds on) is chosen: each account's
+    /// run starts at its nonce there and stops where its balance there runs out.
+    pub fn select(&self, max_bytes: usize, view: &dyn AccountView) -> Vec<&MempoolEntry> {
+        // Per account: the usable slice of its pending chain.
+        let mut runs: HashMap<Address, (usize, usize)> = HashMap::new();
+        let mut heap = BinaryHeap::new();
+        for (sender, acct) in &self.accounts {
+            let state = view.account(sender);
+            let Some(start) = state.nonce.checked_sub(acct.state.nonce) else {
+                continue;
+            };
+            let start = start as usize;
+            let mut spent = 0u64;
+            let mut end = start;
+            while let Some(e) = acct.pending.get(end) {
+                spent = spent.saturating_add(e.cost.0);
+                if spent > state.balance.0 {
+                    break;
+                }
+                end += 1;
+            }
+            if end > start {
+                let head = &acct.pending[start];
+                heap.push((head.fee_rate(), Reverse(head.seq), *sender, start));
+                runs.insert(*sender, (start, end));
+            }
+        }
+        let mut chosen = Vec::new();
+        let mut used = 0usize;
+        while let Some((_, _, sender, index)) = heap.pop() {
+            let acct = &self.accounts[&sender];
+            let entry = &acct.pending[index];
+            if used + entry.size > max_bytes {
+                continue;
+            }
+            used += entry.size;
+            chosen.push(entry);
+            let (_, end) = runs[&sender];
+            if index + 1 < end {
+                let next = &acct.pending[index + 1];
+                heap.push((next.fee_rate(), Reverse(next.seq), sender, index + 1));
+            }
+        }
+        chosen
+    }
+
+    /// Checks the internal invariants; for tests.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let mut bytes = 0;
+        let mut count = 0;
+        let mut futures = 0;
+        for (sender, a) in &self.accounts {
+            assert!(a.len() > 0, "empty account kept");
+            let mut cost = 0;
+            for (i, e) in a.pending.iter().enumerate() {
+                assert_eq!(e.nonce(), a.state.nonce + i as u64, "pending gap");
+                assert_eq!(self.txids.get(&e.txid), Some(sender));
+                cost += e.cost.0;
+                bytes += e.size;
+            }
+            assert_eq!(cost, a.pending_cost);
+            assert!(cost <= a.state.balance.0, "unaffordable pending chain");
+            for (n, e) in &a.future {
+                assert_eq!(*n, e.nonce());
+                assert!(*n > a.next_nonce(), "future without a gap");
+                assert_eq!(self.txids.get(&e.txid), Some(sender));
+                bytes += e.size;
+            }
+            futures += a.future.len();
+            count += a.len();
+            let key = a.evict_key.expect("indexed");
+            assert!(self.evict.contains(&key));
+            assert_eq!(Some(key.priority), a.tail_priority());
+        }
+        assert_eq!(bytes, self.bytes);
+        assert_eq!(count, self.txids.len());
+        assert_eq!(futures, self.future_count);
+        assert_eq!(self.evict.len(), self.accounts.len());
+    }
+}

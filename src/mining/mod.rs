@@ -1,0 +1,307 @@
+//! Mining: block templates from the mempool (`template`), the multi-threaded nonce search
+//! (`search`), and `Miner`, which mines on request (`generate`) or continuously (`--mine`)
+//! and submits what it finds through the chain handle.
+//!
+//! Owns no chain state: it reads the chain's published snapshot and store, and only ever
+//! changes the chain by submitting a block like any peer would.
+
+pub mod search;
+pub mod services;
+pub mod template;
+
+pub use search::{default_threads, search, StopFn};
+pub use template::{
+    build_template, template_time, BlockTemplate, ChainTemplateSource, MAX_TEMPLATE_TX_BYTES,
+};
+
+use crate::chain::chainstate::TipSnapshot;
+use crate::chain::state::{Account, AccountView};
+use crate::chain::{ChainError, ChainHandle, ChainReader, SubmitOutcome};
+use crate::mempool::SharedMempool;
+use crate::types::pow::Target;
+use crate::types::{Address, Hash256, Header};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Hashes `generate` tries per block before giving up, unless told otherwise.
+pub const DEFAULT_MAX_TRIES: u64 = 100_000_000;
+
+/// Most blocks one `generate` call may ask for.
+pub const MAX_GENERATE: u64 = 10_000;
+
+/// Times `generate` rebuilds a block whose tip moved under it before giving up.
+const MAX_STALE_RETRIES: u32 = 32;
+
+/// The continuous miner rebuilds its template this often (new transactions, a fresh time).
+pub const TEMPLATE_REFRESH: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MiningError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("the chain kept moving under the new block ({0} attempts); try again")]
+    Stale(u32),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("the nonce search failed: {0}")]
+    Search(String),
+}
+
+/// A template source over the chain's published snapshot and its store.
+pub struct ChainSource<'a> {
+    pub snapshot: &'a TipSnapshot,
+    pub reader: &'a ChainReader,
+}
+
+impl ChainTemplateSource for ChainSource<'_> {
+    fn tip(&self) -> (u64, Hash256) {
+        (self.snapshot.tip.height, self.snapshot.tip.hash)
+    }
+
+    fn next_bits(&self) -> u32 {
+        self.snapshot.next_bits
+    }
+
+    fn median_time_past(&self) -> u64 {
+        self.snapshot.median_time_past
+    }
+
+    fn account(&self, address: &Address) -> Account {
+        AccountView::account(self.reader, address)
+    }
+}
+
+/// Counters for getmininginfo.
+#[derive(Debug, Default)]
+pub struct MinerStats {
+    pub hashes: AtomicU64,
+    pub blocks: AtomicU64,
+    /// Transfers in the last template built.
+    pub last_template_txs: AtomicU64,
+    /// Whether the continuous miner runs.
+    pub generating: AtomicBool,
+    /// Hashes per second of the continuous miner, as measured over its last search.
+    pub hashes_per_sec: AtomicU64,
+}
+
+/// Mines blocks on the chain behind `chain` with transactions from `pool`.
+pub struct Miner {
+    chain: ChainHandle,
+    pool: SharedMempool,
+    threads: usize,
+    stats: Arc<MinerStats>,
+    /// Raised at shutdown: every search in progress ends.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Miner {
+    pub fn new(chain: ChainHandle, pool: SharedMempool, threads: usize) -> Miner {
+        Miner {
+            chain,
+            pool,
+            threads: threads.max(1),
+            stats: Arc::new(MinerStats::default()),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub fn stats(&self) -> &MinerStats {
+        &self.stats
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Ends every search in progress, now and later.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// A template on the current tip paying `miner`.
+    pub fn template(&self, miner: Address) -> BlockTemplate {
+        let snapshot = self.chain.tip_snapshot();
+        let source = ChainSource {
+            snapshot: &snapshot,
+            reader: self.chain.reader(),
+        };
+        let params = self.chain.params();
+        let template = {
+            let pool = self.pool.lock();
+            build_template(params, &source, &pool, miner, unix_now())
+        };
+        self.stats.last_template_txs.store(
+            template.block.transactions.len() as u64 - 1,
+            Ordering::Relaxed,
+        );
+        template
+    }
+
+    /// Searches for a nonce off the async runtime; `None` after `max_tries` hashes or a stop.
+    async fn search(
+        &self,
+        header: Header,
+        target: Target,
+        nonces: std::ops::Range<u64>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Option<Header>, MiningError> {
+        // An easy target (regtest: about every second hash) is found on this thread's first
+        // few tries; spreading it over threads would cost more than it saves.
+        let easy = target[0] != 0 || target[1] != 0;
+        let threads = if easy { 1 } else { self.threads };
+        let stats = self.stats.clone();
+        let stopping = self.stopping.clone();
+        let run = move || {
+            let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
+            search(
+                &header,
+                &target,
+                nonces,
+                threads,
+                &should_stop,
+                &stats.hashes,
+            )
+        };
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| MiningError::Search(e.to_string()))
+    }
+
+    /// Mines `count` blocks paying `miner`, each submitted and connected before the next is
+    /// built. Returns their hashes; fewer when a block needed more than `max_tries` hashes.
+    pub async fn generate(
+        &self,
+        count: u64,
+        miner: Address,
+        max_tries: u64,
+    ) -> Result<Vec<Hash256>, MiningError> {
+        let mut hashes = Vec::with_capacity(count.min(MAX_GENERATE) as usize);
+        let mut stale = 0;
+        // After the chain refused a found block as already known (say, the same block was
+        // mined before and then invalidated), the search resumes past its nonce if the next
+        // template is the same.
+        let mut resume: Option<(Header, u64)> = None;
+        while (hashes.len() as u64) < count {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(MiningError::ShuttingDown);
+            }
+            let mut template = self.template(miner);
+            let unsolved = template.block.header;
+            let start = resume
+                .take()
+                .filter(|(h, _)| *h == unsolved)
+                .map_or(0, |(_, n)| n);
+            let found = self
+                .search(
+                    unsolved,
+                    template.target,
+                    start..start.saturating_add(max_tries),
+                    Arc::new(AtomicBool::new(false)),
+                )
+                .await?;
+            let Some(header) = found else {
+                break;
+            };
+            template.block.header = header;
+            let hash = header.hash();
+            let block = template.block;
+            match self.chain.submit_block(block.clone()).await {
+                Ok(SubmitOutcome::Connected { .. }) => {
+                    // Update the pool now, as bitcoind does, so that when generate returns the
+                    // mined transactions are gone from it; the chain-event follower's later
+                    // pass over the same block then finds nothing left to do.
+                    self.pool
+                        .lock()
+                        .block_connected(&block, self.chain.reader());
+                    self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                    hashes.push(hash);
+                    stale = 0;
+                }
+                Ok(SubmitOutcome::Duplicate) | Err(ChainError::KnownInvalid(_))
+                    if stale < MAX_STALE_RETRIES =>
+                {
+                    resume = Some((unsolved, header.nonce.saturating_add(1)));
+                    stale += 1;
+                }
+                // The tip moved between the template and the submit (another miner or a peer):
+                // build again on the new tip.
+                Ok(_) | Err(ChainError::InvalidBlock { .. }) if stale < MAX_STALE_RETRIES => {
+                    stale += 1;
+                }
+                Ok(_) => return Err(MiningError::Stale(stale)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(hashes)
+    }
+
+    /// Mines continuously to `miner` until `shutdown`, rebuilding the template when the tip
+    /// changes or every `TEMPLATE_REFRESH`.
+    pub async fn run(self: Arc<Self>, miner: Address, shutdown: CancellationToken) {
+        self.stats.generating.store(true, Ordering::Relaxed);
+        let mut snapshots = self.chain.snapshot_receiver();
+        tracing::info!(%miner, threads = self.threads, "mining started");
+        let mut resume: Option<(Header, u64)> = None;
+        while !shutdown.is_cancelled() && !self.stopping.load(Ordering::Relaxed) {
+            snapshots.borrow_and_update();
+            let mut template = self.template(miner);
+            let unsolved = template.block.header;
+            let start = resume
+                .take()
+                .filter(|(h, _)| *h == unsolved)
+                .map_or(0, |(_, n)| n);
+            let stop = Arc::new(AtomicBool::new(false));
+            let started = Instant::now();
+            let before = self.stats.hashes.load(Ordering::Relaxed);
+            let search = self.search(unsolved, template.target, start..u64::MAX, stop.clone());
+            tokio::pin!(search);
+            let found = tokio::select! {
+                found = &mut search => found,
+                _ = snapshots.changed() => { stop.store(true, Ordering::Relaxed); search.await }
+                _ = tokio::time::sleep(TEMPLATE_REFRESH) => {
+                    stop.store(true, Ordering::Relaxed);
+                    search.await
+                }
+                _ = shutdown.cancelled() => { stop.store(true, Ordering::Relaxed); search.await }
+            };
+            let secs = started.elapsed().as_secs_f64();
+            if secs > 0.5 {
+                let done = self.stats.hashes.load(Ordering::Relaxed) - before;
+                self.stats
+                    .hashes_per_sec
+                    .store((done as f64 / secs) as u64, Ordering::Relaxed);
+            }
+            match found {
+                Ok(Some(header)) => {
+                    template.block.header = header;
+                    let hash = header.hash();
+                    match self.chain.submit_block(template.block).await {
+                        Ok(SubmitOutcome::Connected { height }) => {
+                            self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%hash, height, fees = %template.fees, "mined a block");
+                        }
+                        Ok(SubmitOutcome::Duplicate) | Err(ChainError::KnownInvalid(_)) => {
+                            resume = Some((unsolved, header.nonce.saturating_add(1)));
+                        }
+                        Ok(outcome) => tracing::info!(%hash, ?outcome, "mined block not connected"),
+                        Err(ChainError::WriterStopped) => break,
+                        Err(e) => tracing::warn!(%hash, error = %e, "mined block refused"),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "mining stopped");
+                    break;
+                }
+            }
+        }
+        self.stats.generating.store(false, Ordering::Relaxed);
+        tracing::info!("mining stopped");
+    }
+}
+
+fn unix_now() -> u64 {
+    crate::chain::writer::unix_now()
+}

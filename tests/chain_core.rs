@@ -1,0 +1,428 @@
+//! The chain core through its public API: orphans, reorgs with events, invalidate and
+//! reconsider, most work (not most blocks) with retargeting, restart from disk, the clock
+//! rule, and corruption reported as an error.
+
+use noded::chain::state::Account;
+use noded::chain::store::Store;
+use noded::chain::testkit::{make_block, make_block_with_bits, Keys, TestChainBuilder};
+use noded::chain::{Chain, ChainError, ChainEvent, ChainOptions, SubmitOutcome};
+use noded::params::{Network, NetworkParams, REGTEST};
+use noded::types::pow::hash_meets_target;
+use noded::types::{Amount, Block, Header, NetworkMagic};
+
+const NOW: u64 = 4_000_000_000;
+
+fn chain() -> Chain {
+    Chain::open_temporary(&REGTEST, ChainOptions::default()).unwrap()
+}
+
+fn linear(n: usize, keys: &Keys) -> Vec<Block> {
+    let mut b = TestChainBuilder::new(&REGTEST);
+    for i in 0..n {
+        let txs = if i > 0 {
+            vec![keys.transfer(&REGTEST, 0, keys.address(1), 1000, 10, i as u64 - 1)]
+        } else {
+            vec![]
+        };
+        b.build(keys.address(0), txs);
+    }
+    b.blocks().to_vec()
+}
+
+/// A branch of `n` coinbase-only blocks on `parent` (at `height`), paying `miner`, with times
+/// offset so it differs from other branches.
+fn branch(parent: &Header, height: u64, n: usize, keys: &Keys, miner: usize) -> Vec<Block> {
+    let mut out: Vec<Block> = vec![];
+    let mut prev = *parent;
+    for i in 0..n {
+        let block = make_block(
+            &REGTEST,
+            &prev,
+            height + i as u64,
+            prev.time + 7,
+            keys.address(miner),
+            vec![],
+        );
+        prev = block.header;
+        out.push(block);
+    }
+    out
+}
+
+#[test]
+fn a_child_before_its_parent_waits_as_an_orphan() {
+    let keys = Keys::new(2);
+    let blocks = linear(3, &keys);
+    let mut c = chain();
+    assert_eq!(
+        c.submit_block(blocks[2].clone(), NOW).unwrap(),
+        SubmitOutcome::Orphan
+    );
+    assert_eq!(
+        c.submit_block(blocks[1].clone(), NOW).unwrap(),
+        SubmitOutcome::Orphan
+    );
+    assert_eq!(
+        c.submit_block(blocks[2].clone(), NOW).unwrap(),
+        SubmitOutcome::Duplicate
+    );
+    assert_eq!(c.orphan_count(), 2);
+    assert_eq!(
+        c.submit_block(blocks[0].clone(), NOW).unwrap(),
+        SubmitOutcome::Connected { height: 1 }
+    );
+    assert_eq!(c.tip().height, 3);
+    assert_eq!(c.tip().hash, blocks[2].hash());
+    assert_eq!(c.orphan_count(), 0);
+    assert_eq!(
+        c.submit_block(blocks[1].clone(), NOW).unwrap(),
+        SubmitOutcome::Duplicate
+    );
+}
+
+#[test]
+fn a_heavier_branch_reorganises_with_disconnect_then_connect_events() {
+    let keys = Keys::new(3);
+    let main = linear(4, &keys);
+    let mut c = chain();
+    let mut events = c.subscribe_events();
+    for b in &main {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    let state_before = c.accounts().unwrap();
+    // A fork from height 1, one block longer.
+    let fork = branch(&main[0].header, 1, 4, &keys, 2);
+    for b in &fork[..3] {
+        assert!(matches!(
+            c.submit_block(b.clone(), NOW).unwrap(),
+            SubmitOutcome::SideBranch { .. }
+        ));
+    }
+    assert_eq!(c.tip().hash, main[3].hash(), "equal work: first seen stays");
+    assert_eq!(c.accounts().unwrap(), state_before);
+    assert_eq!(
+        c.submit_block(fork[3].clone(), NOW).unwrap(),
+        SubmitOutcome::Connected { height: 5 }
+    );
+    assert_eq!(c.tip().hash, fork[3].hash());
+    // Only block 1's coinbase (key 0) and the fork's coinbases (key 2) remain.
+    let state = c.accounts().unwrap();
+    assert_eq!(state.len(), 2);
+    assert_eq!(state[&keys.address(0)].balance, REGTEST.subsidy(1));
+    assert_eq!(state[&keys.address(0)].nonce, 0);
+
+    let mut seen = vec![];
+    while let Ok(e) = events.try_recv() {
+        seen.push(match e {
+            ChainEvent::BlockConnected(b, h) => (true, b.hash(), h),
+            ChainEvent::BlockDisconnected(b, h) => (false, b.hash(), h),
+        });
+    }
+    let mut expected: Vec<_> = main
+        .iter()
+        .zip(1..)
+        .map(|(b, h)| (true, b.hash(), h))
+        .collect();
+    expected.extend([
+        (false, main[3].hash(), 4),
+        (false, main[2].hash(), 3),
+        (false, main[1].hash(), 2),
+    ]);
+    expected.extend(fork.iter().zip(2..).map(|(b, h)| (true, b.hash(), h)));
+    assert_eq!(seen, expected);
+    assert!(c.verify_chain(3).unwrap().ok);
+}
+
+#[test]
+fn invalidate_and_reconsider_move_between_branches() {
+    let keys = Keys::new(3);
+    let main = linear(5, &keys);
+    let mut c = chain();
+    for b in &main {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    let fork = branch(&main[1].header, 2, 2, &keys, 2);
+    for b in &fork {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    assert_eq!(c.tip().hash, main[4].hash());
+    c.invalidate_block(&main[2].hash()).unwrap();
+    // Best remaining: the fork (height 4) beats main up to block 2 (height 2).
+    assert_eq!(c.tip().hash, fork[1].hash());
+    assert!(matches!(
+        c.submit_block(main[3].clone(), NOW),
+        Err(ChainError::KnownInvalid(_))
+    ));
+    assert!(c.verify_chain(3).unwrap().ok);
+    c.reconsider_block(&main[4].hash()).unwrap();
+    assert_eq!(c.tip().hash, main[4].hash());
+    assert!(c.verify_chain(3).unwrap().ok);
+    assert!(matches!(
+        c.invalidate_block(&REGTEST.genesis_hash()),
+        Err(ChainError::CannotInvalidateGenesis)
+    ));
+    assert!(matches!(
+        c.invalidate_block(&noded::types::Hash256([7; 32])),
+        Err(ChainError::UnknownBlock(_))
+    ));
+}
+
+#[test]
+fn a_child_of_an_invalid_block_is_refused_as_such() {
+    let keys = Keys::new(3);
+    let mut b = TestChainBuilder::new(&REGTEST);
+    b.build(keys.address(0), vec![]);
+    // Block 2 overspends; block 3 builds on it.
+    let bad_tx = keys.transfer(&REGTEST, 1, keys.address(0), 5, 0, 0);
+    let bad = b.build_unchecked(keys.address(0), vec![bad_tx]);
+    let child = make_block(
+        &REGTEST,
+        &bad.header,
+        2,
+        bad.header.time + 1,
+        keys.address(0),
+        vec![],
+    );
+    let mut c = chain();
+    c.submit_block(b.blocks()[0].clone(), NOW).unwrap();
+    match c.submit_block(bad.clone(), NOW) {
+        Err(ChainError::InvalidBlock { error, .. }) => {
+            assert_eq!(error.reason(), "bad-txns-balance")
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.submit_block(child, NOW) {
+        Err(ChainError::InvalidBlock { error, .. }) => assert_eq!(error.reason(), "bad-prevblk"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.submit_block(bad, NOW),
+        Err(ChainError::KnownInvalid(_))
+    ));
+    assert_eq!(c.tip().height, 1);
+}
+
+#[test]
+fn a_block_too_far_in_the_future_is_refused_but_not_remembered() {
+    let keys = Keys::new(1);
+    let genesis = REGTEST.genesis_block().header;
+    let block = make_block(
+        &REGTEST,
+        &genesis,
+        0,
+        genesis.time + 10_000,
+        keys.address(0),
+        vec![],
+    );
+    let mut c = chain();
+    let early = genesis.time + 10_000 - 2 * 3600 - 1;
+    match c.submit_block(block.clone(), early) {
+        Err(ChainError::InvalidBlock { error, .. }) => assert_eq!(error.reason(), "time-too-new"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.submit_block(block, early + 1).unwrap(),
+        SubmitOutcome::Connected { height: 1 }
+    );
+}
+
+#[test]
+fn the_chain_survives_a_restart_including_side_branches_and_invalid_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain");
+    let keys = Keys::new(3);
+    let main = linear(6, &keys);
+    let fork = branch(&main[2].header, 3, 2, &keys, 2);
+    let (tip, accounts) = {
+        let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+        for b in main.iter().chain(&fork) {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        c.invalidate_block(&main[5].hash()).unwrap();
+        c.flush().unwrap();
+        (c.tip(), c.accounts().unwrap())
+    };
+    assert_eq!(
+        tip.hash,
+        main[4].hash(),
+        "main up to 5 still beats the fork (5)"
+    );
+    let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+    assert_eq!(c.tip(), tip);
+    assert_eq!(c.accounts().unwrap(), accounts);
+    assert_eq!(c.index().len(), 1 + 6 + 2);
+    assert!(c.index().get(&main[5].hash()).unwrap().status.is_failed());
+    assert!(c.verify_chain(3).unwrap().ok);
+    drop(c);
+    // Opened as another network: a clear error.
+    match Chain::open(&path, Network::Main.params(), ChainOptions::default()) {
+        Err(e @ ChainError::WrongNetwork { .. }) => assert!(e.to_string().contains("--network")),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_corrupt_record_is_reported_at_open_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain");
+    let keys = Keys::new(2);
+    let blocks = linear(3, &keys);
+    {
+        let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+        for b in &blocks {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        c.flush().unwrap();
+    }
+    {
+        let store = Store::open(&path, &REGTEST).unwrap();
+        store
+            .corrupt_for_test("index", &blocks[1].hash().0, b"\x01\x02garbage")
+            .unwrap();
+        store.flush().unwrap();
+    }
+    match Chain::open(&path, &REGTEST, ChainOptions::default()) {
+        Err(e @ ChainError::Corrupt { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("corrupt") && text.contains("index"), "{text}");
+        }
+        other => panic!("expected a corruption error, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn verifychain_reports_the_first_state_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain");
+    let keys = Keys::new(2);
+    let blocks = linear(3, &keys);
+    {
+        let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+        for b in &blocks {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        c.flush().unwrap();
+    }
+    {
+        let store = Store::open(&path, &REGTEST).unwrap();
+        let forged = Account {
+            balance: Amount(1),
+            nonce: 0,
+        };
+        store
+            .corrupt_for_test(
+                "accounts",
+                &keys.address(1).0,
+                &noded::encoding::encode(&forged),
+            )
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+    let report = c.verify_chain(3).unwrap();
+    assert!(!report.ok);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["first_mismatch"]["kind"], "account");
+    assert_eq!(
+        json["first_mismatch"]["address"],
+        keys.address(1).to_string()
+    );
+    assert_eq!(json["first_mismatch"]["stored"]["balance"], 1);
+}
+
+/// A network like regtest but retargeting every 4 blocks (factor 4, 60 s spacing).
+fn retargeting_params() -> &'static NetworkParams {
+    let mut params = NetworkParams {
+        network: Network::Regtest,
+        magic: NetworkMagic(*b"rtgt"),
+        default_p2p_port: 1,
+        default_rpc_port: 2,
+        pow_limit_bits: 0x207f_ffff,
+        retarget: true,
+        target_spacing_secs: 60,
+        retarget_interval: 4,
+        max_retarget_factor: 4,
+        initial_subsidy: Amount::from_coins(50),
+        halving_interval: 150,
+        genesis_time: 1_767_225_602,
+        genesis_nonce: 0,
+    };
+    let target = params.pow_limit();
+    while !hash_meets_target(&params.genesis_block().hash(), &target) {
+        params.genesis_nonce += 1;
+    }
+    Box::leak(Box::new(params))
+}
+
+#[test]
+fn most_work_wins_over_most_blocks_and_targets_must_follow_the_retarget_rule() {
+    let params = retargeting_params();
+    let keys = Keys::new(2);
+    let genesis = params.genesis_block().header;
+    // Slow branch: 10 blocks four minutes apart; the target stays at the limit.
+    let mut slow = vec![];
+    let mut prev = genesis;
+    for h in 0..10u64 {
+        let b = make_block_with_bits(
+            params,
+            &prev,
+            h,
+            prev.time + 240,
+            params.pow_limit_bits,
+            keys.address(0),
+            vec![],
+        );
+        prev = b.header;
+        slow.push(b);
+    }
+    // Fast branch: one second apart; at height 4 the target gets 4× harder.
+    let mut scratch = Chain::open_temporary(params, ChainOptions::default()).unwrap();
+    let mut fast = vec![];
+    let mut prev = genesis;
+    for h in 0..7u64 {
+        let bits = scratch.tip_snapshot().next_bits;
+        if h + 1 == 4 {
+            assert_ne!(bits, params.pow_limit_bits, "retarget at height 4");
+            // The wrong target at a retarget height is refused.
+            let wrong = make_block_with_bits(
+                params,
+                &prev,
+                h,
+                prev.time + 1,
+                params.pow_limit_bits,
+                keys.address(1),
+                vec![],
+            );
+            match scratch.submit_block(wrong, NOW) {
+                Err(ChainError::InvalidBlock { error, .. }) => {
+                    assert_eq!(error.reason(), "bad-diffbits")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let b = make_block_with_bits(
+            params,
+            &prev,
+            h,
+            prev.time + 1,
+            bits,
+            keys.address(1),
+            vec![],
+        );
+        scratch.submit_block(b.clone(), NOW).unwrap();
+        prev = b.header;
+        fast.push(b);
+    }
+    let mut c = Chain::open_temporary(params, ChainOptions::default()).unwrap();
+    for b in &slow {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    assert_eq!(c.tip().height, 10);
+    for b in &fast {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    // 3 × 2 + 4 × 8 = 38 units of work beat 10 × 2 = 20.
+    assert_eq!(c.tip().height, 7);
+    assert_eq!(c.tip().hash, fast[6].hash());
+    assert!(c.verify_chain(3).unwrap().ok);
+}
