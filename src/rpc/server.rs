@@ -132,7 +132,16 @@ pub fn all_methods() -> impl Iterator<Item = &'static (&'static str, &'static st
 
 pub struct NodeRpc {
     ctx: RpcContext,
-    rpc_addr: SocketAddr,
+    /// getinfo's fields that never change, formatted once (getinfo is a hot path).
+    fixed: FixedInfo,
+}
+
+struct FixedInfo {
+    version: String,
+    network: String,
+    nodeid: String,
+    rpc_addr: String,
+    p2p_addr: Option<String>,
 }
 
 impl NodeApiServer for NodeRpc {
@@ -140,19 +149,20 @@ impl NodeApiServer for NodeRpc {
         let tip = *self.ctx.chain.borrow();
         let inbound = self.ctx.peers.inbound.load(Ordering::Relaxed);
         let outbound = self.ctx.peers.outbound.load(Ordering::Relaxed);
+        let fixed = &self.fixed;
         Ok(GetInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: fixed.version.clone(),
             protocolversion: crate::wire::PROTOCOL_VERSION,
-            network: self.ctx.network.to_string(),
-            nodeid: self.ctx.node_id.to_string(),
+            network: fixed.network.clone(),
+            nodeid: fixed.nodeid.clone(),
             blocks: tip.height,
             headers: tip.header_height,
             bestblockhash: tip.hash,
             connections: inbound + outbound,
             connections_in: inbound,
             connections_out: outbound,
-            rpc_addr: self.rpc_addr.to_string(),
-            p2p_addr: self.ctx.p2p_addr.map(|a| a.to_string()),
+            rpc_addr: fixed.rpc_addr.clone(),
+            p2p_addr: fixed.p2p_addr.clone(),
             uptime: self.ctx.started.elapsed().as_secs(),
         })
     }
@@ -197,7 +207,11 @@ pub struct RpcBindError {
 /// takes `application/json`. The body is parsed as JSON-RPC either way, so the declared type of
 /// a POST is normalised rather than refused.
 fn assume_json_body<B>(mut request: HttpRequest<B>) -> HttpRequest<B> {
-    if request.method() == http::Method::POST {
+    let is_json = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if request.method() == http::Method::POST && !is_json {
         request.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
@@ -239,10 +253,14 @@ pub async fn start(
     let bound = server
         .local_addr()
         .map_err(|source| RpcBindError { addr, source })?;
-    let rpc = NodeRpc {
-        ctx,
-        rpc_addr: bound,
+    let fixed = FixedInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        network: ctx.network.to_string(),
+        nodeid: ctx.node_id.to_string(),
+        rpc_addr: bound.to_string(),
+        p2p_addr: ctx.p2p_addr.map(|a| a.to_string()),
     };
+    let rpc = NodeRpc { ctx, fixed };
     let mut methods: jsonrpsee::Methods = rpc.into_rpc().into();
     for more in extra {
         methods.merge(more)?;
