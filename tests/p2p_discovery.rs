@@ -14,25 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn p2p_addr(node: &TestNode) -> SocketAddr {
-    node.getinfo()["p2p_addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn ready_peers(node: &TestNode) -> Vec<Value> {
-    node.rpc("getpeers", json!([]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["handshake_complete"] == true)
-        .cloned()
-        .collect()
-}
-
 /// A DNS server on 127.0.0.1 that answers every A query with 127.0.0.1 and every other query
 /// with no records. Returns its address and a counter of A queries answered.
 fn start_dns_server(stop: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -82,7 +63,7 @@ fn start_dns_server(stop: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>) {
 #[test]
 fn a_dns_seed_served_on_loopback_leads_to_a_real_connection() {
     let target = TestNode::start(&[]);
-    let port = p2p_addr(&target).port();
+    let port = target.p2p_addr().port();
     let stop = Arc::new(AtomicBool::new(false));
     let (dns, answered) = start_dns_server(stop.clone());
     let node = TestNode::start(&[
@@ -92,11 +73,11 @@ fn a_dns_seed_served_on_loopback_leads_to_a_real_connection() {
         &dns.to_string(),
     ]);
     wait_until(DEADLINE, "a connection to the seeded node", || {
-        ready_peers(&node)
+        node.ready_peers()
             .iter()
             .any(|p| p["nodeid"] == target.getinfo()["nodeid"])
     });
-    let peer = ready_peers(&node)[0].clone();
+    let peer = node.ready_peers()[0].clone();
     assert_eq!(peer["connection_type"], "outbound-full-relay");
     assert_eq!(peer["tls_version"], "TLSv1.3");
     assert!(answered.load(Ordering::Relaxed) >= 1);
@@ -109,16 +90,16 @@ fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
     let friend = TestNode::start(&[]);
     let node = TestNode::start(&[
         "--addnode",
-        &p2p_addr(&friend).to_string(),
+        &friend.p2p_addr().to_string(),
         // All test peers come from 127.0.0.1; lift the per-IP cap to reach the global limit.
         "--maxinboundperip",
         "1000",
     ]);
     wait_until(DEADLINE, "the outbound peer", || {
-        ready_peers(&node).len() == 1
+        node.ready_peers().len() == 1
     });
     let friend_id = friend.getinfo()["nodeid"].clone();
-    let addr = p2p_addr(&node);
+    let addr = node.p2p_addr();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -175,7 +156,8 @@ fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
     let info = node.getinfo();
     assert_eq!(info["connections_out"], 1);
     assert!(info["connections"].as_u64().unwrap() <= 125);
-    let outbound: Vec<Value> = ready_peers(&node)
+    let outbound: Vec<Value> = node
+        .ready_peers()
         .into_iter()
         .filter(|p| p["inbound"] == false)
         .collect();

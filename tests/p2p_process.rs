@@ -9,31 +9,7 @@ use noded::params::REGTEST;
 use noded::wire::Message;
 use peer::TestPeer;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::Duration;
-
-fn p2p_addr(node: &TestNode) -> SocketAddr {
-    node.getinfo()["p2p_addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn peers(node: &TestNode) -> Vec<Value> {
-    node.rpc("getpeers", json!([]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn ready_peers(node: &TestNode) -> Vec<Value> {
-    peers(node)
-        .into_iter()
-        .filter(|p| p["handshake_complete"] == true)
-        .collect()
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -46,13 +22,13 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn two_nodes_connect_with_addnode_over_tls13_and_list_each_other() {
     let a = TestNode::start(&[]);
-    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
+    let b = TestNode::start(&["--addnode", &a.p2p_addr().to_string()]);
     wait_until(DEADLINE, "both sides to complete the handshake", || {
-        ready_peers(&a).len() == 1 && ready_peers(&b).len() == 1
+        a.ready_peers().len() == 1 && b.ready_peers().len() == 1
     });
     let (a_id, b_id) = (a.getinfo()["nodeid"].clone(), b.getinfo()["nodeid"].clone());
-    let from_a = &ready_peers(&a)[0];
-    let from_b = &ready_peers(&b)[0];
+    let from_a = &a.ready_peers()[0];
+    let from_b = &b.ready_peers()[0];
     assert_eq!(from_a["nodeid"], b_id);
     assert_eq!(from_b["nodeid"], a_id);
     assert_eq!(from_a["tls_version"], "TLSv1.3");
@@ -120,7 +96,7 @@ fn two_nodes_connect_with_addnode_over_tls13_and_list_each_other() {
 #[test]
 fn a_pinned_node_id_that_does_not_match_is_refused() {
     let a = TestNode::start(&[]);
-    let addr = p2p_addr(&a);
+    let addr = a.p2p_addr();
     let wrong = "ab".repeat(32);
     let c = TestNode::start(&["--addnode", &format!("{wrong}@{addr}")]);
     wait_until(DEADLINE, "a refused connection attempt", || {
@@ -128,7 +104,7 @@ fn a_pinned_node_id_that_does_not_match_is_refused() {
         entry["last_attempt"].as_u64().unwrap() > 0 && entry["connected"] == false
     });
     assert!(
-        peers(&a).is_empty(),
+        a.peers().is_empty(),
         "A accepted nothing from the mis-pinned dial"
     );
     // The right id connects (positive control), the wrong one never does.
@@ -136,9 +112,9 @@ fn a_pinned_node_id_that_does_not_match_is_refused() {
     c.rpc("addnode", json!([format!("{right}@{addr}"), "add"]))
         .unwrap();
     wait_until(DEADLINE, "the correctly pinned connection", || {
-        ready_peers(&c).len() == 1
+        c.ready_peers().len() == 1
     });
-    let peers = ready_peers(&c);
+    let peers = c.ready_peers();
     assert_eq!(peers[0]["nodeid"], right);
     let added = c.rpc("getaddednodeinfo", json!([])).unwrap();
     let wrong_entry = added
@@ -154,7 +130,7 @@ fn a_pinned_node_id_that_does_not_match_is_refused() {
 #[test]
 fn a_plaintext_client_gets_no_protocol() {
     let a = TestNode::start(&[]);
-    let addr = p2p_addr(&a);
+    let addr = a.p2p_addr();
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -165,13 +141,13 @@ fn a_plaintext_client_gets_no_protocol() {
     let n = s.read(&mut buf).unwrap_or(0);
     // At most a TLS alert record (content type 21), never a noded frame.
     assert!(n == 0 || buf[0] == 21, "got {:02x?}", &buf[..n]);
-    assert!(peers(&a).is_empty());
+    assert!(a.peers().is_empty());
 }
 
 #[test]
 fn a_malformed_frame_gets_the_peer_banned_and_the_ban_survives_restart() {
     let a = TestNode::start(&[]);
-    let addr = p2p_addr(&a);
+    let addr = a.p2p_addr();
     let rt = runtime();
     let peer_id = rt.block_on(async {
         let mut p = TestPeer::connect(addr, REGTEST.magic).await.unwrap();
@@ -234,8 +210,8 @@ fn a_malformed_frame_gets_the_peer_banned_and_the_ban_survives_restart() {
 #[test]
 fn the_address_book_survives_a_restart() {
     let a = TestNode::start(&[]);
-    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
-    let b_listen = p2p_addr(&b);
+    let b = TestNode::start(&["--addnode", &a.p2p_addr().to_string()]);
+    let b_listen = b.p2p_addr();
     // B advertises its listen address to A after the handshake.
     let knows_b = |node: &TestNode| {
         node.rpc("getnodeaddresses", json!([100]))
@@ -257,20 +233,20 @@ fn the_address_book_survives_a_restart() {
 #[test]
 fn setban_by_node_id_disconnects_and_disconnectnode_works() {
     let a = TestNode::start(&[]);
-    let b = TestNode::start(&["--addnode", &p2p_addr(&a).to_string()]);
-    wait_until(DEADLINE, "connection", || ready_peers(&a).len() == 1);
+    let b = TestNode::start(&["--addnode", &a.p2p_addr().to_string()]);
+    wait_until(DEADLINE, "connection", || a.ready_peers().len() == 1);
     let b_id = b.getinfo()["nodeid"].as_str().unwrap().to_string();
-    let peer_id = ready_peers(&a)[0]["id"].as_u64().unwrap();
+    let peer_id = a.ready_peers()[0]["id"].as_u64().unwrap();
     a.rpc("disconnectnode", json!(["", peer_id])).unwrap();
     // B reconnects (it is an added node); then A bans it by node id.
     wait_until(DEADLINE, "reconnection", || {
-        ready_peers(&a)
+        a.ready_peers()
             .iter()
             .any(|p| p["id"].as_u64() != Some(peer_id))
     });
     a.rpc("setban", json!([b_id, "add", 600])).unwrap();
     wait_until(DEADLINE, "the banned node to be gone", || {
-        peers(&a).is_empty()
+        a.peers().is_empty()
     });
     let bans = a.rpc("listbanned", json!([])).unwrap();
     assert_eq!(bans[0]["address"], b_id);

@@ -143,6 +143,19 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
     }
 }
 
+/// Awaits `fut` within `limit`; a failure or the timeout becomes "`what`: reason".
+async fn within<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: timed out")),
+    }
+}
+
 /// Runs an inbound connection: TLS accept, then the session. `permits` are held through the
 /// TLS handshake only.
 pub async fn run_inbound<P>(
@@ -153,47 +166,20 @@ pub async fn run_inbound<P>(
     permits: P,
 ) {
     let _ = tcp.set_nodelay(true);
-    let accepted =
-        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, ctx.tls.acceptor().accept(tcp)).await;
-    let stream = match accepted {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::debug!(%addr, error = %e, "inbound TLS handshake failed");
-            let _ = ctx
-                .events
-                .send(PeerEvent::Closed {
-                    peer,
-                    reason: format!("TLS: {e}"),
-                })
-                .await;
-            return;
-        }
-        Err(_) => {
-            let _ = ctx
-                .events
-                .send(PeerEvent::Closed {
-                    peer,
-                    reason: "TLS handshake timeout".into(),
-                })
-                .await;
+    let accepted = async {
+        let stream = within(TLS_HANDSHAKE_TIMEOUT, "TLS", ctx.tls.acceptor().accept(tcp)).await?;
+        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
+        Ok::<_, String>((stream, node_id))
+    };
+    let (stream, node_id) = match accepted.await {
+        Ok(accepted) => accepted,
+        Err(reason) => {
+            tracing::debug!(%addr, %reason, "inbound TLS handshake failed");
+            let _ = ctx.events.send(PeerEvent::Closed { peer, reason }).await;
             return;
         }
     };
-    let session = stream.get_ref().1;
-    let node_id = match tls::peer_node_id(session) {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = ctx
-                .events
-                .send(PeerEvent::Closed {
-                    peer,
-                    reason: e.to_string(),
-                })
-                .await;
-            return;
-        }
-    };
-    let (version, cipher) = tls::session_info(session);
+    let (version, cipher) = tls::session_info(stream.get_ref().1);
     drop(permits);
     run_session(peer, stream, addr, None, node_id, version, cipher, ctx).await;
 }
@@ -206,68 +192,36 @@ pub async fn run_outbound(
     expected: Option<NodeId>,
     ctx: Arc<PeerContext>,
 ) {
-    let failed = |error: String| PeerEvent::DialFailed {
-        dial,
-        target: target.clone(),
-        error,
+    let connected = async {
+        let addr = resolve(&target).await?;
+        let connecting = format!("connect to {addr}");
+        let tcp = within(CONNECT_TIMEOUT, &connecting, TcpStream::connect(addr)).await?;
+        let _ = tcp.set_nodelay(true);
+        let handshake = ctx.tls.connector(expected).connect(tls::server_name(), tcp);
+        let stream = within(
+            TLS_HANDSHAKE_TIMEOUT,
+            &format!("TLS with {addr}"),
+            handshake,
+        )
+        .await?;
+        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
+        Ok::<_, String>((addr, stream, node_id))
     };
-    let addr = match resolve(&target).await {
-        Ok(addr) => addr,
-        Err(e) => {
-            let _ = ctx.events.send(failed(e)).await;
-            return;
-        }
-    };
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
+    let (addr, stream, node_id) = match connected.await {
+        Ok(connected) => connected,
+        Err(error) => {
             let _ = ctx
                 .events
-                .send(failed(format!("connect to {addr}: {e}")))
-                .await;
-            return;
-        }
-        Err(_) => {
-            let _ = ctx
-                .events
-                .send(failed(format!("connect to {addr}: timed out")))
-                .await;
-            return;
-        }
-    };
-    let _ = tcp.set_nodelay(true);
-    let connector = ctx.tls.connector(expected);
-    let stream = match tokio::time::timeout(
-        TLS_HANDSHAKE_TIMEOUT,
-        connector.connect(tls::server_name(), tcp),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            let _ = ctx
-                .events
-                .send(failed(format!("TLS with {addr}: {e}")))
-                .await;
-            return;
-        }
-        Err(_) => {
-            let _ = ctx
-                .events
-                .send(failed(format!("TLS with {addr}: timed out")))
+                .send(PeerEvent::DialFailed {
+                    dial,
+                    target,
+                    error,
+                })
                 .await;
             return;
         }
     };
-    let session = stream.get_ref().1;
-    let node_id = match tls::peer_node_id(session) {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = ctx.events.send(failed(e.to_string())).await;
-            return;
-        }
-    };
-    let (version, cipher) = tls::session_info(session);
+    let (version, cipher) = tls::session_info(stream.get_ref().1);
     run_session(
         peer,
         stream,
@@ -286,13 +240,10 @@ async fn resolve(target: &DialTarget) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(ip, target.port));
     }
     let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
-    match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
-        Ok(Ok(mut addrs)) => addrs
-            .next()
-            .ok_or_else(|| format!("{target}: no address found")),
-        Ok(Err(e)) => Err(format!("cannot resolve {target}: {e}")),
-        Err(_) => Err(format!("cannot resolve {target}: timed out")),
-    }
+    within(CONNECT_TIMEOUT, &format!("cannot resolve {target}"), lookup)
+        .await?
+        .next()
+        .ok_or_else(|| format!("{target}: no address found"))
 }
 
 #[allow(clippy::too_many_arguments)]

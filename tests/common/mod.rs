@@ -143,6 +143,31 @@ impl TestNode {
         self.rpc("getinfo", serde_json::json!([])).expect("getinfo")
     }
 
+    /// Where the node listens for peers.
+    pub fn p2p_addr(&self) -> SocketAddr {
+        self.getinfo()["p2p_addr"]
+            .as_str()
+            .expect("a listening node")
+            .parse()
+            .expect("an address")
+    }
+
+    /// `getpeers`, every connection.
+    pub fn peers(&self) -> Vec<serde_json::Value> {
+        let reply = self
+            .rpc("getpeers", serde_json::json!([]))
+            .expect("getpeers");
+        reply.as_array().expect("a list").clone()
+    }
+
+    /// `getpeers`, only connections past the VERSION/VERACK handshake.
+    pub fn ready_peers(&self) -> Vec<serde_json::Value> {
+        self.peers()
+            .into_iter()
+            .filter(|p| p["handshake_complete"] == true)
+            .collect()
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let start = Instant::now();
