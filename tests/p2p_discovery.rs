@@ -168,3 +168,70 @@ fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
     );
     drop(peers);
 }
+
+/// Whether the node has closed `s` (EOF or reset) rather than still waiting on it.
+fn closed_by_node(s: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let mut reader = s;
+    let closed = match reader.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+#[test]
+fn silent_connections_do_not_hold_up_real_handshakes() {
+    let node = TestNode::start(&["--maxinboundperip", "1000"]);
+    let addr = node.p2p_addr();
+    // More silent TCP connections than there are TLS handshake slots (32).
+    let silent: Vec<std::net::TcpStream> = (0..48)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _peer = rt.block_on(async {
+        let mut p = TestPeer::connect(addr, REGTEST.magic).await.unwrap();
+        p.handshake().await;
+        p
+    });
+    // The real peer got through while every silent connection was still waiting (they are
+    // only dropped when their ClientHello deadline passes).
+    let still_open = silent.iter().filter(|s| !closed_by_node(s)).count();
+    assert_eq!(
+        still_open, 48,
+        "the handshake waited for silent connections to time out"
+    );
+    wait_until(DEADLINE, "the node to list the peer", || {
+        node.ready_peers().len() == 1
+    });
+}
+
+#[test]
+fn pending_connections_count_toward_the_per_ip_cap() {
+    let node = TestNode::start(&[]); // 16 inbound per IP by default
+    let addr = node.p2p_addr();
+    let conns: Vec<std::net::TcpStream> = (0..16)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    // Let the node register the first 16 before the 17th arrives.
+    wait_until(DEADLINE, "the node to see 16 pending connections", || {
+        let mut extra = std::net::TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 1];
+        use std::io::Read;
+        matches!(extra.read(&mut buf), Ok(0))
+    });
+    assert!(
+        conns.iter().all(|s| !closed_by_node(s)),
+        "the first 16 wait for TLS"
+    );
+}

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub const OUTBOX_CAPACITY: usize = 512;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an inbound connection may take to send its TLS ClientHello.
+pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a stop request, how long queued messages (a REJECT, say) may take to go out.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -156,18 +158,27 @@ async fn within<T, E: std::fmt::Display>(
     }
 }
 
-/// Runs an inbound connection: TLS accept, then the session. `permits` are held through the
-/// TLS handshake only.
+/// Runs an inbound connection: TLS accept, then the session.
+///
+/// The ClientHello is read first, holding nothing but the `pending` permit; only then is one of
+/// the `tls_slots` taken for the CPU-bound rest of the handshake, so silent connections cannot
+/// starve honest ones of handshake slots. Both permits are released when TLS is done.
 pub async fn run_inbound<P>(
     peer: PeerId,
     tcp: TcpStream,
     addr: SocketAddr,
     ctx: Arc<PeerContext>,
-    permits: P,
+    pending: P,
+    tls_slots: Arc<tokio::sync::Semaphore>,
 ) {
     let _ = tcp.set_nodelay(true);
     let accepted = async {
-        let stream = within(TLS_HANDSHAKE_TIMEOUT, "TLS", ctx.tls.acceptor().accept(tcp)).await?;
+        let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let start = within(CLIENT_HELLO_TIMEOUT, "TLS ClientHello", hello).await?;
+        let slot = within(TLS_HANDSHAKE_TIMEOUT, "TLS slot", tls_slots.acquire_owned()).await?;
+        let handshake = start.into_stream(ctx.tls.server_config());
+        let stream = within(TLS_HANDSHAKE_TIMEOUT, "TLS", handshake).await?;
+        drop(slot);
         let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
         Ok::<_, String>((stream, node_id))
     };
@@ -180,7 +191,7 @@ pub async fn run_inbound<P>(
         }
     };
     let (version, cipher) = tls::session_info(stream.get_ref().1);
-    drop(permits);
+    drop(pending);
     run_session(peer, stream, addr, None, node_id, version, cipher, ctx).await;
 }
 

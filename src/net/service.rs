@@ -171,6 +171,9 @@ pub struct NetService {
     next_peer: PeerId,
     pending_inbound: Arc<Semaphore>,
     tls_slots: Arc<Semaphore>,
+    /// Inbound connections in TLS set-up, by peer and per IP (bounded by MAX_PENDING_INBOUND).
+    pending_peers: HashMap<PeerId, IpAddr>,
+    pending_by_ip: HashMap<IpAddr, usize>,
     counts: Arc<PeerCounts>,
     totals: Arc<Totals>,
     found_tx: mpsc::Sender<(&'static str, Vec<SocketAddr>)>,
@@ -226,6 +229,8 @@ impl NetService {
             next_peer: 1,
             pending_inbound: Arc::new(Semaphore::new(MAX_PENDING_INBOUND)),
             tls_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_TLS)),
+            pending_peers: HashMap::new(),
+            pending_by_ip: HashMap::new(),
             counts,
             totals,
             found_tx,
@@ -300,6 +305,12 @@ impl NetService {
             tracing::debug!(%addr, %reason, "inbound connection refused");
             return;
         }
+        // Connections still in TLS set-up count toward the per-IP cap too.
+        let pending_here = self.pending_by_ip.get(&addr.ip()).copied().unwrap_or(0);
+        if pending_here >= self.core.config().max_inbound_per_ip {
+            tracing::debug!(%addr, "inbound connection refused: too many pending from this IP");
+            return;
+        }
         let Ok(pending) = self.pending_inbound.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "inbound connection refused: too many handshakes pending");
             return;
@@ -308,20 +319,22 @@ impl NetService {
         self.next_peer += 1;
         let ctx = self.ctx.clone();
         let tls_slots = self.tls_slots.clone();
-        self.tasks.spawn(async move {
-            let slot = tokio::time::timeout(peer::TLS_HANDSHAKE_TIMEOUT, tls_slots.acquire_owned());
-            let Ok(Ok(slot)) = slot.await else {
-                let _ = ctx
-                    .events
-                    .send(PeerEvent::Closed {
-                        peer,
-                        reason: "no TLS slot in time".into(),
-                    })
-                    .await;
-                return;
-            };
-            peer::run_inbound(peer, tcp, addr, ctx, (pending, slot)).await;
-        });
+        *self.pending_by_ip.entry(addr.ip()).or_default() += 1;
+        self.pending_peers.insert(peer, addr.ip());
+        self.tasks
+            .spawn(peer::run_inbound(peer, tcp, addr, ctx, pending, tls_slots));
+    }
+
+    /// An inbound connection left its TLS set-up (connected, or gone).
+    fn settle_pending(&mut self, peer: PeerId) {
+        if let Some(ip) = self.pending_peers.remove(&peer) {
+            if let Some(count) = self.pending_by_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.pending_by_ip.remove(&ip);
+                }
+            }
+        }
     }
 
     fn on_event(&mut self, event: PeerEvent) {
@@ -338,6 +351,7 @@ impl NetService {
                 stats,
                 stop,
             } => {
+                self.settle_pending(peer);
                 tracing::info!(peer, %addr, %node_id, inbound = dial.is_none(), "peer connected");
                 self.live.insert(
                     peer,
@@ -357,6 +371,7 @@ impl NetService {
                 self.core.broken(peer, &error, now);
             }
             PeerEvent::Closed { peer, reason } => {
+                self.settle_pending(peer);
                 if let Some(live) = self.live.remove(&peer) {
                     let stats = live.stats.lock().expect("stats lock").clone();
                     self.totals
