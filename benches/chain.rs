@@ -6,6 +6,7 @@
 
 use noded::chain::signatures::{verify_chunk, verify_transfer_signature, verify_transfers};
 use noded::chain::testkit::{make_block, Keys};
+use noded::chain::validation::precheck;
 use noded::chain::{Chain, ChainOptions, ChainStats};
 use noded::params::REGTEST;
 use noded::types::{Address, Block, Header, Transaction, Transfer};
@@ -15,7 +16,8 @@ const NOW: u64 = 4_000_000_000;
 const TXS_PER_BLOCK: usize = 1_000;
 const BLOCKS: usize = 100;
 const SENDERS: usize = 2 * TXS_PER_BLOCK;
-const SMALL_BLOCKS: usize = 10_000;
+const SMALL_BLOCKS: usize = 40_000;
+const MEMORY_STEP: usize = 10_000;
 
 fn vm_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -137,7 +139,86 @@ fn transfer_blocks(
 }
 
 fn open(dir: &std::path::Path) -> Chain {
-    Chain::open(&dir.join("chain"), &REGTEST, ChainOptions::default()).expect("open chain")
+    open_with(dir, true)
+}
+
+fn open_with(dir: &std::path::Path, tx_index: bool) -> Chain {
+    let options = ChainOptions {
+        tx_index,
+        ..ChainOptions::default()
+    };
+    Chain::open(&dir.join("chain"), &REGTEST, options).expect("open chain")
+}
+
+/// Imports `blocks` after `fund` into a fresh store. Serial: `Chain::submit_block` (the
+/// writer verifies signatures at connect time). Pipelined: a producer thread runs `precheck`
+/// (stateless checks and signatures on all cores) while the writer accepts and connects the
+/// previous block, as `ChainHandle::submit_block` does. Returns the chain (for the reorg),
+/// its directory, the wall time, the writer's stats and the producer's busy time.
+fn import(
+    fund: &[Block],
+    blocks: &[Block],
+    tx_index: bool,
+    pipelined: bool,
+) -> (Chain, tempfile::TempDir, Duration, ChainStats, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = open_with(dir.path(), tx_index);
+    submit_all(&mut chain, fund);
+    let before = chain.stats();
+    if !pipelined {
+        let elapsed = submit_all(&mut chain, blocks);
+        let stats = diff(&chain.stats(), &before);
+        return (chain, dir, elapsed, stats, Duration::ZERO);
+    }
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let producer_blocks = blocks.to_vec();
+    let producer = std::thread::spawn(move || {
+        let mut busy = Duration::ZERO;
+        for b in producer_blocks {
+            let t = Instant::now();
+            let checked = precheck(&REGTEST, b, Some(threads())).expect("valid block");
+            busy += t.elapsed();
+            tx.send(checked).unwrap();
+        }
+        busy
+    });
+    for checked in rx {
+        chain.submit_checked(checked, NOW).expect("valid block");
+    }
+    let elapsed = started.elapsed();
+    let busy = producer.join().unwrap();
+    let stats = diff(&chain.stats(), &before);
+    (chain, dir, elapsed, stats, busy)
+}
+
+/// The side branch's first `BLOCKS` blocks are verified and stored as ChainHandle would
+/// (status Checked); its last block makes it heavier, and that one submission disconnects
+/// `BLOCKS` blocks and connects `BLOCKS + 1`.
+fn reorg(chain: &mut Chain, side_branch: &[Block], label: &str) {
+    let t = Instant::now();
+    for b in &side_branch[..BLOCKS] {
+        let checked = precheck(&REGTEST, b.clone(), Some(threads())).expect("valid block");
+        chain.submit_checked(checked, NOW).expect("stored");
+    }
+    let stored = t.elapsed();
+    let before = chain.stats();
+    let last = precheck(&REGTEST, side_branch[BLOCKS].clone(), Some(threads())).unwrap();
+    let t = Instant::now();
+    chain
+        .submit_checked(last, NOW)
+        .expect("the heavier branch connects");
+    let elapsed = t.elapsed();
+    let after = chain.stats();
+    assert_eq!(chain.tip().hash, side_branch[BLOCKS].hash());
+    println!(
+        "  {label}: {elapsed:>8.2?} (target < 2 s): {} disconnects + {} connects, commits {:.2?}, account reads {:.2?}; \
+         verifying and storing the branch's first {BLOCKS} blocks beforehand took {stored:.2?}",
+        after.blocks_disconnected - before.blocks_disconnected,
+        after.blocks_connected - before.blocks_connected,
+        after.commits - before.commits,
+        after.state_reads - before.state_reads,
+    );
 }
 
 fn submit_all(chain: &mut Chain, blocks: &[Block]) -> Duration {
@@ -146,6 +227,20 @@ fn submit_all(chain: &mut Chain, blocks: &[Block]) -> Duration {
         chain.submit_block(b.clone(), NOW).expect("valid block");
     }
     started.elapsed()
+}
+
+fn diff(after: &ChainStats, before: &ChainStats) -> ChainStats {
+    ChainStats {
+        blocks_connected: after.blocks_connected - before.blocks_connected,
+        blocks_disconnected: after.blocks_disconnected - before.blocks_disconnected,
+        transactions_connected: after.transactions_connected - before.transactions_connected,
+        arrival_checks: after.arrival_checks - before.arrival_checks,
+        accept: after.accept - before.accept,
+        signatures: after.signatures - before.signatures,
+        state_reads: after.state_reads - before.state_reads,
+        apply: after.apply - before.apply,
+        commits: after.commits - before.commits,
+    }
 }
 
 fn share(part: Duration, whole: Duration) -> String {
@@ -211,22 +306,30 @@ fn memory() {
     let dir = tempfile::tempdir().unwrap();
     let mut chain = open(dir.path());
     let before = vm_rss_kib();
-    println!("  VmRSS before import          {:>8} KiB", before);
+    println!("  VmRSS before import            {before:>8} KiB");
     let started = Instant::now();
-    for (i, chunk) in blocks.chunks(SMALL_BLOCKS / 4).enumerate() {
+    let mut previous = before;
+    for (i, chunk) in blocks.chunks(MEMORY_STEP).enumerate() {
         submit_all(&mut chain, chunk);
+        let now = vm_rss_kib();
         println!(
-            "  VmRSS after {:>6} blocks     {:>8} KiB  ({:+} KiB)",
+            "  VmRSS after {:>6} blocks       {now:>8} KiB  ({:+} KiB since start, {:+} KiB over the last {MEMORY_STEP})",
             (i + 1) * chunk.len(),
-            vm_rss_kib(),
-            vm_rss_kib() as i64 - before as i64
+            now as i64 - before as i64,
+            now as i64 - previous as i64,
         );
+        previous = now;
     }
     let elapsed = started.elapsed();
     println!(
-        "  {SMALL_BLOCKS} blocks in {elapsed:.2?} ({:.0} blocks/s); store {} KiB on disk",
+        "  {SMALL_BLOCKS} blocks in {elapsed:.2?} ({:.0} blocks/s); store {} KiB on disk; {} blocks in the in-memory index",
         SMALL_BLOCKS as f64 / elapsed.as_secs_f64(),
-        chain.reader().size_on_disk() / 1024
+        chain.reader().size_on_disk() / 1024,
+        chain.index().len()
+    );
+    println!(
+        "  (sled's page cache is capped at {} MiB; resident memory levels off once it is full)",
+        noded::chain::store::CACHE_CAPACITY_BYTES >> 20
     );
 }
 
@@ -311,64 +414,49 @@ fn main() {
     println!("  (ed25519-dalek verify_batch, 1 core,    {dalek_rate:>10.0} sig/s; message prep excluded)");
 
     // Connect throughput: funding, then 100 blocks of 1,000 transfers, fresh on-disk store.
-    let dir = tempfile::tempdir().unwrap();
-    let mut chain = open(dir.path());
-    submit_all(&mut chain, &fund);
-    let before = chain.stats();
-    let elapsed = submit_all(&mut chain, &main_branch);
-    let after = chain.stats();
-    let stats = ChainStats {
-        blocks_connected: after.blocks_connected - before.blocks_connected,
-        blocks_disconnected: 0,
-        transactions_connected: after.transactions_connected - before.transactions_connected,
-        arrival_checks: after.arrival_checks - before.arrival_checks,
-        accept: after.accept - before.accept,
-        signatures: after.signatures - before.signatures,
-        state_reads: after.state_reads - before.state_reads,
-        apply: after.apply - before.apply,
-        commits: after.commits - before.commits,
-    };
     let txs = (BLOCKS * TXS_PER_BLOCK) as f64;
+    println!(
+        "connect: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers (submitted → validated, stored, connected; fresh store on disk)"
+    );
+    let (serial, _d1, serial_elapsed, serial_stats, _) = import(&fund, &main_branch, true, false);
+    drop(serial);
+    let serial_rate = txs / serial_elapsed.as_secs_f64();
+    println!("  serial, signatures on the writer, tx index on:    {serial_elapsed:>8.2?}  {serial_rate:>8.0} tx/s");
+    print_stats("serial, tx index on", &serial_stats, serial_elapsed);
+    println!(
+        "    signature verification share of serial connect time: {}",
+        share(serial_stats.signatures, serial_elapsed)
+    );
+    let (mut chain, _d2, elapsed, stats, busy) = import(&fund, &main_branch, true, true);
     let connect_rate = txs / elapsed.as_secs_f64();
-    let flush = Instant::now();
-    chain.flush().unwrap();
-    let flush = flush.elapsed();
-    println!("connect: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers (submit → validated, stored, connected)");
     println!(
-        "  {elapsed:.2?}: {connect_rate:.0} tx/s, {:.1} blocks/s (target ≥ 100,000 tx/s); final flush {flush:.1?}",
-        BLOCKS as f64 / elapsed.as_secs_f64()
-    );
-    print_stats("connect", &stats, elapsed);
-    println!(
-        "  signature verification share of connect time: {}",
-        share(stats.signatures, elapsed)
+        "  pipelined, signatures off the writer, tx index on: {elapsed:>8.2?}  {connect_rate:>8.0} tx/s  (target ≥ 100,000 tx/s)"
     );
     println!(
-        "  connect throughput / batch verification rate on {} cores: {:.2}",
+        "    producer busy with stateless checks + signatures {busy:.2?} ({} of the wall time)",
+        share(busy, elapsed)
+    );
+    print_stats("pipelined writer, tx index on", &stats, elapsed);
+    let (mut lean, _d3, lean_elapsed, lean_stats, _) = import(&fund, &main_branch, false, true);
+    let lean_rate = txs / lean_elapsed.as_secs_f64();
+    println!(
+        "  pipelined, tx index off:                           {lean_elapsed:>8.2?}  {lean_rate:>8.0} tx/s"
+    );
+    print_stats("pipelined writer, tx index off", &lean_stats, lean_elapsed);
+    println!(
+        "  connect throughput / batch verification rate on {} cores: {:.2} (pipelined), {:.2} (serial), {:.2} (pipelined, no tx index)",
         threads(),
-        connect_rate / batch_all_rate
+        connect_rate / batch_all_rate,
+        serial_rate / batch_all_rate,
+        lean_rate / batch_all_rate,
     );
 
-    // A 100-block reorg: the side branch (101 blocks) is stored as it arrives; its last block
-    // makes it heavier, and that one submission disconnects 100 blocks and connects 101.
-    let stored = submit_all(&mut chain, &side_branch[..BLOCKS]);
-    let before = chain.stats();
-    let t = Instant::now();
-    chain
-        .submit_block(side_branch[BLOCKS].clone(), NOW)
-        .expect("the heavier branch connects");
-    let reorg = t.elapsed();
-    let after = chain.stats();
-    assert_eq!(chain.tip().hash, side_branch[BLOCKS].hash());
-    println!("reorg: 100 blocks of {TXS_PER_BLOCK} transfers disconnected, 101 connected");
-    println!("  storing the side branch's first {BLOCKS} blocks: {stored:.2?}");
     println!(
-        "  the reorg itself: {reorg:.2?} (target < 2 s): {} disconnects, {} connects; signatures {:.2?}, commits {:.2?}",
-        after.blocks_disconnected - before.blocks_disconnected,
-        after.blocks_connected - before.blocks_connected,
-        after.signatures - before.signatures,
-        after.commits - before.commits,
+        "reorg: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers disconnected, {} connected",
+        BLOCKS + 1
     );
+    reorg(&mut chain, &side_branch, "tx index on ");
+    reorg(&mut lean, &side_branch, "tx index off");
     let verify = Instant::now();
     let report = chain.verify_chain(0).unwrap();
     println!(

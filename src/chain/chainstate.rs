@@ -13,9 +13,8 @@ use super::signatures::default_threads;
 use super::state::Account;
 use super::store::{BlockStatus, IndexRecord, Store};
 use super::validation::{
-    apply_block, check_block_arrival, check_block_stateless, check_coinbase,
-    check_header_contextual, check_header_stateless, check_signatures, touched_addresses,
-    BlockSummary,
+    apply_block, check_block_stateless, check_coinbase, check_header_contextual,
+    check_header_stateless, check_signatures, precheck, touched_addresses, CheckedBlock,
 };
 use super::work::{block_work, work_to_bytes};
 use super::{ChainEvent, ChainTip};
@@ -39,6 +38,8 @@ pub struct ChainOptions {
     pub verify_threads: usize,
     pub max_orphans: usize,
     pub max_orphan_bytes: usize,
+    /// Keep the txid → block index (`getrawtransaction`); fixed when the store is created.
+    pub tx_index: bool,
 }
 
 impl Default for ChainOptions {
@@ -47,6 +48,7 @@ impl Default for ChainOptions {
             verify_threads: default_threads(),
             max_orphans: MAX_ORPHANS,
             max_orphan_bytes: MAX_ORPHAN_BYTES,
+            tx_index: true,
         }
     }
 }
@@ -133,7 +135,7 @@ pub struct Chain {
     index: BlockIndex,
     orphans: OrphanPool,
     options: ChainOptions,
-    recent: VecDeque<(Hash256, Arc<Block>)>,
+    recent: VecDeque<(Hash256, Arc<Block>, bool)>,
     tip_tx: watch::Sender<ChainTip>,
     snapshot_tx: watch::Sender<Arc<TipSnapshot>>,
     events: broadcast::Sender<ChainEvent>,
@@ -163,7 +165,8 @@ impl Chain {
         params: &'static NetworkParams,
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
-        Chain::with_store(Store::open(path, params)?, params, options)
+        let store = Store::open_with(path, params, options.tx_index)?;
+        Chain::with_store(store, params, options)
     }
 
     /// A chain in a temporary store (tests and benchmarks).
@@ -171,7 +174,8 @@ impl Chain {
         params: &'static NetworkParams,
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
-        Chain::with_store(Store::open_temporary(params)?, params, options)
+        let store = Store::open_temporary_with(params, options.tx_index)?;
+        Chain::with_store(store, params, options)
     }
 
     fn with_store(
@@ -228,6 +232,10 @@ impl Chain {
 
     pub fn params(&self) -> &'static NetworkParams {
         self.params
+    }
+
+    pub fn options(&self) -> &ChainOptions {
+        &self.options
     }
 
     pub fn tip(&self) -> ChainTip {
@@ -315,28 +323,52 @@ impl Chain {
     /// chain to the most-work valid tip. `now` is the local clock in seconds.
     ///
     /// Returns an error if the block is invalid (or descends from an invalid block).
+    ///
+    /// Signatures are verified when the block is connected (a side branch that never becomes
+    /// active never costs them); `submit_checked` takes blocks whose signatures were verified
+    /// beforehand, off the writer.
     pub fn submit_block(&mut self, block: Block, now: u64) -> Result<SubmitOutcome, ChainError> {
         let hash = block.hash();
-        if let Some(entry) = self.index.get(&hash) {
-            return if entry.status.is_failed() {
-                Err(ChainError::KnownInvalid(hash))
-            } else {
-                Ok(SubmitOutcome::Duplicate)
-            };
-        }
-        if self.orphans.contains(&hash) {
-            return Ok(SubmitOutcome::Duplicate);
+        if let Some(known) = self.known(&hash) {
+            return known;
         }
         let started = Instant::now();
-        let arrival = check_block_arrival(self.params, &block, &hash);
+        let checked = precheck(self.params, block, None);
         self.stats.arrival_checks += started.elapsed();
-        let summary = arrival.map_err(invalid(hash))?;
-        if !self.index.contains(&block.header.prev_hash) {
-            self.orphans.insert(hash, block, summary);
+        let checked = checked.map_err(|(hash, error)| ChainError::InvalidBlock { hash, error })?;
+        self.submit_checked(checked, now)
+    }
+
+    /// The answer for a block already known: stored, invalid, or waiting as an orphan.
+    fn known(&self, hash: &Hash256) -> Option<Result<SubmitOutcome, ChainError>> {
+        if let Some(entry) = self.index.get(hash) {
+            return Some(if entry.status.is_failed() {
+                Err(ChainError::KnownInvalid(*hash))
+            } else {
+                Ok(SubmitOutcome::Duplicate)
+            });
+        }
+        self.orphans
+            .contains(hash)
+            .then_some(Ok(SubmitOutcome::Duplicate))
+    }
+
+    /// `submit_block` for a block that already passed the stateless checks (`precheck`).
+    pub fn submit_checked(
+        &mut self,
+        checked: CheckedBlock,
+        now: u64,
+    ) -> Result<SubmitOutcome, ChainError> {
+        let hash = checked.hash();
+        if let Some(known) = self.known(&hash) {
+            return known;
+        }
+        if !self.index.contains(&checked.block().header.prev_hash) {
+            self.orphans.insert(checked);
             return Ok(SubmitOutcome::Orphan);
         }
         let started = Instant::now();
-        let accepted = self.accept(hash, block, summary, now);
+        let accepted = self.accept(checked, now);
         self.stats.accept += started.elapsed();
         // Orphans waiting on this block (and on them) are accepted too, whatever became of
         // this one: a failed parent makes them fail as descendants of an invalid block.
@@ -376,8 +408,9 @@ impl Chain {
     fn adopt_orphans(&mut self, parent: Hash256, now: u64) {
         let mut queue = vec![parent];
         while let Some(parent) = queue.pop() {
-            for (hash, orphan) in self.orphans.take_children(&parent) {
-                match self.accept(hash, orphan.block, orphan.summary, now) {
+            for orphan in self.orphans.take_children(&parent) {
+                let hash = orphan.hash();
+                match self.accept(orphan, now) {
                     Ok(()) => queue.push(hash),
                     Err(e) => {
                         tracing::debug!(%hash, error = %e, "orphan block rejected");
@@ -392,13 +425,10 @@ impl Chain {
 
     /// Contextual checks against the (known) parent, then storage. A block whose parent is
     /// known to be invalid is stored as `InvalidAncestor`, so it is never tried again.
-    fn accept(
-        &mut self,
-        hash: Hash256,
-        block: Block,
-        summary: BlockSummary,
-        now: u64,
-    ) -> Result<(), ChainError> {
+    fn accept(&mut self, checked: CheckedBlock, now: u64) -> Result<(), ChainError> {
+        let (hash, summary) = (checked.hash(), checked.summary());
+        let signatures_checked = checked.signatures_checked();
+        let block = checked.into_block();
         let prev = block.header.prev_hash;
         let parent = self
             .index
@@ -422,6 +452,8 @@ impl Chain {
             chainwork,
             status: if parent_failed {
                 BlockStatus::InvalidAncestor
+            } else if signatures_checked {
+                BlockStatus::Checked
             } else {
                 BlockStatus::Stored
             },
@@ -429,27 +461,28 @@ impl Chain {
         };
         self.store.store_block(&hash, &block, &entry.record())?;
         self.index.insert(hash, entry);
-        self.remember(hash, Arc::new(block));
+        self.remember(hash, Arc::new(block), signatures_checked);
         if parent_failed {
             return Err(invalid(hash)(BlockError::InvalidAncestor(prev)));
         }
         Ok(())
     }
 
-    fn remember(&mut self, hash: Hash256, block: Arc<Block>) {
+    fn remember(&mut self, hash: Hash256, block: Arc<Block>, signatures_checked: bool) {
         if self.recent.len() >= RECENT_BLOCKS {
             self.recent.pop_front();
         }
-        self.recent.push_back((hash, block));
+        self.recent.push_back((hash, block, signatures_checked));
     }
 
-    fn load_block(&self, hash: &Hash256) -> Result<Arc<Block>, ChainError> {
-        if let Some((_, block)) = self.recent.iter().find(|(h, _)| h == hash) {
-            return Ok(block.clone());
+    /// The block, and whether its signatures were verified before it was accepted.
+    fn load_block(&self, hash: &Hash256) -> Result<(Arc<Block>, bool), ChainError> {
+        if let Some((_, block, checked)) = self.recent.iter().find(|(h, _, _)| h == hash) {
+            return Ok((block.clone(), *checked));
         }
         self.store
             .block(hash)?
-            .map(Arc::new)
+            .map(|b| (Arc::new(b), false))
             .ok_or_else(|| ChainError::corrupt(format!("indexed block {hash} has no body")))
     }
 
@@ -492,8 +525,9 @@ impl Chain {
             .get(hash)
             .cloned()
             .ok_or(ChainError::UnknownBlock(*hash))?;
-        let block = self.load_block(hash)?;
-        if entry.status != BlockStatus::Valid {
+        let (block, signatures_checked) = self.load_block(hash)?;
+        let verified_before = matches!(entry.status, BlockStatus::Valid | BlockStatus::Checked);
+        if !verified_before && !signatures_checked {
             let started = Instant::now();
             let checked = check_signatures(self.params, &block, self.options.verify_threads);
             self.stats.signatures += started.elapsed();
@@ -531,7 +565,7 @@ impl Chain {
         if height == 0 {
             return Err(ChainError::CannotInvalidateGenesis);
         }
-        let block = self.load_block(&hash)?;
+        let (block, _) = self.load_block(&hash)?;
         let started = Instant::now();
         self.store.disconnect(&hash, height, &block)?;
         self.stats.commits += started.elapsed();

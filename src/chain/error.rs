@@ -127,6 +127,12 @@ pub enum ChainError {
          choose the matching --network or another --datadir"
     )]
     WrongNetwork { found: String, expected: String },
+    #[error(
+        "chain store was created {} the transaction index; open it the same way or delete \
+         <datadir>/chain to resync",
+        if *stored { "with" } else { "without" }
+    )]
+    TxIndexMismatch { stored: bool },
     #[error("the chain writer has stopped")]
     WriterStopped,
 }

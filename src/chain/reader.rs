@@ -78,6 +78,11 @@ impl ChainReader {
         self.store.account(address)
     }
 
+    /// Whether confirmed transactions can be looked up by txid.
+    pub fn has_tx_index(&self) -> bool {
+        self.store.has_tx_index()
+    }
+
     pub fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
         self.store.tx_location(txid)
     }
@@ -147,7 +152,7 @@ impl ChainReader {
                     BlockStatus::Valid if branchlen > 0 => "valid-fork",
                     // A leaf of the main chain below the tip cannot exist; show it as a fork.
                     BlockStatus::Valid => "valid-fork",
-                    BlockStatus::Stored => "valid-headers",
+                    BlockStatus::Stored | BlockStatus::Checked => "valid-headers",
                 }
             };
             tips.push((

@@ -21,15 +21,21 @@ use std::path::Path;
 /// Version of the layout below. Bump it on any change; an unknown version refuses to open.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Bound on sled's page cache.
-pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+/// Bound on sled's page cache. sled 0.34 counts its cache loosely: resident memory settles
+/// at roughly two to three times this figure (benches/chain.rs prints it), so it is kept
+/// small; the OS page cache still holds the store's file.
+pub const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How often sled writes its buffers to disk when nothing asks it to.
 pub const FLUSH_EVERY_MS: u64 = 200;
 
+/// How long opening waits for a just-closed store's file lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const META_SCHEMA: &[u8] = b"schema";
 const META_NETWORK: &[u8] = b"network";
 const META_TIP: &[u8] = b"tip";
+const META_TX_INDEX: &[u8] = b"txindex";
 
 /// The most accounts one block can touch: a coinbase recipient and two per transfer.
 pub const MAX_UNDO_ACCOUNTS: usize = 2 * MAX_BLOCK_TXS + 1;
@@ -39,6 +45,9 @@ pub const MAX_UNDO_ACCOUNTS: usize = 2 * MAX_BLOCK_TXS + 1;
 pub enum BlockStatus {
     /// Header and stateless checks passed and the body is stored; never connected yet.
     Stored,
+    /// As `Stored`, and every signature was verified too (before it was stored), so
+    /// connecting it needs only the stateful checks.
+    Checked,
     /// Fully validated: it has been connected to the active chain at least once.
     Valid,
     /// Breaks a consensus rule, or was marked invalid by `invalidateblock`.
@@ -89,6 +98,8 @@ pub struct Store {
     undo: Tree,
     txindex: Tree,
     meta: Tree,
+    /// Whether the transaction index is maintained (fixed when the store is created).
+    tx_index: bool,
 }
 
 fn decode<T: Decode<()>>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T, ChainError> {
@@ -143,28 +154,60 @@ impl WriteSet {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store in `path` for `params`' network.
+    /// Opens (creating if missing) the store in `path` for `params`' network, with the
+    /// transaction index.
     pub fn open(path: &Path, params: &NetworkParams) -> Result<Store, ChainError> {
-        let db = sled::Config::new()
+        Store::open_with(path, params, true)
+    }
+
+    /// `open`, choosing whether the store keeps a transaction index. The choice is recorded
+    /// when the store is created; opening with the other choice is refused.
+    pub fn open_with(
+        path: &Path,
+        params: &NetworkParams,
+        tx_index: bool,
+    ) -> Result<Store, ChainError> {
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_CAPACITY_BYTES)
-            .flush_every_ms(Some(FLUSH_EVERY_MS))
-            .open()
-            .map_err(map_open_error)?;
-        Store::from_db(db, params)
+            .flush_every_ms(Some(FLUSH_EVERY_MS));
+        // sled releases its file lock asynchronously: its flusher thread keeps a dropped
+        // database alive for up to one flush interval. Reopening in the same process right
+        // after a close (restart paths, tests) waits for that, within a bound; another
+        // process cannot hold it, as the datadir lock excludes a second noded.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.map_err(map_open_error)?,
+            }
+        };
+        Store::from_db(db, params, tx_index)
     }
 
     /// A store in a temporary directory that sled removes when it is dropped.
     pub fn open_temporary(params: &NetworkParams) -> Result<Store, ChainError> {
+        Store::open_temporary_with(params, true)
+    }
+
+    pub fn open_temporary_with(
+        params: &NetworkParams,
+        tx_index: bool,
+    ) -> Result<Store, ChainError> {
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .open()
             .map_err(map_open_error)?;
-        Store::from_db(db, params)
+        Store::from_db(db, params, tx_index)
     }
 
-    fn from_db(db: sled::Db, params: &NetworkParams) -> Result<Store, ChainError> {
+    fn from_db(db: sled::Db, params: &NetworkParams, tx_index: bool) -> Result<Store, ChainError> {
         let store = Store {
             index: db.open_tree("index")?,
             bodies: db.open_tree("bodies")?,
@@ -174,6 +217,7 @@ impl Store {
             txindex: db.open_tree("txindex")?,
             meta: db.open_tree("meta")?,
             db,
+            tx_index,
         };
         match store.meta.get(META_SCHEMA)? {
             None => store.initialise(params)?,
@@ -196,6 +240,13 @@ impl Store {
                         found: hex::encode(network),
                         expected: hex::encode(params.magic.0),
                     });
+                }
+                let stored = store
+                    .meta
+                    .get(META_TX_INDEX)?
+                    .is_none_or(|v| v.as_ref() != [0]);
+                if stored != tx_index {
+                    return Err(ChainError::TxIndexMismatch { stored });
                 }
                 store.tip()?;
             }
@@ -238,6 +289,7 @@ impl Store {
         w.meta
             .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
         w.meta.insert(META_NETWORK, &params.magic.0[..]);
+        w.meta.insert(META_TX_INDEX, &[self.tx_index as u8][..]);
         self.commit(w)
     }
 
@@ -314,7 +366,12 @@ impl Store {
             accounts: BoundedVec::new(delta.undo()).unwrap_or_default(),
         };
         w.undo.insert(&hash.0, encoding::encode(&undo));
-        for (index, tx) in block.transactions.iter().enumerate() {
+        for (index, tx) in block
+            .transactions
+            .iter()
+            .enumerate()
+            .filter(|_| self.tx_index)
+        {
             let location = TxLocation {
                 block: *hash,
                 index: index as u32,
@@ -349,7 +406,7 @@ impl Store {
         w.main.remove(&height.to_be_bytes());
         w.put_accounts(undo.accounts.iter().copied());
         w.undo.remove(&hash.0);
-        for tx in block.transactions.iter() {
+        for tx in block.transactions.iter().filter(|_| self.tx_index) {
             w.txindex.remove(&tx.txid().0);
         }
         w.meta.insert(META_TIP, &block.header.prev_hash.0);
@@ -449,6 +506,11 @@ impl Store {
             Some(bytes) => Ok(Some(decode("undo", &hash.0, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// Whether this store keeps a transaction index.
+    pub fn has_tx_index(&self) -> bool {
+        self.tx_index
     }
 
     pub fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
@@ -595,6 +657,24 @@ mod tests {
             store.account(&Address([1; 20])),
             Err(ChainError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn without_the_tx_index_nothing_is_indexed_and_the_choice_sticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain");
+        {
+            let store = Store::open_with(&path, &REGTEST, false).unwrap();
+            let cb = REGTEST.genesis_block().transactions[0].txid();
+            assert!(store.tx_location(&cb).unwrap().is_none());
+            assert!(!store.has_tx_index());
+            store.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open_with(&path, &REGTEST, true),
+            Err(ChainError::TxIndexMismatch { stored: false })
+        ));
+        assert!(Store::open_with(&path, &REGTEST, false).is_ok());
     }
 
     #[test]

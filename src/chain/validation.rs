@@ -188,6 +188,14 @@ pub fn check_coinbase(
     Ok(())
 }
 
+/// Transactions whose signatures were already verified with the consensus rule
+/// (`signatures::verify_transfer_signature`), e.g. by the mempool on admission. A txid commits
+/// to the signature bytes, so a verified txid needs no second verification.
+pub trait VerifiedTransactions: Send + Sync + 'static {
+    /// For each txid, whether its signature is known to be valid.
+    fn verified(&self, txids: &[Hash256]) -> Vec<bool>;
+}
+
 /// Verifies every transfer signature (batch verification across `threads` threads). The
 /// error names the transaction's index in the block.
 pub fn check_signatures(
@@ -195,12 +203,31 @@ pub fn check_signatures(
     block: &Block,
     threads: usize,
 ) -> Result<(), BlockError> {
+    check_signatures_except(params, block, threads, None)
+}
+
+/// `check_signatures`, skipping the transfers `known` vouches for.
+pub fn check_signatures_except(
+    params: &NetworkParams,
+    block: &Block,
+    threads: usize,
+    known: Option<&dyn VerifiedTransactions>,
+) -> Result<(), BlockError> {
+    let skip: Vec<bool> = match known {
+        Some(known) => {
+            let txids: Vec<Hash256> = block.transactions.iter().map(Transaction::txid).collect();
+            known.verified(&txids)
+        }
+        None => vec![],
+    };
     let mut transfers: Vec<&Transfer> = Vec::with_capacity(block.transactions.len());
     let mut positions: Vec<usize> = Vec::with_capacity(block.transactions.len());
     for (index, tx) in block.transactions.iter().enumerate() {
         if let Transaction::Transfer(t) = tx {
-            transfers.push(t);
-            positions.push(index);
+            if !skip.get(index).copied().unwrap_or(false) {
+                transfers.push(t);
+                positions.push(index);
+            }
         }
     }
     signatures::verify_transfers(&transfers, params.magic, threads).map_err(|i| {
@@ -326,6 +353,70 @@ pub fn check_block_arrival(
 ) -> Result<BlockSummary, BlockError> {
     check_header_stateless(params, &block.header, hash)?;
     check_block_stateless(block)
+}
+
+/// A block that passed every check needing no chain state: the stateless header and block
+/// rules and, when `signatures_checked`, every signature. Only `precheck` makes one, so
+/// holding one is proof of those checks; the chain writer then runs only the contextual and
+/// stateful rules (DESIGN §2: stateless checks run in parallel, off the writer).
+#[derive(Clone, Debug)]
+pub struct CheckedBlock {
+    block: Block,
+    hash: Hash256,
+    summary: BlockSummary,
+    signatures_checked: bool,
+}
+
+impl CheckedBlock {
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    pub fn hash(&self) -> Hash256 {
+        self.hash
+    }
+
+    pub fn summary(&self) -> BlockSummary {
+        self.summary
+    }
+
+    pub fn signatures_checked(&self) -> bool {
+        self.signatures_checked
+    }
+
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
+/// The stateless checks (`check_block_arrival`) and, with `signature_threads`, the
+/// signatures on that many threads. On failure returns the block hash with the rule broken.
+pub fn precheck(
+    params: &NetworkParams,
+    block: Block,
+    signature_threads: Option<usize>,
+) -> Result<CheckedBlock, (Hash256, BlockError)> {
+    precheck_except(params, block, signature_threads, None)
+}
+
+/// `precheck`, skipping the signatures `known` vouches for.
+pub fn precheck_except(
+    params: &NetworkParams,
+    block: Block,
+    signature_threads: Option<usize>,
+    known: Option<&dyn VerifiedTransactions>,
+) -> Result<CheckedBlock, (Hash256, BlockError)> {
+    let hash = block.hash();
+    let summary = check_block_arrival(params, &block, &hash).map_err(|e| (hash, e))?;
+    if let Some(threads) = signature_threads {
+        check_signatures_except(params, &block, threads, known).map_err(|e| (hash, e))?;
+    }
+    Ok(CheckedBlock {
+        block,
+        hash,
+        summary,
+        signatures_checked: signature_threads.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -597,6 +688,34 @@ mod tests {
         assert_eq!(
             check_signatures(&REGTEST, &block, 2),
             Err(BlockError::BadSignature { index: 2 })
+        );
+    }
+
+    #[test]
+    fn signatures_vouched_for_are_skipped_and_only_those() {
+        struct Known(Vec<Hash256>);
+        impl VerifiedTransactions for Known {
+            fn verified(&self, txids: &[Hash256]) -> Vec<bool> {
+                txids.iter().map(|t| self.0.contains(t)).collect()
+            }
+        }
+        let (b, keys) = funded();
+        let mut t0 = keys.transfer(&REGTEST, 0, keys.address(1), 10, 0, 0);
+        if let Transaction::Transfer(t) = &mut t0 {
+            t.signature[5] ^= 0x40;
+        }
+        let t1 = keys.transfer(&REGTEST, 0, keys.address(1), 10, 0, 1);
+        let block = b.build_unchecked(keys.address(2), vec![t0.clone(), t1.clone()]);
+        assert!(check_signatures_except(&REGTEST, &block, 2, None).is_err());
+        let vouched = Known(vec![t0.txid()]);
+        assert_eq!(
+            check_signatures_except(&REGTEST, &block, 2, Some(&vouched)),
+            Ok(())
+        );
+        let other = Known(vec![t1.txid()]);
+        assert_eq!(
+            check_signatures_except(&REGTEST, &block, 2, Some(&other)),
+            Err(BlockError::BadSignature { index: 1 })
         );
     }
 

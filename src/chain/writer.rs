@@ -8,21 +8,25 @@
 use super::chainstate::{Chain, SubmitOutcome, TipSnapshot, VerifyReport};
 use super::error::ChainError;
 use super::reader::ChainReader;
+use super::validation::{precheck_except, CheckedBlock, VerifiedTransactions};
 use super::{ChainEvent, ChainTip};
 use crate::params::NetworkParams;
 use crate::types::{Block, Hash256};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 
 /// Commands waiting for the writer at most; senders wait (asynchronously) beyond that.
 pub const COMMAND_CAPACITY: usize = 64;
 
 pub use super::chainstate::EVENT_CAPACITY;
 
+/// Blocks whose stateless checks (signatures included) may run at once, off the writer.
+pub const PRECHECK_CONCURRENCY: usize = 2;
+
 enum Command {
     Submit {
-        block: Box<Block>,
+        block: Box<CheckedBlock>,
         now: u64,
         reply: oneshot::Sender<Result<SubmitOutcome, ChainError>>,
     },
@@ -55,6 +59,9 @@ pub struct ChainHandle {
     snapshot: watch::Receiver<Arc<TipSnapshot>>,
     events: broadcast::Sender<ChainEvent>,
     params: &'static NetworkParams,
+    prechecks: Arc<Semaphore>,
+    verify_threads: usize,
+    verified: Arc<OnceLock<Arc<dyn VerifiedTransactions>>>,
 }
 
 /// The writer thread; `join` waits for it to end (after `ChainHandle::shutdown`).
@@ -87,6 +94,9 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
         snapshot: chain.subscribe_snapshot(),
         events: chain.event_sender(),
         params: chain.params(),
+        prechecks: Arc::new(Semaphore::new(PRECHECK_CONCURRENCY)),
+        verify_threads: chain.options().verify_threads,
+        verified: Arc::new(OnceLock::new()),
     };
     let thread = std::thread::Builder::new()
         .name("chain-writer".into())
@@ -95,7 +105,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
             while let Some(command) = rx.blocking_recv() {
                 match command {
                     Command::Submit { block, now, reply } => {
-                        let _ = reply.send(chain.submit_block(*block, now));
+                        let _ = reply.send(chain.submit_checked(*block, now));
                     }
                     Command::Invalidate { hash, reply } => {
                         let _ = reply.send(chain.invalidate_block(&hash));
@@ -143,17 +153,51 @@ impl ChainHandle {
     }
 
     /// Submits a block, judged against `now` (seconds since the epoch).
+    ///
+    /// A block already stored is answered from the store at once. Otherwise the stateless
+    /// checks and the signatures run here, on a blocking thread (at most
+    /// `PRECHECK_CONCURRENCY` blocks at a time), so the writer only runs the contextual and
+    /// stateful rules and keeps committing while the next block is verified.
     pub async fn submit_block_at(
         &self,
         block: Block,
         now: u64,
     ) -> Result<SubmitOutcome, ChainError> {
+        let hash = block.hash();
+        if let Some(record) = self.reader.index_record(&hash)? {
+            return if record.status.is_failed() {
+                Err(ChainError::KnownInvalid(hash))
+            } else {
+                Ok(SubmitOutcome::Duplicate)
+            };
+        }
+        let checked = {
+            let _permit = self
+                .prechecks
+                .acquire()
+                .await
+                .map_err(|_| ChainError::WriterStopped)?;
+            let (params, threads) = (self.params, self.verify_threads);
+            let known = self.verified.get().cloned();
+            tokio::task::spawn_blocking(move || {
+                precheck_except(params, block, Some(threads), known.as_deref())
+            })
+            .await
+            .map_err(|_| ChainError::WriterStopped)?
+            .map_err(|(hash, error)| ChainError::InvalidBlock { hash, error })?
+        };
         self.request(|reply| Command::Submit {
-            block: Box::new(block),
+            block: Box::new(checked),
             now,
             reply,
         })
         .await
+    }
+
+    /// Lets block checks skip the signatures `known` has verified (the mempool's admitted
+    /// transactions). Set once, for every clone of this handle; returns false if already set.
+    pub fn set_verified_transactions(&self, known: Arc<dyn VerifiedTransactions>) -> bool {
+        self.verified.set(known).is_ok()
     }
 
     pub async fn invalidate_block(&self, hash: Hash256) -> Result<(), ChainError> {

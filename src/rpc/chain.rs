@@ -257,9 +257,14 @@ impl ChainRpc {
             v["confirmations"] = json!(0);
             return Ok(v);
         }
+        let hint = if reader.has_tx_index() {
+            ""
+        } else {
+            " (this node keeps no transaction index, so only mempool transactions are found)"
+        };
         Err(error(
             code::INVALID_ADDRESS_OR_KEY,
-            "No such mempool or blockchain transaction",
+            format!("No such mempool or blockchain transaction{hint}"),
         ))
     }
 }
