@@ -93,6 +93,15 @@ impl SharedMempool {
     }
 }
 
+/// Block validation skips the signatures of transactions the pool has already verified: a
+/// txid commits to the whole transaction, signature included, and the pool verified it with
+/// the same consensus rule for the same network.
+impl crate::chain::validation::VerifiedTransactions for SharedMempool {
+    fn verified(&self, txids: &[Txid]) -> Vec<bool> {
+        SharedMempool::verified(self, txids)
+    }
+}
+
 /// Seconds since the Unix epoch by the system clock.
 fn unix_now() -> u64 {
     crate::chain::writer::unix_now()

@@ -116,6 +116,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let chain = Chain::open(&chain_path, params, ChainOptions::default())?;
     let (chain_handle, chain_thread) = chain_writer::spawn(chain);
     let services = crate::mining::services::Services::start(&config, &chain_handle, &shutdown)?;
+    // Never verify the same signature twice: blocks skip what the mempool already checked.
+    chain_handle.set_verified_transactions(Arc::new(services.pool.clone()));
     let tip_rx = chain_handle.tip_receiver();
     let cookie_password = datadir.write_cookie()?;
     let mut credentials = vec![(COOKIE_USER, cookie_password.as_str())];
