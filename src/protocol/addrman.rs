@@ -7,7 +7,7 @@
 //! its occupant unless that one is stale. Pure: times are inputs (Unix seconds), randomness
 //! comes from the caller's RNG.
 
-use super::netgroup::{netgroup, NetGroup};
+use super::netgroup::netgroup;
 use crate::types::hash::sha256d_parts;
 use rand::Rng;
 use std::collections::HashMap;
@@ -388,10 +388,6 @@ impl AddrMan {
         }
         self.dirty |= !doomed.is_empty();
         doomed.len()
-    }
-
-    pub fn group_of(addr: &SocketAddr) -> NetGroup {
-        netgroup(addr)
     }
 }
 

@@ -10,7 +10,6 @@ use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::NodeId;
 use crate::wire::message::reject_code;
-use crate::wire::message::InvList;
 use crate::wire::{limits, Message, NetAddress, Reject, TimestampedAddress, Version, WireError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -64,8 +63,6 @@ pub enum DisconnectReason {
     NodeIdMismatch,
     /// Set by the I/O side: the outbox stayed full.
     SlowPeer,
-    /// Set by the I/O side: a write timed out.
-    WriteTimeout,
     Closed(String),
 }
 
@@ -89,7 +86,6 @@ impl std::fmt::Display for DisconnectReason {
                 write!(f, "VERSION node id differs from TLS identity")
             }
             DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
-            DisconnectReason::WriteTimeout => write!(f, "write timed out"),
             DisconnectReason::Closed(why) => write!(f, "closed: {why}"),
         }
     }
@@ -671,7 +667,7 @@ impl Core {
             self.disconnect(peer, DisconnectReason::DuplicateNodeId);
             return;
         }
-        if conn_type == ConnType::Inbound && !self.make_inbound_room(peer, now_ms) {
+        if conn_type == ConnType::Inbound && !self.make_inbound_room(peer) {
             self.disconnect(peer, DisconnectReason::TooManyConnections);
             return;
         }
@@ -681,7 +677,7 @@ impl Core {
     }
 
     /// Keeps inbound within its limits by evicting someone if needed; false = no room.
-    fn make_inbound_room(&mut self, newcomer: PeerId, now_ms: u64) -> bool {
+    fn make_inbound_room(&mut self, newcomer: PeerId) -> bool {
         let inbound = self
             .peers
             .values()
@@ -708,7 +704,6 @@ impl Core {
         let key = self.addrman.key();
         match eviction::select_victim(candidates, &key) {
             Some(victim) => {
-                let _ = now_ms;
                 self.disconnect(victim, DisconnectReason::Evicted);
                 true
             }
@@ -1234,6 +1229,3 @@ impl Core {
         }
     }
 }
-
-/// The inventory list type, re-exported for the I/O side.
-pub type Inventory = InvList;
