@@ -256,3 +256,13 @@ fn setban_by_node_id_disconnects_and_disconnectnode_works() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn version_advertises_the_chain_height() {
+    let a = TestNode::start(&[]);
+    a.rpc("generate", json!([5])).unwrap();
+    let b = TestNode::start(&["--addnode", &a.p2p_addr().to_string()]);
+    wait_until(DEADLINE, "the connection", || b.ready_peers().len() == 1);
+    let info = b.rpc("getpeerinfo", json!([])).unwrap();
+    assert_eq!(info[0]["startingheight"], 5);
+}

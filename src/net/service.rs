@@ -8,6 +8,7 @@
 use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
 use super::store::PeerStore;
 use super::tls::TlsIdentity;
+use crate::chain::ChainTip;
 use crate::config::PeerSpec;
 use crate::protocol::bans::BanTarget;
 use crate::protocol::{
@@ -22,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -239,8 +240,14 @@ impl NetService {
         (service, handle)
     }
 
-    /// Runs until `shutdown`, then stops every peer and saves the peer store.
-    pub async fn run(mut self, listener: Option<TcpListener>, shutdown: CancellationToken) {
+    /// Runs until `shutdown`, then stops every peer and saves the peer store. `chain_tip` gives
+    /// the height advertised in VERSION.
+    pub async fn run(
+        mut self,
+        listener: Option<TcpListener>,
+        chain_tip: watch::Receiver<ChainTip>,
+        shutdown: CancellationToken,
+    ) {
         self.resolve_bootstrap_hosts();
         let _lan = self.discovery.lan.and_then(|lan| {
             match super::lan::LanDiscovery::start(
@@ -264,6 +271,8 @@ impl NetService {
         let mut persist = tokio::time::interval(PERSIST_EVERY);
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A VERSION sent while handling the next event carries the current height.
+            self.core.set_best_height(chain_tip.borrow().height);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = accept(listener.as_ref()) => self.on_accept(accepted),

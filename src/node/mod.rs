@@ -165,7 +165,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         "noded ready"
     );
 
-    let net_task = tokio::spawn(net_service.run(listener, shutdown.clone()));
+    let net_task =
+        tokio::spawn(net_service.run(listener, chain_handle.tip_receiver(), shutdown.clone()));
 
     wait_for_shutdown(&shutdown).await?;
     tracing::info!("shutting down");
