@@ -426,3 +426,58 @@ fn most_work_wins_over_most_blocks_and_targets_must_follow_the_retarget_rule() {
     assert_eq!(c.tip().hash, fast[6].hash());
     assert!(c.verify_chain(3).unwrap().ok);
 }
+
+/// Waits, within a deadline, for the background transaction index to reach `height`.
+fn wait_for_index(c: &Chain, height: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.reader().tx_index_height().unwrap() != Some(height) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transaction index stayed at {:?}, not {height}",
+            c.reader().tx_index_height().unwrap()
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn the_background_transaction_index_follows_a_reorg() {
+    let keys = Keys::new(3);
+    let blocks = linear(6, &keys);
+    let mut c = chain();
+    for b in &blocks {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    // Every transaction is found at once (the index or the scan above it), and the index
+    // itself catches up.
+    let transfer = blocks[4].transactions[1].txid();
+    let found = c.reader().transaction(&transfer).unwrap().unwrap();
+    assert_eq!(
+        (found.block, found.height, found.index),
+        (blocks[4].hash(), 5, 1)
+    );
+    wait_for_index(&c, 6);
+    assert_eq!(
+        c.reader().transaction(&transfer).unwrap().unwrap().height,
+        5
+    );
+
+    // A heavier branch from height 3 replaces blocks 4..=6: their transactions are no longer
+    // confirmed, the branch's coinbases are, and the index moves onto the branch.
+    let fork = &blocks[2].header;
+    let side = branch(fork, 3, 4, &keys, 2);
+    for b in &side {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    assert_eq!(c.tip().hash, side[3].hash());
+    assert!(c.reader().transaction(&transfer).unwrap().is_none());
+    let coinbase = side[1].transactions[0].txid();
+    assert_eq!(
+        c.reader().transaction(&coinbase).unwrap().unwrap().height,
+        5
+    );
+    wait_for_index(&c, 7);
+    assert!(c.reader().transaction(&transfer).unwrap().is_none());
+    let still = blocks[1].transactions[1].txid();
+    assert_eq!(c.reader().transaction(&still).unwrap().unwrap().height, 2);
+}

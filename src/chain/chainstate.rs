@@ -12,6 +12,7 @@ use super::reader::ChainReader;
 use super::signatures::default_threads;
 use super::state::Account;
 use super::store::{BlockStatus, IndexRecord, Store};
+use super::txindex::TxIndexer;
 use super::validation::{
     apply_block, check_block_stateless, check_coinbase, check_header_contextual,
     check_header_stateless, check_signatures, precheck, touched_addresses, CheckedBlock,
@@ -139,6 +140,8 @@ pub struct Chain {
     tip_tx: watch::Sender<ChainTip>,
     snapshot_tx: watch::Sender<Arc<TipSnapshot>>,
     events: broadcast::Sender<ChainEvent>,
+    /// Follows the active chain with the transaction index (when the store keeps one).
+    tx_indexer: Option<TxIndexer>,
 }
 
 fn invalid(hash: Hash256) -> impl FnOnce(BlockError) -> ChainError {
@@ -213,6 +216,9 @@ impl Chain {
         });
         let (snapshot_tx, _) = watch::channel(placeholder);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let tx_indexer = store
+            .has_tx_index()
+            .then(|| TxIndexer::spawn(store.clone()));
         let mut chain = Chain {
             stats: ChainStats::default(),
             params,
@@ -224,6 +230,7 @@ impl Chain {
             tip_tx,
             snapshot_tx,
             events,
+            tx_indexer,
         };
         chain.publish();
         chain.activate_best_chain()?;
@@ -317,6 +324,9 @@ impl Chain {
         };
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         self.tip_tx.send_replace(tip);
+        if let Some(indexer) = &self.tx_indexer {
+            indexer.nudge();
+        }
     }
 
     /// Submits a block: checks it, stores it (or holds it as an orphan), and moves the active

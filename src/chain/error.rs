@@ -133,6 +133,11 @@ pub enum ChainError {
         if *stored { "with" } else { "without" }
     )]
     TxIndexMismatch { stored: bool },
+    #[error(
+        "the transaction index is still catching up (at height {indexed} of {tip}); try again \
+         shortly"
+    )]
+    TxIndexSyncing { indexed: u64, tip: u64 },
     #[error("the chain writer has stopped")]
     WriterStopped,
 }

@@ -83,24 +83,25 @@ impl ChainReader {
         self.store.has_tx_index()
     }
 
-    pub fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
+    /// Where a main-chain transaction is, with its block's height (see
+    /// `Store::tx_location`: the index, then the blocks it has not reached yet).
+    pub fn tx_location(&self, txid: &Hash256) -> Result<Option<(TxLocation, u64)>, ChainError> {
         self.store.tx_location(txid)
+    }
+
+    /// Height the transaction index has reached on the main chain (`None` without one).
+    pub fn tx_index_height(&self) -> Result<Option<u64>, ChainError> {
+        self.store.tx_index_height()
     }
 
     /// A transaction confirmed on the main chain.
     pub fn transaction(&self, txid: &Hash256) -> Result<Option<ConfirmedTx>, ChainError> {
-        let Some(location) = self.store.tx_location(txid)? else {
+        let Some((location, height)) = self.store.tx_location(txid)? else {
             return Ok(None);
         };
         let block = self.store.block(&location.block)?.ok_or_else(|| {
             ChainError::corrupt(format!(
                 "tx index points at block {} with no body",
-                location.block
-            ))
-        })?;
-        let record = self.store.index_record(&location.block)?.ok_or_else(|| {
-            ChainError::corrupt(format!(
-                "tx index points at unindexed block {}",
                 location.block
             ))
         })?;
@@ -117,7 +118,7 @@ impl ChainReader {
         Ok(Some(ConfirmedTx {
             tx,
             block: location.block,
-            height: record.height,
+            height,
             index: location.index,
         }))
     }

@@ -42,6 +42,8 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use rand::RngCore;
 use sha2::{Digest, Sha512};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 /// Below this many signatures a block is verified on the calling thread only.
 pub const MIN_PARALLEL_BATCH: usize = 128;
@@ -59,12 +61,87 @@ fn y_is_non_canonical(bytes: &[u8; 32]) -> bool {
     bytes[0] >= 0xed && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[31] & 0x7f == 0x7f
 }
 
+/// Sender keys that passed check 1, decompressed. Decompression (a field square root) is
+/// about 40% of a batch-verified signature's cost, and in an account chain the same senders
+/// sign block after block, so the point is kept rather than recomputed. Two generations
+/// approximate least-recently-used eviction within a fixed bound: a key found in the old
+/// generation moves to the new one, and when the new one is full the old one is dropped.
+/// Only the outcome of a pure function of the 32 key bytes is cached, so a hit and a miss
+/// decide the same.
+pub struct KeyCache {
+    generations: Mutex<[HashMap<[u8; 32], EdwardsPoint>; 2]>,
+    per_generation: usize,
+}
+
+/// Entries per generation of the node's key cache: at most 2 × 16,384 keys, about 7 MiB.
+pub const KEY_CACHE_GENERATION: usize = 16_384;
+
+static KEY_CACHE: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(KEY_CACHE_GENERATION));
+
+impl KeyCache {
+    pub fn new(per_generation: usize) -> KeyCache {
+        KeyCache {
+            generations: Mutex::new([HashMap::new(), HashMap::new()]),
+            per_generation: per_generation.max(1),
+        }
+    }
+
+    /// Keys held now (both generations).
+    pub fn len(&self) -> usize {
+        let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        g[0].len() + g[1].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(point) = g[0].get(key) {
+            return Some(*point);
+        }
+        let point = g[1].remove(key)?;
+        Self::insert_locked(&mut g, self.per_generation, *key, point);
+        Some(point)
+    }
+
+    fn insert(&self, key: [u8; 32], point: EdwardsPoint) {
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        Self::insert_locked(&mut g, self.per_generation, key, point);
+    }
+
+    fn insert_locked(
+        g: &mut [HashMap<[u8; 32], EdwardsPoint>; 2],
+        per_generation: usize,
+        key: [u8; 32],
+        point: EdwardsPoint,
+    ) {
+        if g[0].len() >= per_generation {
+            let young = std::mem::take(&mut g[0]);
+            g[1] = young;
+        }
+        g[0].insert(key, point);
+    }
+
+    /// Check 1 for `key`: the decompressed point, if it decompresses and is not of small
+    /// order.
+    pub fn sender_key(&self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        if let Some(point) = self.get(key) {
+            return Some(point);
+        }
+        let point = CompressedEdwardsY(*key).decompress()?;
+        if point.is_small_order() {
+            return None;
+        }
+        self.insert(*key, point);
+        Some(point)
+    }
+}
+
 /// Applies the encoding checks (1–3) and computes `k`.
 pub fn prepare(transfer: &Transfer, magic: NetworkMagic) -> Option<PreparedSignature> {
-    let a = CompressedEdwardsY(transfer.from).decompress()?;
-    if a.is_small_order() {
-        return None;
-    }
+    let a = KEY_CACHE.sender_key(&transfer.from)?;
     let mut r_bytes = [0u8; 32];
     r_bytes.copy_from_slice(&transfer.signature[..32]);
     if y_is_non_canonical(&r_bytes) {
@@ -264,6 +341,35 @@ mod tests {
         }
         assert!(!verify_transfer_signature(&txs[333], MAGIC));
         assert!(!verify_transfer_signature(&txs[250], MAGIC));
+    }
+
+    #[test]
+    fn the_key_cache_is_bounded_and_decides_as_decompression_does() {
+        let cache = KeyCache::new(4);
+        let keys: Vec<[u8; 32]> = (0..10u8)
+            .map(|i| SigningKey::from_bytes(&[i; 32]).verifying_key().to_bytes())
+            .collect();
+        for (round, key) in keys.iter().cycle().take(40).enumerate() {
+            let fresh = CompressedEdwardsY(*key).decompress().unwrap();
+            assert_eq!(cache.sender_key(key), Some(fresh), "round {round}");
+            assert!(cache.len() <= 8, "round {round}: {} keys", cache.len());
+        }
+        // A recently used key survives while others come and go.
+        let hot = keys[0];
+        cache.sender_key(&hot);
+        for key in &keys[1..4] {
+            cache.sender_key(key);
+            assert!(cache.get(&hot).is_some());
+        }
+        // Small-order and undecodable keys are refused and never cached.
+        for p in EIGHT_TORSION.iter() {
+            assert_eq!(cache.sender_key(&p.compress().to_bytes()), None);
+        }
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2; // y = 2 gives no x on the curve
+        assert!(CompressedEdwardsY(not_a_point).decompress().is_none());
+        assert_eq!(cache.sender_key(&not_a_point), None);
+        assert!(cache.len() <= 8);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //!
 //! Owns the on-disk layout (docs/CHAIN.md) and its atomicity: every block connect or
 //! disconnect is one sled transaction over all the trees it touches, so after a crash the
-//! store holds either all of a block's effects or none. Never panics on a bad record: an
+//! store holds either all of a block's effects or none. The transaction index is the
+//! exception by design: it follows the active chain a block at a time behind its own marker
+//! (`index_next_block`, driven by `txindex::TxIndexer`), and lookups check every entry
+//! against the main chain and scan the blocks it has not reached yet. Never panics on a bad record: an
 //! undecodable value is `ChainError::Corrupt`. Never decides validity.
 
 use super::error::ChainError;
@@ -19,7 +22,13 @@ use sled::{Batch, Tree};
 use std::path::Path;
 
 /// Version of the layout below. Bump it on any change; an unknown version refuses to open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the transaction index's own marker (`meta.txindex_tip`); a version 1
+/// store, whose index always matched its tip, is upgraded in place when opened.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Blocks a lookup scans beyond the transaction index's marker before it reports that the
+/// index is still catching up.
+pub const TX_INDEX_SCAN_LIMIT: u64 = 64;
 
 /// Bound on sled's page cache. sled 0.34 counts its cache loosely: resident memory settles
 /// at roughly two to three times this figure (benches/chain.rs prints it), so it is kept
@@ -36,6 +45,7 @@ const META_SCHEMA: &[u8] = b"schema";
 const META_NETWORK: &[u8] = b"network";
 const META_TIP: &[u8] = b"tip";
 const META_TX_INDEX: &[u8] = b"txindex";
+const META_TX_INDEX_TIP: &[u8] = b"txindex_tip";
 
 /// The most accounts one block can touch: a coinbase recipient and two per transfer.
 pub const MAX_UNDO_ACCOUNTS: usize = 2 * MAX_BLOCK_TXS + 1;
@@ -225,7 +235,7 @@ impl Store {
                 let found = <[u8; 4]>::try_from(bytes.as_ref())
                     .map(u32::from_le_bytes)
                     .map_err(|_| ChainError::corrupt("the schema version record is malformed"))?;
-                if found != SCHEMA_VERSION {
+                if found != SCHEMA_VERSION && found != 1 {
                     return Err(ChainError::UnknownSchema {
                         found,
                         supported: SCHEMA_VERSION,
@@ -248,7 +258,15 @@ impl Store {
                 if stored != tx_index {
                     return Err(ChainError::TxIndexMismatch { stored });
                 }
-                store.tip()?;
+                let tip = store.tip()?;
+                if found == 1 {
+                    // Version 1 wrote the index inside each connect, so it is at the tip.
+                    let mut w = WriteSet::default();
+                    w.meta.insert(META_TX_INDEX_TIP, &tip.0);
+                    w.meta
+                        .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
+                    store.commit(w)?;
+                }
             }
         }
         Ok(store)
@@ -290,6 +308,16 @@ impl Store {
             .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
         w.meta.insert(META_NETWORK, &params.magic.0[..]);
         w.meta.insert(META_TX_INDEX, &[self.tx_index as u8][..]);
+        if self.tx_index {
+            for (index, tx) in genesis.transactions.iter().enumerate() {
+                let location = TxLocation {
+                    block: hash,
+                    index: index as u32,
+                };
+                w.txindex.insert(&tx.txid().0, encoding::encode(&location));
+            }
+            w.meta.insert(META_TX_INDEX_TIP, &hash.0);
+        }
         self.commit(w)
     }
 
@@ -355,7 +383,7 @@ impl Store {
         &self,
         hash: &Hash256,
         record: &IndexRecord,
-        block: &Block,
+        _block: &Block,
         delta: &StateDelta,
     ) -> WriteSet {
         let mut w = WriteSet::default();
@@ -366,25 +394,13 @@ impl Store {
             accounts: BoundedVec::new(delta.undo()).unwrap_or_default(),
         };
         w.undo.insert(&hash.0, encoding::encode(&undo));
-        for (index, tx) in block
-            .transactions
-            .iter()
-            .enumerate()
-            .filter(|_| self.tx_index)
-        {
-            let location = TxLocation {
-                block: *hash,
-                index: index as u32,
-            };
-            w.txindex.insert(&tx.txid().0, encoding::encode(&location));
-        }
         w.meta.insert(META_TIP, &hash.0);
         w
     }
 
     /// Connects `block` (already stored) on top of the current tip: its index record (now
-    /// `Valid`), main-chain entry, account changes, undo data, transaction index entries and
-    /// the new tip, in one atomic commit.
+    /// `Valid`), main-chain entry, account changes, undo data and the new tip, in one atomic
+    /// commit. (The transaction index follows on its own: `index_next_block`.)
     pub fn connect(
         &self,
         hash: &Hash256,
@@ -396,8 +412,8 @@ impl Store {
     }
 
     /// Disconnects the tip block `block` at `height`: restores the accounts from its undo
-    /// data, removes its main-chain, undo and transaction index entries and makes its parent
-    /// the tip, in one atomic commit.
+    /// data, removes its main-chain and undo entries and makes its parent the tip, in one
+    /// atomic commit.
     pub fn disconnect(&self, hash: &Hash256, height: u64, block: &Block) -> Result<(), ChainError> {
         let undo = self.undo_record(hash)?.ok_or_else(|| {
             ChainError::corrupt(format!("no undo data for main-chain block {hash}"))
@@ -406,9 +422,6 @@ impl Store {
         w.main.remove(&height.to_be_bytes());
         w.put_accounts(undo.accounts.iter().copied());
         w.undo.remove(&hash.0);
-        for tx in block.transactions.iter().filter(|_| self.tx_index) {
-            w.txindex.remove(&tx.txid().0);
-        }
         w.meta.insert(META_TIP, &block.header.prev_hash.0);
         self.commit(w)
     }
@@ -513,11 +526,132 @@ impl Store {
         self.tx_index
     }
 
-    pub fn tx_location(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
+    /// The block the transaction index has reached, if the store keeps one.
+    pub fn tx_index_tip(&self) -> Result<Option<Hash256>, ChainError> {
+        if !self.tx_index {
+            return Ok(None);
+        }
+        let bytes = self
+            .meta
+            .get(META_TX_INDEX_TIP)?
+            .ok_or_else(|| ChainError::corrupt("the transaction index marker is missing"))?;
+        Ok(Some(hash_from("meta", &bytes)?))
+    }
+
+    /// The height of the highest block the transaction index has reached that is still on
+    /// the main chain (its fork point if the marker was left on a side branch).
+    pub fn tx_index_height(&self) -> Result<Option<u64>, ChainError> {
+        let Some(mut cursor) = self.tx_index_tip()? else {
+            return Ok(None);
+        };
+        loop {
+            let record = self.index_record(&cursor)?.ok_or_else(|| {
+                ChainError::corrupt(format!(
+                    "the transaction index marker {cursor} is unindexed"
+                ))
+            })?;
+            if self.main_hash(record.height)? == Some(cursor) {
+                return Ok(Some(record.height));
+            }
+            cursor = record.header.prev_hash;
+        }
+    }
+
+    /// Moves the transaction index one block towards the tip: off a block that is no longer
+    /// on the main chain (removing its entries), or onto the next main-chain block (adding
+    /// them). Entries are written before the marker moves, so a crash in between only
+    /// repeats the step. Returns false when the index is at the tip (or not kept).
+    ///
+    /// Entries go in one by one, not as one batch: a batch takes sled's global write lock for
+    /// its whole length, and readers would wait for it.
+    pub fn index_next_block(&self) -> Result<bool, ChainError> {
+        let Some(marker) = self.tx_index_tip()? else {
+            return Ok(false);
+        };
+        let record = self.index_record(&marker)?.ok_or_else(|| {
+            ChainError::corrupt(format!(
+                "the transaction index marker {marker} is unindexed"
+            ))
+        })?;
+        let missing = || ChainError::corrupt(format!("indexed block {marker} has no body"));
+        if self.main_hash(record.height)? != Some(marker) {
+            let block = self.block(&marker)?.ok_or_else(missing)?;
+            for tx in block.transactions.iter() {
+                let txid = tx.txid();
+                if self
+                    .txindex_entry(&txid)?
+                    .is_some_and(|l| l.block == marker)
+                {
+                    self.txindex.remove(txid.0)?;
+                }
+            }
+            self.meta
+                .insert(META_TX_INDEX_TIP, &block.header.prev_hash.0)?;
+            return Ok(true);
+        }
+        let Some(next) = self.main_hash(record.height + 1)? else {
+            return Ok(false);
+        };
+        let block = self
+            .block(&next)?
+            .ok_or_else(|| ChainError::corrupt(format!("main-chain block {next} has no body")))?;
+        for (index, tx) in block.transactions.iter().enumerate() {
+            let location = TxLocation {
+                block: next,
+                index: index as u32,
+            };
+            self.txindex
+                .insert(tx.txid().0, encoding::encode(&location))?;
+        }
+        self.meta.insert(META_TX_INDEX_TIP, &next.0)?;
+        Ok(true)
+    }
+
+    fn txindex_entry(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
         match self.txindex.get(txid.0)? {
             Some(bytes) => Ok(Some(decode("txindex", &txid.0, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// Where a transaction confirmed on the main chain is, with its block's height: from the
+    /// index when its entry points at a main-chain block, otherwise by scanning the main-chain
+    /// blocks above the index's marker (at most `TX_INDEX_SCAN_LIMIT` of them; beyond that
+    /// the answer is `TxIndexSyncing`). `None` without a transaction index.
+    pub fn tx_location(&self, txid: &Hash256) -> Result<Option<(TxLocation, u64)>, ChainError> {
+        if !self.tx_index {
+            return Ok(None);
+        }
+        if let Some(location) = self.txindex_entry(txid)? {
+            if let Some(record) = self.index_record(&location.block)? {
+                if self.main_hash(record.height)? == Some(location.block) {
+                    return Ok(Some((location, record.height)));
+                }
+            }
+        }
+        let indexed = self.tx_index_height()?.unwrap_or(0);
+        let tip = self.main_last()?.map_or(0, |(height, _)| height);
+        if tip.saturating_sub(indexed) > TX_INDEX_SCAN_LIMIT {
+            return Err(ChainError::TxIndexSyncing { indexed, tip });
+        }
+        for height in indexed + 1..=tip {
+            let Some(hash) = self.main_hash(height)? else {
+                break;
+            };
+            let Some(block) = self.block(&hash)? else {
+                return Err(ChainError::corrupt(format!(
+                    "main-chain block {hash} has no body"
+                )));
+            };
+            if let Some(index) = block.transactions.iter().position(|tx| tx.txid() == *txid) {
+                let location = TxLocation {
+                    block: hash,
+                    index: index as u32,
+                };
+                return Ok(Some((location, height)));
+            }
+        }
+        Ok(None)
     }
 
     /// Bytes the store occupies on disk.
@@ -563,7 +697,8 @@ mod tests {
             REGTEST.genesis_block()
         );
         let cb = REGTEST.genesis_block().transactions[0].txid();
-        assert_eq!(store.tx_location(&cb).unwrap().unwrap().block, genesis);
+        assert_eq!(store.tx_location(&cb).unwrap().unwrap().0.block, genesis);
+        assert_eq!(store.tx_index_tip().unwrap(), Some(genesis));
         assert_eq!(store.accounts().count(), 0);
     }
 
@@ -590,17 +725,73 @@ mod tests {
             REGTEST.subsidy(1)
         );
         let txid = block.transactions[0].txid();
-        assert_eq!(store.tx_location(&txid).unwrap().unwrap().block, hash);
+        // Found by the scan above the index's marker, then by the index itself.
+        assert_eq!(
+            store.tx_location(&txid).unwrap().unwrap(),
+            (
+                TxLocation {
+                    block: hash,
+                    index: 0
+                },
+                1
+            )
+        );
+        assert!(store.index_next_block().unwrap());
+        assert!(!store.index_next_block().unwrap());
+        assert_eq!(store.tx_index_tip().unwrap(), Some(hash));
+        assert_eq!(store.tx_location(&txid).unwrap().unwrap().0.block, hash);
 
         store.disconnect(&hash, 1, &block).unwrap();
         assert_eq!(store.tip().unwrap(), REGTEST.genesis_hash());
         assert_eq!(store.account(&keys.address(0)).unwrap(), Account::default());
         assert_eq!(store.accounts().count(), 0);
+        // The stale entry is not believed; the index then steps off the block.
+        assert!(store.tx_location(&txid).unwrap().is_none());
+        assert_eq!(store.tx_index_height().unwrap(), Some(0));
+        assert!(store.index_next_block().unwrap());
+        assert_eq!(store.tx_index_tip().unwrap(), Some(REGTEST.genesis_hash()));
+        assert!(store.txindex_entry(&txid).unwrap().is_none());
         assert!(store.tx_location(&txid).unwrap().is_none());
         assert!(store.main_hash(1).unwrap().is_none());
         assert!(store.undo_record(&hash).unwrap().is_none());
         // The body and index record stay: the block is still known, just not active.
         assert!(store.block(&hash).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lookup_far_above_the_index_marker_says_the_index_is_catching_up() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let keys = Keys::new(1);
+        let mut b = TestChainBuilder::new(&REGTEST);
+        let mut blocks = vec![];
+        for height in 1..=TX_INDEX_SCAN_LIMIT + 1 {
+            let block = b.build(keys.address(0), vec![]);
+            let hash = block.hash();
+            let record = IndexRecord {
+                header: block.header,
+                height,
+                chainwork: [0; 32],
+                status: BlockStatus::Valid,
+                seq: height,
+            };
+            store.store_block(&hash, &block, &record).unwrap();
+            let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
+            store.connect(&hash, &record, &block, &delta).unwrap();
+            blocks.push(block);
+        }
+        let last = blocks.last().unwrap().transactions[0].txid();
+        match store.tx_location(&last) {
+            Err(e @ ChainError::TxIndexSyncing { indexed: 0, .. }) => {
+                assert!(e.to_string().contains("catching up"), "{e}");
+            }
+            other => panic!("expected TxIndexSyncing, got {other:?}"),
+        }
+        assert!(store.index_next_block().unwrap());
+        let (location, height) = store.tx_location(&last).unwrap().unwrap();
+        assert_eq!(
+            (location.block, height),
+            (blocks.last().unwrap().hash(), TX_INDEX_SCAN_LIMIT + 1)
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ fn chain_error(e: ChainError) -> ErrorObjectOwned {
             error(code::DATABASE_ERROR, e.to_string())
         }
         ChainError::InvalidBlock { .. }
+        | ChainError::TxIndexSyncing { .. }
         | ChainError::KnownInvalid(_)
         | ChainError::CannotInvalidateGenesis => error(code::MISC_ERROR, e.to_string()),
         other => error(code::INTERNAL_ERROR, other.to_string()),
