@@ -1,8 +1,8 @@
 //! Chain benchmark (`cargo bench --bench chain`): block connect throughput for blocks of 1,000
 //! transfers into a fresh on-disk store, where the writer's time goes, signature verification
 //! rates (individual, batch on one core, batch across all cores, and ed25519-dalek's own batch
-//! for reference), a 100-block reorg of such blocks, and resident memory while importing
-//! 10,000 small blocks. Prints figures; asserts nothing.
+//! for reference) and a 100-block reorg of such blocks. Memory during an import is
+//! `benches/chain_memory.rs`. Prints figures; asserts nothing.
 
 use noded::chain::signatures::{verify_chunk, verify_transfer_signature, verify_transfers};
 use noded::chain::testkit::{make_block, Keys};
@@ -16,20 +16,6 @@ const NOW: u64 = 4_000_000_000;
 const TXS_PER_BLOCK: usize = 1_000;
 const BLOCKS: usize = 100;
 const SENDERS: usize = 2 * TXS_PER_BLOCK;
-const SMALL_BLOCKS: usize = 40_000;
-const MEMORY_STEP: usize = 10_000;
-
-fn vm_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn threads() -> usize {
     noded::chain::signatures::default_threads()
@@ -138,10 +124,6 @@ fn transfer_blocks(
     blocks
 }
 
-fn open(dir: &std::path::Path) -> Chain {
-    open_with(dir, true)
-}
-
 fn open_with(dir: &std::path::Path, tx_index: bool) -> Chain {
     let options = ChainOptions {
         tx_index,
@@ -166,7 +148,11 @@ fn import(
     submit_all(&mut chain, fund);
     let before = chain.stats();
     if !pipelined {
-        let elapsed = submit_all(&mut chain, blocks);
+        let started = Instant::now();
+        submit_all(&mut chain, blocks);
+        // The pending account states are written to their tree here: part of the cost.
+        chain.flush().unwrap();
+        let elapsed = started.elapsed();
         let stats = diff(&chain.stats(), &before);
         return (chain, dir, elapsed, stats, Duration::ZERO);
     }
@@ -186,6 +172,7 @@ fn import(
     for checked in rx {
         chain.submit_checked(checked, NOW).expect("valid block");
     }
+    chain.flush().unwrap();
     let elapsed = started.elapsed();
     let busy = producer.join().unwrap();
     let stats = diff(&chain.stats(), &before);
@@ -295,64 +282,11 @@ fn print_stats(label: &str, stats: &ChainStats, total: Duration) {
     );
 }
 
-fn memory() {
-    println!(
-        "memory: importing {SMALL_BLOCKS} small blocks (coinbase + 1 transfer) into a fresh store"
-    );
-    let keys = Keys::new(2);
-    let genesis = REGTEST.genesis_block().header;
-    let mut blocks: Vec<Block> = Vec::with_capacity(SMALL_BLOCKS);
-    let mut parent = genesis;
-    let specs: Vec<_> = (1..SMALL_BLOCKS as u64)
-        .map(|n| (0, keys.address(1), 1, 0, n - 1))
-        .collect();
-    let mut signed = sign_all(&keys, &specs).into_iter();
-    for h in 0..SMALL_BLOCKS as u64 {
-        let txs = if h == 0 {
-            vec![]
-        } else {
-            vec![signed.next().unwrap()]
-        };
-        let b = make_block(&REGTEST, &parent, h, parent.time + 1, keys.address(0), txs);
-        parent = b.header;
-        blocks.push(b);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut chain = open(dir.path());
-    let before = vm_rss_kib();
-    println!("  VmRSS before import            {before:>8} KiB");
-    let started = Instant::now();
-    let mut previous = before;
-    for (i, chunk) in blocks.chunks(MEMORY_STEP).enumerate() {
-        submit_all(&mut chain, chunk);
-        let now = vm_rss_kib();
-        println!(
-            "  VmRSS after {:>6} blocks       {now:>8} KiB  ({:+} KiB since start, {:+} KiB over the last {MEMORY_STEP})",
-            (i + 1) * chunk.len(),
-            now as i64 - before as i64,
-            now as i64 - previous as i64,
-        );
-        previous = now;
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "  {SMALL_BLOCKS} blocks in {elapsed:.2?} ({:.0} blocks/s); store {} KiB on disk; {} blocks in the in-memory index",
-        SMALL_BLOCKS as f64 / elapsed.as_secs_f64(),
-        chain.reader().size_on_disk() / 1024,
-        chain.index().len()
-    );
-    println!(
-        "  (sled's page cache is capped at {} MiB; resident memory levels off once it is full)",
-        noded::chain::store::CACHE_CAPACITY_BYTES >> 20
-    );
-}
-
 fn main() {
     println!(
         "chain benchmark: {} verification threads, blocks of {TXS_PER_BLOCK} transfers",
         threads()
     );
-    memory();
 
     let keys = Keys::new(SENDERS + 1);
     let setup = Instant::now();
@@ -430,7 +364,7 @@ fn main() {
     // Connect throughput: funding, then 100 blocks of 1,000 transfers, fresh on-disk store.
     let txs = (BLOCKS * TXS_PER_BLOCK) as f64;
     println!(
-        "connect: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers (submitted → validated, stored, connected; fresh store on disk)"
+        "connect: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers (submitted → validated, stored, connected, state flushed; fresh store on disk)"
     );
     let (serial, _d1, serial_elapsed, serial_stats, _) = import(&fund, &main_branch, true, false);
     drop(serial);

@@ -481,3 +481,62 @@ fn the_background_transaction_index_follows_a_reorg() {
     let still = blocks[1].transactions[1].txid();
     assert_eq!(c.reader().transaction(&still).unwrap().unwrap().height, 2);
 }
+
+#[test]
+fn pending_account_changes_survive_a_stop_without_flush_and_a_reorg_below_the_flushed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain");
+    let keys = Keys::new(3);
+    let blocks = linear(8, &keys);
+    let state = {
+        let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+        for b in &blocks[..4] {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        // Blocks 1..=4 flushed to the accounts tree; 5..=8 left pending, as a crash leaves
+        // them (dropping the chain writes sled's buffers but not the pending state).
+        c.flush().unwrap();
+        assert_eq!(c.unflushed_blocks(), 0);
+        for b in &blocks[4..] {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        assert_eq!(c.unflushed_blocks(), 4);
+        c.accounts().unwrap()
+    };
+    let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+    assert_eq!(c.tip().height, 8);
+    assert_eq!(c.unflushed_blocks(), 4, "replayed from the redo records");
+    assert_eq!(c.accounts().unwrap(), state);
+    assert_eq!(
+        c.account(&keys.address(1)).unwrap(),
+        state[&keys.address(1)]
+    );
+    assert!(c.verify_chain(1).unwrap().ok);
+
+    // A heavier branch from height 2 disconnects the four pending blocks and then two whose
+    // changes are in the accounts tree itself.
+    let side = branch(&blocks[1].header, 2, 8, &keys, 2);
+    for b in &side {
+        c.submit_block(b.clone(), NOW).unwrap();
+    }
+    assert_eq!(c.tip().hash, side[7].hash());
+    let report = c.verify_chain(1).unwrap();
+    assert!(report.ok, "{report:?}");
+    let expected = {
+        let mut builder = TestChainBuilder::new(&REGTEST);
+        builder.build(keys.address(0), vec![]);
+        builder.build(
+            keys.address(0),
+            vec![keys.transfer(&REGTEST, 0, keys.address(1), 1000, 10, 0)],
+        );
+        builder.state().clone()
+    };
+    assert_eq!(
+        c.account(&keys.address(1)).unwrap(),
+        expected[&keys.address(1)]
+    );
+    drop(c);
+    let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+    assert_eq!(c.tip().hash, side[7].hash());
+    assert!(c.verify_chain(1).unwrap().ok);
+}

@@ -250,6 +250,11 @@ fn run_case(plans: Vec<StepPlan>, order: Vec<usize>) -> Result<(), TestCaseError
             chain.submit_block(nodes[i].block.clone(), NOW)
         };
         delivered.insert(i);
+        // Now and then the pending account changes are flushed to the accounts tree, so
+        // later reorgs disconnect blocks on both sides of the state marker.
+        if i % 2 == 0 {
+            chain.flush().expect("flush");
+        }
         match &outcome {
             Ok(SubmitOutcome::Connected { .. }) => {
                 prop_assert!(nodes[i].valid, "invalid block {i} connected")

@@ -288,11 +288,18 @@ impl Chain {
 
     /// Every stored account, in address order.
     pub fn accounts(&self) -> Result<BTreeMap<Address, Account>, ChainError> {
-        self.store.accounts().collect()
+        self.store.accounts()
     }
 
+    /// Writes the pending account states to their tree and sled's buffers to disk.
     pub fn flush(&self) -> Result<(), ChainError> {
         self.store.flush()
+    }
+
+    /// Connected blocks whose account changes are still pending (in their redo records and
+    /// in memory), not yet in the accounts tree.
+    pub fn unflushed_blocks(&self) -> usize {
+        self.store.pending_blocks()
     }
 
     pub fn stats(&self) -> ChainStats {
@@ -544,11 +551,8 @@ impl Chain {
             checked.map_err(ConnectError::Invalid)?;
         }
         let started = Instant::now();
-        let addresses = touched_addresses(&block);
-        let mut view: HashMap<Address, Account> = HashMap::with_capacity(addresses.len());
-        for address in addresses {
-            view.insert(address, self.store.account(&address)?);
-        }
+        let view: HashMap<Address, Account> =
+            self.store.read_accounts(touched_addresses(&block))?;
         let read = Instant::now();
         self.stats.state_reads += read - started;
         let delta = apply_block(&block, &view).map_err(ConnectError::Invalid)?;
@@ -556,7 +560,7 @@ impl Chain {
         self.stats.apply += applied - read;
         let mut record = entry.record();
         record.status = BlockStatus::Valid;
-        self.store.connect(hash, &record, &block, &delta)?;
+        self.store.connect(hash, &record, &delta)?;
         self.stats.commits += applied.elapsed();
         self.stats.blocks_connected += 1;
         self.stats.transactions_connected += block.transactions.len() as u64;

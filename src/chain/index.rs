@@ -1,5 +1,5 @@
 //! The in-memory block index: every stored block's header, height, cumulative work and
-//! status; the tree of parent → children; the active chain by height; and the fork-choice
+//! status (parent links only); the active chain by height; and the fork-choice
 //! candidates ordered by (most work, earliest first seen).
 //!
 //! Owns fork choice. Loaded from the store at start; changed only by the chain writer, which
@@ -57,7 +57,6 @@ struct Candidate {
 #[derive(Default)]
 pub struct BlockIndex {
     entries: HashMap<Hash256, Entry>,
-    children: HashMap<Hash256, Vec<Hash256>>,
     candidates: BTreeSet<Candidate>,
     /// `active[h]` is the active chain's block at height h; never empty once loaded.
     active: Vec<Hash256>,
@@ -121,12 +120,6 @@ impl BlockIndex {
 
     pub fn insert(&mut self, hash: Hash256, entry: Entry) {
         self.next_seq = self.next_seq.max(entry.seq + 1);
-        if entry.height > 0 {
-            self.children
-                .entry(entry.header.prev_hash)
-                .or_default()
-                .push(hash);
-        }
         if !entry.status.is_failed() {
             self.candidates.insert(Candidate {
                 work: Reverse(entry.chainwork),
@@ -241,16 +234,23 @@ impl BlockIndex {
         path
     }
 
-    pub fn children(&self, hash: &Hash256) -> &[Hash256] {
-        self.children.get(hash).map_or(&[], |c| c.as_slice())
-    }
-
     /// All blocks descending from `hash` (not including it).
+    ///
+    /// The index keeps no child links (they would cost about a fifth of every entry for what
+    /// only invalidation and reconsideration need), so this walks every entry once: O(n).
     pub fn descendants(&self, hash: &Hash256) -> Vec<Hash256> {
+        let mut children: HashMap<Hash256, Vec<Hash256>> = HashMap::new();
+        for (h, e) in &self.entries {
+            if e.height > 0 {
+                children.entry(e.header.prev_hash).or_default().push(*h);
+            }
+        }
         let mut out = vec![];
-        let mut stack: Vec<Hash256> = self.children(hash).to_vec();
+        let mut stack: Vec<Hash256> = children.get(hash).cloned().unwrap_or_default();
         while let Some(h) = stack.pop() {
-            stack.extend_from_slice(self.children(&h));
+            if let Some(c) = children.get(&h) {
+                stack.extend_from_slice(c);
+            }
             out.push(h);
         }
         out
@@ -258,9 +258,15 @@ impl BlockIndex {
 
     /// Blocks with no children: the tips of every branch.
     pub fn leaves(&self) -> Vec<Hash256> {
+        let parents: std::collections::HashSet<Hash256> = self
+            .entries
+            .values()
+            .filter(|e| e.height > 0)
+            .map(|e| e.header.prev_hash)
+            .collect();
         self.entries
             .keys()
-            .filter(|h| self.children(h).is_empty())
+            .filter(|h| !parents.contains(*h))
             .copied()
             .collect()
     }

@@ -19,12 +19,23 @@ use crate::types::{Address, Block, Hash256, Header};
 use bincode::{Decode, Encode};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Batch, Tree};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// Version of the layout below. Bump it on any change; an unknown version refuses to open.
-/// Version 2 added the transaction index's own marker (`meta.txindex_tip`); a version 1
-/// store, whose index always matched its tip, is upgraded in place when opened.
+/// Version 2 added the transaction index's own marker (`meta.txindex_tip`), the `redo` tree
+/// and the account state's marker (`meta.state_tip`); a version 1 store, whose index and
+/// accounts always matched its tip, is upgraded in place when opened.
 pub const SCHEMA_VERSION: u32 = 2;
+
+/// Pending account states (see `PendingState`) that make the writer flush them to the
+/// `accounts` tree: about 60 bytes each in memory.
+pub const MAX_PENDING_ACCOUNTS: usize = 65_536;
+
+/// Connected blocks whose account changes may wait, unflushed, in their redo records; also
+/// bounds the replay when a store opens after a crash.
+pub const MAX_PENDING_BLOCKS: usize = 500;
 
 /// Blocks a lookup scans beyond the transaction index's marker before it reports that the
 /// index is still catching up.
@@ -46,6 +57,7 @@ const META_NETWORK: &[u8] = b"network";
 const META_TIP: &[u8] = b"tip";
 const META_TX_INDEX: &[u8] = b"txindex";
 const META_TX_INDEX_TIP: &[u8] = b"txindex_tip";
+const META_STATE_TIP: &[u8] = b"state_tip";
 
 /// The most accounts one block can touch: a coinbase recipient and two per transfer.
 pub const MAX_UNDO_ACCOUNTS: usize = 2 * MAX_BLOCK_TXS + 1;
@@ -97,7 +109,31 @@ pub struct UndoRecord {
     pub accounts: BoundedVec<(Address, Account), MAX_UNDO_ACCOUNTS>,
 }
 
-/// The open store. Cloning is cheap (sled trees are shared handles).
+/// What connecting a block made of each account it touched: replayed onto the `accounts`
+/// tree when a store opens with changes not yet flushed there.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RedoRecord {
+    pub accounts: BoundedVec<(Address, Account), MAX_UNDO_ACCOUNTS>,
+}
+
+/// The account state at the tip, as far as it differs from the `accounts` tree.
+///
+/// The tree holds the state at `meta.state_tip`, an ancestor of the tip on the main chain (or
+/// the tip itself); each main-chain block above it has a redo record, written in the block's
+/// connect commit. So every connect commit still holds the block's whole effect (what it
+/// changed, what it replaced, the new tip) and a crash loses nothing, while the tree itself
+/// is rewritten only every few hundred blocks, once per account however often it changed
+/// (bitcoind's coins cache does the same with its flush and replay). `accounts` holds the
+/// after-states since `state_tip` (the default account meaning "absent"); `blocks` the
+/// connected blocks above it, in order.
+#[derive(Default)]
+struct PendingState {
+    accounts: HashMap<Address, Account>,
+    blocks: Vec<Hash256>,
+}
+
+/// The open store. Cloning is cheap (sled trees are shared handles; the pending state is
+/// shared too).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -106,8 +142,12 @@ pub struct Store {
     main: Tree,
     accounts: Tree,
     undo: Tree,
+    redo: Tree,
     txindex: Tree,
     meta: Tree,
+    /// Written only by the writer, read by everyone; never held across a store call that
+    /// waits on sled's write lock except the writer's own brief updates.
+    pending: Arc<RwLock<PendingState>>,
     /// Whether the transaction index is maintained (fixed when the store is created).
     tx_index: bool,
 }
@@ -147,6 +187,7 @@ struct WriteSet {
     main: Batch,
     accounts: Batch,
     undo: Batch,
+    redo: Batch,
     txindex: Batch,
     meta: Batch,
 }
@@ -224,8 +265,10 @@ impl Store {
             main: db.open_tree("main")?,
             accounts: db.open_tree("accounts")?,
             undo: db.open_tree("undo")?,
+            redo: db.open_tree("redo")?,
             txindex: db.open_tree("txindex")?,
             meta: db.open_tree("meta")?,
+            pending: Arc::new(RwLock::new(PendingState::default())),
             db,
             tx_index,
         };
@@ -260,13 +303,18 @@ impl Store {
                 }
                 let tip = store.tip()?;
                 if found == 1 {
-                    // Version 1 wrote the index inside each connect, so it is at the tip.
+                    // Version 1 wrote the index and the accounts inside each connect, so
+                    // both are at the tip.
                     let mut w = WriteSet::default();
-                    w.meta.insert(META_TX_INDEX_TIP, &tip.0);
+                    if tx_index {
+                        w.meta.insert(META_TX_INDEX_TIP, &tip.0);
+                    }
+                    w.meta.insert(META_STATE_TIP, &tip.0);
                     w.meta
                         .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
                     store.commit(w)?;
                 }
+                store.load_pending()?;
             }
         }
         Ok(store)
@@ -280,6 +328,7 @@ impl Store {
             &self.main,
             &self.accounts,
             &self.undo,
+            &self.redo,
             &self.txindex,
             &self.meta,
         ];
@@ -300,9 +349,12 @@ impl Store {
             status: BlockStatus::Valid,
             seq: 0,
         };
-        // The genesis coinbase pays nothing, so genesis changes no account.
+        // The genesis coinbase pays nothing, so genesis changes no account: the (empty)
+        // accounts tree holds the state at genesis.
         let delta = StateDelta::default();
-        let mut w = self.connect_writes(&hash, &record, &genesis, &delta);
+        let mut w = self.connect_writes(&hash, &record, &delta);
+        w.redo = Batch::default();
+        w.meta.insert(META_STATE_TIP, &hash.0);
         w.bodies.insert(&hash.0, encoding::encode(&genesis));
         w.meta
             .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
@@ -322,12 +374,13 @@ impl Store {
     }
 
     fn commit(&self, w: WriteSet) -> Result<(), ChainError> {
-        let trees: [Tree; 7] = [
+        let trees: [Tree; 8] = [
             self.index.clone(),
             self.bodies.clone(),
             self.main.clone(),
             self.accounts.clone(),
             self.undo.clone(),
+            self.redo.clone(),
             self.txindex.clone(),
             self.meta.clone(),
         ];
@@ -337,6 +390,7 @@ impl Store {
             &w.main,
             &w.accounts,
             &w.undo,
+            &w.redo,
             &w.txindex,
             &w.meta,
         ];
@@ -379,23 +433,105 @@ impl Store {
         self.commit(w)
     }
 
-    fn connect_writes(
-        &self,
-        hash: &Hash256,
-        record: &IndexRecord,
-        _block: &Block,
-        delta: &StateDelta,
-    ) -> WriteSet {
+    fn connect_writes(&self, hash: &Hash256, record: &IndexRecord, delta: &StateDelta) -> WriteSet {
         let mut w = WriteSet::default();
         w.index.insert(&hash.0, encoding::encode(record));
         w.main.insert(&record.height.to_be_bytes(), &hash.0);
-        w.put_accounts(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
         let undo = UndoRecord {
             accounts: BoundedVec::new(delta.undo()).unwrap_or_default(),
         };
         w.undo.insert(&hash.0, encoding::encode(&undo));
+        let redo = RedoRecord {
+            accounts: BoundedVec::new(
+                delta
+                    .accounts
+                    .iter()
+                    .map(|(address, _, after)| (*address, *after))
+                    .collect(),
+            )
+            .unwrap_or_default(),
+        };
+        w.redo.insert(&hash.0, encoding::encode(&redo));
         w.meta.insert(META_TIP, &hash.0);
         w
+    }
+
+    fn pending_read(&self) -> std::sync::RwLockReadGuard<'_, PendingState> {
+        self.pending.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending_write(&self) -> std::sync::RwLockWriteGuard<'_, PendingState> {
+        self.pending.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds the pending state from the redo records of the main-chain blocks above
+    /// `meta.state_tip` (after a crash, or a stop that did not flush).
+    fn load_pending(&self) -> Result<(), ChainError> {
+        let state_tip = self.state_tip()?;
+        let record = self.index_record(&state_tip)?.ok_or_else(|| {
+            ChainError::corrupt(format!(
+                "the account state's block {state_tip} is unindexed"
+            ))
+        })?;
+        if self.main_hash(record.height)? != Some(state_tip) {
+            return Err(ChainError::corrupt(format!(
+                "the account state's block {state_tip} is not on the main chain"
+            )));
+        }
+        let tip_height = self.main_last()?.map_or(0, |(height, _)| height);
+        let mut pending = PendingState::default();
+        for height in record.height + 1..=tip_height {
+            let hash = self.main_hash(height)?.ok_or_else(|| {
+                ChainError::corrupt(format!("the main chain has no block at height {height}"))
+            })?;
+            let redo: RedoRecord = match self.redo.get(hash.0)? {
+                Some(bytes) => decode("redo", &hash.0, &bytes)?,
+                None => {
+                    return Err(ChainError::corrupt(format!(
+                        "no redo data for main-chain block {hash} above the account state"
+                    )))
+                }
+            };
+            pending.accounts.extend(redo.accounts.iter().copied());
+            pending.blocks.push(hash);
+        }
+        *self.pending_write() = pending;
+        Ok(())
+    }
+
+    /// The block whose account state the `accounts` tree holds.
+    pub fn state_tip(&self) -> Result<Hash256, ChainError> {
+        let bytes = self
+            .meta
+            .get(META_STATE_TIP)?
+            .ok_or_else(|| ChainError::corrupt("the account state marker is missing"))?;
+        hash_from("meta", &bytes)
+    }
+
+    /// Connected blocks whose account changes are not yet in the `accounts` tree.
+    pub fn pending_blocks(&self) -> usize {
+        self.pending_read().blocks.len()
+    }
+
+    /// Writes the pending account states to the `accounts` tree and moves `meta.state_tip`
+    /// to the tip, dropping the redo records that are no longer needed, in one commit.
+    pub fn flush_state(&self) -> Result<(), ChainError> {
+        let w = {
+            let pending = self.pending_read();
+            let Some(last) = pending.blocks.last() else {
+                return Ok(());
+            };
+            let mut w = WriteSet::default();
+            w.put_accounts(pending.accounts.iter().map(|(a, s)| (*a, *s)));
+            for hash in &pending.blocks {
+                w.redo.remove(&hash.0);
+            }
+            w.meta.insert(META_STATE_TIP, &last.0);
+            w
+        };
+        self.commit(w)?;
+        *self.pending_write() = PendingState::default();
+        Ok(())
     }
 
     /// Connects `block` (already stored) on top of the current tip: its index record (now
@@ -405,10 +541,22 @@ impl Store {
         &self,
         hash: &Hash256,
         record: &IndexRecord,
-        block: &Block,
         delta: &StateDelta,
     ) -> Result<(), ChainError> {
-        self.commit(self.connect_writes(hash, record, block, delta))
+        self.commit(self.connect_writes(hash, record, delta))?;
+        let full = {
+            let mut pending = self.pending_write();
+            pending
+                .accounts
+                .extend(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
+            pending.blocks.push(*hash);
+            pending.accounts.len() >= MAX_PENDING_ACCOUNTS
+                || pending.blocks.len() >= MAX_PENDING_BLOCKS
+        };
+        if full {
+            self.flush_state()?;
+        }
+        Ok(())
     }
 
     /// Disconnects the tip block `block` at `height`: restores the accounts from its undo
@@ -420,14 +568,45 @@ impl Store {
         })?;
         let mut w = WriteSet::default();
         w.main.remove(&height.to_be_bytes());
-        w.put_accounts(undo.accounts.iter().copied());
         w.undo.remove(&hash.0);
         w.meta.insert(META_TIP, &block.header.prev_hash.0);
-        self.commit(w)
+        let pending_tip = self.pending_read().blocks.last().copied();
+        match pending_tip {
+            // The block's changes are pending: forget its redo record and restore the
+            // pending states it replaced.
+            Some(last) if last == *hash => {
+                w.redo.remove(&hash.0);
+                self.commit(w)?;
+                let mut pending = self.pending_write();
+                pending.blocks.pop();
+                if pending.blocks.is_empty() {
+                    // Back at the state marker: the tree alone is the state again, and
+                    // states left here would shadow it after the next disconnect.
+                    pending.accounts.clear();
+                } else {
+                    pending.accounts.extend(undo.accounts.iter().copied());
+                }
+            }
+            Some(last) => {
+                return Err(ChainError::corrupt(format!(
+                    "disconnecting {hash}, but the last pending block is {last}"
+                )))
+            }
+            // The accounts tree is at this block: restore it there, and the state marker
+            // moves down with the tip.
+            None => {
+                w.put_accounts(undo.accounts.iter().copied());
+                w.meta.insert(META_STATE_TIP, &block.header.prev_hash.0);
+                self.commit(w)?;
+            }
+        }
+        Ok(())
     }
 
-    /// Writes sled's buffers to disk and waits for it.
+    /// Writes the pending account states to their tree, then sled's buffers to disk, and
+    /// waits for it.
     pub fn flush(&self) -> Result<(), ChainError> {
+        self.flush_state()?;
         self.db.flush()?;
         Ok(())
     }
@@ -496,22 +675,63 @@ impl Store {
         }
     }
 
+    /// The account at the tip.
     pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
+        if let Some(account) = self.pending_read().accounts.get(address) {
+            return Ok(*account);
+        }
+        self.tree_account(address)
+    }
+
+    fn tree_account(&self, address: &Address) -> Result<Account, ChainError> {
         match self.accounts.get(address.0)? {
             Some(bytes) => decode("accounts", &address.0, &bytes),
             None => Ok(Account::default()),
         }
     }
 
-    /// Every stored account (all non-default), in address order.
-    pub fn accounts(&self) -> impl Iterator<Item = Result<(Address, Account), ChainError>> + '_ {
-        self.accounts.iter().map(|item| {
+    /// The accounts at the tip, read together (one look at the pending state).
+    pub fn read_accounts(
+        &self,
+        addresses: impl IntoIterator<Item = Address>,
+    ) -> Result<HashMap<Address, Account>, ChainError> {
+        let mut found = HashMap::new();
+        let mut missing = vec![];
+        {
+            let pending = self.pending_read();
+            for address in addresses {
+                match pending.accounts.get(&address) {
+                    Some(account) => {
+                        found.insert(address, *account);
+                    }
+                    None => missing.push(address),
+                }
+            }
+        }
+        for address in missing {
+            found.insert(address, self.tree_account(&address)?);
+        }
+        Ok(found)
+    }
+
+    /// Every account at the tip (all non-default), in address order.
+    pub fn accounts(&self) -> Result<BTreeMap<Address, Account>, ChainError> {
+        let mut all = BTreeMap::new();
+        for item in self.accounts.iter() {
             let (key, value) = item?;
             let address = <[u8; 20]>::try_from(key.as_ref())
                 .map(Address)
                 .map_err(|_| ChainError::corrupt("an account key is not 20 bytes"))?;
-            Ok((address, decode("accounts", &key, &value)?))
-        })
+            all.insert(address, decode("accounts", &key, &value)?);
+        }
+        for (address, account) in &self.pending_read().accounts {
+            if *account == Account::default() {
+                all.remove(address);
+            } else {
+                all.insert(*address, *account);
+            }
+        }
+        Ok(all)
     }
 
     pub fn undo_record(&self, hash: &Hash256) -> Result<Option<UndoRecord>, ChainError> {
@@ -668,6 +888,7 @@ impl Store {
             "main" => &self.main,
             "accounts" => &self.accounts,
             "undo" => &self.undo,
+            "redo" => &self.redo,
             "txindex" => &self.txindex,
             _ => &self.meta,
         };
@@ -699,7 +920,7 @@ mod tests {
         let cb = REGTEST.genesis_block().transactions[0].txid();
         assert_eq!(store.tx_location(&cb).unwrap().unwrap().0.block, genesis);
         assert_eq!(store.tx_index_tip().unwrap(), Some(genesis));
-        assert_eq!(store.accounts().count(), 0);
+        assert!(store.accounts().unwrap().is_empty());
     }
 
     #[test]
@@ -718,7 +939,7 @@ mod tests {
         };
         store.store_block(&hash, &block, &record).unwrap();
         let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
-        store.connect(&hash, &record, &block, &delta).unwrap();
+        store.connect(&hash, &record, &delta).unwrap();
         assert_eq!(store.tip().unwrap(), hash);
         assert_eq!(
             store.account(&keys.address(0)).unwrap().balance,
@@ -744,7 +965,7 @@ mod tests {
         store.disconnect(&hash, 1, &block).unwrap();
         assert_eq!(store.tip().unwrap(), REGTEST.genesis_hash());
         assert_eq!(store.account(&keys.address(0)).unwrap(), Account::default());
-        assert_eq!(store.accounts().count(), 0);
+        assert!(store.accounts().unwrap().is_empty());
         // The stale entry is not believed; the index then steps off the block.
         assert!(store.tx_location(&txid).unwrap().is_none());
         assert_eq!(store.tx_index_height().unwrap(), Some(0));
@@ -776,7 +997,7 @@ mod tests {
             };
             store.store_block(&hash, &block, &record).unwrap();
             let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
-            store.connect(&hash, &record, &block, &delta).unwrap();
+            store.connect(&hash, &record, &delta).unwrap();
             blocks.push(block);
         }
         let last = blocks.last().unwrap().transactions[0].txid();

@@ -10,7 +10,7 @@
 
 use super::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,26 +33,9 @@ impl TxIndexer {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("chain-txindex".into())
-            .spawn(move || loop {
-                while !stopping.load(Ordering::Relaxed) {
-                    match store.index_next_block() {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(e) => {
-                            tracing::error!(error = %e, "transaction index step failed");
-                            break;
-                        }
-                    }
-                }
-                if stopping.load(Ordering::Relaxed) {
-                    return;
-                }
-                match nudges.recv_timeout(IDLE_WAKE) {
-                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-                // Nudges that arrived meanwhile are covered by the next run.
-                while nudges.try_recv().is_ok() {}
+            .spawn(move || {
+                lower_this_threads_priority();
+                run(&store, &nudges, &stopping)
             })
             .expect("spawning the transaction indexer thread");
         TxIndexer {
@@ -69,6 +52,54 @@ impl TxIndexer {
         }
     }
 }
+
+/// The indexer's loop: run to the tip, then wait for a nudge (or a second).
+fn run(store: &Store, nudges: &Receiver<()>, stopping: &AtomicBool) {
+    loop {
+        while !stopping.load(Ordering::Relaxed) {
+            match store.index_next_block() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "transaction index step failed");
+                    break;
+                }
+            }
+        }
+        if stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        match nudges.recv_timeout(IDLE_WAKE) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Nudges that arrived meanwhile are covered by the next run.
+        while nudges.try_recv().is_ok() {}
+    }
+}
+
+/// Makes the calling thread yield the CPU to the node's other work: the index is a
+/// convenience for lookups, while signature checks and connects are the node's progress.
+/// While a sync keeps every core busy the index waits and catches up afterwards.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a nice value belongs to a thread: PRIO_PROCESS with a thread id sets just
+        // this one. Failure only leaves the normal priority.
+        // SAFETY: gettid and setpriority take no pointers and have no preconditions.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, INDEXER_NICE)
+        };
+        if result != 0 {
+            tracing::debug!("could not lower the transaction indexer's priority");
+        }
+    }
+}
+
+/// The indexer thread's nice value (19 is the lowest priority).
+#[cfg(target_os = "linux")]
+const INDEXER_NICE: libc::c_int = 19;
 
 impl Drop for TxIndexer {
     fn drop(&mut self) {
