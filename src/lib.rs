@@ -13,6 +13,7 @@ pub mod node;
 pub mod params;
 pub mod protocol;
 pub mod rpc;
+pub mod sled_open;
 pub mod types;
 pub mod wallet;
 pub mod wire;

@@ -49,9 +49,6 @@ pub const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 /// How often sled writes its buffers to disk when nothing asks it to.
 pub const FLUSH_EVERY_MS: u64 = 200;
 
-/// How long opening waits for a just-closed store's file lock to be released.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 const META_SCHEMA: &[u8] = b"schema";
 const META_NETWORK: &[u8] = b"network";
 const META_TIP: &[u8] = b"tip";
@@ -222,22 +219,7 @@ impl Store {
             .path(path)
             .cache_capacity(CACHE_CAPACITY_BYTES)
             .flush_every_ms(Some(FLUSH_EVERY_MS));
-        // sled releases its file lock asynchronously: its flusher thread keeps a dropped
-        // database alive for up to one flush interval. Reopening in the same process right
-        // after a close (restart paths, tests) waits for that, within a bound; another
-        // process cannot hold it, as the datadir lock excludes a second noded.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                other => break other.map_err(map_open_error)?,
-            }
-        };
+        let db = crate::sled_open::open_waiting_for_lock(&config).map_err(map_open_error)?;
         Store::from_db(db, params, tx_index)
     }
 
@@ -543,19 +525,22 @@ impl Store {
         record: &IndexRecord,
         delta: &StateDelta,
     ) -> Result<(), ChainError> {
-        self.commit(self.connect_writes(hash, record, delta))?;
+        // Flushed before this block's commit, not after it, so that a failing flush leaves
+        // the block unconnected rather than connected behind the caller's back.
         let full = {
-            let mut pending = self.pending_write();
-            pending
-                .accounts
-                .extend(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
-            pending.blocks.push(*hash);
-            pending.accounts.len() >= MAX_PENDING_ACCOUNTS
+            let pending = self.pending_read();
+            pending.accounts.len() + delta.accounts.len() > MAX_PENDING_ACCOUNTS
                 || pending.blocks.len() >= MAX_PENDING_BLOCKS
         };
         if full {
             self.flush_state()?;
         }
+        self.commit(self.connect_writes(hash, record, delta))?;
+        let mut pending = self.pending_write();
+        pending
+            .accounts
+            .extend(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
+        pending.blocks.push(*hash);
         Ok(())
     }
 
@@ -595,6 +580,12 @@ impl Store {
             // The accounts tree is at this block: restore it there, and the state marker
             // moves down with the tip.
             None => {
+                let state_tip = self.state_tip()?;
+                if state_tip != *hash {
+                    return Err(ChainError::corrupt(format!(
+                        "disconnecting {hash}, but the account state is at {state_tip}"
+                    )));
+                }
                 w.put_accounts(undo.accounts.iter().copied());
                 w.meta.insert(META_STATE_TIP, &block.header.prev_hash.0);
                 self.commit(w)?;
@@ -1013,6 +1004,53 @@ mod tests {
             (location.block, height),
             (blocks.last().unwrap().hash(), TX_INDEX_SCAN_LIMIT + 1)
         );
+    }
+
+    #[test]
+    fn pending_states_are_flushed_within_their_bound_and_reads_agree_throughout() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let keys = Keys::new(1);
+        let mut b = TestChainBuilder::new(&REGTEST);
+        let mut flushed_at = vec![];
+        let mut at_500 = Account::default();
+        for height in 1..=(MAX_PENDING_BLOCKS as u64 + 10) {
+            let before = b.state().clone();
+            let block = b.build(keys.address(0), vec![]);
+            let hash = block.hash();
+            let record = IndexRecord {
+                header: block.header,
+                height,
+                chainwork: [0; 32],
+                status: BlockStatus::Valid,
+                seq: height,
+            };
+            store.store_block(&hash, &block, &record).unwrap();
+            let delta = apply_block(&block, &before).unwrap();
+            let pending_before = store.pending_blocks();
+            store.connect(&hash, &record, &delta).unwrap();
+            assert!(store.pending_blocks() <= MAX_PENDING_BLOCKS);
+            if store.pending_blocks() < pending_before {
+                flushed_at.push(height);
+            }
+            assert_eq!(
+                store.account(&keys.address(0)).unwrap(),
+                b.account(&keys.address(0))
+            );
+            if height == MAX_PENDING_BLOCKS as u64 {
+                at_500 = b.account(&keys.address(0));
+            }
+        }
+        // Blocks 1..=500 pending, then the 501st flushes them before it connects.
+        assert_eq!(flushed_at, vec![MAX_PENDING_BLOCKS as u64 + 1]);
+        let flushed_tip = store.main_hash(MAX_PENDING_BLOCKS as u64).unwrap().unwrap();
+        assert_eq!(store.state_tip().unwrap(), flushed_tip);
+        assert_eq!(store.pending_blocks(), 10);
+        // The flushed blocks' redo records are gone; the pending ones' are there.
+        assert!(store.redo.get(flushed_tip.0).unwrap().is_none());
+        let tip = store.tip().unwrap();
+        assert!(store.redo.get(tip.0).unwrap().is_some());
+        // The tree itself holds the state at the marker.
+        assert_eq!(store.tree_account(&keys.address(0)).unwrap(), at_500);
     }
 
     #[test]

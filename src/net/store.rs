@@ -67,14 +67,15 @@ pub struct PeerStore {
 
 impl PeerStore {
     pub fn open(path: &Path) -> Result<PeerStore, PeerStoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .cache_capacity(4 * 1024 * 1024)
-            .open()
-            .map_err(|source| PeerStoreError::Open {
+            .cache_capacity(4 * 1024 * 1024);
+        let db = crate::sled_open::open_waiting_for_lock(&config).map_err(|source| {
+            PeerStoreError::Open {
                 path: path.display().to_string(),
                 source,
-            })?;
+            }
+        })?;
         let store = PeerStore {
             addrs: db.open_tree("addrs")?,
             bans: db.open_tree("bans")?,
