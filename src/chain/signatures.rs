@@ -73,7 +73,8 @@ pub struct KeyCache {
     per_generation: usize,
 }
 
-/// Entries per generation of the node's key cache: at most 2 × 16,384 keys, about 7 MiB.
+/// Entries per generation of the node's key cache: at most 2 × 16,384 keys, about 12 MiB
+/// when full (a 160-byte point and its 32-byte key per slot, at hash-map load).
 pub const KEY_CACHE_GENERATION: usize = 16_384;
 
 static KEY_CACHE: LazyLock<KeyCache> = LazyLock::new(|| KeyCache::new(KEY_CACHE_GENERATION));

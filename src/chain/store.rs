@@ -535,8 +535,12 @@ impl Store {
         if full {
             self.flush_state()?;
         }
-        self.commit(self.connect_writes(hash, record, delta))?;
+        // Readers wait for the pending state across the commit, so one that sees the new
+        // tip in the store also sees its accounts. (sled's commit excludes readers of the
+        // store for as long anyway.) Only the writer takes this lock for writing, and always
+        // before sled's, so the two cannot deadlock.
         let mut pending = self.pending_write();
+        self.commit(self.connect_writes(hash, record, delta))?;
         pending
             .accounts
             .extend(delta.accounts.iter().map(|(a, _, after)| (*a, *after)));
@@ -561,8 +565,10 @@ impl Store {
             // pending states it replaced.
             Some(last) if last == *hash => {
                 w.redo.remove(&hash.0);
-                self.commit(w)?;
+                // As in `connect`: the pending state changes under the lock held across the
+                // commit.
                 let mut pending = self.pending_write();
+                self.commit(w)?;
                 pending.blocks.pop();
                 if pending.blocks.is_empty() {
                     // Back at the state marker: the tree alone is the state again, and
@@ -806,6 +812,11 @@ impl Store {
         let block = self
             .block(&next)?
             .ok_or_else(|| ChainError::corrupt(format!("main-chain block {next} has no body")))?;
+        if block.header.prev_hash != marker {
+            // The writer reorganised between the two reads: look again from the marker,
+            // which is then no longer on the main chain.
+            return Ok(true);
+        }
         for (index, tx) in block.transactions.iter().enumerate() {
             let location = TxLocation {
                 block: next,
@@ -833,6 +844,10 @@ impl Store {
         if !self.tx_index {
             return Ok(None);
         }
+        // The marker first, then the entry: an entry the indexer writes in between is then
+        // either read, or in a block above the marker read here, which the scan covers.
+        let indexed = self.tx_index_height()?.unwrap_or(0);
+        let tip = self.main_last()?.map_or(0, |(height, _)| height);
         if let Some(location) = self.txindex_entry(txid)? {
             if let Some(record) = self.index_record(&location.block)? {
                 if self.main_hash(record.height)? == Some(location.block) {
@@ -840,8 +855,6 @@ impl Store {
                 }
             }
         }
-        let indexed = self.tx_index_height()?.unwrap_or(0);
-        let tip = self.main_last()?.map_or(0, |(height, _)| height);
         if tip.saturating_sub(indexed) > TX_INDEX_SCAN_LIMIT {
             return Err(ChainError::TxIndexSyncing { indexed, tip });
         }
@@ -1051,6 +1064,65 @@ mod tests {
         assert!(store.redo.get(tip.0).unwrap().is_some());
         // The tree itself holds the state at the marker.
         assert_eq!(store.tree_account(&keys.address(0)).unwrap(), at_500);
+    }
+
+    #[test]
+    fn the_indexer_never_steps_onto_a_block_that_is_not_the_markers_child() {
+        use crate::chain::testkit::make_block;
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let keys = Keys::new(2);
+        let genesis = REGTEST.genesis_block().header;
+        let record = |block: &Block, height: u64| IndexRecord {
+            header: block.header,
+            height,
+            chainwork: [0; 32],
+            status: BlockStatus::Valid,
+            seq: height,
+        };
+        let a1 = make_block(
+            &REGTEST,
+            &genesis,
+            0,
+            genesis.time + 1,
+            keys.address(0),
+            vec![],
+        );
+        let b1 = make_block(
+            &REGTEST,
+            &genesis,
+            0,
+            genesis.time + 2,
+            keys.address(1),
+            vec![],
+        );
+        let b2 = make_block(
+            &REGTEST,
+            &b1.header,
+            1,
+            genesis.time + 3,
+            keys.address(1),
+            vec![],
+        );
+        for (block, height) in [(&a1, 1), (&b1, 1), (&b2, 2)] {
+            store
+                .store_block(&block.hash(), block, &record(block, height))
+                .unwrap();
+        }
+        let delta = apply_block(&a1, &std::collections::HashMap::new()).unwrap();
+        store.connect(&a1.hash(), &record(&a1, 1), &delta).unwrap();
+        assert!(store.index_next_block().unwrap());
+        assert_eq!(store.tx_index_tip().unwrap(), Some(a1.hash()));
+        // What the indexer can read in the middle of a reorg: its marker still at height 1,
+        // and at height 2 a block of the other branch.
+        store
+            .corrupt_for_test("main", &2u64.to_be_bytes(), &b2.hash().0)
+            .unwrap();
+        assert!(store.index_next_block().unwrap(), "looks again");
+        assert_eq!(store.tx_index_tip().unwrap(), Some(a1.hash()));
+        assert!(store
+            .txindex_entry(&b2.transactions[0].txid())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -17,6 +17,10 @@ use std::time::Duration;
 /// How long the indexer sleeps without a nudge before it looks at the tip again.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
+/// How long it waits after a failed step (a store error) before trying again; nudges do not
+/// cut this short, so a lasting fault is logged twice a minute, not at every block.
+const ERROR_BACKOFF: Duration = Duration::from_secs(30);
+
 /// The running indexer; dropping it stops the thread (after the step under way) and joins it.
 pub struct TxIndexer {
     nudge: Option<SyncSender<()>>,
@@ -56,18 +60,33 @@ impl TxIndexer {
 /// The indexer's loop: run to the tip, then wait for a nudge (or a second).
 fn run(store: &Store, nudges: &Receiver<()>, stopping: &AtomicBool) {
     loop {
+        let mut failed = false;
         while !stopping.load(Ordering::Relaxed) {
             match store.index_next_block() {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "transaction index step failed");
+                    failed = true;
                     break;
                 }
             }
         }
         if stopping.load(Ordering::Relaxed) {
             return;
+        }
+        if failed {
+            let deadline = std::time::Instant::now() + ERROR_BACKOFF;
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                match nudges.recv_timeout(left) {
+                    Ok(()) => {}
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
         }
         match nudges.recv_timeout(IDLE_WAKE) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
