@@ -89,6 +89,19 @@ fn transfer_blocks(
     count: usize,
     salt: u64,
 ) -> Vec<Block> {
+    transfer_blocks_to(keys, parent, height, count, salt, false)
+}
+
+/// `transfer_blocks`, or with `fresh_receivers` every transfer paying an account never seen
+/// before (so each block creates 1,000 accounts, and the pending state cannot fold them).
+fn transfer_blocks_to(
+    keys: &Keys,
+    parent: Header,
+    height: u64,
+    count: usize,
+    salt: u64,
+    fresh_receivers: bool,
+) -> Vec<Block> {
     let mut nonces = vec![0u64; SENDERS + 1];
     let mut specs_per_block = vec![];
     for k in 0..count {
@@ -99,7 +112,14 @@ fn transfer_blocks(
                 let to = 1 + (1 - half) * TXS_PER_BLOCK + (i * 7 + k) % TXS_PER_BLOCK;
                 let nonce = nonces[from];
                 nonces[from] += 1;
-                (from, keys.address(to), 100 + salt, 1, nonce)
+                let receiver = if fresh_receivers {
+                    let mut a = [0xfe; 20];
+                    a[..8].copy_from_slice(&((k * TXS_PER_BLOCK + i) as u64).to_be_bytes());
+                    Address(a)
+                } else {
+                    keys.address(to)
+                };
+                (from, receiver, 100 + salt, 1, nonce)
             })
             .collect();
         specs_per_block.push(specs);
@@ -309,10 +329,11 @@ fn main() {
     let base_height = fund.len() as u64;
     let main_branch = transfer_blocks(&keys, base, base_height, BLOCKS, 0);
     let side_branch = transfer_blocks(&keys, base, base_height, BLOCKS + 1, 1);
+    let fresh_branch = transfer_blocks_to(&keys, base, base_height, BLOCKS, 2, true);
     println!(
         "setup: signed and mined {} blocks ({} transfers) in {:.1?}",
-        fund.len() + main_branch.len() + side_branch.len(),
-        2 * TXS_PER_BLOCK + (2 * BLOCKS + 1) * TXS_PER_BLOCK,
+        fund.len() + main_branch.len() + side_branch.len() + fresh_branch.len(),
+        2 * TXS_PER_BLOCK + (3 * BLOCKS + 1) * TXS_PER_BLOCK,
         setup.elapsed()
     );
 
@@ -411,6 +432,17 @@ fn main() {
         "  pipelined, tx index off:                           {lean_elapsed:>8.2?}  {lean_rate:>8.0} tx/s"
     );
     print_stats("pipelined writer, tx index off", &lean_stats, lean_elapsed);
+    {
+        let (fresh_chain, _d4, fresh_elapsed, fresh_stats, _) =
+            import(&fund, &fresh_branch, true, true);
+        println!(
+            "  pipelined, tx index on, every transfer paying a new account: {fresh_elapsed:>8.2?}  {:>8.0} tx/s \
+             ({} accounts at the end; state commits and flushes {:.2?})",
+            txs / fresh_elapsed.as_secs_f64(),
+            fresh_chain.accounts().unwrap().len(),
+            fresh_stats.commits,
+        );
+    }
     println!(
         "  connect throughput / batch verification rate on {} cores: {:.2} (pipelined), {:.2} (serial), {:.2} (pipelined, no tx index)",
         threads(),
@@ -423,8 +455,16 @@ fn main() {
         "reorg: {BLOCKS} blocks of {TXS_PER_BLOCK} transfers disconnected, {} connected",
         BLOCKS + 1
     );
-    reorg(&mut chain, &side_branch, "tx index on ");
-    reorg(&mut lean, &side_branch, "tx index off");
+    // Right after an import's final flush every disconnected block is below the account
+    // state marker, so each disconnect restores its accounts in the tree: the worst case.
+    reorg(&mut chain, &side_branch, "tx index on,  blocks flushed");
+    reorg(&mut lean, &side_branch, "tx index off, blocks flushed");
+    // The usual case near the tip: the blocks' account changes are still pending.
+    let pending_dir = tempfile::tempdir().unwrap();
+    let mut pending = open_with(pending_dir.path(), true);
+    submit_all(&mut pending, &fund);
+    submit_all(&mut pending, &main_branch);
+    reorg(&mut pending, &side_branch, "tx index on,  blocks pending");
     let verify = Instant::now();
     let report = chain.verify_chain(0).unwrap();
     println!(

@@ -33,6 +33,9 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// `accounts` tree: about 60 bytes each in memory.
 pub const MAX_PENDING_ACCOUNTS: usize = 65_536;
 
+/// Accounts written per sled batch by a state flush.
+pub const FLUSH_CHUNK: usize = 4_096;
+
 /// Connected blocks whose account changes may wait, unflushed, in their redo records; also
 /// bounds the replay when a store opens after a crash.
 pub const MAX_PENDING_BLOCKS: usize = 500;
@@ -496,23 +499,40 @@ impl Store {
     }
 
     /// Writes the pending account states to the `accounts` tree and moves `meta.state_tip`
-    /// to the tip, dropping the redo records that are no longer needed, in one commit.
+    /// to the tip, dropping the redo records that are no longer needed.
+    ///
+    /// The accounts go in chunks of `FLUSH_CHUNK`, each its own sled batch, so that no single
+    /// write holds sled's global lock (and every reader) for long; the marker and the redo
+    /// records change last, in one commit. A crash between chunks is harmless: every account
+    /// written is one a pending block touched, and replaying the redo records on open sets
+    /// each of those to its state at the tip again, whatever the tree held.
     pub fn flush_state(&self) -> Result<(), ChainError> {
-        let w = {
+        let (mut accounts, blocks) = {
             let pending = self.pending_read();
-            let Some(last) = pending.blocks.last() else {
+            if pending.blocks.is_empty() {
                 return Ok(());
-            };
-            let mut w = WriteSet::default();
-            w.put_accounts(pending.accounts.iter().map(|(a, s)| (*a, *s)));
-            for hash in &pending.blocks {
-                w.redo.remove(&hash.0);
             }
-            w.meta.insert(META_STATE_TIP, &last.0);
-            w
+            let accounts: Vec<(Address, Account)> =
+                pending.accounts.iter().map(|(a, s)| (*a, *s)).collect();
+            (accounts, pending.blocks.clone())
         };
+        // In key order: neighbouring writes land in the same sled pages.
+        accounts.sort_unstable_by_key(|(address, _)| *address);
+        for chunk in accounts.chunks(FLUSH_CHUNK) {
+            let mut w = WriteSet::default();
+            w.put_accounts(chunk.iter().copied());
+            self.accounts.apply_batch(w.accounts)?;
+        }
+        let mut w = WriteSet::default();
+        for hash in &blocks {
+            w.redo.remove(&hash.0);
+        }
+        let last = blocks.last().expect("checked above");
+        w.meta.insert(META_STATE_TIP, &last.0);
+        // As in `connect`: the lock is taken before sled's, and held across the commit.
+        let mut pending = self.pending_write();
         self.commit(w)?;
-        *self.pending_write() = PendingState::default();
+        *pending = PendingState::default();
         Ok(())
     }
 
@@ -1123,6 +1143,55 @@ mod tests {
             .txindex_entry(&b2.transactions[0].txid())
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_flush_cut_short_between_chunks_reopens_to_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain");
+        let keys = Keys::new(2);
+        let mut b = TestChainBuilder::new(&REGTEST);
+        let expected = {
+            let store = Store::open(&path, &REGTEST).unwrap();
+            for height in 1..=3u64 {
+                let before = b.state().clone();
+                let txs = if height > 1 {
+                    vec![keys.transfer(&REGTEST, 0, keys.address(1), 500, 1, height - 2)]
+                } else {
+                    vec![]
+                };
+                let block = b.build(keys.address(0), txs);
+                let record = IndexRecord {
+                    header: block.header,
+                    height,
+                    chainwork: [0; 32],
+                    status: BlockStatus::Valid,
+                    seq: height,
+                };
+                store.store_block(&block.hash(), &block, &record).unwrap();
+                let delta = apply_block(&block, &before).unwrap();
+                store.connect(&block.hash(), &record, &delta).unwrap();
+            }
+            assert_eq!(store.pending_blocks(), 3);
+            // What a flush's first chunk leaves when the process dies right after it: one
+            // account at its tip state in the tree, the marker and redo records untouched.
+            let tip_state = store.account(&keys.address(1)).unwrap();
+            store
+                .accounts
+                .insert(keys.address(1).0, encoding::encode(&tip_state))
+                .unwrap();
+            store.db.flush().unwrap();
+            store.accounts().unwrap()
+        };
+        let store = Store::open(&path, &REGTEST).unwrap();
+        assert_eq!(store.pending_blocks(), 3);
+        assert_eq!(store.accounts().unwrap(), expected);
+        let replayed: BTreeMap<Address, Account> =
+            b.state().iter().map(|(a, s)| (*a, *s)).collect();
+        assert_eq!(expected, replayed);
+        store.flush_state().unwrap();
+        assert_eq!(store.accounts().unwrap(), replayed);
+        assert_eq!(store.pending_blocks(), 0);
     }
 
     #[test]
