@@ -167,6 +167,11 @@ pub struct NodeArgs {
     /// Hours a transaction may wait in the mempool before it is dropped [default: 336]
     #[arg(long, env = "NODED_MEMPOOLEXPIRY", value_name = "HOURS")]
     pub mempoolexpiry: Option<u64>,
+    /// Testing aid (like bitcoind's hidden -dbcrashratio): write the pending account state to
+    /// the chain store every N blocks instead of every 500, so crash tests cross state
+    /// flushes [default: 500]
+    #[arg(long, hide = true, value_name = "N")]
+    pub debug_state_flush_blocks: Option<usize>,
 }
 
 /// The config file's keys: the flags' names (with `_` for `-`).
@@ -302,6 +307,8 @@ pub struct Config {
     /// Mempool byte cap (encoded transactions).
     pub max_mempool_bytes: usize,
     pub mempool_expiry_secs: u64,
+    /// Blocks whose account changes may stay pending before a state flush.
+    pub state_flush_blocks: usize,
 }
 
 /// Names a value's origin in errors: the flag (which the env var mirrors) or the file key.
@@ -482,6 +489,14 @@ impl Config {
                 "--maxmempool {max_mempool_mib} is out of range: give 1 to 65536 MiB"
             )));
         }
+        let state_flush_blocks = args
+            .debug_state_flush_blocks
+            .unwrap_or(crate::chain::store::MAX_PENDING_BLOCKS);
+        if !(1..=100_000).contains(&state_flush_blocks) {
+            return Err(ConfigError::Rule(format!(
+                "--debug-state-flush-blocks {state_flush_blocks} is out of range: give 1 to 100000"
+            )));
+        }
         let mempool_expiry_hours = args.mempoolexpiry.or(file.mempoolexpiry).unwrap_or(336);
         if !(1..=100_000).contains(&mempool_expiry_hours) {
             return Err(ConfigError::Rule(format!(
@@ -520,6 +535,7 @@ impl Config {
             mine_threads,
             max_mempool_bytes: (max_mempool_mib as usize) << 20,
             mempool_expiry_secs: mempool_expiry_hours * 3600,
+            state_flush_blocks,
         })
     }
 }

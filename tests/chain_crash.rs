@@ -1,8 +1,9 @@
 //! Crash safety through the binary: a regtest `noded` importing pre-mined blocks by
 //! `submitblock` (two branches, the second overtaking the first with a 60-block reorg) is
-//! killed with SIGKILL at seeded random points, ten times. After every restart it must open,
-//! sit on a prefix of one of the two branches, and pass `verifychain` (the stored account
-//! state equals a replay of its chain). A last run imports everything and stops cleanly.
+//! killed with SIGKILL at seeded random points, ten times, flushing its pending account state
+//! every 3 to 12 blocks. After every restart it must open, sit on a prefix of one of the two
+//! branches, and pass `verifychain` (the stored account state equals a replay of its chain).
+//! A last run imports everything and stops cleanly.
 
 mod common;
 
@@ -148,7 +149,15 @@ fn kill_9_during_import_and_reorg_never_corrupts_the_store() {
 
     for cycle in 0..CYCLES {
         remove_stale_rpc_files(&datadir);
-        let mut node = TestNode::start_in(&datadir, &[], |_| {});
+        // The pending account state is flushed every few blocks (not every 500), so kills
+        // land around state flushes and the reorgs disconnect blocks on both sides of the
+        // state marker.
+        let flush_every = rng.gen_range(3..=12usize).to_string();
+        let mut node = TestNode::start_in(
+            &datadir,
+            &["--debug-state-flush-blocks", &flush_every],
+            |_| {},
+        );
         let height = check_consistent(&node, &where_is);
 
         // Import cycles resubmit everything (known blocks answer at once) and are killed
@@ -226,7 +235,7 @@ fn kill_9_during_import_and_reorg_never_corrupts_the_store() {
             && last_seen < (FORK_AT + FORK_LEN) as u64;
         mid_reorg_kills += mid_reorg as usize;
         log.push(format!(
-            "cycle {cycle}: opened at {height}, {kill_at:?}, killed at {last_seen}{}",
+            "cycle {cycle}: flush every {flush_every}, opened at {height}, {kill_at:?}, killed at {last_seen}{}",
             if mid_reorg { " (mid-reorg)" } else { "" }
         ));
     }

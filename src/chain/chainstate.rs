@@ -41,6 +41,9 @@ pub struct ChainOptions {
     pub max_orphan_bytes: usize,
     /// Keep the txid → block index (`getrawtransaction`); fixed when the store is created.
     pub tx_index: bool,
+    /// Pending account states / blocks beyond which the store flushes its pending state.
+    pub max_pending_accounts: usize,
+    pub max_pending_blocks: usize,
 }
 
 impl Default for ChainOptions {
@@ -50,6 +53,8 @@ impl Default for ChainOptions {
             max_orphans: MAX_ORPHANS,
             max_orphan_bytes: MAX_ORPHAN_BYTES,
             tx_index: true,
+            max_pending_accounts: super::store::MAX_PENDING_ACCOUNTS,
+            max_pending_blocks: super::store::MAX_PENDING_BLOCKS,
         }
     }
 }
@@ -168,7 +173,8 @@ impl Chain {
         params: &'static NetworkParams,
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
-        let store = Store::open_with(path, params, options.tx_index)?;
+        let store = Store::open_with(path, params, options.tx_index)?
+            .with_pending_limits(options.max_pending_accounts, options.max_pending_blocks);
         Chain::with_store(store, params, options)
     }
 
@@ -177,7 +183,8 @@ impl Chain {
         params: &'static NetworkParams,
         options: ChainOptions,
     ) -> Result<Chain, ChainError> {
-        let store = Store::open_temporary_with(params, options.tx_index)?;
+        let store = Store::open_temporary_with(params, options.tx_index)?
+            .with_pending_limits(options.max_pending_accounts, options.max_pending_blocks);
         Chain::with_store(store, params, options)
     }
 

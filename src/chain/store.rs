@@ -148,6 +148,9 @@ pub struct Store {
     /// Written only by the writer, read by everyone; never held across a store call that
     /// waits on sled's write lock except the writer's own brief updates.
     pending: Arc<RwLock<PendingState>>,
+    /// When the pending state is flushed: more accounts or blocks than these.
+    max_pending_accounts: usize,
+    max_pending_blocks: usize,
     /// Whether the transaction index is maintained (fixed when the store is created).
     tx_index: bool,
 }
@@ -254,6 +257,8 @@ impl Store {
             txindex: db.open_tree("txindex")?,
             meta: db.open_tree("meta")?,
             pending: Arc::new(RwLock::new(PendingState::default())),
+            max_pending_accounts: MAX_PENDING_ACCOUNTS,
+            max_pending_blocks: MAX_PENDING_BLOCKS,
             db,
             tx_index,
         };
@@ -484,6 +489,15 @@ impl Store {
         Ok(())
     }
 
+    /// Sets when the pending state is flushed (defaults: `MAX_PENDING_ACCOUNTS`,
+    /// `MAX_PENDING_BLOCKS`); each at least 1. A store reopened with a lower block limit
+    /// than it was left with flushes at its next connect.
+    pub fn with_pending_limits(mut self, accounts: usize, blocks: usize) -> Store {
+        self.max_pending_accounts = accounts.max(1);
+        self.max_pending_blocks = blocks.max(1);
+        self
+    }
+
     /// The block whose account state the `accounts` tree holds.
     pub fn state_tip(&self) -> Result<Hash256, ChainError> {
         let bytes = self
@@ -549,8 +563,8 @@ impl Store {
         // the block unconnected rather than connected behind the caller's back.
         let full = {
             let pending = self.pending_read();
-            pending.accounts.len() + delta.accounts.len() > MAX_PENDING_ACCOUNTS
-                || pending.blocks.len() >= MAX_PENDING_BLOCKS
+            pending.accounts.len() + delta.accounts.len() > self.max_pending_accounts
+                || pending.blocks.len() >= self.max_pending_blocks
         };
         if full {
             self.flush_state()?;

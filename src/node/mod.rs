@@ -113,7 +113,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
 
     // One store per network, so a datadir can be used on several (as bitcoind's subdirs).
     let chain_path = datadir.file("chain").join(config.network.name());
-    let chain = Chain::open(&chain_path, params, ChainOptions::default())?;
+    let options = ChainOptions {
+        max_pending_blocks: config.state_flush_blocks,
+        ..ChainOptions::default()
+    };
+    let chain = Chain::open(&chain_path, params, options)?;
     let (chain_handle, chain_thread) = chain_writer::spawn(chain);
     let services = crate::mining::services::Services::start(&config, &chain_handle, &shutdown)?;
     // Never verify the same signature twice: blocks skip what the mempool already checked.
