@@ -178,13 +178,16 @@ fn import(
         return (chain, dir, elapsed, stats, Duration::ZERO);
     }
     // As many producers as ChainHandle lets precheck at once, each taking every n-th block;
-    // the writer takes their results in block order.
+    // the writer takes their results in block order, with as many checked blocks waiting
+    // for it as ChainHandle's command channel holds.
     let producers = noded::chain::writer::PRECHECK_CONCURRENCY;
     let started = Instant::now();
     let mut receivers = vec![];
     let mut handles = vec![];
     for p in 0..producers {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // Checked blocks wait for the writer as in ChainHandle's command channel.
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel(noded::chain::writer::COMMAND_CAPACITY / producers);
         receivers.push(rx);
         let mine: Vec<Block> = blocks.iter().skip(p).step_by(producers).cloned().collect();
         handles.push(std::thread::spawn(move || {
