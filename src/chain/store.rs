@@ -500,10 +500,15 @@ impl Store {
 
     /// The block whose account state the `accounts` tree holds.
     pub fn state_tip(&self) -> Result<Hash256, ChainError> {
+        self.meta_hash(META_STATE_TIP, "the account state marker")
+    }
+
+    /// A block hash kept in `meta` under `key`; missing or malformed is corruption.
+    fn meta_hash(&self, key: &[u8], what: &str) -> Result<Hash256, ChainError> {
         let bytes = self
             .meta
-            .get(META_STATE_TIP)?
-            .ok_or_else(|| ChainError::corrupt("the account state marker is missing"))?;
+            .get(key)?
+            .ok_or_else(|| ChainError::corrupt(format!("{what} is missing")))?;
         hash_from("meta", &bytes)
     }
 
@@ -645,11 +650,7 @@ impl Store {
     // ---- reads ----
 
     pub fn tip(&self) -> Result<Hash256, ChainError> {
-        let bytes = self
-            .meta
-            .get(META_TIP)?
-            .ok_or_else(|| ChainError::corrupt("the tip record is missing"))?;
-        hash_from("meta", &bytes)
+        self.meta_hash(META_TIP, "the tip record")
     }
 
     pub fn index_record(&self, hash: &Hash256) -> Result<Option<IndexRecord>, ChainError> {
@@ -782,11 +783,10 @@ impl Store {
         if !self.tx_index {
             return Ok(None);
         }
-        let bytes = self
-            .meta
-            .get(META_TX_INDEX_TIP)?
-            .ok_or_else(|| ChainError::corrupt("the transaction index marker is missing"))?;
-        Ok(Some(hash_from("meta", &bytes)?))
+        Ok(Some(self.meta_hash(
+            META_TX_INDEX_TIP,
+            "the transaction index marker",
+        )?))
     }
 
     /// The height of the highest block the transaction index has reached that is still on
@@ -942,6 +942,31 @@ mod tests {
     use crate::chain::validation::apply_block;
     use crate::params::{MAIN, REGTEST};
 
+    fn record_for(block: &Block, height: u64) -> IndexRecord {
+        IndexRecord {
+            header: block.header,
+            height,
+            chainwork: [0; 32],
+            status: BlockStatus::Valid,
+            seq: height,
+        }
+    }
+
+    /// Stores `block` at `height` and connects it onto the tip; `state` is the state at its
+    /// parent (the builder's, before it built the block).
+    fn store_and_connect(
+        store: &Store,
+        block: &Block,
+        height: u64,
+        state: &HashMap<Address, Account>,
+    ) -> IndexRecord {
+        let record = record_for(block, height);
+        store.store_block(&block.hash(), block, &record).unwrap();
+        let delta = apply_block(block, state).unwrap();
+        store.connect(&block.hash(), &record, &delta).unwrap();
+        record
+    }
+
     #[test]
     fn a_fresh_store_holds_genesis_as_its_tip() {
         let store = Store::open_temporary(&REGTEST).unwrap();
@@ -968,16 +993,7 @@ mod tests {
         let mut b = TestChainBuilder::new(&REGTEST);
         let block = b.build(keys.address(0), vec![]);
         let hash = block.hash();
-        let record = IndexRecord {
-            header: block.header,
-            height: 1,
-            chainwork: [0; 32],
-            status: BlockStatus::Valid,
-            seq: 1,
-        };
-        store.store_block(&hash, &block, &record).unwrap();
-        let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
-        store.connect(&hash, &record, &delta).unwrap();
+        store_and_connect(&store, &block, 1, &HashMap::new());
         assert_eq!(store.tip().unwrap(), hash);
         assert_eq!(
             store.account(&keys.address(0)).unwrap().balance,
@@ -1025,17 +1041,7 @@ mod tests {
         let mut blocks = vec![];
         for height in 1..=TX_INDEX_SCAN_LIMIT + 1 {
             let block = b.build(keys.address(0), vec![]);
-            let hash = block.hash();
-            let record = IndexRecord {
-                header: block.header,
-                height,
-                chainwork: [0; 32],
-                status: BlockStatus::Valid,
-                seq: height,
-            };
-            store.store_block(&hash, &block, &record).unwrap();
-            let delta = apply_block(&block, &std::collections::HashMap::new()).unwrap();
-            store.connect(&hash, &record, &delta).unwrap();
+            store_and_connect(&store, &block, height, &HashMap::new());
             blocks.push(block);
         }
         let last = blocks.last().unwrap().transactions[0].txid();
@@ -1063,18 +1069,8 @@ mod tests {
         for height in 1..=(MAX_PENDING_BLOCKS as u64 + 10) {
             let before = b.state().clone();
             let block = b.build(keys.address(0), vec![]);
-            let hash = block.hash();
-            let record = IndexRecord {
-                header: block.header,
-                height,
-                chainwork: [0; 32],
-                status: BlockStatus::Valid,
-                seq: height,
-            };
-            store.store_block(&hash, &block, &record).unwrap();
-            let delta = apply_block(&block, &before).unwrap();
             let pending_before = store.pending_blocks();
-            store.connect(&hash, &record, &delta).unwrap();
+            store_and_connect(&store, &block, height, &before);
             assert!(store.pending_blocks() <= MAX_PENDING_BLOCKS);
             if store.pending_blocks() < pending_before {
                 flushed_at.push(height);
@@ -1106,13 +1102,6 @@ mod tests {
         let store = Store::open_temporary(&REGTEST).unwrap();
         let keys = Keys::new(2);
         let genesis = REGTEST.genesis_block().header;
-        let record = |block: &Block, height: u64| IndexRecord {
-            header: block.header,
-            height,
-            chainwork: [0; 32],
-            status: BlockStatus::Valid,
-            seq: height,
-        };
         let a1 = make_block(
             &REGTEST,
             &genesis,
@@ -1139,11 +1128,13 @@ mod tests {
         );
         for (block, height) in [(&a1, 1), (&b1, 1), (&b2, 2)] {
             store
-                .store_block(&block.hash(), block, &record(block, height))
+                .store_block(&block.hash(), block, &record_for(block, height))
                 .unwrap();
         }
-        let delta = apply_block(&a1, &std::collections::HashMap::new()).unwrap();
-        store.connect(&a1.hash(), &record(&a1, 1), &delta).unwrap();
+        let delta = apply_block(&a1, &HashMap::new()).unwrap();
+        store
+            .connect(&a1.hash(), &record_for(&a1, 1), &delta)
+            .unwrap();
         assert!(store.index_next_block().unwrap());
         assert_eq!(store.tx_index_tip().unwrap(), Some(a1.hash()));
         // What the indexer can read in the middle of a reorg: its marker still at height 1,
@@ -1175,16 +1166,7 @@ mod tests {
                     vec![]
                 };
                 let block = b.build(keys.address(0), txs);
-                let record = IndexRecord {
-                    header: block.header,
-                    height,
-                    chainwork: [0; 32],
-                    status: BlockStatus::Valid,
-                    seq: height,
-                };
-                store.store_block(&block.hash(), &block, &record).unwrap();
-                let delta = apply_block(&block, &before).unwrap();
-                store.connect(&block.hash(), &record, &delta).unwrap();
+                store_and_connect(&store, &block, height, &before);
             }
             assert_eq!(store.pending_blocks(), 3);
             // What a flush's first chunk leaves when the process dies right after it: one
