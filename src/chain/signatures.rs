@@ -119,8 +119,7 @@ impl KeyCache {
         point: EdwardsPoint,
     ) {
         if g[0].len() >= per_generation {
-            let young = std::mem::take(&mut g[0]);
-            g[1] = young;
+            g[1] = std::mem::take(&mut g[0]);
         }
         g[0].insert(key, point);
     }

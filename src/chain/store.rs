@@ -6,8 +6,8 @@
 //! store holds either all of a block's effects or none. The transaction index is the
 //! exception by design: it follows the active chain a block at a time behind its own marker
 //! (`index_next_block`, driven by `txindex::TxIndexer`), and lookups check every entry
-//! against the main chain and scan the blocks it has not reached yet. Never panics on a bad record: an
-//! undecodable value is `ChainError::Corrupt`. Never decides validity.
+//! against the main chain and scan the blocks it has not reached yet. Never panics on a bad
+//! record: an undecodable value is `ChainError::Corrupt`. Never decides validity.
 
 use super::error::ChainError;
 use super::state::Account;
@@ -145,8 +145,8 @@ pub struct Store {
     redo: Tree,
     txindex: Tree,
     meta: Tree,
-    /// Written only by the writer, read by everyone; never held across a store call that
-    /// waits on sled's write lock except the writer's own brief updates.
+    /// Written only by the writer, which holds it across its own commits (taken before
+    /// sled's lock, never after); readers hold it only to copy entries out.
     pending: Arc<RwLock<PendingState>>,
     /// When the pending state is flushed: more accounts or blocks than these.
     max_pending_accounts: usize,
@@ -205,6 +205,21 @@ impl WriteSet {
             }
         }
     }
+}
+
+/// Each transaction of `block` (whose hash is `hash`) with its place: the index's entries.
+fn tx_locations(hash: Hash256, block: &Block) -> impl Iterator<Item = (Hash256, TxLocation)> + '_ {
+    block
+        .transactions
+        .iter()
+        .enumerate()
+        .map(move |(index, tx)| {
+            let location = TxLocation {
+                block: hash,
+                index: index as u32,
+            };
+            (tx.txid(), location)
+        })
 }
 
 impl Store {
@@ -351,12 +366,8 @@ impl Store {
         w.meta.insert(META_NETWORK, &params.magic.0[..]);
         w.meta.insert(META_TX_INDEX, &[self.tx_index as u8][..]);
         if self.tx_index {
-            for (index, tx) in genesis.transactions.iter().enumerate() {
-                let location = TxLocation {
-                    block: hash,
-                    index: index as u32,
-                };
-                w.txindex.insert(&tx.txid().0, encoding::encode(&location));
+            for (txid, location) in tx_locations(hash, &genesis) {
+                w.txindex.insert(&txid.0, encoding::encode(&location));
             }
             w.meta.insert(META_TX_INDEX_TIP, &hash.0);
         }
@@ -796,11 +807,7 @@ impl Store {
             return Ok(None);
         };
         loop {
-            let record = self.index_record(&cursor)?.ok_or_else(|| {
-                ChainError::corrupt(format!(
-                    "the transaction index marker {cursor} is unindexed"
-                ))
-            })?;
+            let record = self.marker_record(&cursor)?;
             if self.main_hash(record.height)? == Some(cursor) {
                 return Ok(Some(record.height));
             }
@@ -819,14 +826,11 @@ impl Store {
         let Some(marker) = self.tx_index_tip()? else {
             return Ok(false);
         };
-        let record = self.index_record(&marker)?.ok_or_else(|| {
-            ChainError::corrupt(format!(
-                "the transaction index marker {marker} is unindexed"
-            ))
-        })?;
-        let missing = || ChainError::corrupt(format!("indexed block {marker} has no body"));
+        let record = self.marker_record(&marker)?;
         if self.main_hash(record.height)? != Some(marker) {
-            let block = self.block(&marker)?.ok_or_else(missing)?;
+            let block = self.block(&marker)?.ok_or_else(|| {
+                ChainError::corrupt(format!("indexed block {marker} has no body"))
+            })?;
             for tx in block.transactions.iter() {
                 let txid = tx.txid();
                 if self
@@ -851,16 +855,21 @@ impl Store {
             // which is then no longer on the main chain.
             return Ok(true);
         }
-        for (index, tx) in block.transactions.iter().enumerate() {
-            let location = TxLocation {
-                block: next,
-                index: index as u32,
-            };
-            self.txindex
-                .insert(tx.txid().0, encoding::encode(&location))?;
+        for (txid, location) in tx_locations(next, &block) {
+            self.txindex.insert(txid.0, encoding::encode(&location))?;
         }
         self.meta.insert(META_TX_INDEX_TIP, &next.0)?;
         Ok(true)
+    }
+
+    /// The index record of `marker`, a block the transaction index has reached (or passed
+    /// through on the way back from a side branch).
+    fn marker_record(&self, marker: &Hash256) -> Result<IndexRecord, ChainError> {
+        self.index_record(marker)?.ok_or_else(|| {
+            ChainError::corrupt(format!(
+                "the transaction index marker {marker} is unindexed"
+            ))
+        })
     }
 
     fn txindex_entry(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
@@ -901,11 +910,8 @@ impl Store {
                     "main-chain block {hash} has no body"
                 )));
             };
-            if let Some(index) = block.transactions.iter().position(|tx| tx.txid() == *txid) {
-                let location = TxLocation {
-                    block: hash,
-                    index: index as u32,
-                };
+            let found = tx_locations(hash, &block).find(|(t, _)| t == txid);
+            if let Some((_, location)) = found {
                 return Ok(Some((location, height)));
             }
         }
