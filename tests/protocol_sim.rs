@@ -23,6 +23,8 @@ fn node_id(n: u32) -> NodeId {
 fn config(n: u32) -> CoreConfig {
     let mut cfg = CoreConfig::new(node_id(n));
     cfg.rng_seed = n as u64;
+    // The simulated nodes live on loopback, like a regtest network.
+    cfg.allow_local_addrs = true;
     cfg
 }
 

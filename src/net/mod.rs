@@ -4,6 +4,8 @@
 pub mod identity;
 pub mod lan;
 pub mod peer;
+pub mod pending;
 pub mod service;
 pub mod store;
+pub mod store_writer;
 pub mod tls;

@@ -24,9 +24,14 @@ use tokio_util::sync::CancellationToken;
 /// Messages that may wait in one peer's outbox; a peer whose outbox is full is disconnected.
 pub const OUTBOX_CAPACITY: usize = 512;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an outbound TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an inbound connection may take to send its TLS ClientHello.
 pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the rest of an inbound handshake may take once the ClientHello is in: one round
+/// trip for an honest client, so a connection that replays a ClientHello and goes silent holds
+/// its place briefly.
+pub const TLS_AFTER_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a stop request, how long queued messages (a REJECT, say) may take to go out.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -160,29 +165,30 @@ async fn within<T, E: std::fmt::Display>(
 
 /// Runs an inbound connection: TLS accept, then the session.
 ///
-/// The ClientHello is read first, holding nothing but the `pending` permit; only then is one of
-/// the `tls_slots` taken for the CPU-bound rest of the handshake, so silent connections cannot
-/// starve honest ones of handshake slots. Both permits are released when TLS is done.
-pub async fn run_inbound<P>(
+/// The network service holds the connection's place in its pending table until this reports
+/// `Connected` or `Closed`; `evicted` is cancelled when the service gives that place to a newer
+/// connection, which ends the handshake at once.
+pub async fn run_inbound(
     peer: PeerId,
     tcp: TcpStream,
     addr: SocketAddr,
     ctx: Arc<PeerContext>,
-    pending: P,
-    tls_slots: Arc<tokio::sync::Semaphore>,
+    evicted: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
     let accepted = async {
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = within(CLIENT_HELLO_TIMEOUT, "TLS ClientHello", hello).await?;
-        let slot = within(TLS_HANDSHAKE_TIMEOUT, "TLS slot", tls_slots.acquire_owned()).await?;
         let handshake = start.into_stream(ctx.tls.server_config());
-        let stream = within(TLS_HANDSHAKE_TIMEOUT, "TLS", handshake).await?;
-        drop(slot);
+        let stream = within(TLS_AFTER_HELLO_TIMEOUT, "TLS", handshake).await?;
         let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
         Ok::<_, String>((stream, node_id))
     };
-    let (stream, node_id) = match accepted.await {
+    let accepted = tokio::select! {
+        accepted = accepted => accepted,
+        _ = evicted.cancelled() => Err("dropped for a newer pending connection".to_string()),
+    };
+    let (stream, node_id) = match accepted {
         Ok(accepted) => accepted,
         Err(reason) => {
             tracing::debug!(%addr, %reason, "inbound TLS handshake failed");
@@ -191,7 +197,6 @@ pub async fn run_inbound<P>(
         }
     };
     let (version, cipher) = tls::session_info(stream.get_ref().1);
-    drop(pending);
     run_session(peer, stream, addr, None, node_id, version, cipher, ctx).await;
 }
 
@@ -204,7 +209,7 @@ pub async fn run_outbound(
     ctx: Arc<PeerContext>,
 ) {
     let connected = async {
-        let addr = resolve(&target).await?;
+        let addr = crate::protocol::netgroup::canonical_addr(resolve(&target).await?);
         let connecting = format!("connect to {addr}");
         let tcp = within(CONNECT_TIMEOUT, &connecting, TcpStream::connect(addr)).await?;
         let _ = tcp.set_nodelay(true);

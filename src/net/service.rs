@@ -1,12 +1,14 @@
 //! The network service: one task that owns the protocol `Core`, feeds it peer events, the
 //! clock and RPC commands, and carries out its outputs (send, dial, disconnect).
 //!
-//! Owns the listener, the registry of live peer tasks, DNS seed resolution and persistence of
-//! the peer store. It never blocks on a peer: sends go into bounded outboxes with `try_send`,
-//! and a full outbox stops that peer.
+//! Owns the listener, the table of inbound connections in TLS set-up, the registry of live
+//! peer tasks, DNS seed resolution, and what the peer store must save (written by the store
+//! writer's thread, never here). It never blocks on a peer: sends go into bounded outboxes with
+//! `try_send`, and a full outbox stops that peer.
 
 use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
-use super::store::PeerStore;
+use super::pending::{PendingTable, Refusal};
+use super::store_writer::{StoreJob, StoreWriter};
 use super::tls::TlsIdentity;
 use crate::chain::ChainTip;
 use crate::config::PeerSpec;
@@ -23,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -31,12 +33,6 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_QUEUE: usize = 4096;
 /// RPC commands waiting for the service.
 pub const COMMAND_QUEUE: usize = 64;
-/// Inbound connections accepted but not yet through TLS; beyond this, new ones are closed at
-/// accept, so a connection flood costs a bounded number of sockets and tasks.
-pub const MAX_PENDING_INBOUND: usize = 256;
-/// TLS handshakes computed at once (the CPU-bound part); the rest wait their turn, within the
-/// handshake timeout.
-pub const MAX_CONCURRENT_TLS: usize = 32;
 /// How long an RPC waits for the service to answer.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
@@ -163,18 +159,17 @@ struct LivePeer {
 pub struct NetService {
     core: Core,
     ctx: Arc<PeerContext>,
-    store: PeerStore,
+    /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
+    writer: Option<StoreWriter>,
     discovery: Discovery,
     events: mpsc::Receiver<PeerEvent>,
     commands: mpsc::Receiver<NetCommand>,
     live: HashMap<PeerId, LivePeer>,
     tasks: JoinSet<()>,
     next_peer: PeerId,
-    pending_inbound: Arc<Semaphore>,
-    tls_slots: Arc<Semaphore>,
-    /// Inbound connections in TLS set-up, by peer and per IP (bounded by MAX_PENDING_INBOUND).
-    pending_peers: HashMap<PeerId, IpAddr>,
-    pending_by_ip: HashMap<IpAddr, usize>,
+    /// Inbound connections in TLS set-up, and the token that evicts each.
+    pending: PendingTable,
+    pending_tokens: HashMap<PeerId, CancellationToken>,
     counts: Arc<PeerCounts>,
     totals: Arc<Totals>,
     found_tx: mpsc::Sender<(&'static str, Vec<SocketAddr>)>,
@@ -187,7 +182,7 @@ impl NetService {
         magic: NetworkMagic,
         tls: TlsIdentity,
         mut core: Core,
-        store: PeerStore,
+        writer: StoreWriter,
         manual: Vec<PeerSpec>,
         discovery: Discovery,
         counts: Arc<PeerCounts>,
@@ -197,7 +192,7 @@ impl NetService {
         let (found_tx, found_rx) = mpsc::channel(16);
         let now = unix_millis();
         for spec in manual {
-            let learned = store.learned_identity(&spec.to_string());
+            let learned = writer.store().learned_identity(&spec.to_string());
             if let Err(e) = core.add_manual(spec, learned, now) {
                 tracing::warn!(error = %e, "ignoring a repeated peer");
             }
@@ -209,6 +204,7 @@ impl NetService {
             }
         }
         let totals = Arc::new(Totals::default());
+        let max_inbound_per_ip = core.config().max_inbound_per_ip;
         let handle = NetHandle {
             commands: commands_tx,
             counts: counts.clone(),
@@ -221,17 +217,15 @@ impl NetService {
                 tls,
                 events: events_tx,
             }),
-            store,
+            writer: Some(writer),
             discovery,
             events,
             commands,
             live: HashMap::new(),
             tasks: JoinSet::new(),
             next_peer: 1,
-            pending_inbound: Arc::new(Semaphore::new(MAX_PENDING_INBOUND)),
-            tls_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_TLS)),
-            pending_peers: HashMap::new(),
-            pending_by_ip: HashMap::new(),
+            pending: PendingTable::new(max_inbound_per_ip),
+            pending_tokens: HashMap::new(),
             counts,
             totals,
             found_tx,
@@ -284,7 +278,7 @@ impl NetService {
                     tracing::info!(how, found = addrs.len(), added, "peer addresses discovered");
                 }
                 _ = tick.tick() => self.core.tick(unix_millis()),
-                _ = persist.tick() => self.persist(false),
+                _ = persist.tick() => self.save_addresses(),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.execute();
@@ -299,7 +293,17 @@ impl NetService {
         })
         .await;
         self.tasks.abort_all();
-        self.persist(true);
+        // The last changes, then a flush, written off the async threads.
+        let mut last: Vec<StoreJob> = Vec::new();
+        if let Some(changes) = self.core.take_ban_changes() {
+            last.push(StoreJob::Bans(changes));
+        }
+        if let Some(entries) = self.core.take_address_snapshot(true) {
+            last.push(StoreJob::Addresses(entries));
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.finish(last).await;
+        }
     }
 
     fn on_accept(&mut self, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
@@ -310,40 +314,44 @@ impl NetService {
                 return;
             }
         };
+        // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; bans, limits and
+        // getpeerinfo all speak plain IPv4.
+        let addr = crate::protocol::netgroup::canonical_addr(addr);
         if let Err(reason) = self.core.admit_inbound(addr, unix_millis()) {
             tracing::debug!(%addr, %reason, "inbound connection refused");
             return;
         }
-        // Connections still in TLS set-up count toward the per-IP cap too.
-        let pending_here = self.pending_by_ip.get(&addr.ip()).copied().unwrap_or(0);
-        if pending_here >= self.core.config().max_inbound_per_ip {
-            tracing::debug!(%addr, "inbound connection refused: too many pending from this IP");
-            return;
-        }
-        let Ok(pending) = self.pending_inbound.clone().try_acquire_owned() else {
-            tracing::debug!(%addr, "inbound connection refused: too many handshakes pending");
-            return;
-        };
+        // Connections still in TLS set-up count toward the per-IP cap too; a full table makes
+        // room by dropping an older pending connection, never by refusing this one.
         let peer = self.next_peer;
+        let admitted = match self.pending.admit(peer, addr.ip()) {
+            Ok(admitted) => admitted,
+            Err(Refusal::TooManyFromHost) => {
+                tracing::debug!(%addr, "inbound connection refused: too many pending from this IP");
+                return;
+            }
+        };
+        if let Some(victim) = admitted.evicted {
+            tracing::debug!(
+                peer = victim,
+                "dropping a pending inbound connection for a newer one"
+            );
+            if let Some(token) = self.pending_tokens.remove(&victim) {
+                token.cancel();
+            }
+        }
         self.next_peer += 1;
+        let evicted = CancellationToken::new();
+        self.pending_tokens.insert(peer, evicted.clone());
         let ctx = self.ctx.clone();
-        let tls_slots = self.tls_slots.clone();
-        *self.pending_by_ip.entry(addr.ip()).or_default() += 1;
-        self.pending_peers.insert(peer, addr.ip());
         self.tasks
-            .spawn(peer::run_inbound(peer, tcp, addr, ctx, pending, tls_slots));
+            .spawn(peer::run_inbound(peer, tcp, addr, ctx, evicted));
     }
 
     /// An inbound connection left its TLS set-up (connected, or gone).
     fn settle_pending(&mut self, peer: PeerId) {
-        if let Some(ip) = self.pending_peers.remove(&peer) {
-            if let Some(count) = self.pending_by_ip.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    self.pending_by_ip.remove(&ip);
-                }
-            }
-        }
+        self.pending.settle(peer);
+        self.pending_tokens.remove(&peer);
     }
 
     fn on_event(&mut self, event: PeerEvent) {
@@ -426,7 +434,10 @@ impl NetService {
             NetCommand::AddNode(spec, op, reply) => {
                 let result = match op {
                     AddNodeOp::Add => {
-                        let learned = self.store.learned_identity(&spec.to_string());
+                        let learned = self
+                            .writer
+                            .as_ref()
+                            .and_then(|w| w.store().learned_identity(&spec.to_string()));
                         self.core.add_manual(spec, learned, now)
                     }
                     AddNodeOp::Remove => self.core.remove_manual(&spec),
@@ -451,7 +462,7 @@ impl NetService {
                 let _ = reply.send(());
             }
             NetCommand::Unban(target, reply) => {
-                let _ = reply.send(self.core.bans_mut().unban(&target));
+                let _ = reply.send(self.core.unban(&target));
             }
             NetCommand::ListBanned(reply) => {
                 let list = self
@@ -471,7 +482,7 @@ impl NetService {
                 let _ = reply.send(list);
             }
             NetCommand::ClearBanned(reply) => {
-                self.core.bans_mut().clear();
+                self.core.clear_bans();
                 let _ = reply.send(());
             }
             NetCommand::NodeAddresses(count, reply) => {
@@ -499,9 +510,7 @@ impl NetService {
                 let _ = reply.send(());
             }
         }
-        if self.core.bans_mut().take_dirty() {
-            self.save_bans();
-        }
+        self.save_ban_changes();
     }
 
     /// Carries out what the core decided.
@@ -537,15 +546,14 @@ impl NetService {
                 Output::ResolveSeeds => self.resolve_seeds(),
                 Output::LearnedIdentity { peer, node_id } => {
                     tracing::info!(%peer, %node_id, "remembering the identity of an added node");
-                    if let Err(e) = self.store.remember_identity(&peer, &node_id) {
-                        tracing::warn!(error = %e, "cannot store a learned identity");
+                    let job = StoreJob::Identity { peer, node_id };
+                    if !self.writer.as_ref().is_some_and(|w| w.try_send(job)) {
+                        tracing::warn!("peer store busy: a learned identity was not stored");
                     }
                 }
             }
         }
-        if self.core.bans_mut().take_dirty() {
-            self.save_bans();
-        }
+        self.save_ban_changes();
     }
 
     fn publish_counts(&self) {
@@ -557,23 +565,24 @@ impl NetService {
             .store(self.core.outbound_count(), Ordering::Relaxed);
     }
 
-    fn save_bans(&self) {
-        if let Err(e) = self.store.save_bans(self.core.bans()) {
-            tracing::warn!(error = %e, "cannot save the ban list");
+    /// Hands what changed in the ban list to the store writer: single keys, not the table.
+    /// With the writer's queue full the changes stay in the list for a later turn.
+    fn save_ban_changes(&mut self) {
+        let Some(permit) = self.writer.as_ref().and_then(|w| w.try_reserve()) else {
+            return;
+        };
+        if let Some(changes) = self.core.take_ban_changes() {
+            permit.send(StoreJob::Bans(changes));
         }
     }
 
-    fn persist(&mut self, force: bool) {
-        if self.core.addrman_mut().take_dirty() || force {
-            if let Err(e) = self.store.save_addrman(self.core.addrman()) {
-                tracing::warn!(error = %e, "cannot save the address book");
-            }
-        }
-        if force {
-            self.save_bans();
-            if let Err(e) = self.store.flush() {
-                tracing::warn!(error = %e, "cannot flush the peer store");
-            }
+    /// Hands a snapshot of the address book to the store writer when it changed.
+    fn save_addresses(&mut self) {
+        let Some(permit) = self.writer.as_ref().and_then(|w| w.try_reserve()) else {
+            return;
+        };
+        if let Some(entries) = self.core.take_address_snapshot(false) {
+            permit.send(StoreJob::Addresses(entries));
         }
     }
 

@@ -6,7 +6,7 @@
 
 use crate::encoding;
 use crate::protocol::addrman::{AddrInfo, AddrMan};
-use crate::protocol::bans::{BanEntry, BanList, BanTarget};
+use crate::protocol::bans::{BanChanges, BanEntry, BanList, BanTarget};
 use crate::types::NodeId;
 use bincode::{Decode, Encode};
 use std::net::IpAddr;
@@ -18,6 +18,8 @@ pub enum PeerStoreError {
     Open { path: String, source: sled::Error },
     #[error("peer store: {0}")]
     Sled(#[from] sled::Error),
+    #[error("cannot start the peer store writer: {0}")]
+    Writer(std::io::Error),
 }
 
 const ADDRMAN_KEY: &[u8] = b"addrman-key";
@@ -113,20 +115,18 @@ impl PeerStore {
         Ok(AddrMan::from_entries(key, entries))
     }
 
-    /// Replaces the stored address book with `addrman`'s entries, in one batch.
-    pub fn save_addrman(&self, addrman: &AddrMan) -> Result<(), PeerStoreError> {
+    /// Replaces the stored address book with `entries` (a snapshot of it), in one batch.
+    pub fn save_addresses(&self, entries: &[AddrInfo]) -> Result<(), PeerStoreError> {
         let mut batch = sled::Batch::default();
-        let keep: std::collections::HashSet<Vec<u8>> = addrman
-            .entries()
-            .map(|e| encoding::encode(&e.addr))
-            .collect();
+        let keep: std::collections::HashSet<Vec<u8>> =
+            entries.iter().map(|e| encoding::encode(&e.addr)).collect();
         for item in self.addrs.iter().keys() {
             let key = item?;
             if !keep.contains(key.as_ref()) {
                 batch.remove(key);
             }
         }
-        for entry in addrman.entries() {
+        for entry in entries {
             batch.insert(encoding::encode(&entry.addr), encoding::encode(entry));
         }
         self.addrs.apply_batch(batch)?;
@@ -148,12 +148,17 @@ impl PeerStore {
         Ok(BanList::from_entries(entries))
     }
 
-    pub fn save_bans(&self, bans: &BanList) -> Result<(), PeerStoreError> {
-        let mut batch = sled::Batch::default();
-        for item in self.bans.iter().keys() {
-            batch.remove(item?);
+    /// Applies what changed in the ban list: single keys written and removed, in one batch
+    /// (the whole table is cleared first only after `clearbanned`).
+    pub fn apply_ban_changes(&self, changes: &BanChanges) -> Result<(), PeerStoreError> {
+        if changes.clear_first {
+            self.bans.clear()?;
         }
-        for (target, entry) in bans.iter() {
+        let mut batch = sled::Batch::default();
+        for target in &changes.removals {
+            batch.remove(encoding::encode(&BanKey::from(target)));
+        }
+        for (target, entry) in &changes.upserts {
             batch.insert(
                 encoding::encode(&BanKey::from(target)),
                 encoding::encode(entry),
@@ -200,11 +205,24 @@ mod tests {
                 now,
             );
             man.mark_good(&"1.2.3.4:8333".parse().unwrap(), now);
-            store.save_addrman(&man).unwrap();
+            let snapshot: Vec<AddrInfo> = man.entries().cloned().collect();
+            store.save_addresses(&snapshot).unwrap();
             let mut bans = BanList::default();
             bans.ban(BanTarget::Ip("9.9.9.9".parse().unwrap()), 1, 1_000_000, "x");
+            bans.ban(
+                BanTarget::Ip("8.8.8.8".parse().unwrap()),
+                1,
+                1_000_000,
+                "gone",
+            );
             bans.ban(BanTarget::Node(NodeId([3; 32])), 1, 1_000_000, "y");
-            store.save_bans(&bans).unwrap();
+            store
+                .apply_ban_changes(&bans.take_changes().unwrap())
+                .unwrap();
+            bans.unban(&BanTarget::Ip("8.8.8.8".parse().unwrap()));
+            store
+                .apply_ban_changes(&bans.take_changes().unwrap())
+                .unwrap();
             store.remember_identity("h:1", &NodeId([4; 32])).unwrap();
             store.flush().unwrap();
         }
@@ -213,8 +231,28 @@ mod tests {
         assert_eq!(man.len(), 1);
         assert!(man.get(&"1.2.3.4:8333".parse().unwrap()).unwrap().tried);
         let bans = store.load_bans().unwrap();
+        assert_eq!(bans.len(), 2);
         assert!(bans.is_banned(&BanTarget::Ip("9.9.9.9".parse().unwrap()), 2));
         assert!(bans.is_banned(&BanTarget::Node(NodeId([3; 32])), 2));
         assert_eq!(store.learned_identity("h:1"), Some(NodeId([4; 32])));
+    }
+
+    #[test]
+    fn clearing_bans_empties_the_stored_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PeerStore::open(dir.path()).unwrap();
+        let mut bans = BanList::default();
+        bans.ban(BanTarget::Ip("9.9.9.9".parse().unwrap()), 1, 1_000_000, "x");
+        store
+            .apply_ban_changes(&bans.take_changes().unwrap())
+            .unwrap();
+        bans.clear();
+        bans.ban(BanTarget::Ip("7.7.7.7".parse().unwrap()), 1, 1_000_000, "z");
+        store
+            .apply_ban_changes(&bans.take_changes().unwrap())
+            .unwrap();
+        let loaded = store.load_bans().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert!(loaded.is_banned(&BanTarget::Ip("7.7.7.7".parse().unwrap()), 2));
     }
 }

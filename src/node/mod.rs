@@ -9,6 +9,7 @@ use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
 use crate::net::identity::{Identity, IdentityError};
 use crate::net::service::{Discovery, LanSettings, NetService};
 use crate::net::store::{PeerStore, PeerStoreError};
+use crate::net::store_writer::StoreWriter;
 use crate::net::tls::{TlsError, TlsIdentity};
 use crate::protocol::addrman::AddrMan;
 use crate::protocol::{Core, CoreConfig};
@@ -66,7 +67,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let p2p_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let tls = TlsIdentity::new(&identity)?;
-    let peer_store = PeerStore::open(&datadir.file("peers"))?;
+    let peer_store = Arc::new(PeerStore::open(&datadir.file("peers"))?);
+    let store_writer = StoreWriter::start(peer_store.clone()).map_err(PeerStoreError::Writer)?;
     let addrman: AddrMan = peer_store.load_addrman()?;
     let bans = peer_store.load_bans()?;
     let core_config = core_config(&config, &identity, p2p_addr);
@@ -95,7 +97,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         params.magic,
         tls,
         core,
-        peer_store,
+        store_writer,
         manual,
         discovery,
         peer_counts.clone(),
@@ -221,6 +223,8 @@ fn core_config(config: &Config, identity: &Identity, p2p_addr: Option<SocketAddr
     cfg.ban_duration_ms = config.ban_time_secs.saturating_mul(1000);
     cfg.connect_only = !config.connect.is_empty();
     cfg.have_dns_seeds = !config.dns_seeds.is_empty() && config.connect.is_empty();
+    // Regtest is a local test network: its nodes live on loopback and private addresses.
+    cfg.allow_local_addrs = config.network == crate::params::Network::Regtest;
     cfg.rng_seed = rand::random();
     cfg
 }

@@ -4,13 +4,14 @@
 //! An address lands in a bucket chosen by hashing the secret key with its network group and
 //! the group of the peer that told us about it, so one source (or one address range) can fill
 //! only a few buckets however many addresses it sends. Tables are fixed-size: a full slot keeps
-//! its occupant unless that one is stale. Pure: times are inputs (Unix seconds), randomness
-//! comes from the caller's RNG.
+//! its occupant unless that one is stale, and a tried slot's occupant is tested before a
+//! newcomer may evict it. Pure: times are inputs (Unix seconds), randomness comes from the
+//! caller's RNG.
 
-use super::netgroup::netgroup;
+use super::netgroup::netgroup_in;
 use crate::types::hash::sha256d_parts;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 pub const NEW_BUCKETS: usize = 256;
@@ -27,6 +28,13 @@ pub const HORIZON_SECS: u64 = 30 * 24 * 60 * 60;
 pub const MAX_RETRIES: u32 = 3;
 /// Failures (since the last success) after which a once-good address is stale.
 pub const MAX_FAILURES: u32 = 10;
+/// Tried-table collisions waiting for their occupant's test; more are dropped (the newcomer
+/// stays in the new table), so a flood of good addresses cannot queue evictions.
+pub const MAX_COLLISIONS: usize = 10;
+/// An occupant that connected this recently keeps its slot without a test.
+pub const RECENT_SUCCESS_SECS: u64 = 4 * 3600;
+/// A collision whose occupant could not be tested within this long evicts it.
+pub const COLLISION_TIMEOUT_SECS: u64 = 40 * 60;
 
 #[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct AddrInfo {
@@ -102,6 +110,10 @@ pub struct AddrMan {
     entries: HashMap<SocketAddr, AddrInfo>,
     new_table: Vec<Option<SocketAddr>>,
     tried_table: Vec<Option<SocketAddr>>,
+    /// Each loopback address and port is its own group (local test networks only).
+    local_groups: bool,
+    /// Good addresses whose tried slot is held by another, with when the collision arose.
+    collisions: BTreeMap<SocketAddr, u64>,
     dirty: bool,
 }
 
@@ -117,13 +129,34 @@ impl AddrMan {
             entries: HashMap::new(),
             new_table: vec![None; NEW_BUCKETS * BUCKET_SIZE],
             tried_table: vec![None; TRIED_BUCKETS * BUCKET_SIZE],
+            local_groups: false,
+            collisions: BTreeMap::new(),
             dirty: false,
         }
+    }
+
+    /// The same book, bucketed with each loopback address and port as its own group (`on`, a
+    /// local test network) or all loopback as one.
+    pub fn with_local_groups(self, on: bool) -> AddrMan {
+        if self.local_groups == on {
+            return self;
+        }
+        let entries: Vec<AddrInfo> = self.entries.into_values().collect();
+        let mut man = AddrMan::new(self.key);
+        man.local_groups = on;
+        man.load(entries);
+        man
     }
 
     /// Rebuilds the tables from persisted entries (they are re-bucketed with `key`).
     pub fn from_entries(key: [u8; 32], entries: impl IntoIterator<Item = AddrInfo>) -> AddrMan {
         let mut man = AddrMan::new(key);
+        man.load(entries);
+        man
+    }
+
+    fn load(&mut self, entries: impl IntoIterator<Item = AddrInfo>) {
+        let man = self;
         for info in entries {
             let addr = info.socket_addr();
             let slot = if info.tried {
@@ -142,7 +175,6 @@ impl AddrMan {
             }
         }
         man.dirty = false;
-        man
     }
 
     pub fn key(&self) -> [u8; 32] {
@@ -175,8 +207,8 @@ impl AddrMan {
 
     /// The new-table slot of `addr` heard from `source`.
     pub fn new_slot(&self, addr: &SocketAddr, source: &SocketAddr) -> usize {
-        let group = netgroup(addr);
-        let source_group = netgroup(source);
+        let group = netgroup_in(addr, self.local_groups);
+        let source_group = netgroup_in(source, self.local_groups);
         let h1 = hash_u64(&[&self.key, &group.0, &source_group.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
         let bucket =
             hash_u64(&[&self.key, &source_group.0, &h1.to_le_bytes()]) % NEW_BUCKETS as u64;
@@ -185,7 +217,7 @@ impl AddrMan {
 
     /// The tried-table slot of `addr`.
     pub fn tried_slot(&self, addr: &SocketAddr) -> usize {
-        let group = netgroup(addr);
+        let group = netgroup_in(addr, self.local_groups);
         let bytes = SocketAddrBytes::from(*addr);
         let h1 =
             hash_u64(&[&self.key, &bytes.ip, &bytes.port.to_le_bytes()]) % TRIED_BUCKETS_PER_GROUP;
@@ -269,7 +301,10 @@ impl AddrMan {
         }
     }
 
-    /// We completed a handshake with `addr`: it moves to the tried table.
+    /// We completed a handshake with `addr`: it moves to the tried table. If its tried slot is
+    /// held by an address that is not stale, the occupant is kept when it connected recently,
+    /// and otherwise tested first (`collision_to_test`, `resolve_collisions`): a newcomer never
+    /// evicts a working address on its own say.
     pub fn mark_good(&mut self, addr: &SocketAddr, now: u64) {
         let Some(info) = self.entries.get_mut(addr) else {
             return;
@@ -282,35 +317,88 @@ impl AddrMan {
         if info.tried {
             return;
         }
-        let source: SocketAddr = info.source.into();
-        let new_slot = self.new_slot(addr, &source);
         let tried_slot = self.tried_slot(addr);
-        if let Some(evicted) = self.tried_table[tried_slot] {
-            // The old occupant goes back to the new table, or is dropped if its slot is taken.
-            self.tried_table[tried_slot] = None;
-            let (e_new_slot, keep) = match self.entries.get_mut(&evicted) {
-                Some(e) => {
-                    e.tried = false;
-                    let src: SocketAddr = e.source.into();
-                    (Some(src), true)
+        if let Some(occupant) = self.tried_table[tried_slot] {
+            let occupant_info = self.entries.get(&occupant);
+            let stale = occupant_info.is_none_or(|o| o.is_terrible(now));
+            if !stale {
+                let recent = occupant_info
+                    .is_some_and(|o| now.saturating_sub(o.last_success) < RECENT_SUCCESS_SECS);
+                if !recent && self.collisions.len() < MAX_COLLISIONS {
+                    self.collisions.entry(*addr).or_insert(now);
                 }
-                None => (None, false),
-            };
-            if let (Some(src), true) = (e_new_slot, keep) {
+                return;
+            }
+        }
+        self.move_to_tried(*addr);
+    }
+
+    /// Puts `addr` (in the new table) into its tried slot; a previous occupant goes back to the
+    /// new table, or is dropped if its slot there is taken.
+    fn move_to_tried(&mut self, addr: SocketAddr) {
+        let Some(info) = self.entries.get(&addr) else {
+            return;
+        };
+        let source: SocketAddr = info.source.into();
+        let new_slot = self.new_slot(&addr, &source);
+        let tried_slot = self.tried_slot(&addr);
+        if let Some(evicted) = self.tried_table[tried_slot].take() {
+            let evicted_source = self.entries.get_mut(&evicted).map(|e| {
+                e.tried = false;
+                SocketAddr::from(e.source)
+            });
+            if let Some(src) = evicted_source {
                 let slot = self.new_slot(&evicted, &src);
-                if self.new_table[slot].is_none() || self.new_table[slot] == Some(*addr) {
+                if self.new_table[slot].is_none() || self.new_table[slot] == Some(addr) {
                     self.new_table[slot] = Some(evicted);
                 } else {
                     self.entries.remove(&evicted);
                 }
             }
         }
-        if self.new_table[new_slot] == Some(*addr) {
+        if self.new_table[new_slot] == Some(addr) {
             self.new_table[new_slot] = None;
         }
-        self.tried_table[tried_slot] = Some(*addr);
-        if let Some(info) = self.entries.get_mut(addr) {
+        self.tried_table[tried_slot] = Some(addr);
+        if let Some(info) = self.entries.get_mut(&addr) {
             info.tried = true;
+        }
+        self.collisions.remove(&addr);
+        self.dirty = true;
+    }
+
+    /// A tried-table occupant that a collision is waiting on and that has not been tried since:
+    /// the caller should connect to it (a feeler) and report the outcome as usual.
+    pub fn collision_to_test(&self) -> Option<SocketAddr> {
+        self.collisions.iter().find_map(|(addr, since)| {
+            let occupant = self.tried_table[self.tried_slot(addr)]?;
+            let info = self.entries.get(&occupant)?;
+            (info.last_try < *since).then_some(occupant)
+        })
+    }
+
+    /// Settles collisions: an occupant that answered since keeps its slot; one that failed its
+    /// test, or could not be tested in time, gives way to the newcomer.
+    pub fn resolve_collisions(&mut self, now: u64) {
+        let pending: Vec<(SocketAddr, u64)> =
+            self.collisions.iter().map(|(a, t)| (*a, *t)).collect();
+        for (addr, since) in pending {
+            let still_new = self.entries.get(&addr).is_some_and(|i| !i.tried);
+            if !still_new {
+                self.collisions.remove(&addr);
+                continue;
+            }
+            let occupant = self.tried_table[self.tried_slot(&addr)];
+            let Some(info) = occupant.and_then(|o| self.entries.get(&o)) else {
+                self.move_to_tried(addr);
+                continue;
+            };
+            if info.last_success >= since {
+                self.collisions.remove(&addr); // the occupant works: it stays
+            } else if info.last_try >= since || now.saturating_sub(since) >= COLLISION_TIMEOUT_SECS
+            {
+                self.move_to_tried(addr); // failed its test, or untestable
+            }
         }
     }
 
@@ -370,21 +458,30 @@ impl AddrMan {
         fresh
     }
 
-    /// Removes stale entries; returns how many.
+    /// Removes stale entries; returns how many. Each entry's slot is computed, not searched for.
     pub fn remove_terrible(&mut self, now: u64) -> usize {
-        let doomed: Vec<SocketAddr> = self
+        let doomed: Vec<(SocketAddr, bool, SocketAddr)> = self
             .entries
             .values()
             .filter(|e| e.is_terrible(now))
-            .map(|e| e.socket_addr())
+            .map(|e| (e.socket_addr(), e.tried, e.source.into()))
             .collect();
-        for addr in &doomed {
+        for (addr, tried, source) in &doomed {
             self.entries.remove(addr);
-            for table in [&mut self.new_table, &mut self.tried_table] {
-                for slot in table.iter_mut().filter(|s| **s == Some(*addr)) {
-                    *slot = None;
-                }
+            let slot = if *tried {
+                self.tried_slot(addr)
+            } else {
+                self.new_slot(addr, source)
+            };
+            let table = if *tried {
+                &mut self.tried_table
+            } else {
+                &mut self.new_table
+            };
+            if table[slot] == Some(*addr) {
+                table[slot] = None;
             }
+            self.collisions.remove(addr);
         }
         self.dirty |= !doomed.is_empty();
         doomed.len()
@@ -519,5 +616,125 @@ mod tests {
         let s = man.sample(&mut rng, NOW, 1000);
         assert_eq!(s.len(), 100.max(man.len() * 23 / 100).min(man.len()));
         assert_eq!(man.sample(&mut rng, NOW, 10).len(), 10);
+    }
+
+    /// Two addresses that want the same tried slot (found by search; the key is fixed).
+    fn tried_colliding_pair(man: &AddrMan) -> (SocketAddr, SocketAddr) {
+        let first = addr("1.2.3.4:8333");
+        let slot = man.tried_slot(&first);
+        for i in 0..=255u8 {
+            for j in 0..=255u8 {
+                let other = addr(&format!("1.2.{i}.{j}:8333"));
+                if other != first && man.tried_slot(&other) == slot {
+                    return (first, other);
+                }
+            }
+        }
+        panic!("no collision in a /16");
+    }
+
+    /// Hardening issue, defect 4: `mark_good` evicted a tried entry without testing it.
+    #[test]
+    fn mark_good_tests_a_tried_occupant_before_evicting_it() {
+        let mut man = AddrMan::new([6; 32]);
+        let (old, newcomer) = tried_colliding_pair(&man);
+        let src = addr("5.5.5.5:1");
+        man.add(old, 1, src, NOW, NOW);
+        man.mark_good(&old, NOW);
+        man.add(newcomer, 1, src, NOW, NOW);
+
+        // The occupant connected recently: it keeps its slot, no test needed.
+        man.mark_good(&newcomer, NOW + 60);
+        assert!(man.get(&old).unwrap().tried);
+        assert!(!man.get(&newcomer).unwrap().tried);
+        assert_eq!(man.collision_to_test(), None);
+
+        // Hours later the occupant is not known to work: it is tested, and passes.
+        let later = NOW + RECENT_SUCCESS_SECS + 100;
+        man.mark_good(&newcomer, later);
+        assert_eq!(man.collision_to_test(), Some(old));
+        man.mark_good(&old, later + 5);
+        man.resolve_collisions(later + 10);
+        assert!(man.get(&old).unwrap().tried, "a working occupant stays");
+        assert!(!man.get(&newcomer).unwrap().tried);
+        assert_eq!(man.collision_to_test(), None);
+
+        // Much later again, the occupant fails its test: then the newcomer moves in.
+        let much_later = later + 2 * RECENT_SUCCESS_SECS;
+        man.mark_good(&newcomer, much_later);
+        assert_eq!(man.collision_to_test(), Some(old));
+        man.attempt_failed(&old, much_later + 5);
+        man.resolve_collisions(much_later + 10);
+        assert!(man.get(&newcomer).unwrap().tried);
+        assert!(
+            !man.get(&old).unwrap().tried,
+            "evicted back to the new table"
+        );
+    }
+
+    #[test]
+    fn an_untestable_occupant_gives_way_after_the_timeout() {
+        let mut man = AddrMan::new([6; 32]);
+        let (old, newcomer) = tried_colliding_pair(&man);
+        let src = addr("5.5.5.5:1");
+        man.add(old, 1, src, NOW, NOW);
+        man.mark_good(&old, NOW);
+        man.add(newcomer, 1, src, NOW, NOW);
+        let t = NOW + RECENT_SUCCESS_SECS + 1;
+        man.mark_good(&newcomer, t);
+        man.resolve_collisions(t + COLLISION_TIMEOUT_SECS - 1);
+        assert!(!man.get(&newcomer).unwrap().tried);
+        man.resolve_collisions(t + COLLISION_TIMEOUT_SECS);
+        assert!(man.get(&newcomer).unwrap().tried);
+    }
+
+    #[test]
+    fn collisions_are_bounded() {
+        let mut man = AddrMan::new([6; 32]);
+        let src = addr("5.5.5.5:1");
+        let t = NOW + RECENT_SUCCESS_SECS + 1;
+        let mut good = 0;
+        for i in 0..=255u8 {
+            for j in 0..64u8 {
+                let a = addr(&format!("7.{i}.{j}.1:8333"));
+                man.add(a, 1, src, NOW, NOW);
+                man.mark_good(&a, if good < 1000 { NOW } else { t });
+                good += 1;
+            }
+        }
+        assert!(man.collisions.len() <= MAX_COLLISIONS);
+    }
+
+    #[test]
+    fn removing_stale_entries_frees_their_slots() {
+        let mut man = AddrMan::new([3; 32]);
+        let src = addr("5.5.5.5:1");
+        let a = addr("1.2.3.4:8333");
+        man.add(a, 1, src, NOW, NOW);
+        let slot = man.new_slot(&a, &src);
+        assert_eq!(man.new_table[slot], Some(a));
+        let stale = NOW + HORIZON_SECS + 1;
+        assert_eq!(man.remove_terrible(stale), 1);
+        assert_eq!(man.new_table[slot], None);
+        assert!(man
+            .new_table
+            .iter()
+            .chain(&man.tried_table)
+            .all(|s| s.is_none()));
+    }
+
+    #[test]
+    fn loopback_groups_are_distinct_only_on_local_networks() {
+        let src = addr("127.0.0.1:1");
+        let spread = |man: &AddrMan| {
+            (0..200u16)
+                .map(|p| man.new_bucket(&addr(&format!("127.0.0.1:{}", 20_000 + p)), &src))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        let man = AddrMan::new([8; 32]);
+        assert_eq!(spread(&man), 1, "one group: one bucket for one source");
+        let local = AddrMan::new([8; 32]).with_local_groups(true);
+        assert!(spread(&local) > 1);
     }
 }

@@ -1,10 +1,11 @@
 //! Misbehaviour weights and the ban list (by IP and by node id, each with an expiry).
 //!
 //! Pure: times are inputs in Unix milliseconds. The list is bounded; when full, the entry that
-//! expires first makes room.
+//! expires first makes room. It records which entries changed, so persistence writes and
+//! removes single keys instead of rewriting the table on every ban.
 
 use crate::types::NodeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 /// A peer is disconnected and banned when its score reaches this.
@@ -12,6 +13,18 @@ pub const BAN_THRESHOLD: u32 = 100;
 
 /// Most entries the ban list holds (IPs and node ids together).
 pub const MAX_BANS: usize = 10_000;
+/// Changed targets remembered between two saves; past this a save rewrites the table instead
+/// (a bound on memory when the writer falls behind).
+const MAX_TRACKED_CHANGES: usize = 2 * MAX_BANS;
+
+/// What changed in the ban list since the last save, for the peer store to apply in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BanChanges {
+    /// Remove every stored entry before applying the rest.
+    pub clear_first: bool,
+    pub upserts: Vec<(BanTarget, BanEntry)>,
+    pub removals: Vec<BanTarget>,
+}
 
 /// What a peer did wrong. Each kind has a documented weight (docs/PROTOCOL.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +82,16 @@ pub enum BanTarget {
     Node(NodeId),
 }
 
+impl BanTarget {
+    /// IPv4-mapped IPv6 as plain IPv4, so a ban matches however the address arrived.
+    pub fn canonical(self) -> BanTarget {
+        match self {
+            BanTarget::Ip(ip) => BanTarget::Ip(super::netgroup::canonical_ip(ip)),
+            node => node,
+        }
+    }
+}
+
 impl std::fmt::Display for BanTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -81,7 +104,10 @@ impl std::fmt::Display for BanTarget {
 #[derive(Debug, Default)]
 pub struct BanList {
     entries: HashMap<BanTarget, BanEntry>,
-    dirty: bool,
+    /// Targets added, changed or removed since the last `take_changes`.
+    changed: HashSet<BanTarget>,
+    /// The stored table must be cleared before `changed` is applied.
+    clear_first: bool,
 }
 
 impl BanList {
@@ -90,11 +116,21 @@ impl BanList {
         for (target, entry) in entries {
             list.insert(target, entry);
         }
-        list.dirty = false;
+        list.changed.clear();
         list
     }
 
+    fn touch(&mut self, target: BanTarget) {
+        if self.changed.len() >= MAX_TRACKED_CHANGES {
+            // Too much to track one by one: rewrite the whole (bounded) table at the next save.
+            self.clear_first = true;
+            self.changed = self.entries.keys().copied().collect();
+        }
+        self.changed.insert(target);
+    }
+
     fn insert(&mut self, target: BanTarget, entry: BanEntry) {
+        let target = target.canonical();
         if !self.entries.contains_key(&target) && self.entries.len() >= MAX_BANS {
             if let Some(first) = self
                 .entries
@@ -103,10 +139,11 @@ impl BanList {
                 .map(|(t, _)| *t)
             {
                 self.entries.remove(&first);
+                self.touch(first);
             }
         }
         self.entries.insert(target, entry);
-        self.dirty = true;
+        self.touch(target);
     }
 
     pub fn ban(&mut self, target: BanTarget, now_ms: u64, duration_ms: u64, reason: &str) {
@@ -121,29 +158,39 @@ impl BanList {
     }
 
     pub fn unban(&mut self, target: &BanTarget) -> bool {
-        let removed = self.entries.remove(target).is_some();
-        self.dirty |= removed;
+        let target = target.canonical();
+        let removed = self.entries.remove(&target).is_some();
+        if removed {
+            self.touch(target);
+        }
         removed
     }
 
     pub fn clear(&mut self) {
-        self.dirty |= !self.entries.is_empty();
         self.entries.clear();
+        self.changed.clear();
+        self.clear_first = true;
     }
 
     pub fn is_banned(&self, target: &BanTarget, now_ms: u64) -> bool {
         self.entries
-            .get(target)
+            .get(&target.canonical())
             .is_some_and(|e| e.until_ms > now_ms)
     }
 
     /// Drops expired entries; returns how many.
     pub fn expire(&mut self, now_ms: u64) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|_, e| e.until_ms > now_ms);
-        let removed = before - self.entries.len();
-        self.dirty |= removed > 0;
-        removed
+        let expired: Vec<BanTarget> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.until_ms <= now_ms)
+            .map(|(t, _)| *t)
+            .collect();
+        for target in &expired {
+            self.entries.remove(target);
+            self.touch(*target);
+        }
+        expired.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&BanTarget, &BanEntry)> {
@@ -158,9 +205,23 @@ impl BanList {
         self.entries.is_empty()
     }
 
-    /// Whether the list changed since the last call (for persistence).
-    pub fn take_dirty(&mut self) -> bool {
-        std::mem::take(&mut self.dirty)
+    /// What changed since the last call, if anything (for persistence): each changed target's
+    /// entry now, or its removal.
+    pub fn take_changes(&mut self) -> Option<BanChanges> {
+        if self.changed.is_empty() && !self.clear_first {
+            return None;
+        }
+        let mut changes = BanChanges {
+            clear_first: std::mem::take(&mut self.clear_first),
+            ..BanChanges::default()
+        };
+        for target in std::mem::take(&mut self.changed) {
+            match self.entries.get(&target) {
+                Some(entry) => changes.upserts.push((target, entry.clone())),
+                None => changes.removals.push(target),
+            }
+        }
+        Some(changes)
     }
 }
 
@@ -196,14 +257,65 @@ mod tests {
     }
 
     #[test]
-    fn dirty_tracks_changes() {
+    fn changes_name_single_entries() {
         let mut bans = BanList::default();
-        assert!(!bans.take_dirty());
+        assert_eq!(bans.take_changes(), None);
         let ip = BanTarget::Ip("10.0.0.1".parse().unwrap());
         bans.ban(ip, 0, 10, "x");
-        assert!(bans.take_dirty());
-        assert!(!bans.take_dirty());
+        let changes = bans.take_changes().unwrap();
+        assert_eq!(changes.upserts.len(), 1);
+        assert!(!changes.clear_first && changes.removals.is_empty());
+        assert_eq!(bans.take_changes(), None);
         assert!(bans.unban(&ip));
-        assert!(bans.take_dirty());
+        assert_eq!(bans.take_changes().unwrap().removals, vec![ip]);
+        bans.ban(ip, 0, 10, "x");
+        assert_eq!(bans.expire(10), 1);
+        let expired = bans.take_changes().unwrap();
+        assert_eq!(
+            expired.removals,
+            vec![ip],
+            "a ban and its expiry net to a removal"
+        );
+        assert!(expired.upserts.is_empty());
+        bans.ban(ip, 0, 10, "x");
+        bans.clear();
+        let cleared = bans.take_changes().unwrap();
+        assert!(cleared.clear_first && cleared.upserts.is_empty());
+    }
+
+    /// Defect 2 of the hardening issue: every ban rewrote the whole table (up to 10,000 entries,
+    /// ~20,000 store operations) on the network task. One more ban in a full list is now one
+    /// upsert (and one removal for the entry it displaced).
+    #[test]
+    fn ban_bookkeeping_writes_single_keys() {
+        let mut bans = BanList::default();
+        for i in 0..MAX_BANS as u64 {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&i.to_le_bytes());
+            bans.ban(BanTarget::Node(NodeId(id)), 0, 1_000 + i, "x");
+        }
+        bans.take_changes();
+        bans.ban(
+            BanTarget::Ip("1.2.3.4".parse().unwrap()),
+            0,
+            10_000_000,
+            "y",
+        );
+        let changes = bans.take_changes().unwrap();
+        assert!(!changes.clear_first);
+        assert_eq!(changes.upserts.len(), 1);
+        assert_eq!(changes.removals, vec![BanTarget::Node(NodeId([0; 32]))]);
+    }
+
+    #[test]
+    fn mapped_ipv4_bans_match_plain_ipv4() {
+        let mut bans = BanList::default();
+        let mapped = BanTarget::Ip("::ffff:1.2.3.4".parse().unwrap());
+        let plain = BanTarget::Ip("1.2.3.4".parse().unwrap());
+        bans.ban(mapped, 0, 10, "x");
+        assert!(bans.is_banned(&plain, 1));
+        assert!(bans.is_banned(&mapped, 1));
+        assert_eq!(bans.iter().next().unwrap().0, &plain, "stored canonical");
+        assert!(bans.unban(&plain));
     }
 }

@@ -2,10 +2,10 @@
 //! liveness rules, ADDR gossip, misbehaviour scoring, inbound eviction, and the choice of whom
 //! to dial. Time comes in as an argument (Unix milliseconds); decisions go out as `Output`s.
 
-use super::addrman::AddrMan;
-use super::bans::{BanList, BanTarget, Misbehaviour, BAN_THRESHOLD};
+use super::addrman::{AddrInfo, AddrMan};
+use super::bans::{BanChanges, BanList, BanTarget, Misbehaviour, BAN_THRESHOLD};
 use super::eviction::{self, Candidate};
-use super::netgroup::netgroup;
+use super::netgroup::{canonical_ip, host_key, is_routable, netgroup_in};
 use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::NodeId;
@@ -28,6 +28,9 @@ pub enum ConnType {
     Manual,
     /// From `addnode onetry`: dialled once.
     OneTry,
+    /// A short test connection to a tried address whose slot a newcomer wants; closed after
+    /// the handshake.
+    Feeler,
 }
 
 impl ConnType {
@@ -37,6 +40,7 @@ impl ConnType {
             ConnType::Outbound => "outbound-full-relay",
             ConnType::Manual => "manual",
             ConnType::OneTry => "onetry",
+            ConnType::Feeler => "feeler",
         }
     }
 
@@ -61,6 +65,8 @@ pub enum DisconnectReason {
     TooManyFromIp,
     Requested,
     NodeIdMismatch,
+    /// A feeler connection did its job.
+    FeelerDone,
     /// Set by the I/O side: the outbox stayed full.
     SlowPeer,
     Closed(String),
@@ -85,6 +91,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::NodeIdMismatch => {
                 write!(f, "VERSION node id differs from TLS identity")
             }
+            DisconnectReason::FeelerDone => write!(f, "feeler test done"),
             DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
             DisconnectReason::Closed(why) => write!(f, "closed: {why}"),
         }
@@ -148,6 +155,9 @@ pub struct CoreConfig {
     pub connect_only: bool,
     /// Whether DNS seeds are configured (the I/O side resolves them).
     pub have_dns_seeds: bool,
+    /// Whether loopback and private addresses are gossiped and each loopback address:port is
+    /// its own network group: a local test network (regtest), never the public networks.
+    pub allow_local_addrs: bool,
     pub rng_seed: u64,
 }
 
@@ -172,6 +182,7 @@ impl CoreConfig {
             ban_duration_ms: 24 * 3_600_000,
             connect_only: false,
             have_dns_seeds: false,
+            allow_local_addrs: false,
             rng_seed: 0,
         }
     }
@@ -195,6 +206,13 @@ const DIAL_TIMEOUT_MS: u64 = 30_000;
 const SEED_RETRY_MS: u64 = 5 * 60_000;
 const ADDRMAN_CLEANUP_MS: u64 = 3_600_000;
 const KNOWN_ADDRS_MAX: usize = 5_000;
+/// Gossiped address times further ahead than this are not believed (clock skew allowance).
+const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
+/// What an unbelievable future time is replaced with: five days ago, old enough not to be
+/// relayed or preferred.
+const ADDR_FUTURE_PENALTY_SECS: u64 = 5 * 86_400;
+/// An ADDR entry younger than this is fresh: relayed onwards.
+const ADDR_FRESH_SECS: u64 = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ManualState {
@@ -220,6 +238,7 @@ enum DialKind {
     Auto(SocketAddr),
     Manual(String),
     OneTry,
+    Feeler(SocketAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -316,8 +335,8 @@ impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
         Core {
             rng: StdRng::seed_from_u64(cfg.rng_seed),
+            addrman: addrman.with_local_groups(cfg.allow_local_addrs),
             cfg,
-            addrman,
             bans,
             peers: BTreeMap::new(),
             manual: Vec::new(),
@@ -343,16 +362,29 @@ impl Core {
         &self.addrman
     }
 
-    pub fn addrman_mut(&mut self) -> &mut AddrMan {
-        &mut self.addrman
+    /// The address book's entries, when they changed since the last call (or `force`), for
+    /// the peer store.
+    pub fn take_address_snapshot(&mut self, force: bool) -> Option<Vec<AddrInfo>> {
+        (self.addrman.take_dirty() || force).then(|| self.addrman.entries().cloned().collect())
     }
 
     pub fn bans(&self) -> &BanList {
         &self.bans
     }
 
-    pub fn bans_mut(&mut self) -> &mut BanList {
-        &mut self.bans
+    /// What changed in the ban list since the last call, for the peer store.
+    pub fn take_ban_changes(&mut self) -> Option<BanChanges> {
+        self.bans.take_changes()
+    }
+
+    /// `setban remove`.
+    pub fn unban(&mut self, target: &BanTarget) -> bool {
+        self.bans.unban(target)
+    }
+
+    /// `clearbanned`.
+    pub fn clear_bans(&mut self) {
+        self.bans.clear()
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -515,12 +547,13 @@ impl Core {
 
     /// `setban add`: bans and disconnects everything matching.
     pub fn ban(&mut self, target: BanTarget, now_ms: u64, duration_ms: u64, reason: &str) {
+        let target = target.canonical();
         self.bans.ban(target, now_ms, duration_ms, reason);
         let ids: Vec<PeerId> = self
             .peers
             .iter()
             .filter(|(_, p)| match target {
-                BanTarget::Ip(ip) => p.addr.ip() == ip,
+                BanTarget::Ip(ip) => canonical_ip(p.addr.ip()) == ip,
                 BanTarget::Node(id) => p.node_id == id,
             })
             .map(|(id, _)| *id)
@@ -562,10 +595,11 @@ impl Core {
         if self.bans.is_banned(&BanTarget::Ip(addr.ip()), now_ms) {
             return Err(DisconnectReason::Banned);
         }
+        let host = host_key(addr.ip());
         let from_ip = self
             .peers
             .values()
-            .filter(|p| p.conn_type == ConnType::Inbound && p.addr.ip() == addr.ip())
+            .filter(|p| p.conn_type == ConnType::Inbound && host_key(p.addr.ip()) == host)
             .count();
         if from_ip >= self.cfg.max_inbound_per_ip {
             return Err(DisconnectReason::TooManyFromIp);
@@ -600,6 +634,10 @@ impl Core {
                 kind: DialKind::OneTry,
                 ..
             }) => (ConnType::OneTry, None),
+            Some(PendingDial {
+                kind: DialKind::Feeler(_),
+                ..
+            }) => (ConnType::Feeler, None),
         };
         if dial.is_some() && pending.is_none() {
             // The dial was cancelled (addnode remove) while it was under way.
@@ -695,7 +733,7 @@ impl Core {
             })
             .map(|(id, p)| Candidate {
                 peer: *id,
-                group: netgroup(&p.addr),
+                group: netgroup_in(&p.addr, self.cfg.allow_local_addrs),
                 connected_ms: p.connected_ms,
                 min_ping_ms: p.min_ping_ms,
                 last_useful_ms: p.last_useful_ms,
@@ -716,7 +754,9 @@ impl Core {
             return;
         };
         match pending.kind {
-            DialKind::Auto(addr) => self.addrman.attempt_failed(&addr, now_secs(now_ms)),
+            DialKind::Auto(addr) | DialKind::Feeler(addr) => {
+                self.addrman.attempt_failed(&addr, now_secs(now_ms))
+            }
             DialKind::Manual(key) => self.manual_retry_later(&key, now_ms, false),
             DialKind::OneTry => {}
         }
@@ -742,7 +782,7 @@ impl Core {
             let stable = now_ms.saturating_sub(p.connected_ms) >= STABLE_CONNECTION_MS;
             self.manual_retry_later(key, now_ms, stable && p.ready);
         }
-        if p.conn_type == ConnType::Outbound && !p.ready {
+        if matches!(p.conn_type, ConnType::Outbound | ConnType::Feeler) && !p.ready {
             self.addrman.attempt_failed(&p.addr, now_secs(now_ms));
         }
     }
@@ -956,8 +996,12 @@ impl Core {
         p.last_ping_ms = now_ms;
         let (addr, conn_type) = (p.addr, p.conn_type);
         let seen_as = p.version.as_ref().map(|v| v.receiver.socket_addr());
-        if conn_type == ConnType::Outbound {
+        if matches!(conn_type, ConnType::Outbound | ConnType::Feeler) {
             self.addrman.mark_good(&addr, now_secs(now_ms));
+        }
+        if conn_type == ConnType::Feeler {
+            self.disconnect(peer, DisconnectReason::FeelerDone);
+            return;
         }
         if conn_type != ConnType::Inbound {
             self.out.push(Output::Send(peer, Message::GetAddr));
@@ -974,6 +1018,9 @@ impl Core {
         if seen.ip().is_unspecified() {
             return;
         }
+        if !self.gossipable(seen.ip()) {
+            return;
+        }
         let ours = SocketAddr::new(seen.ip(), port);
         let list = BoundedVec::new(vec![TimestampedAddress {
             time: now_secs(now_ms),
@@ -983,38 +1030,47 @@ impl Core {
         self.out.push(Output::Send(peer, Message::Addr(list)));
     }
 
+    /// Whether addresses of `ip` may be gossiped: routable ones, or any on a local network.
+    fn gossipable(&self, ip: IpAddr) -> bool {
+        self.cfg.allow_local_addrs || is_routable(ip)
+    }
+
     fn on_addr(&mut self, peer: PeerId, list: &[TimestampedAddress], now_ms: u64) {
         let now = now_secs(now_ms);
+        let allow_local = self.cfg.allow_local_addrs;
         let p = self.peers.get_mut(&peer).expect("caller checked");
         let elapsed = now_ms.saturating_sub(p.addr_tokens_ms) as f64 / 1000.0;
         p.addr_tokens = (p.addr_tokens + elapsed * ADDR_TOKENS_PER_SEC).min(ADDR_TOKENS_MAX);
         p.addr_tokens_ms = now_ms;
         let source = p.addr;
         let mut fresh_new = Vec::new();
-        let mut processed = 0usize;
         for item in list {
             if p.addr_tokens < 1.0 {
                 break; // over the rate: the rest is dropped, without penalty
             }
             p.addr_tokens -= 1.0;
-            processed += 1;
             let addr = item.addr.socket_addr();
             if p.known_addrs.len() >= KNOWN_ADDRS_MAX {
                 p.known_addrs.clear();
             }
             p.known_addrs.insert(addr);
+            if !(allow_local || is_routable(addr.ip())) {
+                continue; // never stored, relayed or dialled
+            }
+            // A time far in the future is a lie meant to look fresh: treat it as old.
+            let time = if item.time > now + ADDR_FUTURE_SKEW_SECS {
+                now.saturating_sub(ADDR_FUTURE_PENALTY_SECS)
+            } else {
+                item.time.min(now)
+            };
             let added = self
                 .addrman
-                .add(addr, item.addr.services, source, item.time, now);
-            if added && now.saturating_sub(item.time) < 600 {
-                fresh_new.push(*item);
+                .add(addr, item.addr.services, source, time, now);
+            if added && now - time < ADDR_FRESH_SECS {
+                fresh_new.push(TimestampedAddress { time, ..*item });
             }
         }
-        if processed > 0 && !fresh_new.is_empty() {
-            if let Some(p) = self.peers.get_mut(&peer) {
-                p.last_useful_ms = now_ms;
-            }
-        }
+        // Addresses earn no eviction protection: they are free to make up.
         if list.len() <= ADDR_RELAY_MAX_ITEMS && !fresh_new.is_empty() {
             self.relay_addrs(peer, &fresh_new);
         }
@@ -1053,10 +1109,12 @@ impl Core {
             return;
         }
         p.getaddr_answered = true;
+        let allow_local = self.cfg.allow_local_addrs;
         let items: Vec<TimestampedAddress> = self
             .addrman
             .sample(&mut self.rng, now_secs(now_ms), limits::MAX_ADDR_ITEMS)
             .into_iter()
+            .filter(|e| allow_local || is_routable(e.socket_addr().ip()))
             .map(|e| TimestampedAddress {
                 time: e.last_seen,
                 addr: NetAddress::new(e.socket_addr(), e.services),
@@ -1120,8 +1178,10 @@ impl Core {
             self.last_cleanup_ms = now_ms;
             self.addrman.remove_terrible(now_secs(now_ms));
         }
+        self.addrman.resolve_collisions(now_secs(now_ms));
         self.maintain_manual(now_ms);
         self.maintain_outbound(now_ms);
+        self.maybe_start_feeler(now_ms);
     }
 
     fn new_dial(&mut self, kind: DialKind, now_ms: u64) -> DialId {
@@ -1185,15 +1245,20 @@ impl Core {
                 .peers
                 .values()
                 .filter(|p| p.conn_type == ConnType::Outbound)
-                .map(|p| netgroup(&p.addr))
-                .chain(pending.iter().map(netgroup))
+                .map(|p| netgroup_in(&p.addr, self.cfg.allow_local_addrs))
+                .chain(
+                    pending
+                        .iter()
+                        .map(|a| netgroup_in(a, self.cfg.allow_local_addrs)),
+                )
                 .collect();
             let bans = &self.bans;
             let listen_port = self.cfg.listen_port;
+            let local = self.cfg.allow_local_addrs;
             let excluded = |a: &SocketAddr| {
                 connected.contains(a)
                     || pending.contains(a)
-                    || groups.contains(&netgroup(a))
+                    || groups.contains(&netgroup_in(a, local))
                     || bans.is_banned(&BanTarget::Ip(a.ip()), now_ms)
                     // our own listener, heard of through gossip
                     || (a.ip().is_loopback() && Some(a.port()) == listen_port)
@@ -1216,6 +1281,42 @@ impl Core {
         }
     }
 
+    /// Tests a tried address that a newcomer wants to evict: one short feeler connection at a
+    /// time, outside the outbound slots (the address book resolves the collision from how it
+    /// went).
+    fn maybe_start_feeler(&mut self, now_ms: u64) {
+        if self.cfg.connect_only
+            || self
+                .dials
+                .values()
+                .any(|d| matches!(d.kind, DialKind::Feeler(_)))
+            || self.peers.values().any(|p| p.conn_type == ConnType::Feeler)
+            || self.peers.len() + self.dials.len() >= self.cfg.max_total
+        {
+            return;
+        }
+        let Some(addr) = self.addrman.collision_to_test() else {
+            return;
+        };
+        if self.peers.values().any(|p| p.addr == addr && p.ready) {
+            // Connected and working right now: that is the test passed.
+            self.addrman.mark_good(&addr, now_secs(now_ms));
+            return;
+        }
+        if self.bans.is_banned(&BanTarget::Ip(addr.ip()), now_ms) {
+            return; // the collision timeout settles it
+        }
+        let dial = self.new_dial(DialKind::Feeler(addr), now_ms);
+        self.out.push(Output::Dial {
+            dial,
+            target: DialTarget {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            expected: None,
+        });
+    }
+
     fn maybe_request_seeds(&mut self, now_ms: u64) {
         if !self.cfg.have_dns_seeds || self.auto_outbound_count() > 0 {
             return;
@@ -1227,5 +1328,245 @@ impl Core {
             self.last_seed_request_ms = Some(now_ms);
             self.out.push(Output::ResolveSeeds);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::PROTOCOL_VERSION;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    fn public_core() -> Core {
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.rng_seed = 7;
+        Core::new(cfg, AddrMan::new([1; 32]), BanList::default())
+    }
+
+    fn ready_inbound(core: &mut Core, peer: PeerId, from: &str, n: u8) {
+        let addr: SocketAddr = from.parse().unwrap();
+        core.connected(peer, addr, None, id(n), T0);
+        let any: SocketAddr = "1.1.1.1:1".parse().unwrap();
+        core.received(
+            peer,
+            Message::Version(Version {
+                protocol_version: PROTOCOL_VERSION,
+                services: 1,
+                timestamp: 0,
+                receiver: NetAddress::new(any, 0),
+                sender: NetAddress::new(any, 1),
+                nonce: peer,
+                user_agent: BoundedString::truncating("/t/"),
+                best_height: 0,
+                node_id: id(n),
+                relay: true,
+            }),
+            T0,
+        );
+        core.received(peer, Message::Verack, T0);
+        core.drain_outputs();
+    }
+
+    fn addr_msg(items: &[(&str, u64)]) -> Message {
+        let list = items
+            .iter()
+            .map(|(a, time)| TimestampedAddress {
+                time: *time,
+                addr: NetAddress::new(a.parse().unwrap(), 1),
+            })
+            .collect();
+        Message::Addr(BoundedVec::new(list).unwrap())
+    }
+
+    fn relayed(out: &[Output]) -> Vec<TimestampedAddress> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(_, Message::Addr(list)) => Some(list.as_slice().to_vec()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Hardening issue, defect 4: loopback, RFC 1918 and link-local addresses were stored,
+    /// relayed and dialled from gossip.
+    #[test]
+    fn gossiped_local_addresses_are_not_stored_or_relayed_on_public_networks() {
+        let mut c = public_core();
+        ready_inbound(&mut c, 1, "8.8.8.8:5000", 1);
+        ready_inbound(&mut c, 2, "9.9.9.9:5000", 2);
+        let now = T0 / 1000;
+        c.received(
+            1,
+            addr_msg(&[
+                ("127.0.0.1:8333", now),
+                ("10.1.2.3:8333", now),
+                ("192.168.1.1:8333", now),
+                ("169.254.0.1:8333", now),
+                ("[fe80::1]:8333", now),
+                ("5.6.7.8:8333", now),
+            ]),
+            T0,
+        );
+        let out = c.drain_outputs();
+        assert_eq!(c.addrman().len(), 1, "only the routable address is stored");
+        assert!(c.addrman().get(&"5.6.7.8:8333".parse().unwrap()).is_some());
+        let forwarded: Vec<SocketAddr> =
+            relayed(&out).iter().map(|i| i.addr.socket_addr()).collect();
+        assert_eq!(
+            forwarded,
+            vec!["5.6.7.8:8333".parse::<SocketAddr>().unwrap()]
+        );
+
+        // On a local network (regtest) the same gossip is kept.
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.allow_local_addrs = true;
+        let mut local = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+        ready_inbound(&mut local, 1, "127.0.0.1:5000", 1);
+        local.received(
+            1,
+            addr_msg(&[("127.0.0.1:8333", now), ("10.1.2.3:8333", now)]),
+            T0,
+        );
+        assert_eq!(local.addrman().len(), 2);
+    }
+
+    /// Defect 4: a future timestamp counted as fresh, so it was relayed and looked recent.
+    #[test]
+    fn future_address_times_are_not_fresh() {
+        let mut c = public_core();
+        ready_inbound(&mut c, 1, "8.8.8.8:5000", 1);
+        ready_inbound(&mut c, 2, "9.9.9.9:5000", 2);
+        let now = T0 / 1000;
+        c.received(1, addr_msg(&[("5.6.7.8:8333", now + 86_400)]), T0);
+        let out = c.drain_outputs();
+        assert!(
+            relayed(&out).is_empty(),
+            "a far-future address is not relayed"
+        );
+        let stored = c.addrman().get(&"5.6.7.8:8333".parse().unwrap()).unwrap();
+        assert!(stored.last_seen <= now - ADDR_FUTURE_PENALTY_SECS);
+        // Within the clock-skew allowance it is fresh, relayed with our time, not its own.
+        c.received(1, addr_msg(&[("5.6.7.9:8333", now + 60)]), T0);
+        let out = c.drain_outputs();
+        let items = relayed(&out);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].time, now);
+    }
+
+    /// Defect 4: one fabricated fresh address earned a peer eviction protection.
+    #[test]
+    fn addr_gossip_earns_no_eviction_protection() {
+        let mut c = public_core();
+        ready_inbound(&mut c, 1, "8.8.8.8:5000", 1);
+        let now = T0 / 1000;
+        c.received(1, addr_msg(&[("5.6.7.8:8333", now)]), T0 + 1_000);
+        assert_eq!(c.addrman().len(), 1, "the address itself is accepted");
+        assert_eq!(c.peers[&1].last_useful_ms, 0);
+    }
+
+    /// Defect 3: a per-IP cap counted exact IPv6 addresses, so one /64 was no limit at all.
+    #[test]
+    fn inbound_per_ip_caps_count_ipv6_by_slash_64() {
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.max_inbound_per_ip = 2;
+        let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+        c.connected(1, "[2001:db8:1:2::1]:1".parse().unwrap(), None, id(1), T0);
+        c.connected(2, "[2001:db8:1:2::2]:1".parse().unwrap(), None, id(2), T0);
+        let third: SocketAddr = "[2001:db8:1:2:abcd::3]:1".parse().unwrap();
+        assert_eq!(
+            c.admit_inbound(third, T0),
+            Err(DisconnectReason::TooManyFromIp)
+        );
+        assert!(c
+            .admit_inbound("[2001:db8:1:3::1]:1".parse().unwrap(), T0)
+            .is_ok());
+    }
+
+    /// Defect 3: a ban given as `::ffff:a.b.c.d` (or an IPv4 ban) matches the peer however
+    /// its address arrived.
+    #[test]
+    fn bans_match_mapped_and_plain_ipv4_alike() {
+        let mut c = public_core();
+        c.ban(
+            BanTarget::Ip("::ffff:1.2.3.4".parse().unwrap()),
+            T0,
+            60_000,
+            "test",
+        );
+        assert_eq!(
+            c.admit_inbound("1.2.3.4:5".parse().unwrap(), T0),
+            Err(DisconnectReason::Banned)
+        );
+        assert_eq!(
+            c.admit_inbound("[::ffff:1.2.3.4]:5".parse().unwrap(), T0),
+            Err(DisconnectReason::Banned)
+        );
+    }
+
+    /// Defect 4 (test-before-evict): a collision in the tried table makes the core open one
+    /// feeler to the occupant; a good handshake keeps it.
+    #[test]
+    fn a_tried_collision_is_resolved_by_a_feeler() {
+        let mut c = public_core();
+        c.cfg.connect_only = true; // no ordinary outbound dials to muddle the outputs
+        let now = T0 / 1000;
+        // Two addresses that want the same tried slot.
+        let first: SocketAddr = "1.2.3.4:8333".parse().unwrap();
+        let slot = c.addrman.tried_slot(&first);
+        let other = (0..=255u8)
+            .flat_map(|i| (0..=255u8).map(move |j| format!("1.2.{i}.{j}:8333")))
+            .map(|s| s.parse::<SocketAddr>().unwrap())
+            .find(|a| *a != first && c.addrman.tried_slot(a) == slot)
+            .unwrap();
+        let src: SocketAddr = "5.5.5.5:1".parse().unwrap();
+        c.addrman.add(first, 1, src, now, now);
+        c.addrman.mark_good(&first, now - 10 * 3600);
+        c.addrman.add(other, 1, src, now, now);
+        c.addrman.mark_good(&other, now);
+        assert_eq!(c.addrman.collision_to_test(), Some(first));
+        c.cfg.connect_only = false;
+        c.cfg.max_outbound = 0; // only the feeler may dial
+        c.tick(T0);
+        let dial = c
+            .drain_outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Dial { dial, target, .. } if target.host == "1.2.3.4" => Some(dial),
+                _ => None,
+            })
+            .expect("a feeler to the occupant");
+        c.connected(9, first, Some(dial), id(9), T0 + 100);
+        c.received(
+            9,
+            Message::Version(Version {
+                protocol_version: PROTOCOL_VERSION,
+                services: 1,
+                timestamp: 0,
+                receiver: NetAddress::new(first, 0),
+                sender: NetAddress::new(first, 1),
+                nonce: 99,
+                user_agent: BoundedString::truncating("/t/"),
+                best_height: 0,
+                node_id: id(9),
+                relay: true,
+            }),
+            T0 + 200,
+        );
+        c.received(9, Message::Verack, T0 + 300);
+        let out = c.drain_outputs();
+        assert!(out.contains(&Output::Disconnect(9, DisconnectReason::FeelerDone)));
+        c.tick(T0 + 1_000);
+        assert!(
+            c.addrman.get(&first).unwrap().tried,
+            "the working occupant stays"
+        );
+        assert!(!c.addrman.get(&other).unwrap().tried);
+        assert_eq!(c.addrman.collision_to_test(), None);
     }
 }

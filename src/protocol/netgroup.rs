@@ -3,24 +3,115 @@
 //! IPv4 addresses group by /16 and IPv6 by /32, as in Bitcoin Core, so one operator with many
 //! addresses in one range cannot fill all of a node's slots. Loopback addresses are each their
 //! own group (address and port), so a test network of many nodes on one host still gets
-//! diverse outbound connections.
+//! diverse outbound connections — but only where local addresses are allowed at all (see
+//! `netgroup_in`); elsewhere all loopback is one group.
+//!
+//! Also the canonical form of an address (IPv4-mapped IPv6 is IPv4) and the keys that per-host
+//! limits count by: one IPv4 address, or one IPv6 /64 (what one host is usually given).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NetGroup(pub [u8; 8]);
-
-pub fn netgroup(addr: &SocketAddr) -> NetGroup {
-    let ip = match addr.ip() {
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack listener reports for an
+/// IPv4 peer) as plain IPv4; every other address unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => IpAddr::V6(v6),
         },
         v4 => v4,
-    };
+    }
+}
+
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
+
+/// The key per-host limits count by: an IPv4 address, or the /64 of an IPv6 address (an IPv6
+/// host can pick any address in its /64, so counting exact addresses would be no limit).
+pub fn host_key(ip: IpAddr) -> IpAddr {
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is reachable across the internet: not unspecified, loopback, private
+/// (RFC 1918, RFC 4193), shared (RFC 6598), link-local, multicast, broadcast, reserved or a
+/// documentation range. Gossip of anything else is dropped unless the network allows local
+/// addresses (regtest).
+pub fn is_routable(ip: IpAddr) -> bool {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 2)
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
+                || (a == 198 && (b == 18 || b == 19)))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] & 0xe000) != 0x2000)
+        }
+    }
+}
+
+/// The range one operator typically holds, for caps on half-open inbound connections: an IPv4
+/// /16 or an IPv6 /64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PrefixGroup(pub [u8; 9]);
+
+pub fn prefix_group(ip: IpAddr) -> PrefixGroup {
+    let mut g = [0u8; 9];
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => {
+            g[0] = 4;
+            g[1..3].copy_from_slice(&v4.octets()[..2]);
+        }
+        IpAddr::V6(v6) => {
+            g[0] = 6;
+            g[1..9].copy_from_slice(&v6.octets()[..8]);
+        }
+    }
+    PrefixGroup(g)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetGroup(pub [u8; 8]);
+
+/// The group of `addr` on a network where local addresses are not dialled: every loopback
+/// address is one group.
+pub fn netgroup(addr: &SocketAddr) -> NetGroup {
+    netgroup_in(addr, false)
+}
+
+/// The group of `addr`; with `local_distinct` (a local test network, where nodes differ only by
+/// loopback address and port) each loopback address and port is its own group.
+pub fn netgroup_in(addr: &SocketAddr, local_distinct: bool) -> NetGroup {
+    let ip = canonical_ip(addr.ip());
     let [port_hi, port_lo] = addr.port().to_be_bytes();
     let mut g = [0u8; 8];
     match ip {
+        IpAddr::V4(v4) if v4.is_loopback() && !local_distinct => g[0] = 0x7f,
+        IpAddr::V6(v6) if v6.is_loopback() && !local_distinct => g[0] = 0x7f,
         IpAddr::V4(v4) if v4.is_loopback() => {
             let o = v4.octets();
             g = [0x7f, o[1], o[2], o[3], port_hi, port_lo, 0, 0];
@@ -69,8 +160,80 @@ mod tests {
     }
 
     #[test]
-    fn loopback_addresses_are_their_own_groups() {
-        assert_ne!(g("127.0.0.1:1000"), g("127.0.0.1:1001"));
-        assert_eq!(g("127.0.0.1:1000"), g("127.0.0.1:1000"));
+    fn loopback_addresses_are_their_own_groups_only_on_local_networks() {
+        let local = |s: &str| netgroup_in(&s.parse().unwrap(), true);
+        assert_ne!(local("127.0.0.1:1000"), local("127.0.0.1:1001"));
+        assert_eq!(local("127.0.0.1:1000"), local("127.0.0.1:1000"));
+        assert_eq!(g("127.0.0.1:1000"), g("127.0.0.1:1001"));
+        assert_eq!(g("127.0.0.1:1000"), g("127.9.9.9:5"));
+        assert_eq!(g("[::1]:1000"), g("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn only_global_addresses_are_routable() {
+        let r = |s: &str| is_routable(s.parse().unwrap());
+        for yes in ["1.2.3.4", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.4.4"] {
+            assert!(r(yes), "{yes}");
+        }
+        for no in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "2001:db8::1",
+            "ff02::1",
+            "::ffff:192.168.0.1",
+        ] {
+            assert!(!r(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn mapped_addresses_are_canonicalised() {
+        let mapped: SocketAddr = "[::ffff:1.2.3.4]:8333".parse().unwrap();
+        assert_eq!(canonical_addr(mapped), "1.2.3.4:8333".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(canonical_addr(v6), v6);
+    }
+
+    #[test]
+    fn hosts_are_ipv4_addresses_or_ipv6_slash_64s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            host_key(ip("2001:db8:1:2::1")),
+            host_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            host_key(ip("2001:db8:1:2::1")),
+            host_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(host_key(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
+        assert_ne!(host_key(ip("1.2.3.4")), host_key(ip("1.2.3.5")));
+        assert_eq!(prefix_group(ip("1.2.3.4")), prefix_group(ip("1.2.200.5")));
+        assert_ne!(prefix_group(ip("1.2.3.4")), prefix_group(ip("1.3.3.4")));
+        assert_eq!(
+            prefix_group(ip("::ffff:127.1.0.1")),
+            prefix_group(ip("127.1.9.9"))
+        );
+        assert_eq!(
+            prefix_group(ip("2001:db8:1:2::1")),
+            prefix_group(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            prefix_group(ip("2001:db8:1:2::1")),
+            prefix_group(ip("2001:db8:1:3::1"))
+        );
     }
 }

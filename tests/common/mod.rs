@@ -22,12 +22,17 @@ pub fn wait_until(deadline: Duration, what: &str, mut condition: impl FnMut() ->
 
 /// A `noded` command on regtest with ephemeral loopback ports and the given datadir.
 pub fn noded_command(datadir: &Path) -> Command {
+    noded_command_bound(datadir, "127.0.0.1")
+}
+
+/// Like `noded_command`, with the P2P listener on `bind` (a loopback address in some form).
+pub fn noded_command_bound(datadir: &Path, bind: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args([
         "--network",
         "regtest",
         "--bind",
-        "127.0.0.1",
+        bind,
         "--port",
         "0",
         "--rpcport",
@@ -91,7 +96,17 @@ impl TestNode {
         extra: &[&str],
         customise: impl FnOnce(&mut Command),
     ) -> TestNode {
-        let mut cmd = noded_command(datadir);
+        TestNode::start_bound(datadir, "127.0.0.1", extra, customise)
+    }
+
+    /// Like `start_in`, with the P2P listener on `bind`.
+    pub fn start_bound(
+        datadir: &Path,
+        bind: &str,
+        extra: &[&str],
+        customise: impl FnOnce(&mut Command),
+    ) -> TestNode {
+        let mut cmd = noded_command_bound(datadir, bind);
         cmd.args(extra);
         customise(&mut cmd);
         let mut child = cmd.spawn().expect("spawn noded");
