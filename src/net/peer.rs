@@ -35,6 +35,71 @@ pub const TLS_AFTER_HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a stop request, how long queued messages (a REJECT, say) may take to go out.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// A decoded message waiting for the core is charged this many bytes per byte of its frame:
+/// decoding expands (a 4 MiB BLOCK decodes to about 15 MB).
+pub const HELD_BYTES_PER_WIRE_BYTE: usize = 4;
+/// Decoded bytes one peer may have waiting for the core (two largest blocks); beyond it, its
+/// task stops reading the socket until the core catches up.
+pub const MAX_HELD_BYTES_PER_PEER: usize = 40 * 1024 * 1024;
+/// Decoded bytes all peers together may have waiting for the core.
+pub const MAX_HELD_BYTES_TOTAL: usize = 256 * 1024 * 1024;
+
+/// The memory budget for decoded messages between the sockets and the core.
+#[derive(Clone, Debug)]
+pub struct HeldBudget {
+    total: Arc<tokio::sync::Semaphore>,
+    per_peer: usize,
+}
+
+impl HeldBudget {
+    pub fn new(total: usize, per_peer: usize) -> HeldBudget {
+        HeldBudget {
+            total: Arc::new(tokio::sync::Semaphore::new(total)),
+            per_peer: per_peer.min(total),
+        }
+    }
+}
+
+impl Default for HeldBudget {
+    fn default() -> Self {
+        HeldBudget::new(MAX_HELD_BYTES_TOTAL, MAX_HELD_BYTES_PER_PEER)
+    }
+}
+
+/// A decoded message's charge against the budget; released when dropped (after the core has
+/// handled the message).
+#[derive(Debug)]
+pub struct HeldBytes {
+    _peer: tokio::sync::OwnedSemaphorePermit,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Waits until one peer's share and the whole budget both have `wire_bytes`' worth of room.
+async fn hold(
+    budget: &HeldBudget,
+    per_peer: &Arc<tokio::sync::Semaphore>,
+    wire_bytes: usize,
+) -> HeldBytes {
+    // A message bigger than a peer's whole share is charged the share: it passes, alone.
+    let cost = wire_bytes
+        .saturating_mul(HELD_BYTES_PER_WIRE_BYTE)
+        .clamp(1, budget.per_peer) as u32;
+    let peer = per_peer
+        .clone()
+        .acquire_many_owned(cost)
+        .await
+        .expect("never closed");
+    let total = budget
+        .total
+        .clone()
+        .acquire_many_owned(cost)
+        .await
+        .expect("never closed");
+    HeldBytes {
+        _peer: peer,
+        _total: total,
+    }
+}
 
 pub fn unix_millis() -> u64 {
     SystemTime::now()
@@ -75,6 +140,8 @@ pub enum PeerEvent {
     Received {
         peer: PeerId,
         message: Message,
+        /// Drop after the core has handled `message`.
+        held: HeldBytes,
     },
     Broken {
         peer: PeerId,
@@ -97,6 +164,7 @@ pub struct PeerContext {
     pub magic: NetworkMagic,
     pub tls: TlsIdentity,
     pub events: mpsc::Sender<PeerEvent>,
+    pub budget: HeldBudget,
 }
 
 /// Counts frame bytes per command on both directions around the message codec.
@@ -105,6 +173,8 @@ struct CountingCodec {
     stats: Arc<Mutex<PeerStats>>,
     /// Bytes consumed since the last whole message (a frame may arrive over several reads).
     partial: usize,
+    /// Frame bytes of the message `decode` returned last.
+    last_frame_bytes: usize,
 }
 
 impl tokio_util::codec::Decoder for CountingCodec {
@@ -117,6 +187,7 @@ impl tokio_util::codec::Decoder for CountingCodec {
         self.partial += before - src.len();
         if let Ok(Some(message)) = &result {
             let bytes = std::mem::take(&mut self.partial) as u64;
+            self.last_frame_bytes = bytes as usize;
             let mut stats = self.stats.lock().expect("stats lock");
             stats.bytes_recv += bytes;
             *stats
@@ -296,7 +367,9 @@ async fn run_session<S>(
         inner: MessageCodec::new(ctx.magic),
         stats,
         partial: 0,
+        last_frame_bytes: 0,
     };
+    let peer_budget = Arc::new(tokio::sync::Semaphore::new(ctx.budget.per_peer));
     let mut framed = Framed::new(stream, codec);
     let mut seen_version = false;
     let reason = loop {
@@ -322,7 +395,18 @@ async fn run_session<S>(
                         }
                         _ => {}
                     }
-                    if ctx.events.send(PeerEvent::Received { peer, message }).await.is_err() {
+                    // Nothing more is read from this peer until its decoded messages fit the
+                    // budget: memory between the socket and the core stays bounded.
+                    let wire_bytes = framed.codec().last_frame_bytes;
+                    let held = tokio::select! {
+                        held = hold(&ctx.budget, &peer_budget, wire_bytes) => held,
+                        _ = stop.cancelled() => {
+                            drain(&mut framed, &mut outbox).await;
+                            break "stopped by the node".to_string();
+                        }
+                    };
+                    let event = PeerEvent::Received { peer, message, held };
+                    if ctx.events.send(event).await.is_err() {
                         break "node shutting down".to_string();
                     }
                 }
@@ -382,4 +466,118 @@ async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
         framed.flush().await
     };
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, work).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::identity::Identity;
+    use crate::wire::{InvItem, InvKind};
+
+    /// Hardening issue, defect 8: the queue between peer tasks and the core was bounded in
+    /// messages, not bytes (4,096 × a 4 MiB block). A peer's task now stops reading once its
+    /// decoded messages waiting for the core reach its share, and reads on when one is handled.
+    #[tokio::test]
+    async fn memory_per_message_is_bounded_between_the_socket_and_the_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path()).unwrap();
+        let magic = crate::params::REGTEST.magic;
+        let (events_tx, mut events) = mpsc::channel(10_000);
+        let per_peer = 4 * 1024 * 1024;
+        let ctx = Arc::new(PeerContext {
+            magic,
+            tls: TlsIdentity::new(&identity).unwrap(),
+            events: events_tx,
+            budget: HeldBudget::new(64 * 1024 * 1024, per_peer),
+        });
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        tokio::spawn(run_session(
+            1,
+            ours,
+            addr,
+            None,
+            identity.node_id(),
+            String::new(),
+            String::new(),
+            ctx,
+        ));
+        // Keep the outbox sender, as the service does: dropping it ends the session.
+        let Some(PeerEvent::Connected {
+            outbox: _outbox, ..
+        }) = events.recv().await
+        else {
+            panic!("no Connected event");
+        };
+        let mut remote = Framed::new(theirs, MessageCodec::new(magic));
+        let any = crate::wire::NetAddress::new(addr, 0);
+        let version = Message::Version(crate::wire::Version {
+            protocol_version: crate::wire::PROTOCOL_VERSION,
+            services: 1,
+            timestamp: 0,
+            receiver: any,
+            sender: any,
+            nonce: 1,
+            user_agent: crate::encoding::BoundedString::truncating("/t/"),
+            best_height: 0,
+            node_id: identity.node_id(),
+            relay: true,
+        });
+        remote.send(version).await.unwrap();
+        remote.send(Message::Verack).await.unwrap();
+        for _ in 0..2 {
+            match events.recv().await {
+                Some(PeerEvent::Received { .. }) => {}
+                Some(PeerEvent::Broken { error, .. }) => panic!("broken: {error}"),
+                Some(PeerEvent::Closed { reason, .. }) => panic!("closed: {reason}"),
+                _ => panic!("the handshake messages come through"),
+            }
+        }
+        let items = 1_800; // 64,824-byte frames
+        let inv = Message::Inv(
+            crate::encoding::BoundedVec::new(
+                (0..items)
+                    .map(|i| InvItem {
+                        kind: InvKind::Tx,
+                        hash: crate::types::Hash256([i as u8; 32]),
+                    })
+                    .collect(),
+            )
+            .unwrap(),
+        );
+        let frame_bytes = crate::wire::frame_bytes(magic, &inv).unwrap().len();
+        let cost = frame_bytes * HELD_BYTES_PER_WIRE_BYTE;
+        let fit = per_peer / cost;
+        let sender = tokio::spawn(async move {
+            for _ in 0..fit * 3 {
+                if remote.send(inv.clone()).await.is_err() {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        let deadline = Duration::from_secs(20);
+        let mut held = Vec::new();
+        for _ in 0..fit {
+            match tokio::time::timeout(deadline, events.recv()).await {
+                Ok(Some(PeerEvent::Received { held: h, .. })) => held.push(h),
+                Ok(Some(PeerEvent::Closed { reason, .. })) => panic!("closed: {reason}"),
+                Ok(Some(PeerEvent::Broken { error, .. })) => panic!("broken: {error}"),
+                _ => panic!("expected a message within the budget"),
+            }
+        }
+        // The share is spent: nothing more comes while the core holds those messages.
+        let more = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+        assert!(
+            more.is_err(),
+            "a message beyond the peer's {per_peer}-byte share was read"
+        );
+        // The core handles one: one more message fits.
+        held.pop();
+        match tokio::time::timeout(deadline, events.recv()).await {
+            Ok(Some(PeerEvent::Received { .. })) => {}
+            _ => panic!("reading resumes once the core has handled a message"),
+        }
+        sender.abort();
+    }
 }

@@ -216,6 +216,7 @@ impl NetService {
                 magic,
                 tls,
                 events: events_tx,
+                budget: peer::HeldBudget::default(),
             }),
             writer: Some(writer),
             discovery,
@@ -382,7 +383,14 @@ impl NetService {
                 );
                 self.core.connected(peer, addr, dial, node_id, now);
             }
-            PeerEvent::Received { peer, message } => self.core.received(peer, message, now),
+            PeerEvent::Received {
+                peer,
+                message,
+                held,
+            } => {
+                self.core.received(peer, message, now);
+                drop(held);
+            }
             PeerEvent::Broken { peer, error } => {
                 tracing::info!(peer, %error, "peer broke the protocol");
                 self.core.broken(peer, &error, now);
