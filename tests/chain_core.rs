@@ -9,6 +9,7 @@ use noded::chain::{Chain, ChainError, ChainEvent, ChainOptions, SubmitOutcome};
 use noded::params::{Network, NetworkParams, REGTEST};
 use noded::types::pow::hash_meets_target;
 use noded::types::{Amount, Block, Header, NetworkMagic};
+use std::time::{Duration, Instant};
 
 const NOW: u64 = 4_000_000_000;
 
@@ -427,16 +428,24 @@ fn most_work_wins_over_most_blocks_and_targets_must_follow_the_retarget_rule() {
     assert!(c.verify_chain(3).unwrap().ok);
 }
 
-/// Waits, within a deadline, for the background transaction index to reach `height`.
+/// Waits for the background transaction index to reach `height`, polling its marker with a
+/// short, growing sleep (the indexer thread runs at a lower priority, so a busy poll on a
+/// loaded machine would only keep it off the CPU), and fails at a generous deadline.
 fn wait_for_index(c: &Chain, height: u64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while c.reader().tx_index_height().unwrap() != Some(height) {
+    const DEADLINE: Duration = Duration::from_secs(60);
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let indexed = c.reader().tx_index_height().unwrap();
+        if indexed == Some(height) {
+            return;
+        }
         assert!(
-            std::time::Instant::now() < deadline,
-            "the transaction index stayed at {:?}, not {height}",
-            c.reader().tx_index_height().unwrap()
+            start.elapsed() < DEADLINE,
+            "the transaction index stayed at {indexed:?} for {DEADLINE:?}, not {height}"
         );
-        std::thread::yield_now();
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -4,6 +4,11 @@
 //! every 3 to 12 blocks. After every restart it must open, sit on a prefix of one of the two
 //! branches, and pass `verifychain` (the stored account state equals a replay of its chain).
 //! A last run imports everything and stops cleanly.
+//!
+//! A reorg cycle kills only when it has seen the tip at its kill point while the reorg call
+//! is still outstanding; a reorg that ran to its end first (too fast for the poll) is undone
+//! by the next one on the same node, up to `MAX_REORG_ATTEMPTS` times, so the kills land
+//! mid-reorg however fast or loaded the machine is.
 
 mod common;
 
@@ -126,6 +131,110 @@ enum KillAt {
     Ascending(u64),
 }
 
+/// Most reorgs a reorg cycle runs on one node before one is killed at its kill point.
+const MAX_REORG_ATTEMPTS: usize = 50;
+
+/// Submits every block from a worker thread and kills the node once `kill_at` new blocks were
+/// accepted (or the worker is done). Returns the new blocks counted and the height killed at.
+fn import_and_kill(node: &mut TestNode, all: &Arc<Vec<Block>>, kill_at: KillAt) -> (usize, u64) {
+    let KillAt::Submitted(n) = kill_at else {
+        panic!("{kill_at:?} is not an import kill point")
+    };
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let (rpc_addr, cookie) = (node.rpc_addr, node.cookie.clone());
+    let (blocks, counter) = (all.clone(), submitted.clone());
+    let worker = std::thread::spawn(move || {
+        for block in blocks.iter() {
+            let hex = hex::encode(noded::encoding::encode(block));
+            match noded::rpc::client::call(rpc_addr, &cookie, "submitblock", json!([hex])) {
+                Ok(reply) if reply == json!("duplicate") => {}
+                Ok(_) => {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(_) => return, // killed
+            }
+        }
+    });
+    wait_until(Duration::from_secs(60), "the kill point", || {
+        worker.is_finished() || submitted.load(Ordering::SeqCst) >= n
+    });
+    let at = count(node);
+    let status = node.kill_hard();
+    assert!(!status.success(), "killed, not exited");
+    worker.join().unwrap();
+    (submitted.load(Ordering::SeqCst), at)
+}
+
+/// How one reorg under a kill point went.
+enum ReorgRun {
+    /// The reorg ran to its end (its call replied) before the kill point was seen; the node
+    /// is still running.
+    Finished { method: &'static str },
+    /// The node was killed with its tip at `at`, strictly between the fork point and the
+    /// reorg's end, while the reorg call was outstanding; `replied` if the reply came anyway
+    /// (the reorg finished between the last look at the tip and the kill).
+    Killed {
+        method: &'static str,
+        at: u64,
+        replied: bool,
+    },
+}
+
+/// Switches branch (invalidateblock on B's first block when B is active, else
+/// reconsiderblock) from a worker thread, polls the tip, and kills the node when the tip
+/// reaches `kill_at` while the reorg is under way, that is while the call has not replied and
+/// the tip is strictly between the fork point and the branch the reorg ends on.
+fn reorg_and_kill(
+    node: &mut TestNode,
+    b_first: &str,
+    b_last: Hash256,
+    kill_at: KillAt,
+) -> ReorgRun {
+    let best = parse_hash(node.rpc("getbestblockhash", json!([])).unwrap());
+    let (method, end) = if best == b_last {
+        ("invalidateblock", MAIN_LEN as u64)
+    } else {
+        ("reconsiderblock", (FORK_AT + FORK_LEN) as u64)
+    };
+    let (rpc_addr, cookie) = (node.rpc_addr, node.cookie.clone());
+    let b_first = b_first.to_string();
+    let worker = std::thread::spawn(move || {
+        noded::rpc::client::call(rpc_addr, &cookie, method, json!([b_first])).is_ok()
+    });
+    let mut reached_fork = false;
+    let mut last_seen = count(node);
+    wait_until(
+        Duration::from_secs(60),
+        "the kill point or the reorg's end",
+        || {
+            if worker.is_finished() {
+                return true;
+            }
+            last_seen = count(node);
+            reached_fork |= last_seen <= FORK_AT as u64;
+            let under_way = last_seen > FORK_AT as u64 && last_seen < end;
+            under_way
+                && match kill_at {
+                    KillAt::Descending(h) => !reached_fork && last_seen <= h,
+                    KillAt::Ascending(h) => reached_fork && last_seen >= h,
+                    KillAt::Submitted(_) => panic!("not a reorg kill point"),
+                }
+        },
+    );
+    if worker.is_finished() {
+        assert!(worker.join().unwrap(), "{method} failed");
+        assert_eq!(count(node), end, "{method} ended on its branch's tip");
+        return ReorgRun::Finished { method };
+    }
+    let status = node.kill_hard();
+    assert!(!status.success(), "killed, not exited");
+    ReorgRun::Killed {
+        method,
+        at: last_seen,
+        replied: worker.join().unwrap(),
+    }
+}
+
 #[test]
 fn kill_9_during_import_and_reorg_never_corrupts_the_store() {
     let (a, b) = premine();
@@ -165,78 +274,60 @@ fn kill_9_during_import_and_reorg_never_corrupts_the_store() {
         // imported, then switch branches with invalidateblock / reconsiderblock on B's first
         // block (a 60- or 70-block disconnect and reconnect) and are killed at a random
         // height on the way down or up.
-        let import = cycle < 3;
-        let kill_at = if import {
-            KillAt::Submitted(rng.gen_range(5..60))
-        } else if rng.gen_bool(0.5) {
-            KillAt::Descending(rng.gen_range(FORK_AT as u64 + 1..MAIN_LEN as u64))
+        let line = if cycle < 3 {
+            let kill_at = KillAt::Submitted(rng.gen_range(5..60));
+            let (submitted, killed_at) = import_and_kill(&mut node, &all, kill_at);
+            format!("{kill_at:?}, killed after {submitted} new blocks at {killed_at}")
         } else {
-            KillAt::Ascending(rng.gen_range(FORK_AT as u64 + 1..MAIN_LEN as u64))
-        };
-        let submitted = Arc::new(AtomicUsize::new(0));
-        let reorging = Arc::new(AtomicUsize::new(0));
-        let (rpc_addr, cookie) = (node.rpc_addr, node.cookie.clone());
-        let (blocks, counter, phase) = (all.clone(), submitted.clone(), reorging.clone());
-        let b_first = b_first.clone();
-        let worker = std::thread::spawn(move || {
-            let call =
-                |method: &str, params| noded::rpc::client::call(rpc_addr, &cookie, method, params);
-            for block in blocks.iter() {
-                let hex = hex::encode(noded::encoding::encode(block));
-                match call("submitblock", json!([hex])) {
-                    Ok(reply) if reply == json!("duplicate") => {}
-                    Ok(_) => {
-                        counter.fetch_add(1, Ordering::SeqCst);
+            for block in all.iter() {
+                node.submit_block(block).expect("submitblock");
+            }
+            let mut missed = vec![];
+            loop {
+                let kill_at = if rng.gen_bool(0.5) {
+                    KillAt::Descending(rng.gen_range(FORK_AT as u64 + 1..MAIN_LEN as u64))
+                } else {
+                    KillAt::Ascending(rng.gen_range(FORK_AT as u64 + 1..MAIN_LEN as u64))
+                };
+                match reorg_and_kill(&mut node, &b_first, b_last, kill_at) {
+                    ReorgRun::Finished { method } => {
+                        // The poll never saw the tip at the kill point while the reorg ran:
+                        // the node is still up, so reorganise back and try again.
+                        missed.push(format!("{method} finished before {kill_at:?}"));
+                        assert!(
+                            missed.len() < MAX_REORG_ATTEMPTS,
+                            "cycle {cycle}: no reorg killed at its kill point in \
+                             {MAX_REORG_ATTEMPTS} tries: {missed:?}"
+                        );
                     }
-                    Err(_) => return, // killed
+                    ReorgRun::Killed {
+                        method,
+                        at,
+                        replied,
+                    } => {
+                        // Killed with the tip seen strictly between the fork point and
+                        // the reorg's end; it was mid-reorg unless the reply still came.
+                        let mid_reorg = !replied;
+                        mid_reorg_kills += mid_reorg as usize;
+                        break format!(
+                            "{method} {kill_at:?}, killed at {at}{}{}",
+                            if mid_reorg {
+                                " (mid-reorg)"
+                            } else {
+                                " (after the reply)"
+                            },
+                            if missed.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" after {} missed tries", missed.len())
+                            }
+                        );
+                    }
                 }
             }
-            if import {
-                return;
-            }
-            let Ok(best) = call("getbestblockhash", json!([])) else {
-                return;
-            };
-            let method = if parse_hash(best) == b_last {
-                "invalidateblock"
-            } else {
-                "reconsiderblock"
-            };
-            phase.store(1, Ordering::SeqCst);
-            let _ = call(method, json!([b_first]));
-        });
-        let mut reached_fork = false;
-        let mut last_seen = height;
-        wait_until(Duration::from_secs(60), "the kill point", || {
-            if worker.is_finished() {
-                return true;
-            }
-            match kill_at {
-                KillAt::Submitted(n) => submitted.load(Ordering::SeqCst) >= n,
-                _ if reorging.load(Ordering::SeqCst) == 0 => false,
-                KillAt::Descending(h) => {
-                    last_seen = count(&node);
-                    last_seen <= h
-                }
-                KillAt::Ascending(h) => {
-                    last_seen = count(&node);
-                    reached_fork |= last_seen <= FORK_AT as u64;
-                    reached_fork && last_seen >= h
-                }
-            }
-        });
-        let in_flight = !worker.is_finished();
-        let status = node.kill_hard();
-        assert!(!status.success(), "cycle {cycle}: killed, not exited");
-        worker.join().unwrap();
-        let mid_reorg = in_flight
-            && !import
-            && last_seen > FORK_AT as u64
-            && last_seen < (FORK_AT + FORK_LEN) as u64;
-        mid_reorg_kills += mid_reorg as usize;
+        };
         log.push(format!(
-            "cycle {cycle}: flush every {flush_every}, opened at {height}, {kill_at:?}, killed at {last_seen}{}",
-            if mid_reorg { " (mid-reorg)" } else { "" }
+            "cycle {cycle}: flush every {flush_every}, opened at {height}, {line}"
         ));
     }
 

@@ -84,6 +84,10 @@ fn a_dns_seed_served_on_loopback_leads_to_a_real_connection() {
     stop.store(true, Ordering::Relaxed);
 }
 
+/// Longest a `getinfo` call may take while 130 connections flood the P2P port (see the
+/// assertion for why this much).
+const RPC_STALL_BOUND: Duration = Duration::from_secs(4);
+
 #[test]
 fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
     // The outbound peer the node must keep.
@@ -107,21 +111,37 @@ fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
         .build()
         .unwrap();
     let flood_done = Arc::new(AtomicBool::new(false));
-    // Measure RPC latency while the flood runs.
+    let prober_ready = Arc::new(AtomicBool::new(false));
+    // Measure RPC latency while the flood runs: the prober's first call is made before the
+    // flood starts, so at least its second call overlaps the flood.
     let rpc_addr = node.rpc_addr;
     let cookie = node.cookie.clone();
-    let done = flood_done.clone();
+    let (done, ready) = (flood_done.clone(), prober_ready.clone());
     let prober = std::thread::spawn(move || {
         let mut worst = Duration::ZERO;
         let mut calls = 0;
-        while !done.load(Ordering::Relaxed) || calls == 0 {
+        loop {
             let t = Instant::now();
-            noded::rpc::client::call(rpc_addr, &cookie, "getinfo", json!([])).unwrap();
-            worst = worst.max(t.elapsed());
+            if let Err(e) = noded::rpc::client::call(rpc_addr, &cookie, "getinfo", json!([])) {
+                return Err(format!(
+                    "getinfo call {calls} failed after {:?}: {e}",
+                    t.elapsed()
+                ));
+            }
+            if calls > 0 {
+                worst = worst.max(t.elapsed());
+            }
             calls += 1;
+            ready.store(true, Ordering::SeqCst);
+            if done.load(Ordering::SeqCst) && calls >= 2 {
+                return Ok((worst, calls - 1));
+            }
         }
-        (worst, calls)
     });
+    wait_until(DEADLINE, "the RPC prober's first call", || {
+        prober_ready.load(Ordering::SeqCst)
+    });
+    let flood_start = Instant::now();
     let peers = rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..130 {
@@ -140,14 +160,24 @@ fn a_flood_of_130_inbound_connections_leaves_the_node_at_its_limits() {
         }
         peers
     });
-    flood_done.store(true, Ordering::Relaxed);
-    let (worst, calls) = prober.join().unwrap();
-    println!("RPC during the flood: {calls} getinfo calls, worst {worst:?}");
+    let flood_time = flood_start.elapsed();
+    flood_done.store(true, Ordering::SeqCst);
+    let (worst, calls) = prober.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "flood of 130 connections took {flood_time:?}; RPC meanwhile: {calls} getinfo calls, \
+         worst {worst:?}"
+    );
     // Every attempt was served: at most the evicted ones lost their connection.
     assert!(peers.len() >= 117, "{} handshakes completed", peers.len());
+    // RPC kept answering during the flood (every call succeeded, see the prober). The bound
+    // is not a latency target: CPU contention on a loaded 2-core machine can stretch a call
+    // to a good fraction of a second, and that is no fault. It sits below the node's
+    // shortest timeouts (5 s: a ClientHello, a command to the P2P service), so an RPC that
+    // waited behind the flood's connections on one of them, or on a shared lock or queue
+    // held for that long, fails.
     assert!(
-        worst < Duration::from_secs(1),
-        "RPC stalled for {worst:?} during the flood"
+        worst < RPC_STALL_BOUND,
+        "RPC stalled for {worst:?} during a flood that took {flood_time:?}"
     );
 
     wait_until(DEADLINE, "the node to settle at its inbound limit", || {

@@ -129,18 +129,51 @@ fn a_pinned_node_id_that_does_not_match_is_refused() {
 
 #[test]
 fn a_plaintext_client_gets_no_protocol() {
+    use std::io::{ErrorKind, Read, Write};
     let a = TestNode::start(&[]);
-    let addr = a.p2p_addr();
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut s = std::net::TcpStream::connect(a.p2p_addr()).unwrap();
     // A well-formed plaintext VERACK frame: the node must not treat it as protocol.
     let frame = noded::wire::frame_bytes(REGTEST.magic, &Message::Verack).unwrap();
     s.write_all(&frame).unwrap();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).unwrap_or(0);
-    // At most a TLS alert record (content type 21), never a noded frame.
-    assert!(n == 0 || buf[0] == 21, "got {:02x?}", &buf[..n]);
+    // The node must close the connection (EOF, or a reset since it leaves our bytes unread)
+    // well within this deadline; one that kept the socket open fails here.
+    let deadline = Duration::from_secs(30);
+    let start = std::time::Instant::now();
+    let mut received = Vec::new();
+    let closed_by = loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        assert!(
+            !left.is_zero(),
+            "the node kept a plaintext connection open for {deadline:?}, having sent {received:02x?}"
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(0) => break "EOF",
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break "reset",
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading from the node: {e}"),
+        }
+    };
+    // Before closing it, the node sent at most TLS alert records (content type 21, a TLS
+    // version, a 2-byte alert), never a noded frame or anything else.
+    let mut rest = &received[..];
+    while !rest.is_empty() {
+        assert!(
+            rest.len() >= 7
+                && rest[0] == 21
+                && rest[1] == 3
+                && u16::from_be_bytes([rest[3], rest[4]]) == 2,
+            "not a TLS alert record: {received:02x?}"
+        );
+        rest = &rest[7..];
+    }
+    println!(
+        "closed ({closed_by}) after {:?}, having sent {received:02x?}",
+        start.elapsed()
+    );
     assert!(a.peers().is_empty());
 }
 

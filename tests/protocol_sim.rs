@@ -377,17 +377,91 @@ fn manual_peers_are_never_banned() {
     assert!(c.bans().is_empty());
 }
 
+/// The ADDR token bucket of src/protocol/core.rs: an inbound peer starts with 10 tokens, any
+/// other with `ADDR_TOKENS_MAX`; each earns `ADDR_TOKENS_PER_SEC` up to that maximum, and each
+/// address processed costs one token.
+const ADDR_TOKENS_INBOUND_START: usize = 10;
+const ADDR_TOKENS_MAX: usize = 1_000;
+const ADDR_TOKENS_PER_SEC: f64 = 0.1;
+
+/// `n` addresses (seen at `T0`) that nobody has told `c` of and that, heard from `source`,
+/// would each take a new-table slot that is empty now and that no other of them takes. So
+/// every one the core processes adds exactly one entry to its book: neither a collision nor an
+/// eviction can make an accepted address look dropped, or a dropped one look accepted.
+fn free_slot_addrs(c: &Core, source: SocketAddr, n: usize) -> Vec<TimestampedAddress> {
+    let book = c.addrman();
+    let mut taken: std::collections::HashSet<usize> = book
+        .entries()
+        .filter(|e| !e.tried)
+        .map(|e| book.new_slot(&e.socket_addr(), &e.source.into()))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    // The second octet varies fastest: its /16 picks the bucket, so every bucket is used.
+    for i in 0..200_000u32 {
+        if out.len() == n {
+            break;
+        }
+        let a = addr(&format!(
+            "{}.{}.{}.1:8333",
+            80 + i / 65_536,
+            i % 256,
+            (i / 256) % 256
+        ));
+        if book.get(&a).is_none() && taken.insert(book.new_slot(&a, &source)) {
+            out.push(TimestampedAddress {
+                time: T0 / 1000,
+                addr: NetAddress::new(a, 1),
+            });
+        }
+    }
+    assert_eq!(out.len(), n, "not enough free new-table slots");
+    out
+}
+
+/// Sends `flood` as one ADDR from `peer` at `now`; returns how many of its addresses the
+/// core's book took, after checking that they are exactly the first ones of the list (the
+/// bucket is spent in list order; the rest is dropped).
+fn flood_from(c: &mut Core, peer: u64, flood: &[TimestampedAddress], now: u64) -> usize {
+    let before = c.addrman().len();
+    c.received(
+        peer,
+        Message::Addr(BoundedVec::new(flood.to_vec()).unwrap()),
+        now,
+    );
+    assert!(disconnects(&c.drain_outputs()).is_empty(), "no penalty");
+    let accepted = c.addrman().len() - before;
+    for (i, item) in flood.iter().enumerate() {
+        assert_eq!(
+            c.addrman().get(&item.addr.socket_addr()).is_some(),
+            i < accepted,
+            "address {i} of {}: the first {accepted} are taken, the rest dropped",
+            flood.len()
+        );
+    }
+    accepted
+}
+
 #[test]
 fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
     let mut c = core(1);
+    let mut known = Vec::new();
     for i in 0..50u8 {
-        c.discovered(&[addr(&format!("70.{i}.0.1:8333"))], addr("1.1.1.1:53"), T0);
+        let a = addr(&format!("70.{i}.0.1:8333"));
+        assert_eq!(c.discovered(&[a], addr("1.1.1.1:53"), T0), 1);
+        known.push(a);
     }
-    handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
+    let from = addr("10.0.0.2:5000");
+    handshake_inbound(&mut c, 7, from, node_id(2), T0);
     c.received(7, Message::GetAddr, T0);
     let first = sent(&c.drain_outputs(), 7);
     match first.as_slice() {
-        [Message::Addr(list)] => assert_eq!(list.len(), 50),
+        [Message::Addr(list)] => {
+            // A book this small is answered whole.
+            let mut answered: Vec<SocketAddr> = list.iter().map(|i| i.addr.socket_addr()).collect();
+            answered.sort();
+            known.sort();
+            assert_eq!(answered, known);
+        }
         other => panic!("{other:?}"),
     }
     c.received(7, Message::GetAddr, T0);
@@ -396,27 +470,47 @@ fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
         "answered once per connection"
     );
 
-    // An inbound peer starts with 10 tokens and earns 0.1 per second.
-    let flood: Vec<TimestampedAddress> = (0..1000u32)
-        .map(|i| TimestampedAddress {
-            time: T0 / 1000,
-            addr: NetAddress::new(addr(&format!("80.{}.{}.1:8333", i / 250, i % 250)), 1),
-        })
-        .collect();
-    let before = c.addrman().len();
-    c.received(
-        7,
-        Message::Addr(BoundedVec::new(flood.clone()).unwrap()),
-        T0,
-    );
-    assert!(c.addrman().len() - before <= 10);
-    let before = c.addrman().len();
-    c.received(
-        7,
-        Message::Addr(BoundedVec::new(flood).unwrap()),
-        T0 + 100_000,
-    );
-    assert!(c.addrman().len() - before <= 10, "100 s earn 10 tokens");
+    // An inbound peer's burst: its 10 starting tokens, no more.
+    let flood = free_slot_addrs(&c, from, 1_000);
+    assert_eq!(flood_from(&mut c, 7, &flood, T0), ADDR_TOKENS_INBOUND_START);
+    // 100 s earn 100 * 0.1 = 10 tokens.
+    let mut t = T0 + 100_000;
+    let flood = free_slot_addrs(&c, from, 1_000);
+    let earned = (100.0 * ADDR_TOKENS_PER_SEC) as usize;
+    assert_eq!(earned, 10);
+    assert_eq!(flood_from(&mut c, 7, &flood, t), earned);
+    // Half a token buys nothing, and is kept: another half second makes a whole one.
+    t += 5_000;
+    let flood = free_slot_addrs(&c, from, 10);
+    assert_eq!(flood_from(&mut c, 7, &flood, t), 0);
+    t += 5_000;
+    assert_eq!(flood_from(&mut c, 7, &flood, t), 1);
+    // After a long silence the bucket is full, at ADDR_TOKENS_MAX: a whole ADDR is taken,
+    // and then nothing more at once.
+    t += 1_000_000_000;
+    let flood = free_slot_addrs(&c, from, 1_000);
+    assert_eq!(flood_from(&mut c, 7, &flood, t), ADDR_TOKENS_MAX);
+    let flood = free_slot_addrs(&c, from, 10);
+    assert_eq!(flood_from(&mut c, 7, &flood, t), 0);
+}
+
+#[test]
+fn an_outbound_peer_starts_with_a_full_addr_bucket() {
+    let mut c = core(1);
+    let to = addr("20.0.0.1:8333");
+    c.one_try(PeerSpec::parse("20.0.0.1:8333").unwrap(), T0);
+    let dial = match c.drain_outputs().as_slice() {
+        [Output::Dial { dial, .. }] => *dial,
+        other => panic!("{other:?}"),
+    };
+    c.connected(1, to, Some(dial), node_id(2), T0);
+    c.received(1, version_from(node_id(2), 5, 1), T0);
+    c.received(1, Message::Verack, T0);
+    assert!(disconnects(&c.drain_outputs()).is_empty());
+    let flood = free_slot_addrs(&c, to, 1_000);
+    assert_eq!(flood_from(&mut c, 1, &flood, T0), ADDR_TOKENS_MAX);
+    let flood = free_slot_addrs(&c, to, 10);
+    assert_eq!(flood_from(&mut c, 1, &flood, T0), 0, "the bucket is spent");
 }
 
 #[test]

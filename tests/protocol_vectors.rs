@@ -3,8 +3,8 @@
 //! the frame decoder at the stated byte with the stated error), and every vector this file
 //! knows must appear in the document. The limits and network tables are checked the same way.
 //!
-//! To regenerate the blocks after a deliberate format change:
-//! `cargo test --test protocol_vectors -- --ignored --nocapture print_vectors`
+//! After a deliberate format change, `every_vector_block_is_laid_out_as_rendered` fails with
+//! the blocks to paste into the document.
 
 use bytes::BytesMut;
 use ed25519_dalek::SigningKey;
@@ -1014,34 +1014,59 @@ fn peer_behaviour_defaults_match_the_document() {
     }
 }
 
-/// Prints every vector as a document block; for authoring PROTOCOL.md.
-#[test]
-#[ignore]
-fn print_vectors() {
-    for vector in vectors() {
-        let mut info = format!("name={}", vector.name);
-        for (k, v) in vector.attributes() {
-            info.push_str(&format!(" {k}={v}"));
-        }
-        println!("```vector {info}");
-        let bytes = vector.bytes();
-        let body = match vector.value {
-            Value::Frame { .. } | Value::Invalid { .. } if bytes.len() >= FRAME_HEADER_SIZE => {
-                // The header split into its four fields, then the payload.
-                println!(
-                    "{} {} {} {}",
-                    hex::encode(&bytes[0..4]),
-                    hex::encode(&bytes[4..16]),
-                    hex::encode(&bytes[16..20]),
-                    hex::encode(&bytes[20..24])
-                );
-                &bytes[FRAME_HEADER_SIZE..]
-            }
-            _ => &bytes[..],
-        };
-        for chunk in body.chunks(32) {
-            println!("{}", hex::encode(chunk));
-        }
-        println!("```\n");
+/// `vector` as PROTOCOL.md writes it: the info string (name, then the attributes in key
+/// order), a frame's 24-byte header split into its four fields on one line, then the rest
+/// 32 bytes a line.
+fn render_block(vector: &Vector) -> String {
+    let mut out = format!("```vector name={}", vector.name);
+    for (k, v) in vector.attributes() {
+        out.push_str(&format!(" {k}={v}"));
     }
+    out.push('\n');
+    let bytes = vector.bytes();
+    let body = match vector.value {
+        Value::Frame { .. } | Value::Invalid { .. } if bytes.len() >= FRAME_HEADER_SIZE => {
+            out.push_str(&format!(
+                "{} {} {} {}\n",
+                hex::encode(&bytes[0..4]),
+                hex::encode(&bytes[4..16]),
+                hex::encode(&bytes[16..20]),
+                hex::encode(&bytes[20..24])
+            ));
+            &bytes[FRAME_HEADER_SIZE..]
+        }
+        _ => &bytes[..],
+    };
+    for chunk in body.chunks(32) {
+        out.push_str(&hex::encode(chunk));
+        out.push('\n');
+    }
+    out.push_str("```\n");
+    out
+}
+
+/// Every block in the document is laid out exactly as [`render_block`] writes it (contents
+/// are checked by `every_vector_in_the_document_matches_the_code`; this checks the layout): a
+/// frame's header fields on the first line and 32 bytes a line after it, as section 8 of the
+/// document tells its reader. After a deliberate format change, the failure message holds the
+/// blocks to paste into the document.
+#[test]
+fn every_vector_block_is_laid_out_as_rendered() {
+    let rendered: Vec<String> = vectors().iter().map(render_block).collect();
+    assert!(!rendered.is_empty());
+    let differing: Vec<&String> = rendered
+        .iter()
+        .filter(|b| !DOC.contains(b.as_str()))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} of {} vector blocks are not in PROTOCOL.md as rendered; the rendering:\n\n{}",
+        differing.len(),
+        rendered.len(),
+        differing
+            .iter()
+            .map(|b| b.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -302,18 +302,72 @@ fn a_block_header_claiming_32_mib_is_rejected_without_allocating_it() {
     }
 }
 
+/// The most the decoder reserves for a body on the strength of its header alone
+/// (`MAX_UPFRONT_RESERVE` in src/wire/frame.rs).
+const UPFRONT_RESERVE: usize = 64 * 1024;
+
+/// Body bytes arrive this many at a time, as a socket read might deliver them.
+const BODY_CHUNK: usize = 16 * 1024;
+
 #[test]
-fn a_header_at_the_limit_allocates_no_more_than_the_limit() {
-    // The decoder may size its buffer for an accepted body, but never beyond the limit in
-    // force: 4 MiB for BLOCK after the handshake, 1 KiB before.
+fn a_header_at_the_limit_reserves_a_chunk_and_the_buffer_grows_with_the_body() {
+    // A decoder that sized its buffer for the announced body would allocate 4 MiB here.
+    const { assert!(FRAME_HEADER_SIZE + UPFRONT_RESERVE < MAX_BLOCK_SIZE / 32) };
+    // The limit in force: 4 MiB for BLOCK after the handshake, 1 KiB before.
     for (len, handshake) in [(MAX_BLOCK_SIZE, true), (MAX_HANDSHAKE_PAYLOAD, false)] {
-        let head = raw_header(MAGIC, command_field(b"block"), len as u32, [0; 4]);
-        let (result, largest) = decode_tracked(handshake, &head);
+        let mut d = decoder(handshake);
+        // The header alone (a zero checksum: the body below will not match it).
+        let mut buf =
+            BytesMut::from(&raw_header(MAGIC, command_field(b"block"), len as u32, [0; 4])[..]);
+        let (result, largest) = largest_allocation_during(|| d.decode(&mut buf));
         assert!(matches!(result, Ok(None)), "{len}: {result:?}");
+        let reserve_bound = FRAME_HEADER_SIZE + len.min(UPFRONT_RESERVE);
         assert!(
-            largest <= FRAME_HEADER_SIZE + len + SLACK,
-            "{len}: largest allocation {largest} bytes"
+            largest <= reserve_bound,
+            "{len}: a bare header made an allocation of {largest} bytes, bound {reserve_bound}"
         );
+
+        // Then the body, all but its last byte: the buffer grows only as bytes arrive (the
+        // buffer at most doubles when it fills), never to the announced length ahead of them.
+        let body = vec![0u8; len];
+        let mut received = 0;
+        let mut largest_overall = largest;
+        while received < len - 1 {
+            let chunk = &body[received..(received + BODY_CHUNK).min(len - 1)];
+            let (result, largest) = largest_allocation_during(|| {
+                buf.extend_from_slice(chunk);
+                d.decode(&mut buf)
+            });
+            received += chunk.len();
+            assert!(
+                matches!(result, Ok(None)),
+                "{len}: {result:?} at {received}"
+            );
+            let bound = 2 * (FRAME_HEADER_SIZE + received) + UPFRONT_RESERVE;
+            assert!(
+                largest <= bound,
+                "{len}: an allocation of {largest} bytes with {received} body bytes received, \
+                 bound {bound}"
+            );
+            largest_overall = largest_overall.max(largest);
+        }
+        // The last byte completes the frame, which fails its checksum.
+        let (result, largest) = largest_allocation_during(|| {
+            buf.extend_from_slice(&body[len - 1..]);
+            d.decode(&mut buf)
+        });
+        assert!(
+            matches!(
+                result,
+                Err(WireError::BadChecksum {
+                    command: Command::Block,
+                    ..
+                })
+            ),
+            "{len}: {result:?}"
+        );
+        assert!(largest <= 2 * (FRAME_HEADER_SIZE + len) + UPFRONT_RESERVE);
+        println!("{len}-byte body: largest allocation {largest_overall} bytes");
     }
 }
 
