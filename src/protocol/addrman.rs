@@ -11,7 +11,7 @@
 use super::netgroup::netgroup_in;
 use crate::types::hash::sha256d_parts;
 use rand::Rng;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 pub const NEW_BUCKETS: usize = 256;
@@ -107,7 +107,8 @@ impl AddrInfo {
 
 pub struct AddrMan {
     key: [u8; 32],
-    entries: HashMap<SocketAddr, AddrInfo>,
+    /// Ordered, so that selection with a seeded RNG is reproducible.
+    entries: BTreeMap<SocketAddr, AddrInfo>,
     new_table: Vec<Option<SocketAddr>>,
     tried_table: Vec<Option<SocketAddr>>,
     /// Each loopback address and port is its own group (local test networks only).
@@ -126,7 +127,7 @@ impl AddrMan {
     pub fn new(key: [u8; 32]) -> AddrMan {
         AddrMan {
             key,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             new_table: vec![None; NEW_BUCKETS * BUCKET_SIZE],
             tried_table: vec![None; TRIED_BUCKETS * BUCKET_SIZE],
             local_groups: false,

@@ -13,7 +13,7 @@ use crate::wire::message::reject_code;
 use crate::wire::{limits, Message, NetAddress, Reject, TimestampedAddress, Version, WireError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 pub type PeerId = u64;
@@ -319,7 +319,7 @@ pub struct Core {
     bans: BanList,
     peers: BTreeMap<PeerId, Peer>,
     manual: Vec<ManualPeer>,
-    dials: HashMap<DialId, PendingDial>,
+    dials: BTreeMap<DialId, PendingDial>,
     next_dial: DialId,
     best_height: u64,
     last_seed_request_ms: Option<u64>,
@@ -340,7 +340,7 @@ impl Core {
             bans,
             peers: BTreeMap::new(),
             manual: Vec::new(),
-            dials: HashMap::new(),
+            dials: BTreeMap::new(),
             next_dial: 1,
             best_height: 0,
             last_seed_request_ms: None,
