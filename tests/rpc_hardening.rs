@@ -1,13 +1,20 @@
-//! The JSON-RPC server's hardening, through the binary as an operator meets it: batch and
-//! body limits, and the throttle on failed logins.
+//! The JSON-RPC server's hardening, through the binary as an operator meets it: shutdown does
+//! not wait on a long call, batch and body limits, and the throttle on failed logins.
 
 mod common;
 
 use base64::Engine;
 use common::*;
+use noded::rpc::client;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+const COIN: u64 = 100_000_000;
+
+/// How long `stop` may take with a long RPC in flight (the figure).
+const STOP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The documented batch limit (docs/OPERATIONS.md, "Limits").
 const DOCUMENTED_MAX_BATCH: usize = 1_000;
@@ -17,6 +24,11 @@ const DOCUMENTED_MAX_BODY: usize = 2 * 4 * 1024 * 1024 + 64 * 1024;
 
 /// The documented failed logins one address may make per minute before it is throttled.
 const DOCUMENTED_MAX_AUTH_FAILURES: usize = 5;
+
+fn call(node: &TestNode, method: &str, params: Value) -> Value {
+    node.rpc(method, params.clone())
+        .unwrap_or_else(|e| panic!("{method} {params}: {e}"))
+}
 
 /// One HTTP POST of `body` with Basic `credentials` (none when `None`); returns the status and
 /// the body of the reply.
@@ -48,6 +60,75 @@ fn post(addr: SocketAddr, credentials: Option<&str>, body: &[u8]) -> (u16, Strin
         .and_then(|s| s.parse().ok())
         .expect("an HTTP status");
     (status, body.to_string())
+}
+
+/// Defect 5: `stop` with `generatetoaddress` of the most blocks one call may ask for in flight
+/// on another connection. The node exits 0 within `STOP_DEADLINE`, and its store is whole on
+/// the next start.
+#[test]
+fn shutdown_cancels_long_rpc() {
+    let tempdir = tempfile::tempdir().unwrap();
+    let datadir = tempdir.path();
+    let mut node = TestNode::start_in(datadir, &[], |_| {});
+    let (addr, cookie) = (node.rpc_addr, node.cookie.clone());
+    let address = "11".repeat(20);
+    let generate = std::thread::spawn(move || {
+        client::call(
+            addr,
+            &cookie,
+            "generatetoaddress",
+            json!([noded::mining::MAX_GENERATE, address]),
+        )
+    });
+    let mut mined_before_stop = 0;
+    wait_until(DEADLINE, "generatetoaddress under way", || {
+        mined_before_stop = call(&node, "getblockcount", json!([])).as_u64().unwrap();
+        mined_before_stop >= 5
+    });
+
+    let asked = Instant::now();
+    assert_eq!(call(&node, "stop", json!([])), "noded stopping");
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < STOP_DEADLINE,
+            "noded still running {STOP_DEADLINE:?} after stop, with generatetoaddress in flight"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    println!(
+        "stop with generatetoaddress in flight: exited after {:?}",
+        asked.elapsed()
+    );
+    assert!(status.success(), "exit status {status}");
+    // The call ends with an error (shutting down) or a closed connection, never a full list.
+    match generate.join().unwrap() {
+        Ok(hashes) => panic!(
+            "generatetoaddress finished: {} blocks",
+            hashes.as_array().map_or(0, Vec::len)
+        ),
+        Err(e) => println!("generatetoaddress ended with: {e}"),
+    }
+
+    let mut node = TestNode::start_in(datadir, &[], |_| {});
+    let report = call(&node, "verifychain", json!([]));
+    assert_eq!(report["ok"], true, "{report}");
+    let height = call(&node, "getblockcount", json!([])).as_u64().unwrap();
+    assert!(
+        height >= mined_before_stop,
+        "{height} blocks after restart, {mined_before_stop} seen before stop"
+    );
+    assert_eq!(report["height"], height);
+    assert_eq!(
+        call(&node, "getblockhash", json!([height])),
+        call(&node, "getbestblockhash", json!([]))
+    );
+    // Every block paid the address: the state agrees with the block count.
+    let paid = call(&node, "getaccount", json!(["11".repeat(20)]));
+    assert_eq!(paid["balance"].as_u64().unwrap(), height * 50 * COIN);
+    assert!(node.stop().success());
 }
 
 /// Defect 7: a batch longer than the limit gets one clear error instead of being answered in
@@ -132,4 +213,34 @@ fn rpc_limits_failed_auth_throttled() {
     assert_eq!(status, 200, "{reply}");
     let reply: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["result"], 0);
+}
+
+/// Defect 5, `verifychain`'s side: the replay asks whether to stop before every block and ends
+/// with `Cancelled` as soon as it is told to, instead of replaying the whole chain.
+#[test]
+fn shutdown_cancels_long_rpc_verifychain_between_blocks() {
+    use noded::chain::testkit::{Keys, TestChainBuilder};
+    use noded::chain::{Chain, ChainError, ChainOptions};
+    use noded::params::REGTEST;
+    let mut chain = Chain::open_temporary(&REGTEST, ChainOptions::default()).unwrap();
+    let keys = Keys::new(1);
+    let mut builder = TestChainBuilder::new(&REGTEST);
+    for _ in 0..10 {
+        let block = builder.build(keys.address(0), vec![]);
+        chain.submit_block(block, 4_000_000_000).unwrap();
+    }
+    let asked = std::cell::Cell::new(0);
+    let stop_at_third = || {
+        asked.set(asked.get() + 1);
+        asked.get() == 3
+    };
+    assert!(matches!(
+        chain.verify_chain_until(3, &stop_at_third),
+        Err(ChainError::Cancelled)
+    ));
+    assert_eq!(asked.get(), 3, "stopped at the first check that said so");
+    let never = || false;
+    let report = chain.verify_chain_until(3, &never).unwrap();
+    assert!(report.ok);
+    assert_eq!(report.height, 10);
 }

@@ -92,8 +92,9 @@ pub struct Miner {
     pool: SharedMempool,
     threads: usize,
     stats: Arc<MinerStats>,
-    /// Raised at shutdown: every search in progress ends.
-    stopping: Arc<AtomicBool>,
+    /// Cancelled at shutdown (a child of the node's token, see `cancelled_with`): every search
+    /// in progress ends and `generate` returns between two blocks.
+    stopping: CancellationToken,
 }
 
 impl Miner {
@@ -103,8 +104,14 @@ impl Miner {
             pool,
             threads: threads.max(1),
             stats: Arc::new(MinerStats::default()),
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// The same miner, stopped when `shutdown` is cancelled as well as by `stop`.
+    pub fn cancelled_with(mut self, shutdown: &CancellationToken) -> Miner {
+        self.stopping = shutdown.child_token();
+        self
     }
 
     pub fn stats(&self) -> &MinerStats {
@@ -117,7 +124,7 @@ impl Miner {
 
     /// Ends every search in progress, now and later.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
+        self.stopping.cancel();
     }
 
     /// A template on the current tip paying `miner`.
@@ -154,7 +161,7 @@ impl Miner {
         let stats = self.stats.clone();
         let stopping = self.stopping.clone();
         let run = move || {
-            let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
+            let should_stop = || stop.load(Ordering::Relaxed) || stopping.is_cancelled();
             search(
                 &header,
                 &target,
@@ -184,7 +191,7 @@ impl Miner {
         // template is the same.
         let mut resume: Option<(Header, u64)> = None;
         while (hashes.len() as u64) < count {
-            if self.stopping.load(Ordering::Relaxed) {
+            if self.stopping.is_cancelled() {
                 return Err(MiningError::ShuttingDown);
             }
             let mut template = self.template(miner);
@@ -202,6 +209,9 @@ impl Miner {
                 )
                 .await?;
             let Some(header) = found else {
+                if self.stopping.is_cancelled() {
+                    return Err(MiningError::ShuttingDown);
+                }
                 break;
             };
             template.block.header = header;
@@ -244,7 +254,7 @@ impl Miner {
         let mut snapshots = self.chain.snapshot_receiver();
         tracing::info!(%miner, threads = self.threads, "mining started");
         let mut resume: Option<(Header, u64)> = None;
-        while !shutdown.is_cancelled() && !self.stopping.load(Ordering::Relaxed) {
+        while !shutdown.is_cancelled() && !self.stopping.is_cancelled() {
             snapshots.borrow_and_update();
             let mut template = self.template(miner);
             let unsolved = template.block.header;

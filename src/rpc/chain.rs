@@ -18,6 +18,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// bitcoind error codes used here.
 pub mod code {
@@ -42,7 +43,8 @@ fn chain_error(e: ChainError) -> ErrorObjectOwned {
         ChainError::InvalidBlock { .. }
         | ChainError::TxIndexSyncing { .. }
         | ChainError::KnownInvalid(_)
-        | ChainError::CannotInvalidateGenesis => error(code::MISC_ERROR, e.to_string()),
+        | ChainError::CannotInvalidateGenesis
+        | ChainError::Cancelled => error(code::MISC_ERROR, e.to_string()),
         other => error(code::INTERNAL_ERROR, other.to_string()),
     }
 }
@@ -64,6 +66,8 @@ pub trait MempoolTxLookup: Send + Sync + 'static {
 pub struct ChainRpc {
     chain: ChainHandle,
     mempool: Option<Arc<dyn MempoolTxLookup>>,
+    /// The node's shutdown: `verifychain` stops replaying when it is cancelled.
+    shutdown: CancellationToken,
 }
 
 /// The chain methods as a module to merge into the server's.
@@ -71,18 +75,22 @@ pub fn chain_rpc_module(chain: ChainHandle) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: None,
+        shutdown: CancellationToken::new(),
     }
     .into_rpc()
 }
 
-/// The chain methods, with unconfirmed transactions looked up in `mempool`.
+/// The chain methods, with unconfirmed transactions looked up in `mempool`; long calls end
+/// when `shutdown` is cancelled.
 pub fn chain_rpc_module_with_mempool(
     chain: ChainHandle,
     mempool: Arc<dyn MempoolTxLookup>,
+    shutdown: CancellationToken,
 ) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: Some(mempool),
+        shutdown,
     }
     .into_rpc()
 }
@@ -429,7 +437,7 @@ impl ChainApiServer for ChainRpc {
 
     async fn verifychain(&self, checklevel: Option<u32>) -> RpcResult<VerifyReport> {
         self.chain
-            .verify_chain(checklevel.unwrap_or(3))
+            .verify_chain_until(checklevel.unwrap_or(3), self.shutdown.clone())
             .await
             .map_err(chain_error)
     }
