@@ -1,5 +1,6 @@
 //! The JSON-RPC server's hardening, through the binary as an operator meets it: shutdown does
-//! not wait on a long call, batch and body limits, and the throttle on failed logins.
+//! not wait on a long call, cheap and cached chain facts, batch and body limits, and the
+//! throttle on failed logins.
 
 mod common;
 
@@ -21,6 +22,9 @@ const DOCUMENTED_MAX_BATCH: usize = 1_000;
 
 /// The documented body limit: a 4 MiB block's hex for submitblock plus 64 KiB for the envelope.
 const DOCUMENTED_MAX_BODY: usize = 2 * 4 * 1024 * 1024 + 64 * 1024;
+
+/// The documented interval at which `size_on_disk` is recomputed at most.
+const DOCUMENTED_SIZE_ON_DISK_REFRESH: Duration = Duration::from_secs(5);
 
 /// The documented failed logins one address may make per minute before it is throttled.
 const DOCUMENTED_MAX_AUTH_FAILURES: usize = 5;
@@ -129,6 +133,48 @@ fn shutdown_cancels_long_rpc() {
     let paid = call(&node, "getaccount", json!(["11".repeat(20)]));
     assert_eq!(paid["balance"].as_u64().unwrap(), height * 50 * COIN);
     assert!(node.stop().success());
+}
+
+/// Defect 6 (c): `getblockheader`'s nTx, now read without decoding the block, matches the
+/// block for blocks with one and with several transactions.
+#[test]
+fn blocking_work_off_runtime_getblockheader_ntx() {
+    let node = TestNode::start(&[]);
+    let genesis = call(&node, "getblockhash", json!([0]));
+    assert_eq!(call(&node, "getblockheader", json!([genesis]))["nTx"], 1);
+    call(&node, "generate", json!([1]));
+    let payee = "22".repeat(20);
+    for _ in 0..3 {
+        call(&node, "sendtoaddress", json!([payee, COIN]));
+    }
+    let hash = call(&node, "generate", json!([1]))[0].clone();
+    let header = call(&node, "getblockheader", json!([hash]));
+    assert_eq!(header["nTx"], 4, "{header}");
+    assert_eq!(call(&node, "getblock", json!([hash]))["nTx"], 4);
+    // The header-only form is unchanged.
+    let hex = call(&node, "getblockheader", json!([hash, false]));
+    assert_eq!(hex.as_str().unwrap().len(), 2 * 88);
+}
+
+/// Defect 6 (d): `size_on_disk` is present and, recomputed in the background, grows once blocks
+/// are written (waited for with a deadline past the cache interval).
+#[test]
+fn blocking_work_off_runtime_size_on_disk_refreshes() {
+    let node = TestNode::start(&[]);
+    let first = call(&node, "getblockchaininfo", json!([]))["size_on_disk"]
+        .as_u64()
+        .expect("size_on_disk is a number");
+    assert!(first > 0);
+    call(&node, "generatetoaddress", json!([300, "33".repeat(20)]));
+    let deadline = DEADLINE + DOCUMENTED_SIZE_ON_DISK_REFRESH;
+    let mut last = first;
+    wait_until(deadline, "size_on_disk to grow", || {
+        last = call(&node, "getblockchaininfo", json!([]))["size_on_disk"]
+            .as_u64()
+            .unwrap();
+        last > first
+    });
+    println!("size_on_disk {first} -> {last}");
 }
 
 /// Defect 7: a batch longer than the limit gets one clear error instead of being answered in

@@ -16,7 +16,7 @@ pub use template::{
 
 use crate::chain::chainstate::TipSnapshot;
 use crate::chain::state::{Account, AccountView};
-use crate::chain::{ChainError, ChainHandle, ChainReader, SubmitOutcome};
+use crate::chain::{ChainError, ChainHandle, SubmitOutcome};
 use crate::mempool::SharedMempool;
 use crate::types::pow::Target;
 use crate::types::{Address, Hash256, Header};
@@ -47,12 +47,15 @@ pub enum MiningError {
     ShuttingDown,
     #[error("the nonce search failed: {0}")]
     Search(String),
+    #[error("a mining task failed: {0}")]
+    Task(String),
 }
 
-/// A template source over the chain's published snapshot and its store.
+/// A template source over the chain's published snapshot and account states (the store, or
+/// states read from it ahead of time).
 pub struct ChainSource<'a> {
     pub snapshot: &'a TipSnapshot,
-    pub reader: &'a ChainReader,
+    pub accounts: &'a dyn AccountView,
 }
 
 impl ChainTemplateSource for ChainSource<'_> {
@@ -69,7 +72,7 @@ impl ChainTemplateSource for ChainSource<'_> {
     }
 
     fn account(&self, address: &Address) -> Account {
-        AccountView::account(self.reader, address)
+        self.accounts.account(address)
     }
 }
 
@@ -127,23 +130,18 @@ impl Miner {
         self.stopping.cancel();
     }
 
-    /// A template on the current tip paying `miner`.
+    /// A template on the current tip paying `miner`. Reads the store (blocking): async code
+    /// uses `template_off_runtime`.
     pub fn template(&self, miner: Address) -> BlockTemplate {
-        let snapshot = self.chain.tip_snapshot();
-        let source = ChainSource {
-            snapshot: &snapshot,
-            reader: self.chain.reader(),
-        };
-        let params = self.chain.params();
-        let template = {
-            let pool = self.pool.lock();
-            build_template(params, &source, &pool, miner, unix_now())
-        };
-        self.stats.last_template_txs.store(
-            template.block.transactions.len() as u64 - 1,
-            Ordering::Relaxed,
-        );
-        template
+        template_on_tip(&self.chain, &self.pool, &self.stats, miner)
+    }
+
+    /// `template` on tokio's blocking threads.
+    async fn template_off_runtime(&self, miner: Address) -> Result<BlockTemplate, MiningError> {
+        let (chain, pool, stats) = (self.chain.clone(), self.pool.clone(), self.stats.clone());
+        tokio::task::spawn_blocking(move || template_on_tip(&chain, &pool, &stats, miner))
+            .await
+            .map_err(|e| MiningError::Task(e.to_string()))
     }
 
     /// Searches for a nonce off the async runtime; `None` after `max_tries` hashes or a stop.
@@ -194,7 +192,7 @@ impl Miner {
             if self.stopping.is_cancelled() {
                 return Err(MiningError::ShuttingDown);
             }
-            let mut template = self.template(miner);
+            let mut template = self.template_off_runtime(miner).await?;
             let unsolved = template.block.header;
             let start = resume
                 .take()
@@ -222,9 +220,10 @@ impl Miner {
                     // Update the pool now, as bitcoind does, so that when generate returns the
                     // mined transactions are gone from it; the chain-event follower's later
                     // pass over the same block then finds nothing left to do.
-                    self.pool
-                        .lock()
-                        .block_connected(&block, self.chain.reader());
+                    let (pool, reader) = (self.pool.clone(), self.chain.reader().clone());
+                    tokio::task::spawn_blocking(move || pool.block_connected(&block, &reader))
+                        .await
+                        .map_err(|e| MiningError::Task(e.to_string()))?;
                     self.stats.blocks.fetch_add(1, Ordering::Relaxed);
                     hashes.push(hash);
                     stale = 0;
@@ -256,7 +255,13 @@ impl Miner {
         let mut resume: Option<(Header, u64)> = None;
         while !shutdown.is_cancelled() && !self.stopping.is_cancelled() {
             snapshots.borrow_and_update();
-            let mut template = self.template(miner);
+            let mut template = match self.template_off_runtime(miner).await {
+                Ok(template) => template,
+                Err(e) => {
+                    tracing::error!(error = %e, "mining stopped");
+                    break;
+                }
+            };
             let unsolved = template.block.header;
             let start = resume
                 .take()
@@ -310,6 +315,28 @@ impl Miner {
         self.stats.generating.store(false, Ordering::Relaxed);
         tracing::info!("mining stopped");
     }
+}
+
+/// A template on `chain`'s tip paying `miner`: the pool's senders are read from the store
+/// first, then the template is built under the pool's lock with no store read.
+fn template_on_tip(
+    chain: &ChainHandle,
+    pool: &SharedMempool,
+    stats: &MinerStats,
+    miner: Address,
+) -> BlockTemplate {
+    let snapshot = chain.tip_snapshot();
+    let accounts = pool.prefetch_senders(chain.reader());
+    let source = ChainSource {
+        snapshot: &snapshot,
+        accounts: &accounts,
+    };
+    let template = build_template(chain.params(), &source, &pool.lock(), miner, unix_now());
+    stats.last_template_txs.store(
+        template.block.transactions.len() as u64 - 1,
+        Ordering::Relaxed,
+    );
+    template
 }
 
 fn unix_now() -> u64 {
