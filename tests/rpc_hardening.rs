@@ -71,6 +71,24 @@ fn post(addr: SocketAddr, credentials: Option<&str>, body: &[u8]) -> (u16, Strin
 /// the next start.
 #[test]
 fn shutdown_cancels_long_rpc() {
+    stop_during_generate(|node| {
+        assert_eq!(call(node, "stop", json!([])), "noded stopping");
+    });
+}
+
+/// Defect 5, as `shutdown_cancels_long_rpc` with SIGTERM instead of `stop`.
+#[test]
+fn shutdown_cancels_long_rpc_on_sigterm() {
+    stop_during_generate(|node| {
+        let pid = node.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    });
+}
+
+/// Starts a node, runs `generatetoaddress` of `MAX_GENERATE` blocks on one connection, calls
+/// `stop_it` once blocks are coming, and checks the exit and the store (see above).
+fn stop_during_generate(stop_it: impl FnOnce(&mut TestNode)) {
     let tempdir = tempfile::tempdir().unwrap();
     let datadir = tempdir.path();
     let mut node = TestNode::start_in(datadir, &[], |_| {});
@@ -91,14 +109,14 @@ fn shutdown_cancels_long_rpc() {
     });
 
     let asked = Instant::now();
-    assert_eq!(call(&node, "stop", json!([])), "noded stopping");
+    stop_it(&mut node);
     let status = loop {
         if let Some(status) = node.child.try_wait().unwrap() {
             break status;
         }
         assert!(
             asked.elapsed() < STOP_DEADLINE,
-            "noded still running {STOP_DEADLINE:?} after stop, with generatetoaddress in flight"
+            "noded still running {STOP_DEADLINE:?} after the stop request, with generatetoaddress in flight"
         );
         std::thread::sleep(Duration::from_millis(5));
     };
