@@ -229,6 +229,25 @@ fn rpc_limits_batch_length() {
     }
 }
 
+/// Defect 7: the batch limit follows `--rpcmaxbatch`.
+#[test]
+fn rpc_limits_batch_length_configurable() {
+    let node = TestNode::start(&["--rpcmaxbatch", "3"]);
+    let batch = |n: usize| {
+        let calls: Vec<Value> = (0..n)
+            .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "getblockcount"}))
+            .collect();
+        serde_json::to_vec(&calls).unwrap()
+    };
+    let (_, body) = post(node.rpc_addr, Some(&node.cookie), &batch(3));
+    let answers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answers.as_array().map(Vec::len), Some(3), "{answers}");
+    let (_, body) = post(node.rpc_addr, Some(&node.cookie), &batch(4));
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert_eq!(reply["error"]["data"], "Exceeded max limit of 3", "{reply}");
+}
+
 /// Defect 7: a body over the limit gets HTTP 413 with a JSON-RPC error; the largest legitimate
 /// request (submitblock of a maximum-size block) still gets through to the method.
 #[test]

@@ -143,6 +143,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     };
     let (rpc_handle, rpc_addr) = match server::start(
         config.rpc_addr,
+        config.rpc_max_batch,
         AuthLayer::new(credentials),
         ctx,
         vec![

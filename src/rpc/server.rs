@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// Largest request body accepted, in bytes: a maximum-size block's hex for `submitblock` (the
 /// largest legitimate request) plus 64 KiB for the JSON around it. Larger gets HTTP 413.
 pub const MAX_REQUEST_BODY: u32 = (2 * MAX_BLOCK_SIZE + 64 * 1024) as u32;
-/// Requests one JSON-RPC batch may hold: plenty for tools that batch lookups, while the answers
-/// a batch keeps in memory until its last call is done stay bounded. Longer gets error -32010.
+/// Requests one JSON-RPC batch may hold by default (`--rpcmaxbatch`): plenty for tools that
+/// batch lookups, while the answers a batch keeps in memory until its last call is done stay
+/// bounded. Longer gets error -32010.
 pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 /// Concurrent RPC connections accepted (TCP connections, and requests in progress).
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
@@ -237,12 +238,14 @@ pub enum RpcStartError {
 }
 
 /// Binds and starts the server with the node methods plus `extra` method sets (network,
-/// chain, mempool...); returns its handle and the bound address.
+/// chain, mempool...), taking batches of up to `max_batch` calls; returns its handle and the
+/// bound address.
 ///
 /// Runs its own accept loop (jsonrpsee's documented way to see each connection's source
 /// address) so that the authentication layer can throttle failed logins per address.
 pub async fn start(
     addr: SocketAddr,
+    max_batch: u32,
     auth: AuthLayer,
     ctx: RpcContext,
     extra: Vec<jsonrpsee::Methods>,
@@ -250,7 +253,7 @@ pub async fn start(
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BODY)
         .max_connections(MAX_RPC_CONNECTIONS)
-        .set_batch_request_config(BatchRequestConfig::Limit(MAX_BATCH_REQUESTS))
+        .set_batch_request_config(BatchRequestConfig::Limit(max_batch))
         .build();
     let listener = TcpListener::bind(addr)
         .await
