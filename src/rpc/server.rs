@@ -29,6 +29,8 @@ pub const MAX_REQUEST_BODY: u32 = (2 * MAX_BLOCK_SIZE + 64 * 1024) as u32;
 pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 /// Concurrent RPC connections accepted (TCP connections, and requests in progress).
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
+/// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// A connection that sends no request within this long is closed.
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -286,6 +288,7 @@ pub async fn start(
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::debug!(error = %e, "RPC: accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                         continue;
                     }
                 },
