@@ -10,7 +10,7 @@
 //! `AUTH_THROTTLE_DELAY`. Right credentials are checked first and always served, so a user
 //! sharing an address with a guesser (every local client is 127.0.0.1) is never locked out.
 //! Each failed attempt is logged at WARN with its source address, up to the throttle; after
-//! that, once per window with the count of those not logged.
+//! that, one line per window (the first failure after it) counts those not logged.
 
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
