@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 /// Name of the config file looked for in the datadir when `--config` is not given.
 pub const CONFIG_FILE_NAME: &str = "noded.toml";
 
+/// Highest `--rpcmaxbatch`: a batch's answers are held until its last call is done, and the
+/// response body is capped at 10 MB by the server anyway.
+pub const MAX_RPC_BATCH_SETTING: u32 = 100_000;
+
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 125;
 pub const DEFAULT_MAX_INBOUND_PER_IP: u32 = 16;
 pub const DEFAULT_BAN_TIME_SECS: u64 = 24 * 60 * 60;
@@ -106,6 +110,9 @@ pub struct NodeArgs {
         hide_env_values = true
     )]
     pub rpcpassword: Option<String>,
+    /// Most calls one JSON-RPC batch may hold; a longer batch gets error -32010 [default: 1000]
+    #[arg(long, env = "NODED_RPCMAXBATCH", value_name = "N")]
+    pub rpcmaxbatch: Option<u32>,
     /// Network to join
     #[arg(long, env = "NODED_NETWORK", value_enum)]
     pub network: Option<Network>,
@@ -187,6 +194,7 @@ pub struct FileConfig {
     pub rpcbind: Option<IpAddr>,
     pub rpcuser: Option<String>,
     pub rpcpassword: Option<String>,
+    pub rpcmaxbatch: Option<u32>,
     pub network: Option<Network>,
     pub nolisten: Option<bool>,
     pub maxconnections: Option<u32>,
@@ -288,6 +296,8 @@ pub struct Config {
     pub rpc_addr: SocketAddr,
     /// Configured user and password, in addition to the cookie.
     pub rpc_credentials: Option<(String, String)>,
+    /// Most calls in one JSON-RPC batch.
+    pub rpc_max_batch: u32,
     pub max_connections: u32,
     pub max_inbound_per_ip: u32,
     pub ban_time_secs: u64,
@@ -479,6 +489,15 @@ impl Config {
                 })
             })
             .transpose()?;
+        let rpc_max_batch = args
+            .rpcmaxbatch
+            .or(file.rpcmaxbatch)
+            .unwrap_or(crate::rpc::server::MAX_BATCH_REQUESTS);
+        if !(1..=MAX_RPC_BATCH_SETTING).contains(&rpc_max_batch) {
+            return Err(ConfigError::Rule(format!(
+                "--rpcmaxbatch {rpc_max_batch} is out of range: give 1 to {MAX_RPC_BATCH_SETTING}"
+            )));
+        }
         let mine_threads = args.minethreads.or(file.minethreads);
         if mine_threads == Some(0) {
             return Err(ConfigError::Rule("--minethreads must be at least 1".into()));
@@ -512,6 +531,7 @@ impl Config {
             connect,
             rpc_addr: SocketAddr::new(rpc_bind, rpc_port),
             rpc_credentials,
+            rpc_max_batch,
             max_connections: args
                 .maxconnections
                 .or(file.maxconnections)
@@ -633,6 +653,20 @@ mod tests {
         assert!(PeerSpec::parse("zz@h:1").is_err());
         assert!(PeerSpec::parse("h:0").is_err());
         assert!(PeerSpec::parse(":1").is_err());
+    }
+
+    #[test]
+    fn rpcmaxbatch_defaults_reads_the_file_and_is_range_checked() {
+        let c = Config::merge(NodeArgs::default(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.rpc_max_batch, crate::rpc::server::MAX_BATCH_REQUESTS);
+        let c = Config::merge(NodeArgs::default(), file("rpcmaxbatch = 7"), None).unwrap();
+        assert_eq!(c.rpc_max_batch, 7);
+        let a = NodeArgs {
+            rpcmaxbatch: Some(0),
+            ..NodeArgs::default()
+        };
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--rpcmaxbatch 0"), "{err}");
     }
 
     #[test]

@@ -674,6 +674,16 @@ impl Chain {
     /// it with the stored state. `check_level` ≥ 1 re-runs the stateless and contextual block
     /// checks, ≥ 3 signatures too.
     pub fn verify_chain(&self, check_level: u32) -> Result<VerifyReport, ChainError> {
+        self.verify_chain_until(check_level, &|| false)
+    }
+
+    /// `verify_chain`, checking `cancelled` before each block: once it says so, the replay
+    /// ends with `ChainError::Cancelled` (a shutdown does not wait for a long replay).
+    pub fn verify_chain_until(
+        &self,
+        check_level: u32,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<VerifyReport, ChainError> {
         let height = self.index.tip_height();
         let mut state: HashMap<Address, Account> = HashMap::new();
         let report = |mismatch: Mismatch, accounts: u64| VerifyReport {
@@ -688,6 +698,9 @@ impl Chain {
             error,
         };
         for h in 0..=height {
+            if cancelled() {
+                return Err(ChainError::Cancelled);
+            }
             let expected = self.index.active_hash(h);
             let stored = self.store.main_hash(h)?;
             if stored != expected {

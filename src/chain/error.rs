@@ -140,6 +140,8 @@ pub enum ChainError {
     TxIndexSyncing { indexed: u64, tip: u64 },
     #[error("the chain writer has stopped")]
     WriterStopped,
+    #[error("cancelled: the node is shutting down")]
+    Cancelled,
 }
 
 impl ChainError {

@@ -57,6 +57,11 @@ impl ChainReader {
         self.store.block(hash)
     }
 
+    /// A stored block's transaction count, without decoding the block.
+    pub fn block_tx_count(&self, hash: &Hash256) -> Result<Option<u64>, ChainError> {
+        self.store.block_tx_count(hash)
+    }
+
     pub fn block_bytes(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, ChainError> {
         self.store.block_bytes(hash)
     }
@@ -178,6 +183,8 @@ impl ChainReader {
         Ok(tips.into_iter().map(|(_, _, t)| t).collect())
     }
 
+    /// Bytes the store's files take. Walks the store's directory: slow on a big store, so the
+    /// RPC caches it (`rpc::chain::SIZE_ON_DISK_REFRESH`).
     pub fn size_on_disk(&self) -> u64 {
         self.store.size_on_disk()
     }

@@ -14,7 +14,7 @@ use super::state::Account;
 use super::validation::StateDelta;
 use crate::encoding::{self, BoundedVec};
 use crate::params::NetworkParams;
-use crate::types::block::MAX_BLOCK_TXS;
+use crate::types::block::{HEADER_SIZE, MAX_BLOCK_TXS};
 use crate::types::{Address, Block, Hash256, Header};
 use bincode::{Decode, Encode};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -692,6 +692,23 @@ impl Store {
         }
     }
 
+    /// How many transactions a stored block holds, read from its encoding's count field (right
+    /// after the fixed-size header) without decoding the transactions.
+    pub fn block_tx_count(&self, hash: &Hash256) -> Result<Option<u64>, ChainError> {
+        let Some(bytes) = self.bodies.get(hash.0)? else {
+            return Ok(None);
+        };
+        let count = bytes
+            .get(HEADER_SIZE..HEADER_SIZE + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+            .filter(|&n| n >= 1 && n <= MAX_BLOCK_TXS as u64)
+            .ok_or_else(|| {
+                ChainError::corrupt(format!("the body of {hash} has no valid transaction count"))
+            })?;
+        Ok(Some(count))
+    }
+
     /// The encoded block exactly as stored.
     pub fn block_bytes(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, ChainError> {
         Ok(self.bodies.get(hash.0)?.map(|b| b.to_vec()))
@@ -990,6 +1007,28 @@ mod tests {
         assert_eq!(store.tx_location(&cb).unwrap().unwrap().0.block, genesis);
         assert_eq!(store.tx_index_tip().unwrap(), Some(genesis));
         assert!(store.accounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn block_tx_count_reads_the_count_without_decoding() {
+        let store = Store::open_temporary(&REGTEST).unwrap();
+        let keys = Keys::new(2);
+        let mut b = TestChainBuilder::new(&REGTEST);
+        let first = b.build(keys.address(0), vec![]);
+        store_and_connect(&store, &first, 1, &HashMap::new());
+        let state = b.state().clone();
+        let transfers = (0..3)
+            .map(|nonce| keys.transfer(&REGTEST, 0, keys.address(1), 500, 1, nonce))
+            .collect();
+        let second = b.build(keys.address(1), transfers);
+        store_and_connect(&store, &second, 2, &state);
+        assert_eq!(
+            store.block_tx_count(&REGTEST.genesis_hash()).unwrap(),
+            Some(1)
+        );
+        assert_eq!(store.block_tx_count(&first.hash()).unwrap(), Some(1));
+        assert_eq!(store.block_tx_count(&second.hash()).unwrap(), Some(4));
+        assert_eq!(store.block_tx_count(&Hash256([7; 32])).unwrap(), None);
     }
 
     #[test]

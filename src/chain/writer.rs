@@ -15,6 +15,7 @@ use crate::types::{Block, Hash256};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Commands waiting for the writer at most; senders wait (asynchronously) beyond that.
 pub const COMMAND_CAPACITY: usize = 64;
@@ -40,6 +41,8 @@ enum Command {
     },
     Verify {
         check_level: u32,
+        /// Ends the replay early (between blocks) with `ChainError::Cancelled`.
+        cancel: CancellationToken,
         reply: oneshot::Sender<Result<VerifyReport, ChainError>>,
     },
     Flush {
@@ -113,8 +116,13 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                     Command::Reconsider { hash, reply } => {
                         let _ = reply.send(chain.reconsider_block(&hash));
                     }
-                    Command::Verify { check_level, reply } => {
-                        let _ = reply.send(chain.verify_chain(check_level));
+                    Command::Verify {
+                        check_level,
+                        cancel,
+                        reply,
+                    } => {
+                        let cancelled = || cancel.is_cancelled();
+                        let _ = reply.send(chain.verify_chain_until(check_level, &cancelled));
                     }
                     Command::Flush { reply } => {
                         let _ = reply.send(chain.flush());
@@ -213,8 +221,23 @@ impl ChainHandle {
     /// Replays the active chain and compares with the stored state (runs on the writer, so
     /// the state cannot move underneath it).
     pub async fn verify_chain(&self, check_level: u32) -> Result<VerifyReport, ChainError> {
-        self.request(|reply| Command::Verify { check_level, reply })
+        self.verify_chain_until(check_level, CancellationToken::new())
             .await
+    }
+
+    /// `verify_chain`, abandoned between two blocks once `cancel` is cancelled (a shutdown):
+    /// the writer is free again within one block's replay.
+    pub async fn verify_chain_until(
+        &self,
+        check_level: u32,
+        cancel: CancellationToken,
+    ) -> Result<VerifyReport, ChainError> {
+        self.request(|reply| Command::Verify {
+            check_level,
+            cancel,
+            reply,
+        })
+        .await
     }
 
     pub async fn flush(&self) -> Result<(), ChainError> {

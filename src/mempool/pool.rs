@@ -362,6 +362,11 @@ impl Mempool {
             .is_some_and(|a| a.future.values().any(|e| e.txid == *txid))
     }
 
+    /// The accounts with transactions in the pool.
+    pub fn senders(&self) -> Vec<Address> {
+        self.accounts.keys().copied().collect()
+    }
+
     /// Every held transaction: per account, pending in nonce order, then future.
     pub fn entries(&self) -> impl Iterator<Item = &MempoolEntry> {
         self.accounts

@@ -2,13 +2,17 @@
 //! done outside the lock, an event stream of admitted transactions, and the task that keeps
 //! the pool in step with the chain (`follow_chain`).
 //!
-//! The lock is a std mutex held only for short synchronous pool calls, never across `.await`.
+//! The lock is a std mutex held only for short synchronous pool calls, never across `.await`
+//! and never across a store read: the account states a call needs are read first
+//! (`PrefetchedAccounts`), then the lock is taken. The calls that read the store block, so
+//! async code runs them on tokio's blocking threads (`follow_chain` does).
 
 use super::error::MempoolError;
-use super::pool::{Accepted, Mempool, Txid, VerifiedTransfer};
-use crate::chain::state::AccountView;
+use super::pool::{Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
+use crate::chain::state::{Account, AccountView};
 use crate::chain::{ChainEvent, ChainHandle};
-use crate::types::{NetworkMagic, Transaction};
+use crate::types::{Address, Block, NetworkMagic, Transaction};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -19,6 +23,52 @@ pub const EVENT_CAPACITY: usize = 4096;
 
 /// How often `follow_chain` drops expired transactions.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Account states read from the store before the pool's lock is taken, so that the pool is
+/// never held while the store reads. An account not read ahead (one that entered the pool
+/// between the read and the lock) falls back to the store: correct, and rare.
+pub struct PrefetchedAccounts<'a> {
+    accounts: HashMap<Address, Account>,
+    store: &'a dyn AccountView,
+}
+
+impl<'a> PrefetchedAccounts<'a> {
+    /// Reads `addresses` from `store` now.
+    pub fn read(
+        store: &'a dyn AccountView,
+        addresses: impl IntoIterator<Item = Address>,
+    ) -> PrefetchedAccounts<'a> {
+        let accounts = addresses
+            .into_iter()
+            .map(|a| (a, store.account(&a)))
+            .collect();
+        PrefetchedAccounts { accounts, store }
+    }
+}
+
+impl AccountView for PrefetchedAccounts<'_> {
+    fn account(&self, address: &Address) -> Account {
+        match self.accounts.get(address) {
+            Some(account) => *account,
+            None => self.store.account(address),
+        }
+    }
+}
+
+/// The senders of a block's transfers: the accounts a connect or disconnect revalidates.
+fn transfer_senders(block: &Block) -> Vec<Address> {
+    let mut senders: Vec<Address> = block
+        .transactions
+        .iter()
+        .filter_map(|tx| match tx {
+            Transaction::Transfer(t) => Some(t.sender()),
+            Transaction::Coinbase(_) => None,
+        })
+        .collect();
+    senders.sort_unstable();
+    senders.dedup();
+    senders
+}
 
 /// A transaction the pool admitted (pending or future), for relay and subscriptions.
 #[derive(Clone, Debug)]
@@ -63,10 +113,15 @@ impl SharedMempool {
         view: &dyn AccountView,
         now: u64,
     ) -> Result<Accepted, MempoolError> {
-        self.lock().precheck(&tx, view)?;
+        let sender = match &tx {
+            Transaction::Transfer(t) => Some(t.sender()),
+            Transaction::Coinbase(_) => None,
+        };
+        let view = PrefetchedAccounts::read(view, sender);
+        self.lock().precheck(&tx, &view)?;
         let arc = Arc::new(tx.clone());
         let verified = VerifiedTransfer::verify(tx, self.magic)?;
-        let accepted = self.lock().accept_verified(verified, view, now)?;
+        let accepted = self.lock().accept_verified(verified, &view, now)?;
         let _ = self.events.send(AdmittedTx {
             txid: accepted.txid,
             tx: arc,
@@ -85,6 +140,39 @@ impl SharedMempool {
     pub fn verified(&self, txids: &[Txid]) -> Vec<bool> {
         let pool = self.lock();
         txids.iter().map(|t| pool.is_verified(t)).collect()
+    }
+
+    /// `Mempool::block_connected`, with the block's senders read from `store` before the
+    /// lock. Blocks on the store: call it off the async runtime.
+    pub fn block_connected(&self, block: &Block, store: &dyn AccountView) -> BlockUpdate {
+        let view = PrefetchedAccounts::read(store, transfer_senders(block));
+        self.lock().block_connected(block, &view)
+    }
+
+    /// `Mempool::block_disconnected`, reading the store before the lock as `block_connected`.
+    pub fn block_disconnected(
+        &self,
+        block: &Block,
+        store: &dyn AccountView,
+        now: u64,
+    ) -> BlockUpdate {
+        let view = PrefetchedAccounts::read(store, transfer_senders(block));
+        self.lock().block_disconnected(block, &view, now)
+    }
+
+    /// `Mempool::revalidate_all`: the pool's senders are listed under the lock, read from
+    /// `store` without it, then revalidated under it.
+    pub fn revalidate_all(&self, store: &dyn AccountView) -> Vec<(Txid, MempoolError)> {
+        let senders = self.lock().senders();
+        let view = PrefetchedAccounts::read(store, senders);
+        self.lock().revalidate_all(&view)
+    }
+
+    /// The states of every account with transactions in the pool, read from `store` without
+    /// holding the lock (for a block template built under it next).
+    pub fn prefetch_senders<'a>(&self, store: &'a dyn AccountView) -> PrefetchedAccounts<'a> {
+        let senders = self.lock().senders();
+        PrefetchedAccounts::read(store, senders)
     }
 
     /// Admitted transactions from now on.
@@ -131,7 +219,9 @@ pub async fn follow_chain(
             }
             event = events.recv() => match event {
                 Ok(ChainEvent::BlockConnected(block, height)) => {
-                    let update = pool.lock().block_connected(&block, chain.reader());
+                    let (pool, reader) = (pool.clone(), chain.reader().clone());
+                    let update = off_runtime(move || pool.block_connected(&block, &reader)).await;
+                    let Some(update) = update else { continue };
                     tracing::debug!(
                         height,
                         included = update.txids.len(),
@@ -140,8 +230,12 @@ pub async fn follow_chain(
                     );
                 }
                 Ok(ChainEvent::BlockDisconnected(block, height)) => {
-                    let update =
-                        pool.lock().block_disconnected(&block, chain.reader(), unix_now());
+                    let (pool, reader) = (pool.clone(), chain.reader().clone());
+                    let update = off_runtime(move || {
+                        pool.block_disconnected(&block, &reader, unix_now())
+                    })
+                    .await;
+                    let Some(update) = update else { continue };
                     tracing::debug!(
                         height,
                         taken_back = update.txids.len(),
@@ -150,7 +244,9 @@ pub async fn follow_chain(
                     );
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let removed = pool.lock().revalidate_all(chain.reader());
+                    let (pool, reader) = (pool.clone(), chain.reader().clone());
+                    let removed = off_runtime(move || pool.revalidate_all(&reader)).await;
+                    let Some(removed) = removed else { continue };
                     tracing::warn!(
                         missed,
                         dropped = removed.len(),
@@ -159,6 +255,18 @@ pub async fn follow_chain(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+        }
+    }
+}
+
+/// Runs store-reading pool work on tokio's blocking threads; `None` if the runtime is shutting
+/// down or the work panicked (logged).
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "mempool: chain follower task failed");
+            None
         }
     }
 }

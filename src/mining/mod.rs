@@ -16,7 +16,7 @@ pub use template::{
 
 use crate::chain::chainstate::TipSnapshot;
 use crate::chain::state::{Account, AccountView};
-use crate::chain::{ChainError, ChainHandle, ChainReader, SubmitOutcome};
+use crate::chain::{ChainError, ChainHandle, SubmitOutcome};
 use crate::mempool::SharedMempool;
 use crate::types::pow::Target;
 use crate::types::{Address, Hash256, Header};
@@ -47,12 +47,15 @@ pub enum MiningError {
     ShuttingDown,
     #[error("the nonce search failed: {0}")]
     Search(String),
+    #[error("a mining task failed: {0}")]
+    Task(String),
 }
 
-/// A template source over the chain's published snapshot and its store.
+/// A template source over the chain's published snapshot and account states (the store, or
+/// states read from it ahead of time).
 pub struct ChainSource<'a> {
     pub snapshot: &'a TipSnapshot,
-    pub reader: &'a ChainReader,
+    pub accounts: &'a dyn AccountView,
 }
 
 impl ChainTemplateSource for ChainSource<'_> {
@@ -69,7 +72,7 @@ impl ChainTemplateSource for ChainSource<'_> {
     }
 
     fn account(&self, address: &Address) -> Account {
-        AccountView::account(self.reader, address)
+        self.accounts.account(address)
     }
 }
 
@@ -92,8 +95,9 @@ pub struct Miner {
     pool: SharedMempool,
     threads: usize,
     stats: Arc<MinerStats>,
-    /// Raised at shutdown: every search in progress ends.
-    stopping: Arc<AtomicBool>,
+    /// Cancelled at shutdown (a child of the node's token, see `cancelled_with`): every search
+    /// in progress ends and `generate` returns between two blocks.
+    stopping: CancellationToken,
 }
 
 impl Miner {
@@ -103,8 +107,14 @@ impl Miner {
             pool,
             threads: threads.max(1),
             stats: Arc::new(MinerStats::default()),
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// The same miner, stopped when `shutdown` is cancelled as well as by `stop`.
+    pub fn cancelled_with(mut self, shutdown: &CancellationToken) -> Miner {
+        self.stopping = shutdown.child_token();
+        self
     }
 
     pub fn stats(&self) -> &MinerStats {
@@ -117,26 +127,21 @@ impl Miner {
 
     /// Ends every search in progress, now and later.
     pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
+        self.stopping.cancel();
     }
 
-    /// A template on the current tip paying `miner`.
+    /// A template on the current tip paying `miner`. Reads the store (blocking): async code
+    /// uses `template_off_runtime`.
     pub fn template(&self, miner: Address) -> BlockTemplate {
-        let snapshot = self.chain.tip_snapshot();
-        let source = ChainSource {
-            snapshot: &snapshot,
-            reader: self.chain.reader(),
-        };
-        let params = self.chain.params();
-        let template = {
-            let pool = self.pool.lock();
-            build_template(params, &source, &pool, miner, unix_now())
-        };
-        self.stats.last_template_txs.store(
-            template.block.transactions.len() as u64 - 1,
-            Ordering::Relaxed,
-        );
-        template
+        template_on_tip(&self.chain, &self.pool, &self.stats, miner)
+    }
+
+    /// `template` on tokio's blocking threads.
+    async fn template_off_runtime(&self, miner: Address) -> Result<BlockTemplate, MiningError> {
+        let (chain, pool, stats) = (self.chain.clone(), self.pool.clone(), self.stats.clone());
+        tokio::task::spawn_blocking(move || template_on_tip(&chain, &pool, &stats, miner))
+            .await
+            .map_err(|e| MiningError::Task(e.to_string()))
     }
 
     /// Searches for a nonce off the async runtime; `None` after `max_tries` hashes or a stop.
@@ -154,7 +159,7 @@ impl Miner {
         let stats = self.stats.clone();
         let stopping = self.stopping.clone();
         let run = move || {
-            let should_stop = || stop.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed);
+            let should_stop = || stop.load(Ordering::Relaxed) || stopping.is_cancelled();
             search(
                 &header,
                 &target,
@@ -184,10 +189,10 @@ impl Miner {
         // template is the same.
         let mut resume: Option<(Header, u64)> = None;
         while (hashes.len() as u64) < count {
-            if self.stopping.load(Ordering::Relaxed) {
+            if self.stopping.is_cancelled() {
                 return Err(MiningError::ShuttingDown);
             }
-            let mut template = self.template(miner);
+            let mut template = self.template_off_runtime(miner).await?;
             let unsolved = template.block.header;
             let start = resume
                 .take()
@@ -202,6 +207,9 @@ impl Miner {
                 )
                 .await?;
             let Some(header) = found else {
+                if self.stopping.is_cancelled() {
+                    return Err(MiningError::ShuttingDown);
+                }
                 break;
             };
             template.block.header = header;
@@ -212,9 +220,10 @@ impl Miner {
                     // Update the pool now, as bitcoind does, so that when generate returns the
                     // mined transactions are gone from it; the chain-event follower's later
                     // pass over the same block then finds nothing left to do.
-                    self.pool
-                        .lock()
-                        .block_connected(&block, self.chain.reader());
+                    let (pool, reader) = (self.pool.clone(), self.chain.reader().clone());
+                    tokio::task::spawn_blocking(move || pool.block_connected(&block, &reader))
+                        .await
+                        .map_err(|e| MiningError::Task(e.to_string()))?;
                     self.stats.blocks.fetch_add(1, Ordering::Relaxed);
                     hashes.push(hash);
                     stale = 0;
@@ -244,9 +253,15 @@ impl Miner {
         let mut snapshots = self.chain.snapshot_receiver();
         tracing::info!(%miner, threads = self.threads, "mining started");
         let mut resume: Option<(Header, u64)> = None;
-        while !shutdown.is_cancelled() && !self.stopping.load(Ordering::Relaxed) {
+        while !shutdown.is_cancelled() && !self.stopping.is_cancelled() {
             snapshots.borrow_and_update();
-            let mut template = self.template(miner);
+            let mut template = match self.template_off_runtime(miner).await {
+                Ok(template) => template,
+                Err(e) => {
+                    tracing::error!(error = %e, "mining stopped");
+                    break;
+                }
+            };
             let unsolved = template.block.header;
             let start = resume
                 .take()
@@ -300,6 +315,28 @@ impl Miner {
         self.stats.generating.store(false, Ordering::Relaxed);
         tracing::info!("mining stopped");
     }
+}
+
+/// A template on `chain`'s tip paying `miner`: the pool's senders are read from the store
+/// first, then the template is built under the pool's lock with no store read.
+fn template_on_tip(
+    chain: &ChainHandle,
+    pool: &SharedMempool,
+    stats: &MinerStats,
+    miner: Address,
+) -> BlockTemplate {
+    let snapshot = chain.tip_snapshot();
+    let accounts = pool.prefetch_senders(chain.reader());
+    let source = ChainSource {
+        snapshot: &snapshot,
+        accounts: &accounts,
+    };
+    let template = build_template(chain.params(), &source, &pool.lock(), miner, unix_now());
+    stats.last_template_txs.store(
+        template.block.transactions.len() as u64 - 1,
+        Ordering::Relaxed,
+    );
+    template
 }
 
 fn unix_now() -> u64 {

@@ -44,11 +44,15 @@ impl Services {
             params.magic,
         ));
         let wallet = Arc::new(WalletService::new(&config.datadir, params));
-        let miner = Arc::new(Miner::new(
-            chain.clone(),
-            pool.clone(),
-            config.mine_threads.unwrap_or_else(default_threads),
-        ));
+        // A shutdown ends `generate` calls between blocks, so the RPC server's drain is short.
+        let miner = Arc::new(
+            Miner::new(
+                chain.clone(),
+                pool.clone(),
+                config.mine_threads.unwrap_or_else(default_threads),
+            )
+            .cancelled_with(shutdown),
+        );
         let mut tasks = vec![tokio::spawn(follow_chain(
             pool.clone(),
             chain.clone(),

@@ -19,9 +19,13 @@ use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
 use crate::rpc::server::{self, PeerCounts, RpcContext, RpcStartError};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for RPC calls in flight to finish: the long ones end at the next
+/// block once the shutdown token is cancelled, so this only bounds a misbehaving call.
+pub const RPC_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -141,12 +145,17 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     };
     let (rpc_handle, rpc_addr) = match server::start(
         config.rpc_addr,
+        config.rpc_max_batch,
         AuthLayer::new(credentials),
         ctx,
         vec![
             net_methods.into(),
-            chain_rpc_module_with_mempool(chain_handle.clone(), Arc::new(services.pool.clone()))
-                .into(),
+            chain_rpc_module_with_mempool(
+                chain_handle.clone(),
+                Arc::new(services.pool.clone()),
+                shutdown.clone(),
+            )
+            .into(),
         ]
         .into_iter()
         .chain(services.rpc_methods(&config, &chain_handle))
@@ -177,7 +186,17 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     wait_for_shutdown(&shutdown).await?;
     tracing::info!("shutting down");
     let _ = rpc_handle.stop();
-    rpc_handle.stopped().await;
+    // Long calls (generate, verifychain) watch the shutdown token and end within a block;
+    // whatever still runs after the bound is abandoned rather than waited for.
+    if tokio::time::timeout(RPC_DRAIN_TIMEOUT, rpc_handle.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = RPC_DRAIN_TIMEOUT.as_millis() as u64,
+            "RPC calls still running at shutdown were abandoned"
+        );
+    }
     // The service stops its peers and saves the peer store before it returns.
     if let Err(e) = net_task.await {
         tracing::warn!(error = %e, "network service ended abnormally");

@@ -1,22 +1,123 @@
-//! HTTP Basic authentication for the RPC server, as a tower layer in front of jsonrpsee.
+//! HTTP Basic authentication for the RPC server, as a tower layer in front of jsonrpsee, and
+//! the throttle on failed logins.
 //!
 //! Accepts the cookie credentials and, when configured, a user/password pair. Everything else
 //! (missing, malformed or wrong credentials) gets HTTP 401 before any JSON is parsed. The
 //! WebSocket upgrade is an HTTP request too, so it is covered by the same check.
+//!
+//! Owns the record of failed logins per source IP address: after `MAX_AUTH_FAILURES` within
+//! `AUTH_FAILURE_WINDOW`, that address's failed attempts are answered HTTP 429 after
+//! `AUTH_THROTTLE_DELAY`. Right credentials are checked first and always served, so a user
+//! sharing an address with a guesser (every local client is 127.0.0.1) is never locked out.
+//! Each failed attempt is logged at WARN with its source address, up to the throttle; after
+//! that, one line per window (the first failure after it) counts those not logged.
 
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Failed logins one address may make within `AUTH_FAILURE_WINDOW` before it is throttled:
+/// enough for a mistyped password or a stale cookie, far too few to guess one.
+pub const MAX_AUTH_FAILURES: u32 = 5;
+
+/// The window failed logins are counted over; an address's count starts again after it.
+pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a throttled address's failed attempt waits for its 429: with at most
+/// `MAX_RPC_CONNECTIONS` connections, this caps a guesser at a few hundred tries a second
+/// instead of as many as the CPU can check.
+pub const AUTH_THROTTLE_DELAY: Duration = Duration::from_secs(1);
+
+/// Addresses whose failures are remembered; beyond it the oldest record is dropped, so a
+/// flood from many addresses costs bounded memory.
+pub const MAX_TRACKED_ADDRESSES: usize = 4096;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The `Authorization` header values that are accepted.
+/// The `Authorization` header values that are accepted, and the failed-login record shared by
+/// every connection.
 #[derive(Clone)]
 pub struct AuthLayer {
     accepted: Arc<Vec<Vec<u8>>>,
+    failures: Arc<Mutex<FailedLogins>>,
+}
+
+/// One address's failed logins in the current window.
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// Failed logins per source address, bounded by `MAX_TRACKED_ADDRESSES`.
+#[derive(Debug, Default)]
+struct FailedLogins {
+    by_address: HashMap<IpAddr, Failures>,
+}
+
+/// What to do with a failed login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// HTTP 401 now.
+    Refuse,
+    /// HTTP 429 after `AUTH_THROTTLE_DELAY`; retry after this long.
+    Throttle { retry_after: Duration },
+}
+
+impl FailedLogins {
+    /// Counts a failed login from `ip` at `now`, logs it (rate-limited) and says how to answer.
+    fn record(&mut self, ip: IpAddr, now: Instant) -> Verdict {
+        if let Some(old) = self.by_address.get(&ip).copied() {
+            if now.duration_since(old.since) >= AUTH_FAILURE_WINDOW {
+                self.by_address.remove(&ip);
+                let unlogged = old.count.saturating_sub(MAX_AUTH_FAILURES + 1);
+                if unlogged > 0 {
+                    tracing::warn!(source = %ip, unlogged, "RPC: more failed logins in the last window than were logged");
+                }
+            }
+        }
+        if !self.by_address.contains_key(&ip) && self.by_address.len() >= MAX_TRACKED_ADDRESSES {
+            self.by_address
+                .retain(|_, f| now.duration_since(f.since) < AUTH_FAILURE_WINDOW);
+            if self.by_address.len() >= MAX_TRACKED_ADDRESSES {
+                let oldest = self
+                    .by_address
+                    .iter()
+                    .min_by_key(|(_, f)| f.since)
+                    .map(|(a, _)| *a);
+                if let Some(oldest) = oldest {
+                    self.by_address.remove(&oldest);
+                }
+            }
+        }
+        let entry = self.by_address.entry(ip).or_insert(Failures {
+            count: 0,
+            since: now,
+        });
+        entry.count = entry.count.saturating_add(1);
+        let count = entry.count;
+        let retry_after = AUTH_FAILURE_WINDOW.saturating_sub(now.duration_since(entry.since));
+        if count <= MAX_AUTH_FAILURES {
+            tracing::warn!(source = %ip, failures = count, "RPC: failed login (wrong or missing credentials)");
+            Verdict::Refuse
+        } else {
+            if count == MAX_AUTH_FAILURES + 1 {
+                tracing::warn!(
+                    source = %ip,
+                    failures = count,
+                    retry_after_secs = retry_after.as_secs(),
+                    "RPC: failed login; throttling this address (further failures in this window are answered 429 and not logged one by one)"
+                );
+            }
+            Verdict::Throttle { retry_after }
+        }
+    }
 }
 
 impl AuthLayer {
@@ -32,7 +133,24 @@ impl AuthLayer {
             .collect();
         AuthLayer {
             accepted: Arc::new(accepted),
+            failures: Arc::default(),
         }
+    }
+
+    /// The check in front of `inner` for one connection from `peer`.
+    pub fn service<S>(&self, inner: S, peer: IpAddr) -> Auth<S> {
+        Auth {
+            inner,
+            layer: self.clone(),
+            peer,
+        }
+    }
+
+    fn failed_login(&self, peer: IpAddr) -> Verdict {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(peer, Instant::now())
     }
 
     fn allows(&self, header: Option<&http::HeaderValue>) -> bool {
@@ -54,20 +172,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     layer: AuthLayer,
+    /// The connection's source address.
+    peer: IpAddr,
 }
 
 fn unauthorized() -> HttpResponse {
@@ -77,6 +187,17 @@ fn unauthorized() -> HttpResponse {
         .header(http::header::CONTENT_TYPE, "text/plain")
         .body(HttpBody::from(
             "401 Unauthorized: use the credentials in <datadir>/.cookie or --rpcuser/--rpcpassword\n",
+        ))
+        .expect("a static response is valid")
+}
+
+fn too_many_requests(retry_after: Duration) -> HttpResponse {
+    http::Response::builder()
+        .status(http::StatusCode::TOO_MANY_REQUESTS)
+        .header(http::header::RETRY_AFTER, retry_after.as_secs().max(1))
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(HttpBody::from(
+            "429 Too Many Requests: too many failed logins from this address; use the credentials in <datadir>/.cookie or --rpcuser/--rpcpassword\n",
         ))
         .expect("a static response is valid")
 }
@@ -99,9 +220,14 @@ where
             .layer
             .allows(request.headers().get(http::header::AUTHORIZATION))
         {
-            Box::pin(self.inner.call(request))
-        } else {
-            Box::pin(std::future::ready(Ok(unauthorized())))
+            return Box::pin(self.inner.call(request));
+        }
+        match self.layer.failed_login(self.peer) {
+            Verdict::Refuse => Box::pin(std::future::ready(Ok(unauthorized()))),
+            Verdict::Throttle { retry_after } => Box::pin(async move {
+                tokio::time::sleep(AUTH_THROTTLE_DELAY).await;
+                Ok(too_many_requests(retry_after))
+            }),
         }
     }
 }
@@ -120,5 +246,29 @@ mod tests {
         assert!(!layer.allows(Some(&header(&format!("Basic {}", b64("alice:pX"))))));
         assert!(!layer.allows(Some(&header(&format!("Bearer {}", b64("alice:pw"))))));
         assert!(!layer.allows(None));
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_per_address_within_the_window() {
+        let mut failures = FailedLogins::default();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..MAX_AUTH_FAILURES {
+            assert_eq!(failures.record(a, t0), Verdict::Refuse);
+        }
+        assert!(matches!(failures.record(a, t0), Verdict::Throttle { .. }));
+        assert_eq!(failures.record(b, t0), Verdict::Refuse, "another address");
+        let later = t0 + AUTH_FAILURE_WINDOW;
+        assert_eq!(failures.record(a, later), Verdict::Refuse, "a new window");
+    }
+
+    #[test]
+    fn the_failure_record_is_bounded() {
+        let mut failures = FailedLogins::default();
+        let now = Instant::now();
+        for i in 0..(MAX_TRACKED_ADDRESSES as u32 + 10) {
+            failures.record(IpAddr::from(i.to_be_bytes()), now);
+        }
+        assert_eq!(failures.by_address.len(), MAX_TRACKED_ADDRESSES);
     }
 }

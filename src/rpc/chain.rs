@@ -17,7 +17,9 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// bitcoind error codes used here.
 pub mod code {
@@ -42,7 +44,8 @@ fn chain_error(e: ChainError) -> ErrorObjectOwned {
         ChainError::InvalidBlock { .. }
         | ChainError::TxIndexSyncing { .. }
         | ChainError::KnownInvalid(_)
-        | ChainError::CannotInvalidateGenesis => error(code::MISC_ERROR, e.to_string()),
+        | ChainError::CannotInvalidateGenesis
+        | ChainError::Cancelled => error(code::MISC_ERROR, e.to_string()),
         other => error(code::INTERNAL_ERROR, other.to_string()),
     }
 }
@@ -61,9 +64,30 @@ pub trait MempoolTxLookup: Send + Sync + 'static {
     fn mempool_transaction(&self, txid: &Hash256) -> Option<Transaction>;
 }
 
+/// `size_on_disk` is recomputed at most this often: it walks the store's directory, which on
+/// a large store takes long enough to matter for a method that monitoring polls.
+pub const SIZE_ON_DISK_REFRESH: Duration = Duration::from_secs(5);
+
 pub struct ChainRpc {
     chain: ChainHandle,
     mempool: Option<Arc<dyn MempoolTxLookup>>,
+    /// The node's shutdown: `verifychain` stops replaying when it is cancelled.
+    shutdown: CancellationToken,
+    size_on_disk: Arc<Mutex<SizeOnDisk>>,
+}
+
+/// The last `size_on_disk` figure and when it was taken.
+#[derive(Default)]
+struct SizeOnDisk {
+    bytes: Option<u64>,
+    taken: Option<Instant>,
+    /// A recomputation is under way on a blocking thread.
+    refreshing: bool,
+}
+
+fn lock_size(size: &Mutex<SizeOnDisk>) -> MutexGuard<'_, SizeOnDisk> {
+    // Plain data, consistent between any two statements: a poisoned lock is still usable.
+    size.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The chain methods as a module to merge into the server's.
@@ -71,18 +95,24 @@ pub fn chain_rpc_module(chain: ChainHandle) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: None,
+        shutdown: CancellationToken::new(),
+        size_on_disk: Arc::default(),
     }
     .into_rpc()
 }
 
-/// The chain methods, with unconfirmed transactions looked up in `mempool`.
+/// The chain methods, with unconfirmed transactions looked up in `mempool`; long calls end
+/// when `shutdown` is cancelled.
 pub fn chain_rpc_module_with_mempool(
     chain: ChainHandle,
     mempool: Arc<dyn MempoolTxLookup>,
+    shutdown: CancellationToken,
 ) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: Some(mempool),
+        shutdown,
+        size_on_disk: Arc::default(),
     }
     .into_rpc()
 }
@@ -90,7 +120,7 @@ pub fn chain_rpc_module_with_mempool(
 #[rpc(server)]
 pub trait ChainApi {
     #[method(name = "getblockchaininfo")]
-    fn getblockchaininfo(&self) -> RpcResult<Value>;
+    async fn getblockchaininfo(&self) -> RpcResult<Value>;
     #[method(name = "getblockcount")]
     fn getblockcount(&self) -> RpcResult<u64>;
     #[method(name = "getbestblockhash")]
@@ -99,7 +129,7 @@ pub trait ChainApi {
     fn getblockhash(&self, height: u64) -> RpcResult<Hash256>;
     #[method(name = "getblock", blocking)]
     fn getblock(&self, blockhash: String, verbosity: Option<u8>) -> RpcResult<Value>;
-    #[method(name = "getblockheader")]
+    #[method(name = "getblockheader", blocking)]
     fn getblockheader(&self, blockhash: String, verbose: Option<bool>) -> RpcResult<Value>;
     #[method(name = "getchaintips", blocking)]
     fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>>;
@@ -150,6 +180,41 @@ pub fn transaction_json(tx: &Transaction) -> Value {
 }
 
 impl ChainRpc {
+    /// The store's size on disk, at most `SIZE_ON_DISK_REFRESH` old. A stale figure is
+    /// answered at once while a blocking thread recomputes it; only the first call waits.
+    async fn size_on_disk(&self) -> u64 {
+        let (cached, refresh) = {
+            let mut size = lock_size(&self.size_on_disk);
+            let stale = size
+                .taken
+                .is_none_or(|t| t.elapsed() >= SIZE_ON_DISK_REFRESH);
+            let refresh = stale && !size.refreshing;
+            size.refreshing |= refresh;
+            (size.bytes, refresh)
+        };
+        let reader = self.chain.reader().clone();
+        let work = if refresh {
+            let cache = self.size_on_disk.clone();
+            tokio::task::spawn_blocking(move || {
+                let bytes = reader.size_on_disk();
+                let mut size = lock_size(&cache);
+                size.bytes = Some(bytes);
+                size.taken = Some(Instant::now());
+                size.refreshing = false;
+                bytes
+            })
+        } else if cached.is_none() {
+            // Another call is taking the first figure; take one too rather than answer 0.
+            tokio::task::spawn_blocking(move || reader.size_on_disk())
+        } else {
+            return cached.unwrap_or_default();
+        };
+        match cached {
+            Some(bytes) => bytes,
+            None => work.await.unwrap_or_default(),
+        }
+    }
+
     fn record(&self, hash: &Hash256) -> Result<IndexRecord, ErrorObjectOwned> {
         self.chain
             .reader()
@@ -272,7 +337,8 @@ impl ChainRpc {
 
 #[async_trait]
 impl ChainApiServer for ChainRpc {
-    fn getblockchaininfo(&self) -> RpcResult<Value> {
+    async fn getblockchaininfo(&self) -> RpcResult<Value> {
+        let size_on_disk = self.size_on_disk().await;
         let snapshot = self.chain.tip_snapshot();
         let params = self.chain.params();
         let bits = snapshot.header.bits;
@@ -289,7 +355,7 @@ impl ChainApiServer for ChainRpc {
             "verificationprogress": 1.0,
             "initialblockdownload": false,
             "chainwork": hex::encode(snapshot.chainwork),
-            "size_on_disk": self.chain.reader().size_on_disk(),
+            "size_on_disk": size_on_disk,
             "pruned": false,
             "warnings": "",
         }))
@@ -341,8 +407,13 @@ impl ChainApiServer for ChainRpc {
         let record = self.record(&hash)?;
         if verbose.unwrap_or(true) {
             let mut v = self.header_json(&hash, &record)?;
-            if let Ok(Some(block)) = self.chain.reader().block(&hash) {
-                v["nTx"] = json!(block.transactions.len());
+            if let Some(count) = self
+                .chain
+                .reader()
+                .block_tx_count(&hash)
+                .map_err(chain_error)?
+            {
+                v["nTx"] = json!(count);
             }
             Ok(v)
         } else {
@@ -429,7 +500,7 @@ impl ChainApiServer for ChainRpc {
 
     async fn verifychain(&self, checklevel: Option<u32>) -> RpcResult<VerifyReport> {
         self.chain
-            .verify_chain(checklevel.unwrap_or(3))
+            .verify_chain_until(checklevel.unwrap_or(3), self.shutdown.clone())
             .await
             .map_err(chain_error)
     }

@@ -7,21 +7,32 @@ use super::auth::AuthLayer;
 use super::error::RpcError;
 use crate::chain::ChainTip;
 use crate::params::Network;
+use crate::types::block::MAX_BLOCK_SIZE;
 use crate::types::{Hash256, NodeId};
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
-use jsonrpsee::server::{HttpRequest, Server, ServerConfig, ServerHandle};
+use jsonrpsee::server::{BatchRequestConfig, HttpRequest, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::sync::watch;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Largest request body accepted, in bytes.
-pub const MAX_REQUEST_BODY: u32 = 16 * 1024 * 1024;
-/// Concurrent RPC connections accepted.
+/// Largest request body accepted, in bytes: a maximum-size block's hex for `submitblock` (the
+/// largest legitimate request) plus 64 KiB for the JSON around it. Larger gets HTTP 413.
+pub const MAX_REQUEST_BODY: u32 = (2 * MAX_BLOCK_SIZE + 64 * 1024) as u32;
+/// Requests one JSON-RPC batch may hold by default (`--rpcmaxbatch`): plenty for tools that
+/// batch lookups, while the answers a batch keeps in memory until its last call is done stay
+/// bounded. Longer gets error -32010.
+pub const MAX_BATCH_REQUESTS: u32 = 1_000;
+/// Concurrent RPC connections accepted (TCP connections, and requests in progress).
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
+/// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// A connection that sends no request within this long is closed.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Peer counts, updated by the networking side.
 #[derive(Debug, Default)]
@@ -98,7 +109,7 @@ pub const METHODS: &[(&str, &str, &str)] = &[
     ("clearbanned", "", "Removes every ban."),
     ("getnodeaddresses", "[count]", "A random sample of the address book."),
     ("ping", "", "Pings every peer now; results show in getpeerinfo."),
-    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk."),
+    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk (at most 5 s old)."),
     ("getblockcount", "", "Height of the active chain's tip."),
     ("getbestblockhash", "", "Hash of the active chain's tip."),
     ("getblockhash", "height", "Hash of the active chain's block at a height."),
@@ -229,9 +240,14 @@ pub enum RpcStartError {
 }
 
 /// Binds and starts the server with the node methods plus `extra` method sets (network,
-/// chain, mempool...); returns its handle and the bound address.
+/// chain, mempool...), taking batches of up to `max_batch` calls; returns its handle and the
+/// bound address.
+///
+/// Runs its own accept loop (jsonrpsee's documented way to see each connection's source
+/// address) so that the authentication layer can throttle failed logins per address.
 pub async fn start(
     addr: SocketAddr,
+    max_batch: u32,
     auth: AuthLayer,
     ctx: RpcContext,
     extra: Vec<jsonrpsee::Methods>,
@@ -239,18 +255,12 @@ pub async fn start(
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BODY)
         .max_connections(MAX_RPC_CONNECTIONS)
+        .set_batch_request_config(BatchRequestConfig::Limit(max_batch))
         .build();
-    let server = Server::builder()
-        .set_config(config)
-        .set_http_middleware(
-            tower::ServiceBuilder::new()
-                .layer(auth)
-                .map_request(assume_json_body),
-        )
-        .build(addr)
+    let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| RpcBindError { addr, source })?;
-    let bound = server
+    let bound = listener
         .local_addr()
         .map_err(|source| RpcBindError { addr, source })?;
     let fixed = FixedInfo {
@@ -265,5 +275,63 @@ pub async fn start(
     for more in extra {
         methods.merge(more)?;
     }
-    Ok((server.start(methods), bound))
+    let builder = Server::builder()
+        .set_config(config)
+        .set_http_middleware(tower::ServiceBuilder::new().map_request(assume_json_body))
+        .to_service_builder();
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let connections = Arc::new(Semaphore::new(MAX_RPC_CONNECTIONS as usize));
+    tokio::spawn(async move {
+        loop {
+            let (socket, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "RPC: accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                },
+                _ = stop.clone().shutdown() => break,
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "RPC: connection limit reached; closing");
+                continue;
+            };
+            let _ = socket.set_nodelay(true);
+            let seen = Arc::new(AtomicBool::new(false));
+            let service = builder.clone().build(methods.clone(), stop.clone());
+            let service = tower::ServiceBuilder::new()
+                .map_request({
+                    let seen = seen.clone();
+                    move |request| {
+                        seen.store(true, Ordering::Relaxed);
+                        request
+                    }
+                })
+                .service(auth.service(service, peer.ip()));
+            let stopped = stop.clone().shutdown();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let serve =
+                    jsonrpsee::server::serve_with_graceful_shutdown(socket, service, stopped);
+                tokio::pin!(serve);
+                let idle = tokio::time::sleep(FIRST_REQUEST_TIMEOUT);
+                let result = tokio::select! {
+                    result = &mut serve => result,
+                    _ = idle => {
+                        if !seen.load(Ordering::Relaxed) {
+                            tracing::debug!(%peer, "RPC: no request in time; closing");
+                            return;
+                        }
+                        serve.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "RPC: connection ended with an error");
+                }
+            });
+        }
+    });
+    Ok((handle, bound))
 }
