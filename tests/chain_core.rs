@@ -331,6 +331,57 @@ fn verifychain_reports_the_first_state_mismatch() {
     assert_eq!(json["first_mismatch"]["stored"]["balance"], 1);
 }
 
+/// The storage issue: verifychain compared only the state at the tip, where the pending
+/// changes above the state marker hide the account table. A wrong value in the table under a
+/// pending account is now found, at the marker's height.
+#[test]
+fn verifychain_checks_the_account_table_at_the_state_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain");
+    let keys = Keys::new(2);
+    let blocks = linear(6, &keys);
+    {
+        let mut c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+        for b in &blocks[..3] {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        c.flush().unwrap(); // the state marker at height 3
+        for b in &blocks[3..] {
+            c.submit_block(b.clone(), NOW).unwrap();
+        }
+        assert_eq!(
+            c.unflushed_blocks(),
+            3,
+            "address 1's later balances are pending"
+        );
+    }
+    {
+        let store = Store::open(&path, &REGTEST).unwrap();
+        let forged = Account {
+            balance: Amount(7),
+            nonce: 0,
+        };
+        store
+            .corrupt_for_test(
+                "accounts",
+                &keys.address(1).0,
+                &noded::encoding::encode(&forged),
+            )
+            .unwrap();
+    }
+    let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
+    assert_eq!(c.unflushed_blocks(), 3);
+    let report = c.verify_chain(1).unwrap();
+    assert!(
+        !report.ok,
+        "a wrong account under the pending state is found"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["first_mismatch"]["kind"], "account");
+    assert_eq!(json["first_mismatch"]["height"], 3);
+    assert_eq!(json["first_mismatch"]["stored"]["balance"], 7);
+}
+
 /// A network like regtest but retargeting every 4 blocks (factor 4, 60 s spacing).
 fn retargeting_params() -> &'static NetworkParams {
     let mut params = NetworkParams {

@@ -106,8 +106,11 @@ pub enum Mismatch {
         hash: Option<Hash256>,
         error: String,
     },
-    /// The stored state of an account differs from the replayed one (null: absent).
+    /// The stored state of an account differs from the replayed one (null: absent), at the
+    /// tip or at the block the stored account table is at (the state marker, below the
+    /// pending changes).
     Account {
+        height: u64,
         address: Address,
         stored: Option<Account>,
         replayed: Option<Account>,
@@ -298,9 +301,14 @@ impl Chain {
         self.store.accounts()
     }
 
-    /// Writes the pending account states to their tree and sled's buffers to disk.
+    /// Writes the pending account states to their table and makes every commit durable.
     pub fn flush(&self) -> Result<(), ChainError> {
         self.store.flush()
+    }
+
+    /// Makes every commit so far durable (one fsync if any is not yet).
+    pub fn sync(&self) -> Result<(), ChainError> {
+        self.store.sync()
     }
 
     /// Connected blocks whose account changes are still pending (in their redo records and
@@ -685,6 +693,7 @@ impl Chain {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<VerifyReport, ChainError> {
         let height = self.index.tip_height();
+        let marker = self.store.state_tip()?;
         let mut state: HashMap<Address, Account> = HashMap::new();
         let report = |mismatch: Mismatch, accounts: u64| VerifyReport {
             ok: false,
@@ -742,25 +751,19 @@ impl Chain {
                 }
                 Err(e) => return Ok(report(block_mismatch(h, Some(hash), e.to_string()), 0)),
             }
+            // The account table itself holds the state at the marker: check it there too,
+            // so a table that only the pending changes above it hide is found.
+            if hash == marker {
+                let table = self.store.tree_accounts()?;
+                if let Some(mismatch) = first_account_difference(h, &table, &state) {
+                    return Ok(report(mismatch, table.len() as u64));
+                }
+            }
         }
         let stored = self.accounts()?;
-        let replayed: BTreeMap<Address, Account> = state.into_iter().collect();
         let accounts = stored.len() as u64;
-        let mut addresses: Vec<&Address> = stored.keys().chain(replayed.keys()).collect();
-        addresses.sort();
-        addresses.dedup();
-        for address in addresses {
-            let (s, r) = (stored.get(address), replayed.get(address));
-            if s != r {
-                return Ok(report(
-                    Mismatch::Account {
-                        address: *address,
-                        stored: s.copied(),
-                        replayed: r.copied(),
-                    },
-                    accounts,
-                ));
-            }
+        if let Some(mismatch) = first_account_difference(height, &stored, &state) {
+            return Ok(report(mismatch, accounts));
         }
         Ok(VerifyReport {
             ok: true,
@@ -769,4 +772,24 @@ impl Chain {
             first_mismatch: None,
         })
     }
+}
+
+/// The first account (in address order) whose `stored` state differs from the `replayed` one.
+fn first_account_difference(
+    height: u64,
+    stored: &BTreeMap<Address, Account>,
+    replayed: &HashMap<Address, Account>,
+) -> Option<Mismatch> {
+    let mut addresses: Vec<&Address> = stored.keys().chain(replayed.keys()).collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses.into_iter().find_map(|address| {
+        let (s, r) = (stored.get(address), replayed.get(address));
+        (s != r).then(|| Mismatch::Account {
+            height,
+            address: *address,
+            stored: s.copied(),
+            replayed: r.copied(),
+        })
+    })
 }

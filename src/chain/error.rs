@@ -112,7 +112,14 @@ pub enum ChainError {
     #[error("the genesis block cannot be invalidated")]
     CannotInvalidateGenesis,
     #[error("chain store: {0}")]
-    Store(#[from] sled::Error),
+    Store(#[from] redb::Error),
+    #[error("cannot convert the chain store of an earlier noded: {0}")]
+    Migration(String),
+    #[error("cannot create the chain store's directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "chain store is corrupt: {what}; restore it from a backup or delete <datadir>/chain to resync"
     )]
@@ -150,3 +157,22 @@ impl ChainError {
         ChainError::Corrupt { what: what.into() }
     }
 }
+
+/// redb's per-operation errors all become `ChainError::Store`.
+macro_rules! store_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ChainError {
+            fn from(e: $t) -> Self {
+                ChainError::Store(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+store_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);

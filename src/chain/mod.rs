@@ -1,4 +1,4 @@
-//! The chain: validation (pure), the sled store, the in-memory block index with fork choice
+//! The chain: validation (pure), the redb store, the in-memory block index with fork choice
 //! and reorgs, and the single writer that applies blocks in order and publishes the tip.
 //!
 //! Owns consensus validation and the chain's persistent state. Must never let a reader see

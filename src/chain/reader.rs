@@ -1,6 +1,6 @@
 //! `ChainReader`: read-only access to the chain store for RPC and other readers.
 //!
-//! Reads go straight to sled (accounts: the store's pending state first), concurrently with
+//! Reads go straight to the store (redb snapshots) (accounts: the store's pending state first), concurrently with
 //! the writer. Every block connect or disconnect is one atomic commit, so each read sees the
 //! state before or after a block, never a half; a reader that needs several reads to agree
 //! reads the published `TipSnapshot` first. Must never write.

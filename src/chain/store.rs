@@ -1,13 +1,16 @@
-//! The chain's persistent store in sled: block index, block bodies, main chain, account
-//! state, undo data, transaction index and metadata, one sled tree each.
+//! The chain's persistent store in redb (one file): block index, block bodies, main chain,
+//! account state, undo and redo data, transaction index and metadata, one table each.
 //!
-//! Owns the on-disk layout (docs/CHAIN.md) and its atomicity: every block connect or
-//! disconnect is one sled transaction over all the trees it touches, so after a crash the
-//! store holds either all of a block's effects or none. The transaction index is the
-//! exception by design: it follows the active chain a block at a time behind its own marker
-//! (`index_next_block`, driven by `txindex::TxIndexer`), and lookups check every entry
-//! against the main chain and scan the blocks it has not reached yet. Never panics on a bad
-//! record: an undecodable value is `ChainError::Corrupt`. Never decides validity.
+//! Owns the on-disk layout (docs/CHAIN.md), its atomicity and its durability: every block
+//! connect or disconnect, every state flush and every transaction-index step is one redb
+//! write transaction over all the tables it touches, so after a crash the store holds either
+//! all of it or none. Commits are made durable (fsync) in groups: at once when the last
+//! durable commit is `DURABLE_INTERVAL` old, and whenever the writer runs out of work
+//! (`sync`); a crash loses at most that tail, never consistency. The transaction index
+//! follows the active chain a block at a time behind its own marker (`index_next_block`,
+//! driven by `txindex::TxIndexer`), and lookups check every entry against the main chain and
+//! scan the blocks it has not reached yet. Never panics on a bad record: an undecodable
+//! value is `ChainError::Corrupt`. Never decides validity.
 
 use super::error::ChainError;
 use super::state::Account;
@@ -17,11 +20,12 @@ use crate::params::NetworkParams;
 use crate::types::block::{HEADER_SIZE, MAX_BLOCK_TXS};
 use crate::types::{Address, Block, Hash256, Header};
 use bincode::{Decode, Encode};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-use sled::{Batch, Tree};
+use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Version of the layout below. Bump it on any change; an unknown version refuses to open.
 /// Version 2 added the transaction index's own marker (`meta.txindex_tip`), the `redo` tree
@@ -33,9 +37,6 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// `accounts` tree: about 60 bytes each in memory.
 pub const MAX_PENDING_ACCOUNTS: usize = 65_536;
 
-/// Accounts written per sled batch by a state flush.
-pub const FLUSH_CHUNK: usize = 4_096;
-
 /// Connected blocks whose account changes may wait, unflushed, in their redo records; also
 /// bounds the replay when a store opens after a crash.
 pub const MAX_PENDING_BLOCKS: usize = 500;
@@ -44,13 +45,32 @@ pub const MAX_PENDING_BLOCKS: usize = 500;
 /// index is still catching up.
 pub const TX_INDEX_SCAN_LIMIT: u64 = 64;
 
-/// Bound on sled's page cache. sled 0.34 counts its cache loosely: resident memory settles
-/// at roughly two to three times this figure (benches/chain.rs prints it), so it is kept
-/// small; the OS page cache still holds the store's file.
-pub const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
+/// redb's page cache (its default is 1 GiB): enough for the upper levels of every table and
+/// the hot accounts; the OS page cache still holds the rest of the file.
+pub const CACHE_CAPACITY_BYTES: usize = 32 * 1024 * 1024;
 
-/// How often sled writes its buffers to disk when nothing asks it to.
-pub const FLUSH_EVERY_MS: u64 = 200;
+/// The longest a committed block may stay only in memory: a commit made this long after the
+/// last durable one is itself durable (fsync), so a crash loses at most this much work.
+pub const DURABLE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The tables, in `WriteSet` field order. A store made by the sled build had one sled tree of
+/// each name, with the same keys and values (see `store_migrate`).
+pub const TABLE_NAMES: [&str; 8] = [
+    "index", "bodies", "main", "accounts", "undo", "redo", "txindex", "meta",
+];
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+const T_INDEX: Table = TableDefinition::new("index");
+const T_BODIES: Table = TableDefinition::new("bodies");
+const T_MAIN: Table = TableDefinition::new("main");
+const T_ACCOUNTS: Table = TableDefinition::new("accounts");
+const T_UNDO: Table = TableDefinition::new("undo");
+const T_REDO: Table = TableDefinition::new("redo");
+const T_TXINDEX: Table = TableDefinition::new("txindex");
+const T_META: Table = TableDefinition::new("meta");
+const TABLES: [Table; 8] = [
+    T_INDEX, T_BODIES, T_MAIN, T_ACCOUNTS, T_UNDO, T_REDO, T_TXINDEX, T_META,
+];
 
 const META_SCHEMA: &[u8] = b"schema";
 const META_NETWORK: &[u8] = b"network";
@@ -132,22 +152,24 @@ struct PendingState {
     blocks: Vec<Hash256>,
 }
 
-/// The open store. Cloning is cheap (sled trees are shared handles; the pending state is
-/// shared too).
+/// When the store last made its commits durable, and whether any commit since is not.
+struct SyncState {
+    last_durable: Instant,
+    undurable: bool,
+}
+
+/// The open store. Cloning is cheap (the database and the pending state are shared).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    index: Tree,
-    bodies: Tree,
-    main: Tree,
-    accounts: Tree,
-    undo: Tree,
-    redo: Tree,
-    txindex: Tree,
-    meta: Tree,
+    db: Arc<Database>,
+    /// The database file (`None` in memory), for `size_on_disk`.
+    file: Option<PathBuf>,
+    sync: Arc<Mutex<SyncState>>,
     /// Written only by the writer, which holds it across its own commits (taken before
-    /// sled's lock, never after); readers hold it only to copy entries out.
+    /// redb's write lock, never after); readers hold it only to copy entries out.
     pending: Arc<RwLock<PendingState>>,
+    /// Test support: the next state flush stops as a crash would, before its commit.
+    interrupt_next_flush: Arc<AtomicBool>,
     /// When the pending state is flushed: more accounts or blocks than these.
     max_pending_accounts: usize,
     max_pending_blocks: usize,
@@ -173,16 +195,31 @@ fn hash_from(tree: &str, bytes: &[u8]) -> Result<Hash256, ChainError> {
     })
 }
 
-fn map_open_error(e: sled::Error) -> ChainError {
+fn map_open_error(e: redb::DatabaseError, file: &Path) -> ChainError {
     match e {
-        sled::Error::Corruption { at, .. } => {
-            ChainError::corrupt(format!("sled reports corruption at {at:?}"))
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
+            ChainError::corrupt(format!("{}: {what}", file.display()))
         }
-        other => ChainError::Store(other),
+        other => ChainError::Store(other.into()),
     }
 }
 
-/// The writes of one atomic commit, one batch per tree.
+/// One table's part of a commit: each key written (`Some`) or removed (`None`), in order.
+#[derive(Default)]
+struct Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Batch {
+    fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.0
+            .push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+
+    fn remove(&mut self, key: impl AsRef<[u8]>) {
+        self.0.push((key.as_ref().to_vec(), None));
+    }
+}
+
+/// The writes of one atomic commit, one batch per table.
 #[derive(Default)]
 struct WriteSet {
     index: Batch,
@@ -199,12 +236,34 @@ impl WriteSet {
     fn put_accounts(&mut self, changes: impl IntoIterator<Item = (Address, Account)>) {
         for (address, account) in changes {
             if account == Account::default() {
-                self.accounts.remove(&address.0);
+                self.accounts.remove(address.0);
             } else {
-                self.accounts.insert(&address.0, encoding::encode(&account));
+                self.accounts.insert(address.0, encoding::encode(&account));
             }
         }
     }
+
+    fn into_batches(self) -> [Batch; 8] {
+        [
+            self.index,
+            self.bodies,
+            self.main,
+            self.accounts,
+            self.undo,
+            self.redo,
+            self.txindex,
+            self.meta,
+        ]
+    }
+}
+
+/// How a commit ends: made durable by the usual rule, or durable now, or (test support) not
+/// at all, as if the process died before it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Usual,
+    Durable,
+    Abort,
 }
 
 /// Each transaction of `block` (whose hash is `hash`) with its place: the index's entries.
@@ -231,20 +290,37 @@ impl Store {
 
     /// `open`, choosing whether the store keeps a transaction index. The choice is recorded
     /// when the store is created; opening with the other choice is refused.
+    ///
+    /// `path` names the store: its database is the file `path` with the extension `redb`
+    /// (`<datadir>/chain/<network>.redb`). A store the sled build left at `path` (a
+    /// directory) is converted into that file first, and the directory kept beside it.
     pub fn open_with(
         path: &Path,
         params: &NetworkParams,
         tx_index: bool,
     ) -> Result<Store, ChainError> {
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .flush_every_ms(Some(FLUSH_EVERY_MS));
-        let db = crate::sled_open::open_waiting_for_lock(&config).map_err(map_open_error)?;
-        Store::from_db(db, params, tx_index)
+        let file = Store::file_for(path);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| ChainError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        crate::store_migrate::migrate_sled_dir(path, &file, &TABLE_NAMES, CACHE_CAPACITY_BYTES)
+            .map_err(|e| ChainError::Migration(e.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_CAPACITY_BYTES)
+            .create(&file)
+            .map_err(|e| map_open_error(e, &file))?;
+        Store::from_db(db, Some(file), params, tx_index)
     }
 
-    /// A store in a temporary directory that sled removes when it is dropped.
+    /// The database file of the store named `path`.
+    pub fn file_for(path: &Path) -> PathBuf {
+        path.with_extension("redb")
+    }
+
+    /// A store in memory, gone when the last clone is dropped.
     pub fn open_temporary(params: &NetworkParams) -> Result<Store, ChainError> {
         Store::open_temporary_with(params, true)
     }
@@ -253,34 +329,41 @@ impl Store {
         params: &NetworkParams,
         tx_index: bool,
     ) -> Result<Store, ChainError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .open()
-            .map_err(map_open_error)?;
-        Store::from_db(db, params, tx_index)
+        let db = Database::builder()
+            .set_cache_size(CACHE_CAPACITY_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Store::from_db(db, None, params, tx_index)
     }
 
-    fn from_db(db: sled::Db, params: &NetworkParams, tx_index: bool) -> Result<Store, ChainError> {
+    fn from_db(
+        db: Database,
+        file: Option<PathBuf>,
+        params: &NetworkParams,
+        tx_index: bool,
+    ) -> Result<Store, ChainError> {
         let store = Store {
-            index: db.open_tree("index")?,
-            bodies: db.open_tree("bodies")?,
-            main: db.open_tree("main")?,
-            accounts: db.open_tree("accounts")?,
-            undo: db.open_tree("undo")?,
-            redo: db.open_tree("redo")?,
-            txindex: db.open_tree("txindex")?,
-            meta: db.open_tree("meta")?,
+            db: Arc::new(db),
+            file,
+            sync: Arc::new(Mutex::new(SyncState {
+                last_durable: Instant::now(),
+                undurable: false,
+            })),
             pending: Arc::new(RwLock::new(PendingState::default())),
+            interrupt_next_flush: Arc::default(),
             max_pending_accounts: MAX_PENDING_ACCOUNTS,
             max_pending_blocks: MAX_PENDING_BLOCKS,
-            db,
             tx_index,
         };
-        match store.meta.get(META_SCHEMA)? {
+        // Every table exists from the start, so reads never meet a missing one.
+        let txn = store.db.begin_write()?;
+        for table in TABLES {
+            txn.open_table(table)?;
+        }
+        txn.commit()?;
+        match store.get(T_META, META_SCHEMA)? {
             None => store.initialise(params)?,
             Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                let found = <[u8; 4]>::try_from(bytes.as_slice())
                     .map(u32::from_le_bytes)
                     .map_err(|_| ChainError::corrupt("the schema version record is malformed"))?;
                 if found != SCHEMA_VERSION && found != 1 {
@@ -290,19 +373,17 @@ impl Store {
                     });
                 }
                 let network = store
-                    .meta
-                    .get(META_NETWORK)?
+                    .get(T_META, META_NETWORK)?
                     .ok_or_else(|| ChainError::corrupt("the network record is missing"))?;
-                if network.as_ref() != params.magic.0 {
+                if network.as_slice() != params.magic.0 {
                     return Err(ChainError::WrongNetwork {
                         found: hex::encode(network),
                         expected: hex::encode(params.magic.0),
                     });
                 }
                 let stored = store
-                    .meta
-                    .get(META_TX_INDEX)?
-                    .is_none_or(|v| v.as_ref() != [0]);
+                    .get(T_META, META_TX_INDEX)?
+                    .is_none_or(|v| v.as_slice() != [0]);
                 if stored != tx_index {
                     return Err(ChainError::TxIndexMismatch { stored });
                 }
@@ -312,12 +393,11 @@ impl Store {
                     // both are at the tip.
                     let mut w = WriteSet::default();
                     if tx_index {
-                        w.meta.insert(META_TX_INDEX_TIP, &tip.0);
+                        w.meta.insert(META_TX_INDEX_TIP, tip.0);
                     }
-                    w.meta.insert(META_STATE_TIP, &tip.0);
-                    w.meta
-                        .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
-                    store.commit(w)?;
+                    w.meta.insert(META_STATE_TIP, tip.0);
+                    w.meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+                    store.commit_ending(w, Ending::Durable)?;
                 }
                 store.load_pending()?;
             }
@@ -327,17 +407,12 @@ impl Store {
 
     /// Writes the schema, the network and the connected genesis block to an empty store.
     fn initialise(&self, params: &NetworkParams) -> Result<(), ChainError> {
-        let trees = [
-            &self.index,
-            &self.bodies,
-            &self.main,
-            &self.accounts,
-            &self.undo,
-            &self.redo,
-            &self.txindex,
-            &self.meta,
-        ];
-        if trees.iter().any(|t| !t.is_empty()) {
+        let txn = self.db.begin_read()?;
+        let mut any = false;
+        for table in TABLES {
+            any |= !txn.open_table(table)?.is_empty()?;
+        }
+        if any {
             return Err(ChainError::corrupt(
                 "the store holds data but no schema version",
             ));
@@ -359,54 +434,91 @@ impl Store {
         let delta = StateDelta::default();
         let mut w = self.connect_writes(&hash, &record, &delta);
         w.redo = Batch::default();
-        w.meta.insert(META_STATE_TIP, &hash.0);
-        w.bodies.insert(&hash.0, encoding::encode(&genesis));
-        w.meta
-            .insert(META_SCHEMA, &SCHEMA_VERSION.to_le_bytes()[..]);
-        w.meta.insert(META_NETWORK, &params.magic.0[..]);
-        w.meta.insert(META_TX_INDEX, &[self.tx_index as u8][..]);
+        w.meta.insert(META_STATE_TIP, hash.0);
+        w.bodies.insert(hash.0, encoding::encode(&genesis));
+        w.meta.insert(META_SCHEMA, SCHEMA_VERSION.to_le_bytes());
+        w.meta.insert(META_NETWORK, params.magic.0);
+        w.meta.insert(META_TX_INDEX, [self.tx_index as u8]);
         if self.tx_index {
             for (txid, location) in tx_locations(hash, &genesis) {
-                w.txindex.insert(&txid.0, encoding::encode(&location));
+                w.txindex.insert(txid.0, encoding::encode(&location));
             }
-            w.meta.insert(META_TX_INDEX_TIP, &hash.0);
+            w.meta.insert(META_TX_INDEX_TIP, hash.0);
         }
-        self.commit(w)
+        self.commit_ending(w, Ending::Durable)
     }
 
     fn commit(&self, w: WriteSet) -> Result<(), ChainError> {
-        let trees: [Tree; 8] = [
-            self.index.clone(),
-            self.bodies.clone(),
-            self.main.clone(),
-            self.accounts.clone(),
-            self.undo.clone(),
-            self.redo.clone(),
-            self.txindex.clone(),
-            self.meta.clone(),
-        ];
-        let batches = [
-            &w.index,
-            &w.bodies,
-            &w.main,
-            &w.accounts,
-            &w.undo,
-            &w.redo,
-            &w.txindex,
-            &w.meta,
-        ];
-        let result: Result<(), TransactionError<()>> = trees[..].transaction(|views| {
-            for (view, batch) in views.iter().zip(batches.iter()) {
-                view.apply_batch(batch)
-                    .map_err(ConflictableTransactionError::from)?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(ChainError::Store(e)),
-            Err(TransactionError::Abort(())) => Err(ChainError::corrupt("a store write aborted")),
+        self.commit_ending(w, Ending::Usual)
+    }
+
+    /// Applies `w` in one write transaction. Durable at once when asked, or when the last
+    /// durable commit is `DURABLE_INTERVAL` old; otherwise held in memory until a later
+    /// durable commit (or `sync`) writes it out with everything before it.
+    fn commit_ending(&self, w: WriteSet, ending: Ending) -> Result<(), ChainError> {
+        let mut txn = self.db.begin_write()?;
+        let durable = ending == Ending::Durable || self.sync_due();
+        if durable {
+            txn.set_durability(Durability::Immediate)?;
+            // Saves the allocator state with the commit, so reopening after a crash (which
+            // returns to the last durable commit) needs no walk over the whole file.
+            txn.set_quick_repair(true);
+        } else {
+            txn.set_durability(Durability::None)?;
         }
+        for (table, batch) in TABLES.iter().zip(w.into_batches()) {
+            if batch.0.is_empty() {
+                continue;
+            }
+            let mut t = txn.open_table(*table)?;
+            for (key, value) in &batch.0 {
+                match value {
+                    Some(value) => {
+                        t.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    None => {
+                        t.remove(key.as_slice())?;
+                    }
+                }
+            }
+        }
+        if ending == Ending::Abort {
+            txn.abort()?;
+            return Err(ChainError::corrupt("a store commit was interrupted (test)"));
+        }
+        txn.commit()?;
+        let mut sync = self.sync_state();
+        if durable {
+            sync.last_durable = Instant::now();
+            sync.undurable = false;
+        } else {
+            sync.undurable = true;
+        }
+        Ok(())
+    }
+
+    fn sync_state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sync_due(&self) -> bool {
+        self.sync_state().last_durable.elapsed() >= DURABLE_INTERVAL
+    }
+
+    /// Makes every commit so far durable, if any is not yet (one fsync). The writer calls it
+    /// whenever it has no more work queued, so an idle node has nothing to lose.
+    pub fn sync(&self) -> Result<(), ChainError> {
+        if !self.sync_state().undurable {
+            return Ok(());
+        }
+        self.commit_ending(WriteSet::default(), Ending::Durable)
+    }
+
+    /// One key of one table.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ChainError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Stores a newly accepted block: body and index record together.
@@ -417,8 +529,8 @@ impl Store {
         record: &IndexRecord,
     ) -> Result<(), ChainError> {
         let mut w = WriteSet::default();
-        w.bodies.insert(&hash.0, encoding::encode(block));
-        w.index.insert(&hash.0, encoding::encode(record));
+        w.bodies.insert(hash.0, encoding::encode(block));
+        w.index.insert(hash.0, encoding::encode(record));
         self.commit(w)
     }
 
@@ -429,19 +541,19 @@ impl Store {
     ) -> Result<(), ChainError> {
         let mut w = WriteSet::default();
         for (hash, record) in records {
-            w.index.insert(&hash.0, encoding::encode(record));
+            w.index.insert(hash.0, encoding::encode(record));
         }
         self.commit(w)
     }
 
     fn connect_writes(&self, hash: &Hash256, record: &IndexRecord, delta: &StateDelta) -> WriteSet {
         let mut w = WriteSet::default();
-        w.index.insert(&hash.0, encoding::encode(record));
-        w.main.insert(&record.height.to_be_bytes(), &hash.0);
+        w.index.insert(hash.0, encoding::encode(record));
+        w.main.insert(record.height.to_be_bytes(), hash.0);
         let undo = UndoRecord {
             accounts: BoundedVec::new(delta.undo()).unwrap_or_default(),
         };
-        w.undo.insert(&hash.0, encoding::encode(&undo));
+        w.undo.insert(hash.0, encoding::encode(&undo));
         let redo = RedoRecord {
             accounts: BoundedVec::new(
                 delta
@@ -452,8 +564,8 @@ impl Store {
             )
             .unwrap_or_default(),
         };
-        w.redo.insert(&hash.0, encoding::encode(&redo));
-        w.meta.insert(META_TIP, &hash.0);
+        w.redo.insert(hash.0, encoding::encode(&redo));
+        w.meta.insert(META_TIP, hash.0);
         w
     }
 
@@ -485,7 +597,7 @@ impl Store {
             let hash = self.main_hash(height)?.ok_or_else(|| {
                 ChainError::corrupt(format!("the main chain has no block at height {height}"))
             })?;
-            let redo: RedoRecord = match self.redo.get(hash.0)? {
+            let redo: RedoRecord = match self.get(T_REDO, &hash.0)? {
                 Some(bytes) => decode("redo", &hash.0, &bytes)?,
                 None => {
                     return Err(ChainError::corrupt(format!(
@@ -517,8 +629,7 @@ impl Store {
     /// A block hash kept in `meta` under `key`; missing or malformed is corruption.
     fn meta_hash(&self, key: &[u8], what: &str) -> Result<Hash256, ChainError> {
         let bytes = self
-            .meta
-            .get(key)?
+            .get(T_META, key)?
             .ok_or_else(|| ChainError::corrupt(format!("{what} is missing")))?;
         hash_from("meta", &bytes)
     }
@@ -528,14 +639,9 @@ impl Store {
         self.pending_read().blocks.len()
     }
 
-    /// Writes the pending account states to the `accounts` tree and moves `meta.state_tip`
-    /// to the tip, dropping the redo records that are no longer needed.
-    ///
-    /// The accounts go in chunks of `FLUSH_CHUNK`, each its own sled batch, so that no single
-    /// write holds sled's global lock (and every reader) for long; the marker and the redo
-    /// records change last, in one commit. A crash between chunks is harmless: every account
-    /// written is one a pending block touched, and replaying the redo records on open sets
-    /// each of those to its state at the tip again, whatever the tree held.
+    /// Writes the pending account states to the `accounts` table, moves `meta.state_tip` to
+    /// the tip and drops the redo records no longer needed, in one commit: a crash leaves the
+    /// table at the old marker with every redo record, or at the new one, never in between.
     pub fn flush_state(&self) -> Result<(), ChainError> {
         let (mut accounts, blocks) = {
             let pending = self.pending_read();
@@ -546,22 +652,23 @@ impl Store {
                 pending.accounts.iter().map(|(a, s)| (*a, *s)).collect();
             (accounts, pending.blocks.clone())
         };
-        // In key order: neighbouring writes land in the same sled pages.
+        // In key order: neighbouring writes land in the same B-tree pages.
         accounts.sort_unstable_by_key(|(address, _)| *address);
-        for chunk in accounts.chunks(FLUSH_CHUNK) {
-            let mut w = WriteSet::default();
-            w.put_accounts(chunk.iter().copied());
-            self.accounts.apply_batch(w.accounts)?;
-        }
         let mut w = WriteSet::default();
+        w.put_accounts(accounts);
         for hash in &blocks {
-            w.redo.remove(&hash.0);
+            w.redo.remove(hash.0);
         }
         let last = blocks.last().expect("checked above");
-        w.meta.insert(META_STATE_TIP, &last.0);
-        // As in `connect`: the lock is taken before sled's, and held across the commit.
+        w.meta.insert(META_STATE_TIP, last.0);
+        let ending = if self.interrupt_next_flush.swap(false, Ordering::SeqCst) {
+            Ending::Abort
+        } else {
+            Ending::Usual
+        };
+        // As in `connect`: the lock is taken before redb's, and held across the commit.
         let mut pending = self.pending_write();
-        self.commit(w)?;
+        self.commit_ending(w, ending)?;
         *pending = PendingState::default();
         Ok(())
     }
@@ -586,9 +693,8 @@ impl Store {
             self.flush_state()?;
         }
         // Readers wait for the pending state across the commit, so one that sees the new
-        // tip in the store also sees its accounts. (sled's commit excludes readers of the
-        // store for as long anyway.) Only the writer takes this lock for writing, and always
-        // before sled's, so the two cannot deadlock.
+        // tip in the store also sees its accounts. Only the writer takes this lock for
+        // writing, and always before redb's write lock, so the two cannot deadlock.
         let mut pending = self.pending_write();
         self.commit(self.connect_writes(hash, record, delta))?;
         pending
@@ -606,15 +712,15 @@ impl Store {
             ChainError::corrupt(format!("no undo data for main-chain block {hash}"))
         })?;
         let mut w = WriteSet::default();
-        w.main.remove(&height.to_be_bytes());
-        w.undo.remove(&hash.0);
-        w.meta.insert(META_TIP, &block.header.prev_hash.0);
+        w.main.remove(height.to_be_bytes());
+        w.undo.remove(hash.0);
+        w.meta.insert(META_TIP, block.header.prev_hash.0);
         let pending_tip = self.pending_read().blocks.last().copied();
         match pending_tip {
             // The block's changes are pending: forget its redo record and restore the
             // pending states it replaced.
             Some(last) if last == *hash => {
-                w.redo.remove(&hash.0);
+                w.redo.remove(hash.0);
                 // As in `connect`: the pending state changes under the lock held across the
                 // commit.
                 let mut pending = self.pending_write();
@@ -643,19 +749,17 @@ impl Store {
                     )));
                 }
                 w.put_accounts(undo.accounts.iter().copied());
-                w.meta.insert(META_STATE_TIP, &block.header.prev_hash.0);
+                w.meta.insert(META_STATE_TIP, block.header.prev_hash.0);
                 self.commit(w)?;
             }
         }
         Ok(())
     }
 
-    /// Writes the pending account states to their tree, then sled's buffers to disk, and
-    /// waits for it.
+    /// Writes the pending account states to their table and makes everything durable.
     pub fn flush(&self) -> Result<(), ChainError> {
         self.flush_state()?;
-        self.db.flush()?;
-        Ok(())
+        self.sync()
     }
 
     // ---- reads ----
@@ -665,28 +769,40 @@ impl Store {
     }
 
     pub fn index_record(&self, hash: &Hash256) -> Result<Option<IndexRecord>, ChainError> {
-        match self.index.get(hash.0)? {
+        match self.get(T_INDEX, &hash.0)? {
             Some(bytes) => Ok(Some(decode("index", &hash.0, &bytes)?)),
             None => Ok(None),
         }
     }
 
-    /// Every index record, in key order.
+    /// Every index record, in key order (one consistent snapshot).
     pub fn index_records(
         &self,
-    ) -> impl Iterator<Item = Result<(Hash256, IndexRecord), ChainError>> + '_ {
-        self.index.iter().map(|item| {
-            let (key, value) = item?;
-            Ok((hash_from("index", &key)?, decode("index", &key, &value)?))
-        })
+    ) -> Box<dyn Iterator<Item = Result<(Hash256, IndexRecord), ChainError>> + '_> {
+        let range = (|| -> Result<_, ChainError> {
+            let txn = self.db.begin_read()?;
+            Ok(txn.open_table(T_INDEX)?.range::<&[u8]>(..)?)
+        })();
+        match range {
+            Ok(range) => Box::new(range.map(|item| {
+                let (key, value) = item?;
+                let (key, value) = (key.value(), value.value());
+                Ok((hash_from("index", key)?, decode("index", key, value)?))
+            })),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
     }
 
     pub fn index_len(&self) -> usize {
-        self.index.len()
+        let count = (|| -> Result<u64, ChainError> {
+            let txn = self.db.begin_read()?;
+            Ok(txn.open_table(T_INDEX)?.len()?)
+        })();
+        count.unwrap_or(0) as usize
     }
 
     pub fn block(&self, hash: &Hash256) -> Result<Option<Block>, ChainError> {
-        match self.bodies.get(hash.0)? {
+        match self.get(T_BODIES, &hash.0)? {
             Some(bytes) => Ok(Some(decode("bodies", &hash.0, &bytes)?)),
             None => Ok(None),
         }
@@ -695,10 +811,13 @@ impl Store {
     /// How many transactions a stored block holds, read from its encoding's count field (right
     /// after the fixed-size header) without decoding the transactions.
     pub fn block_tx_count(&self, hash: &Hash256) -> Result<Option<u64>, ChainError> {
-        let Some(bytes) = self.bodies.get(hash.0)? else {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(T_BODIES)?;
+        let Some(bytes) = table.get(hash.0.as_slice())? else {
             return Ok(None);
         };
         let count = bytes
+            .value()
             .get(HEADER_SIZE..HEADER_SIZE + 8)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_le_bytes)
@@ -711,12 +830,12 @@ impl Store {
 
     /// The encoded block exactly as stored.
     pub fn block_bytes(&self, hash: &Hash256) -> Result<Option<Vec<u8>>, ChainError> {
-        Ok(self.bodies.get(hash.0)?.map(|b| b.to_vec()))
+        self.get(T_BODIES, &hash.0)
     }
 
     /// The main-chain block hash at `height`.
     pub fn main_hash(&self, height: u64) -> Result<Option<Hash256>, ChainError> {
-        match self.main.get(height.to_be_bytes())? {
+        match self.get(T_MAIN, &height.to_be_bytes())? {
             Some(bytes) => Ok(Some(hash_from("main", &bytes)?)),
             None => Ok(None),
         }
@@ -724,12 +843,16 @@ impl Store {
 
     /// The highest main-chain entry.
     pub fn main_last(&self) -> Result<Option<(u64, Hash256)>, ChainError> {
-        match self.main.last()? {
+        use redb::ReadableTable;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(T_MAIN)?;
+        let last = table.last()?;
+        match last {
             Some((key, value)) => {
-                let height = <[u8; 8]>::try_from(key.as_ref())
+                let height = <[u8; 8]>::try_from(key.value())
                     .map(u64::from_be_bytes)
                     .map_err(|_| ChainError::corrupt("a main-chain key is not 8 bytes"))?;
-                Ok(Some((height, hash_from("main", &value)?)))
+                Ok(Some((height, hash_from("main", value.value())?)))
             }
             None => Ok(None),
         }
@@ -744,7 +867,7 @@ impl Store {
     }
 
     fn tree_account(&self, address: &Address) -> Result<Account, ChainError> {
-        match self.accounts.get(address.0)? {
+        match self.get(T_ACCOUNTS, &address.0)? {
             Some(bytes) => decode("accounts", &address.0, &bytes),
             None => Ok(Account::default()),
         }
@@ -768,22 +891,25 @@ impl Store {
                 }
             }
         }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        // One read transaction for all of them.
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(T_ACCOUNTS)?;
         for address in missing {
-            found.insert(address, self.tree_account(&address)?);
+            let account = match table.get(address.0.as_slice())? {
+                Some(bytes) => decode("accounts", &address.0, bytes.value())?,
+                None => Account::default(),
+            };
+            found.insert(address, account);
         }
         Ok(found)
     }
 
     /// Every account at the tip (all non-default), in address order.
     pub fn accounts(&self) -> Result<BTreeMap<Address, Account>, ChainError> {
-        let mut all = BTreeMap::new();
-        for item in self.accounts.iter() {
-            let (key, value) = item?;
-            let address = <[u8; 20]>::try_from(key.as_ref())
-                .map(Address)
-                .map_err(|_| ChainError::corrupt("an account key is not 20 bytes"))?;
-            all.insert(address, decode("accounts", &key, &value)?);
-        }
+        let mut all = self.tree_accounts()?;
         for (address, account) in &self.pending_read().accounts {
             if *account == Account::default() {
                 all.remove(address);
@@ -794,8 +920,25 @@ impl Store {
         Ok(all)
     }
 
+    /// Every account in the `accounts` table: the state at `meta.state_tip`, without the
+    /// pending changes above it.
+    pub fn tree_accounts(&self) -> Result<BTreeMap<Address, Account>, ChainError> {
+        let mut all = BTreeMap::new();
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(T_ACCOUNTS)?;
+        for item in table.range::<&[u8]>(..)? {
+            let (key, value) = item?;
+            let (key, value) = (key.value(), value.value());
+            let address = <[u8; 20]>::try_from(key)
+                .map(Address)
+                .map_err(|_| ChainError::corrupt("an account key is not 20 bytes"))?;
+            all.insert(address, decode("accounts", key, value)?);
+        }
+        Ok(all)
+    }
+
     pub fn undo_record(&self, hash: &Hash256) -> Result<Option<UndoRecord>, ChainError> {
-        match self.undo.get(hash.0)? {
+        match self.get(T_UNDO, &hash.0)? {
             Some(bytes) => Ok(Some(decode("undo", &hash.0, &bytes)?)),
             None => Ok(None),
         }
@@ -834,16 +977,14 @@ impl Store {
 
     /// Moves the transaction index one block towards the tip: off a block that is no longer
     /// on the main chain (removing its entries), or onto the next main-chain block (adding
-    /// them). Entries are written before the marker moves, so a crash in between only
-    /// repeats the step. Returns false when the index is at the tip (or not kept).
-    ///
-    /// Entries go in one by one, not as one batch: a batch takes sled's global write lock for
-    /// its whole length, and readers would wait for it.
+    /// them). The entries and the marker change in one commit. Returns false when the index
+    /// is at the tip (or not kept).
     pub fn index_next_block(&self) -> Result<bool, ChainError> {
         let Some(marker) = self.tx_index_tip()? else {
             return Ok(false);
         };
         let record = self.marker_record(&marker)?;
+        let mut w = WriteSet::default();
         if self.main_hash(record.height)? != Some(marker) {
             let block = self.block(&marker)?.ok_or_else(|| {
                 ChainError::corrupt(format!("indexed block {marker} has no body"))
@@ -854,11 +995,11 @@ impl Store {
                     .txindex_entry(&txid)?
                     .is_some_and(|l| l.block == marker)
                 {
-                    self.txindex.remove(txid.0)?;
+                    w.txindex.remove(txid.0);
                 }
             }
-            self.meta
-                .insert(META_TX_INDEX_TIP, &block.header.prev_hash.0)?;
+            w.meta.insert(META_TX_INDEX_TIP, block.header.prev_hash.0);
+            self.commit(w)?;
             return Ok(true);
         }
         let Some(next) = self.main_hash(record.height + 1)? else {
@@ -873,9 +1014,10 @@ impl Store {
             return Ok(true);
         }
         for (txid, location) in tx_locations(next, &block) {
-            self.txindex.insert(txid.0, encoding::encode(&location))?;
+            w.txindex.insert(txid.0, encoding::encode(&location));
         }
-        self.meta.insert(META_TX_INDEX_TIP, &next.0)?;
+        w.meta.insert(META_TX_INDEX_TIP, next.0);
+        self.commit(w)?;
         Ok(true)
     }
 
@@ -890,7 +1032,7 @@ impl Store {
     }
 
     fn txindex_entry(&self, txid: &Hash256) -> Result<Option<TxLocation>, ChainError> {
-        match self.txindex.get(txid.0)? {
+        match self.get(T_TXINDEX, &txid.0)? {
             Some(bytes) => Ok(Some(decode("txindex", &txid.0, &bytes)?)),
             None => Ok(None),
         }
@@ -935,26 +1077,37 @@ impl Store {
         Ok(None)
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk (0 in memory).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.file
+            .as_ref()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// Test support: the next `flush_state` stops where a crash could stop it, before its
+    /// marker commit, and fails.
+    #[doc(hidden)]
+    pub fn interrupt_next_flush_for_test(&self) {
+        self.interrupt_next_flush.store(true, Ordering::SeqCst);
     }
 
     /// Test support: overwrites a raw record, to simulate corruption.
     #[doc(hidden)]
     pub fn corrupt_for_test(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), ChainError> {
-        let t = match tree {
-            "index" => &self.index,
-            "bodies" => &self.bodies,
-            "main" => &self.main,
-            "accounts" => &self.accounts,
-            "undo" => &self.undo,
-            "redo" => &self.redo,
-            "txindex" => &self.txindex,
-            _ => &self.meta,
+        let mut w = WriteSet::default();
+        let batch = match tree {
+            "index" => &mut w.index,
+            "bodies" => &mut w.bodies,
+            "main" => &mut w.main,
+            "accounts" => &mut w.accounts,
+            "undo" => &mut w.undo,
+            "redo" => &mut w.redo,
+            "txindex" => &mut w.txindex,
+            _ => &mut w.meta,
         };
-        t.insert(key, value)?;
-        Ok(())
+        batch.insert(key, value);
+        self.commit_ending(w, Ending::Durable)
     }
 }
 
@@ -1134,9 +1287,9 @@ mod tests {
         assert_eq!(store.state_tip().unwrap(), flushed_tip);
         assert_eq!(store.pending_blocks(), 10);
         // The flushed blocks' redo records are gone; the pending ones' are there.
-        assert!(store.redo.get(flushed_tip.0).unwrap().is_none());
+        assert!(store.get(T_REDO, &flushed_tip.0).unwrap().is_none());
         let tip = store.tip().unwrap();
-        assert!(store.redo.get(tip.0).unwrap().is_some());
+        assert!(store.get(T_REDO, &tip.0).unwrap().is_some());
         // The tree itself holds the state at the marker.
         assert_eq!(store.tree_account(&keys.address(0)).unwrap(), at_500);
     }
@@ -1195,44 +1348,55 @@ mod tests {
             .is_none());
     }
 
+    /// The storage issue's flush-atomicity defect: a flush interrupted after writing accounts
+    /// but before moving its marker, then a reorg that disconnects every pending block, must
+    /// leave the state of the block below, exactly as a replay from genesis computes it.
     #[test]
-    fn a_flush_cut_short_between_chunks_reopens_to_the_same_state() {
+    fn an_interrupted_state_flush_then_a_reorg_past_the_marker_matches_replay() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chain");
-        let keys = Keys::new(2);
+        let keys = Keys::new(3);
         let mut b = TestChainBuilder::new(&REGTEST);
-        let expected = {
+        let mut states = vec![b.state().clone()];
+        {
             let store = Store::open(&path, &REGTEST).unwrap();
-            for height in 1..=3u64 {
+            for height in 1..=4u64 {
                 let before = b.state().clone();
                 let txs = if height > 1 {
-                    vec![keys.transfer(&REGTEST, 0, keys.address(1), 500, 1, height - 2)]
+                    vec![
+                        keys.transfer(&REGTEST, 0, keys.address(1), 500, 1, 2 * (height - 2)),
+                        keys.transfer(&REGTEST, 0, keys.address(2), 70, 1, 2 * (height - 2) + 1),
+                    ]
                 } else {
                     vec![]
                 };
                 let block = b.build(keys.address(0), txs);
                 store_and_connect(&store, &block, height, &before);
+                states.push(b.state().clone());
+                if height == 1 {
+                    store.flush_state().unwrap(); // the marker at block 1
+                }
             }
             assert_eq!(store.pending_blocks(), 3);
-            // What a flush's first chunk leaves when the process dies right after it: one
-            // account at its tip state in the tree, the marker and redo records untouched.
-            let tip_state = store.account(&keys.address(1)).unwrap();
-            store
-                .accounts
-                .insert(keys.address(1).0, encoding::encode(&tip_state))
-                .unwrap();
-            store.db.flush().unwrap();
-            store.accounts().unwrap()
-        };
+            // The process dies in the middle of the next flush.
+            store.interrupt_next_flush_for_test();
+            assert!(store.flush_state().is_err());
+        }
         let store = Store::open(&path, &REGTEST).unwrap();
-        assert_eq!(store.pending_blocks(), 3);
-        assert_eq!(store.accounts().unwrap(), expected);
-        let replayed: BTreeMap<Address, Account> =
-            b.state().iter().map(|(a, s)| (*a, *s)).collect();
-        assert_eq!(expected, replayed);
-        store.flush_state().unwrap();
-        assert_eq!(store.accounts().unwrap(), replayed);
-        assert_eq!(store.pending_blocks(), 0);
+        let replay = |h: usize| -> BTreeMap<Address, Account> {
+            states[h].iter().map(|(a, s)| (*a, *s)).collect()
+        };
+        assert_eq!(store.accounts().unwrap(), replay(4), "reopened at the tip");
+        // Reorg past the marker: disconnect every pending block and the marker's own block.
+        for height in (1..=4u64).rev() {
+            let block = &b.blocks()[height as usize - 1];
+            store.disconnect(&block.hash(), height, block).unwrap();
+            assert_eq!(
+                store.accounts().unwrap(),
+                replay(height as usize - 1),
+                "after disconnecting block {height}"
+            );
+        }
     }
 
     #[test]
@@ -1314,9 +1478,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chain");
         {
-            let db = sled::open(&path).unwrap();
-            db.open_tree("main").unwrap().insert(b"x", b"y").unwrap();
-            db.flush().unwrap();
+            let db = Database::create(Store::file_for(&path)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(T_MAIN)
+                .unwrap()
+                .insert(&b"x"[..], &b"y"[..])
+                .unwrap();
+            txn.commit().unwrap();
         }
         assert!(matches!(
             Store::open(&path, &REGTEST),

@@ -2,8 +2,10 @@
 //! channel in order; `ChainHandle` is the cloneable front that sends them (each with a oneshot
 //! reply) and gives readers the published tip, the event stream and a store read handle.
 //!
-//! Owns the writer thread's lifetime. The writer is a plain thread because its work (sled
-//! writes, signature verification) blocks; nothing here holds a lock across an `.await`.
+//! Owns the writer thread's lifetime and when commits become durable: at the latest when no
+//! command is waiting (group commit), so a busy import pays one fsync per burst and an idle
+//! node has nothing unsynced. The writer is a plain thread because its work (store writes,
+//! signature verification) blocks; nothing here holds a lock across an `.await`.
 
 use super::chainstate::{Chain, SubmitOutcome, TipSnapshot, VerifyReport};
 use super::error::ChainError;
@@ -132,8 +134,13 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                         break;
                     }
                 }
+                if rx.is_empty() {
+                    if let Err(e) = chain.sync() {
+                        tracing::error!(error = %e, "chain store sync failed");
+                    }
+                }
             }
-            // Senders all gone or shutdown asked: flush what sled still buffers.
+            // Senders all gone or shutdown asked: write the pending state and sync.
             if let Err(e) = chain.flush() {
                 tracing::error!(error = %e, "chain flush at shutdown failed");
             }
