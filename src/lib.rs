@@ -14,6 +14,7 @@ pub mod params;
 pub mod protocol;
 pub mod rpc;
 pub mod sled_open;
+pub mod store_migrate;
 pub mod types;
 pub mod wallet;
 pub mod wire;
