@@ -299,3 +299,52 @@ fn version_advertises_the_chain_height() {
     let info = b.rpc("getpeerinfo", json!([])).unwrap();
     assert_eq!(info[0]["startingheight"], 5);
 }
+
+/// The key the peer store gives a ban (net::store's private `BanKey`, mirrored: the encoding
+/// of an IPv4 ban is the enum tag and the IPv4-mapped IPv6 octets).
+#[derive(bincode::Encode)]
+enum BanKey {
+    Ip([u8; 16]),
+    #[allow(dead_code)]
+    Node([u8; 32]),
+}
+
+#[test]
+fn a_sled_peer_store_of_an_earlier_version_is_migrated_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path();
+    let sled_dir = datadir.join("peers");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    {
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let ip: std::net::Ipv4Addr = "10.1.2.3".parse().unwrap();
+        let entry = noded::protocol::bans::BanEntry {
+            created_ms: now_ms,
+            until_ms: now_ms + 3_600_000,
+            reason: "from sled".into(),
+        };
+        db.open_tree("bans")
+            .unwrap()
+            .insert(
+                noded::encoding::encode(&BanKey::Ip(ip.to_ipv6_mapped().octets())),
+                noded::encoding::encode(&entry),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let node = TestNode::start_in(datadir, &["--nolisten"], |_| {});
+    let bans = node.rpc("listbanned", json!([])).unwrap();
+    assert_eq!(bans.as_array().unwrap().len(), 1, "{bans}");
+    assert_eq!(bans[0]["address"], "10.1.2.3");
+    assert_eq!(bans[0]["reason"], "from sled");
+    assert!(!sled_dir.exists());
+    assert!(datadir.join("peers.sled-old").join("db").is_file());
+    assert!(datadir.join("peers.redb").is_file());
+}

@@ -71,7 +71,11 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let p2p_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let tls = TlsIdentity::new(&identity)?;
-    let peer_store = Arc::new(PeerStore::open(&datadir.file("peers"))?);
+    // Earlier versions kept the peer store in the sled directory `peers`: moved once, then kept
+    // as `peers.sled-old` for the user to remove.
+    let peer_store_path = datadir.file("peers.redb");
+    PeerStore::migrate_from_sled(&datadir.file("peers"), &peer_store_path)?;
+    let peer_store = Arc::new(PeerStore::open(&peer_store_path)?);
     let store_writer = StoreWriter::start(peer_store.clone()).map_err(PeerStoreError::Writer)?;
     let addrman: AddrMan = peer_store.load_addrman()?;
     let bans = peer_store.load_bans()?;
