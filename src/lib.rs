@@ -13,7 +13,6 @@ pub mod node;
 pub mod params;
 pub mod protocol;
 pub mod rpc;
-pub mod sled_open;
 pub mod store_migrate;
 pub mod types;
 pub mod wallet;
