@@ -586,7 +586,8 @@ fn main() {
     let accounts = chain.accounts().unwrap().len();
     drop(reader);
     drop(chain);
-    let size = dir_bytes(&chain_path);
+    // The sled build keeps a directory there; the redb build a file beside it.
+    let size = dir_bytes(&chain_path) + file_bytes(&chain_path.with_extension("redb"));
     println!(
         "  (d) flushed and closed in {:.2?}: {accounts} accounts, {tip} blocks, store {:.1} MB on \
          disk at <datadir>/chain/{}",
@@ -634,6 +635,12 @@ fn main() {
         bench_started.elapsed(),
         memory_mb(std::process::id()).1
     );
+}
+
+/// Bytes the file `path` takes on disk (0 if there is none).
+fn file_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
 
 /// Bytes the files under `path` take on disk (allocated blocks: a sparse or preallocated
