@@ -311,6 +311,11 @@ impl Chain {
         self.store.sync()
     }
 
+    /// Whether a commit is not yet durable.
+    pub fn has_unsynced(&self) -> bool {
+        self.store.has_unsynced()
+    }
+
     /// Connected blocks whose account changes are still pending (in their redo records and
     /// in memory), not yet in the accounts tree.
     pub fn unflushed_blocks(&self) -> usize {

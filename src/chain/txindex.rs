@@ -15,6 +15,12 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The indexer steps only once the chain's own writes have been quiet this long: a step holds
+/// the store's one write lock for a few milliseconds, at the lowest CPU priority, and must not
+/// make block connects wait for it. While blocks keep arriving (a sync) the index waits and
+/// catches up after.
+pub const YIELD_TO_CHAIN_WRITES: Duration = Duration::from_millis(20);
+
 /// How long the indexer sleeps without a nudge before it looks at the tip again.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
@@ -63,6 +69,11 @@ fn run(store: &Store, nudges: &Receiver<()>, stopping: &AtomicBool) {
     loop {
         let mut failed = false;
         while !stopping.load(Ordering::Relaxed) {
+            let quiet = store.chain_writes_quiet_for();
+            if quiet < YIELD_TO_CHAIN_WRITES {
+                std::thread::sleep(YIELD_TO_CHAIN_WRITES - quiet);
+                continue;
+            }
             match store.index_next_block() {
                 Ok(true) => {}
                 Ok(false) => break,
