@@ -5,6 +5,7 @@
 //! or file key to fix. Nothing here touches the network or the datadir's contents.
 
 use crate::params::Network;
+use crate::protocol::netgroup::Subnet;
 use crate::types::NodeId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -85,6 +86,16 @@ pub struct NodeArgs {
         value_name = "PEER"
     )]
     pub addnode: Vec<String>,
+    /// Grant inbound peers from an address or subnet a permission: [noban@]<addr>[/prefix].
+    /// noban (the only one, and the default): scored and disconnected for misbehaviour, never
+    /// banned, and let in while their IP is banned
+    #[arg(
+        long,
+        env = "NODED_WHITELIST",
+        value_delimiter = ',',
+        value_name = "[noban@]SUBNET"
+    )]
+    pub whitelist: Vec<String>,
     /// Connect only to these peers (same forms as --addnode); no other outbound connections
     #[arg(
         long,
@@ -189,6 +200,7 @@ pub struct FileConfig {
     pub bind: Option<IpAddr>,
     pub datadir: Option<PathBuf>,
     pub addnode: Option<Vec<String>>,
+    pub whitelist: Option<Vec<String>>,
     pub connect: Option<Vec<String>>,
     pub rpcport: Option<u16>,
     pub rpcbind: Option<IpAddr>,
@@ -232,6 +244,21 @@ impl FileConfig {
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// One `--whitelist` entry: `[noban@]<addr>[/prefix]` (noban is the one permission, and the
+/// default).
+fn parse_whitelist(text: &str) -> Result<Subnet, String> {
+    let range = match text.split_once('@') {
+        Some(("noban", range)) => range,
+        Some((permission, _)) => {
+            return Err(format!(
+                "unknown permission '{permission}' (the one permission is noban)"
+            ))
+        }
+        None => text,
+    };
+    Subnet::parse(range)
 }
 
 /// A peer to dial, as given by --addnode or --connect.
@@ -292,6 +319,8 @@ pub struct Config {
     /// Where the P2P listener binds; `None` with --nolisten.
     pub listen: Option<SocketAddr>,
     pub addnode: Vec<PeerSpec>,
+    /// Inbound peers from these ranges are never banned (`--whitelist noban@...`).
+    pub noban: Vec<Subnet>,
     pub connect: Vec<PeerSpec>,
     pub rpc_addr: SocketAddr,
     /// Configured user and password, in addition to the cookie.
@@ -404,6 +433,21 @@ impl Config {
         };
         let addnode = peers(args.addnode, file.addnode, "addnode")?;
         let connect = peers(args.connect, file.connect, "connect")?;
+        let (whitelist, whitelist_in_file) = if args.whitelist.is_empty() {
+            (file.whitelist.unwrap_or_default(), true)
+        } else {
+            (args.whitelist, false)
+        };
+        let noban = whitelist
+            .iter()
+            .map(|text| {
+                parse_whitelist(text).map_err(|reason| ConfigError::Invalid {
+                    key: origin.name("whitelist", whitelist_in_file),
+                    value: text.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let bootstrap = peers(args.bootstrap, file.bootstrap, "bootstrap")?;
         let (seed_texts, seeds_in_file) = if args.dnsseed.is_empty() {
             (file.dnsseed.unwrap_or_default(), true)
@@ -528,6 +572,7 @@ impl Config {
             datadir,
             listen,
             addnode,
+            noban,
             connect,
             rpc_addr: SocketAddr::new(rpc_bind, rpc_port),
             rpc_credentials,
@@ -632,6 +677,33 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("invalid 'addnode' in /etc/n.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn whitelist_entries_parse_from_flag_or_file_and_bad_ones_name_the_key() {
+        let mut a = args();
+        a.whitelist = vec!["noban@127.0.0.1".into(), "10.0.0.0/8".into()];
+        let c = Config::merge(a, FileConfig::default(), None).unwrap();
+        assert_eq!(c.noban.len(), 2);
+        assert!(c.noban[1].contains("10.9.9.9".parse().unwrap()));
+        let f = file("whitelist = [\"noban@192.168.0.0/16\"]");
+        let c = Config::merge(args(), f, None).unwrap();
+        assert!(c.noban[0].contains("192.168.3.4".parse().unwrap()));
+        let mut a = args();
+        a.whitelist = vec!["relay@1.2.3.4".into()];
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid --whitelist 'relay@1.2.3.4': unknown permission 'relay'"),
+            "{err}"
+        );
+        let f = file("whitelist = [\"noban@10.1.2.3/8\"]");
+        let err = Config::merge(args(), f, Some(Path::new("/etc/n.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid 'whitelist' in /etc/n.toml"),
             "{err}"
         );
     }

@@ -208,3 +208,46 @@ fn ipv4_peers_on_a_dual_stack_listener_match_ipv4_bans() {
     let peers: Vec<Value> = node.peers();
     assert!(peers.is_empty(), "{peers:?}");
 }
+
+/// The docs issue's noban permission: with `--whitelist noban@127.0.0.1` a misbehaving local
+/// client is disconnected but 127.0.0.1 is not banned (without it, every local peer of a test
+/// network would be locked out for 24 hours), and a whitelisted peer is let in while its IP is
+/// banned by hand.
+#[test]
+fn a_noban_whitelisted_peer_is_disconnected_but_never_banned() {
+    let node = TestNode::start(&["--whitelist", "noban@127.0.0.1"]);
+    let addr = node.p2p_addr();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut p = TestPeer::connect(addr, REGTEST.magic).await.unwrap();
+        p.handshake().await;
+        let mut frame = noded::wire::frame_bytes(REGTEST.magic, &Message::Ping(7)).unwrap();
+        frame[20] ^= 0xff; // a bad checksum: misbehaviour worth a ban
+        p.framed.get_mut().write_all(&frame).await.unwrap();
+        p.framed.get_mut().flush().await.unwrap();
+        p.until_closed().await;
+    });
+    // The score reached the ban threshold in the same step that closed the connection.
+    assert!(banned_addresses(&node).is_empty(), "nothing banned");
+    let reconnected = rt.block_on(async {
+        let mut p = TestPeer::connect(addr, REGTEST.magic).await.ok()?;
+        p.try_handshake().await.ok()?;
+        Some(p)
+    });
+    assert!(
+        reconnected.is_some(),
+        "the whitelisted address still connects"
+    );
+    drop(reconnected);
+    // Banned by hand, a noban address is still let in.
+    node.rpc("setban", json!(["127.0.0.1", "add"])).unwrap();
+    let while_banned = rt.block_on(async {
+        let mut p = TestPeer::connect(addr, REGTEST.magic).await.ok()?;
+        p.try_handshake().await.ok()?;
+        Some(p)
+    });
+    assert!(
+        while_banned.is_some(),
+        "noban lets the peer in while its IP is banned"
+    );
+}

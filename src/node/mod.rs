@@ -248,6 +248,7 @@ fn core_config(config: &Config, identity: &Identity, p2p_addr: Option<SocketAddr
     cfg.have_dns_seeds = !config.dns_seeds.is_empty() && config.connect.is_empty();
     // Regtest is a local test network: its nodes live on loopback and private addresses.
     cfg.allow_local_addrs = config.network == crate::params::Network::Regtest;
+    cfg.noban = config.noban.clone();
     cfg.rng_seed = rand::random();
     cfg
 }

@@ -5,7 +5,7 @@
 use super::addrman::{AddrInfo, AddrMan};
 use super::bans::{BanChanges, BanList, BanTarget, Misbehaviour, BAN_THRESHOLD};
 use super::eviction::{self, Candidate};
-use super::netgroup::{canonical_ip, host_key, is_routable, netgroup_in};
+use super::netgroup::{canonical_ip, host_key, is_routable, netgroup_in, Subnet};
 use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::NodeId;
@@ -155,6 +155,9 @@ pub struct CoreConfig {
     pub connect_only: bool,
     /// Whether DNS seeds are configured (the I/O side resolves them).
     pub have_dns_seeds: bool,
+    /// Inbound peers from these ranges (`--whitelist noban@...`) are scored and disconnected
+    /// for misbehaviour but never banned, and are let in while their IP is banned.
+    pub noban: Vec<Subnet>,
     /// Whether loopback and private addresses are gossiped and each loopback address:port is
     /// its own network group: a local test network (regtest), never the public networks.
     pub allow_local_addrs: bool,
@@ -183,6 +186,7 @@ impl CoreConfig {
             connect_only: false,
             have_dns_seeds: false,
             allow_local_addrs: false,
+            noban: Vec::new(),
             rng_seed: 0,
         }
     }
@@ -592,7 +596,7 @@ impl Core {
 
     /// Whether to start a TLS handshake with a new inbound TCP connection from `addr`.
     pub fn admit_inbound(&self, addr: SocketAddr, now_ms: u64) -> Result<(), DisconnectReason> {
-        if self.bans.is_banned(&BanTarget::Ip(addr.ip()), now_ms) {
+        if self.bans.is_banned(&BanTarget::Ip(addr.ip()), now_ms) && !self.is_noban(addr.ip()) {
             return Err(DisconnectReason::Banned);
         }
         let host = host_key(addr.ip());
@@ -693,7 +697,9 @@ impl Core {
         }
         let banned = self.bans.is_banned(&BanTarget::Node(node_id), now_ms)
             || self.bans.is_banned(&BanTarget::Ip(addr.ip()), now_ms);
-        if banned && !conn_type.is_manual() {
+        let exempt =
+            conn_type.is_manual() || (conn_type == ConnType::Inbound && self.is_noban(addr.ip()));
+        if banned && !exempt {
             self.disconnect(peer, DisconnectReason::Banned);
             return;
         }
@@ -821,8 +827,13 @@ impl Core {
         }
     }
 
-    /// Adds to a peer's score; at the threshold it is disconnected and (unless manual)
-    /// banned by IP and node id.
+    /// Whether `ip` is in a `--whitelist noban@` range.
+    fn is_noban(&self, ip: IpAddr) -> bool {
+        self.cfg.noban.iter().any(|range| range.contains(ip))
+    }
+
+    /// Adds to a peer's score; at the threshold it is disconnected and (unless manual, or an
+    /// inbound peer with the noban permission) banned by IP and node id.
     pub fn misbehaving(&mut self, peer: PeerId, what: Misbehaviour, now_ms: u64) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -832,7 +843,8 @@ impl Core {
             return;
         }
         let (ip, node_id, manual) = (p.addr.ip(), p.node_id, p.conn_type.is_manual());
-        if !manual {
+        let noban = p.conn_type == ConnType::Inbound && self.is_noban(ip);
+        if !manual && !noban {
             let duration = self.cfg.ban_duration_ms;
             self.bans
                 .ban(BanTarget::Ip(ip), now_ms, duration, what.name());

@@ -74,6 +74,83 @@ pub fn is_routable(ip: IpAddr) -> bool {
     }
 }
 
+/// An address range, `a.b.c.d/n` or `x:y::/n` (a single address is its full-length range),
+/// held canonical: an IPv4-mapped IPv6 address or range is IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `addr` or `addr/prefix`; the bits below the prefix must be zero.
+    pub fn parse(text: &str) -> Result<Subnet, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let parsed: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{addr}' is not an IP address"))?;
+        let mapped_v4 = matches!(parsed, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+        let base = canonical_ip(parsed);
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => {
+                let p: u8 = p
+                    .parse()
+                    .map_err(|_| format!("'{p}' is not a prefix length"))?;
+                // A prefix written against ::ffff:a.b.c.d counts the 96 mapped bits.
+                let p = if mapped_v4 {
+                    p.checked_sub(96)
+                        .ok_or("a prefix shorter than ::ffff:0:0/96 is not an IPv4 range")?
+                } else {
+                    p
+                };
+                if p > max {
+                    return Err(format!("prefix /{p} is longer than the address"));
+                }
+                p
+            }
+        };
+        let subnet = Subnet { base, prefix };
+        if subnet.mask(base) != base {
+            return Err(format!(
+                "{text} has bits set below its prefix; write {}/{prefix}",
+                subnet.mask(base)
+            ));
+        }
+        Ok(subnet)
+    }
+
+    fn mask(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => {
+                let bits =
+                    u32::from(v4) & u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                IpAddr::V4(bits.into())
+            }
+            IpAddr::V6(v6) => {
+                let bits =
+                    u128::from(v6) & u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                IpAddr::V6(bits.into())
+            }
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        ip.is_ipv4() == self.base.is_ipv4() && self.mask(ip) == self.base
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
 /// The range one operator typically holds, for caps on half-open inbound connections: an IPv4
 /// /16 or an IPv6 /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -197,6 +274,33 @@ mod tests {
             "::ffff:192.168.0.1",
         ] {
             assert!(!r(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn subnets_parse_and_match() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let one = Subnet::parse("127.0.0.1").unwrap();
+        assert!(one.contains(ip("127.0.0.1")) && one.contains(ip("::ffff:127.0.0.1")));
+        assert!(!one.contains(ip("127.0.0.2")));
+        let net = Subnet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains(ip("10.1.200.3")) && !net.contains(ip("10.2.0.1")));
+        assert!(!net.contains(ip("2001:db8::1")));
+        let v6 = Subnet::parse("2001:db8:1::/48").unwrap();
+        assert!(v6.contains(ip("2001:db8:1:ffff::1")) && !v6.contains(ip("2001:db8:2::1")));
+        assert!(Subnet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert_eq!(
+            Subnet::parse("::ffff:10.0.0.0/104").unwrap(),
+            Subnet::parse("10.0.0.0/8").unwrap()
+        );
+        for bad in [
+            "10.1.2.3/16",
+            "10.0.0.0/33",
+            "nohost",
+            "10.0.0.0/x",
+            "::/129",
+        ] {
+            assert!(Subnet::parse(bad).is_err(), "{bad}");
         }
     }
 
