@@ -553,6 +553,8 @@ struct Sim {
     queue: VecDeque<(usize, u64, Message)>,
     next_peer: u64,
     now: u64,
+    /// Dials each core has made.
+    dials: Vec<usize>,
 }
 
 impl Sim {
@@ -577,6 +579,7 @@ impl Sim {
             queue: VecDeque::new(),
             next_peer: 1,
             now: T0,
+            dials: vec![0; n],
         }
     }
 
@@ -618,6 +621,7 @@ impl Sim {
                 target,
                 expected,
             } => {
+                self.dials[i] += 1;
                 let to: SocketAddr = format!("{target}").parse().unwrap();
                 let Some(j) = self.listen.iter().position(|a| *a == to) else {
                     self.cores[i].dial_failed(dial, self.now);
@@ -685,6 +689,38 @@ fn nodes_find_each_other_through_addr_gossip() {
         if i > 0 {
             assert!(auto_out >= 3, "node {i} has only {auto_out} outbound peers");
         }
+    }
+}
+
+/// The README's quick start (nodes 2 and 3 `--addnode` node 1) must settle: node 1 learns
+/// their listen addresses from gossip, but they are already connected (inbound, from other
+/// ports), so it must not dial them again and again. It did, about twice a second forever:
+/// each dial met a duplicate node id, was dropped, and was never counted against the address.
+#[test]
+fn the_readme_topology_settles_without_redialling() {
+    let mut sim = Sim::new(3);
+    for i in 1..3 {
+        let spec = PeerSpec::parse(&sim.listen[0].to_string()).unwrap();
+        sim.cores[i].add_manual(spec, None, sim.now).unwrap();
+    }
+    sim.pump();
+    sim.run_for(60_000);
+    let settled: Vec<usize> = sim.dials.clone();
+    sim.run_for(9 * 60_000);
+    for (i, c) in sim.cores.iter().enumerate() {
+        let later = sim.dials[i] - settled[i];
+        assert!(
+            later <= 2,
+            "node {} dialled {later} times after settling",
+            i + 1
+        );
+        let ready = c.peers().filter(|p| p.handshake_complete).count();
+        assert!(ready >= 1, "node {} has {ready} peers", i + 1);
+    }
+    // Each added node shows as connected, whichever side's connection survived.
+    for i in 1..3 {
+        let added = sim.cores[i].added_nodes();
+        assert!(added[0].connected, "node {}: {added:?}", i + 1);
     }
 }
 

@@ -149,6 +149,8 @@ impl NetHandle {
 }
 
 struct LivePeer {
+    /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
+    quiet: bool,
     outbox: mpsc::Sender<Message>,
     stats: Arc<Mutex<PeerStats>>,
     stop: CancellationToken,
@@ -370,10 +372,10 @@ impl NetService {
                 stop,
             } => {
                 self.settle_pending(peer);
-                tracing::info!(peer, %addr, %node_id, inbound = dial.is_none(), "peer connected");
                 self.live.insert(
                     peer,
                     LivePeer {
+                        quiet: false,
                         outbox,
                         stats,
                         stop,
@@ -382,6 +384,13 @@ impl NetService {
                     },
                 );
                 self.core.connected(peer, addr, dial, node_id, now);
+                // A connection the core drops at once (a duplicate of one it has, say) is
+                // routine: not worth an INFO line each time.
+                if self.core.is_disconnecting(peer) {
+                    tracing::debug!(peer, %addr, %node_id, "connection dropped at once");
+                } else {
+                    tracing::info!(peer, %addr, %node_id, inbound = dial.is_none(), "peer connected");
+                }
             }
             PeerEvent::Received {
                 peer,
@@ -405,7 +414,11 @@ impl NetService {
                     self.totals
                         .closed_recv
                         .fetch_add(stats.bytes_recv, Ordering::Relaxed);
-                    tracing::info!(peer, %reason, "peer disconnected");
+                    if live.quiet {
+                        tracing::debug!(peer, %reason, "peer disconnected");
+                    } else {
+                        tracing::info!(peer, %reason, "peer disconnected");
+                    }
                 }
                 self.core.disconnected(peer, now);
             }
@@ -535,8 +548,17 @@ impl NetService {
                     }
                 }
                 Output::Disconnect(peer, reason) => {
-                    tracing::info!(peer, %reason, "disconnecting peer");
-                    if let Some(live) = self.live.get(&peer) {
+                    let routine = matches!(
+                        reason,
+                        DisconnectReason::DuplicateNodeId | DisconnectReason::FeelerDone
+                    );
+                    if routine {
+                        tracing::debug!(peer, %reason, "disconnecting peer");
+                    } else {
+                        tracing::info!(peer, %reason, "disconnecting peer");
+                    }
+                    if let Some(live) = self.live.get_mut(&peer) {
+                        live.quiet |= routine;
                         live.stop.cancel();
                     }
                 }

@@ -210,6 +210,10 @@ const DIAL_TIMEOUT_MS: u64 = 30_000;
 const SEED_RETRY_MS: u64 = 5 * 60_000;
 const ADDRMAN_CLEANUP_MS: u64 = 3_600_000;
 const KNOWN_ADDRS_MAX: usize = 5_000;
+/// How long an address whose dial reached a node already connected is not dialled again.
+const DUPLICATE_DIAL_BACKOFF_MS: u64 = 10 * 60_000;
+/// Addresses remembered for that; the one due soonest goes first beyond this.
+const MAX_DUPLICATE_DIALS: usize = 1_024;
 /// Gossiped address times further ahead than this are not believed (clock skew allowance).
 const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
 /// What an unbelievable future time is replaced with: five days ago, old enough not to be
@@ -273,6 +277,21 @@ struct Peer {
     last_useful_ms: u64,
     manual_key: Option<String>,
     disconnecting: bool,
+    /// A second connection to a node already connected: dropped, and no failure of its
+    /// address.
+    duplicate: bool,
+}
+
+impl Peer {
+    /// Where this peer accepts connections: the address we dialled, or for an inbound peer
+    /// its IP with the listen port its VERSION gave (none if it does not listen).
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        if self.conn_type != ConnType::Inbound {
+            return Some(self.addr);
+        }
+        let port = self.version.as_ref()?.sender.port;
+        (port != 0).then(|| SocketAddr::new(self.addr.ip(), port))
+    }
 }
 
 /// What getpeerinfo shows of a peer's protocol state.
@@ -324,6 +343,8 @@ pub struct Core {
     peers: BTreeMap<PeerId, Peer>,
     manual: Vec<ManualPeer>,
     dials: BTreeMap<DialId, PendingDial>,
+    /// Addresses not to dial until the time given: their node is connected another way.
+    duplicate_dials: BTreeMap<SocketAddr, u64>,
     next_dial: DialId,
     best_height: u64,
     last_seed_request_ms: Option<u64>,
@@ -345,6 +366,7 @@ impl Core {
             peers: BTreeMap::new(),
             manual: Vec::new(),
             dials: BTreeMap::new(),
+            duplicate_dials: BTreeMap::new(),
             next_dial: 1,
             best_height: 0,
             last_seed_request_ms: None,
@@ -676,6 +698,7 @@ impl Core {
                 last_useful_ms: 0,
                 manual_key: manual_key.clone(),
                 disconnecting: false,
+                duplicate: false,
             },
         );
         if let Some(key) = &manual_key {
@@ -703,12 +726,13 @@ impl Core {
             self.disconnect(peer, DisconnectReason::Banned);
             return;
         }
-        if self
+        let existing = self
             .peers
             .iter()
-            .any(|(id, p)| *id != peer && p.node_id == node_id && !p.disconnecting)
-        {
-            self.disconnect(peer, DisconnectReason::DuplicateNodeId);
+            .find(|(id, p)| **id != peer && p.node_id == node_id && !p.disconnecting)
+            .map(|(id, _)| *id);
+        if let Some(existing) = existing {
+            self.on_duplicate(peer, existing, pending.map(|d| d.kind), now_ms);
             return;
         }
         if conn_type == ConnType::Inbound && !self.make_inbound_room(peer) {
@@ -718,6 +742,49 @@ impl Core {
         if conn_type != ConnType::Inbound {
             self.send_version(peer, now_ms);
         }
+    }
+
+    /// `peer` is a second connection to the node `existing` is connected to: it is dropped
+    /// without counting against its address. A dialled address is left alone for a while
+    /// (it is that node's, already connected the other way); an added node counts as
+    /// connected through `existing`, and is dialled again only when that connection ends.
+    fn on_duplicate(
+        &mut self,
+        peer: PeerId,
+        existing: PeerId,
+        dial: Option<DialKind>,
+        now_ms: u64,
+    ) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.duplicate = true;
+            p.manual_key = None;
+        }
+        match dial {
+            Some(DialKind::Auto(addr)) => {
+                if self.duplicate_dials.len() >= MAX_DUPLICATE_DIALS {
+                    let soonest = self
+                        .duplicate_dials
+                        .iter()
+                        .min_by_key(|(_, until)| **until)
+                        .map(|(a, _)| *a);
+                    if let Some(a) = soonest {
+                        self.duplicate_dials.remove(&a);
+                    }
+                }
+                self.duplicate_dials
+                    .insert(addr, now_ms + DUPLICATE_DIAL_BACKOFF_MS);
+            }
+            Some(DialKind::Manual(key)) => {
+                if let Some(m) = self.manual.iter_mut().find(|m| m.spec.to_string() == key) {
+                    m.state = ManualState::Connected(existing);
+                }
+                if let Some(e) = self.peers.get_mut(&existing) {
+                    e.manual_key.get_or_insert(key);
+                }
+            }
+            _ => {}
+        }
+        self.disconnect(peer, DisconnectReason::DuplicateNodeId);
     }
 
     /// Keeps inbound within its limits by evicting someone if needed; false = no room.
@@ -788,9 +855,23 @@ impl Core {
             let stable = now_ms.saturating_sub(p.connected_ms) >= STABLE_CONNECTION_MS;
             self.manual_retry_later(key, now_ms, stable && p.ready);
         }
-        if matches!(p.conn_type, ConnType::Outbound | ConnType::Feeler) && !p.ready {
+        // Other added nodes that counted as connected through this peer (the same node
+        // under another name) are dialled again.
+        for m in &mut self.manual {
+            if m.state == ManualState::Connected(peer) {
+                m.state = ManualState::Idle;
+                m.next_attempt_ms = now_ms;
+            }
+        }
+        if matches!(p.conn_type, ConnType::Outbound | ConnType::Feeler) && !p.ready && !p.duplicate
+        {
             self.addrman.attempt_failed(&p.addr, now_secs(now_ms));
         }
+    }
+
+    /// Whether `peer` is on its way out (the core asked for its disconnection).
+    pub fn is_disconnecting(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.disconnecting)
     }
 
     fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
@@ -1186,6 +1267,7 @@ impl Core {
         self.bans.expire(now_ms);
         self.dials
             .retain(|_, d| now_ms.saturating_sub(d.started_ms) < DIAL_TIMEOUT_MS * 2);
+        self.duplicate_dials.retain(|_, until| *until > now_ms);
         if now_ms.saturating_sub(self.last_cleanup_ms) >= ADDRMAN_CLEANUP_MS {
             self.last_cleanup_ms = now_ms;
             self.addrman.remove_terrible(now_secs(now_ms));
@@ -1244,7 +1326,15 @@ impl Core {
             && self.auto_outbound_count() < self.cfg.max_outbound
             && self.peers.len() + self.dials.len() < self.cfg.max_total
         {
-            let connected: HashSet<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
+            // Peers by the address we dialled and by where they listen: an inbound peer's
+            // listen address, learned from gossip, is not a new peer.
+            let connected: HashSet<SocketAddr> = self
+                .peers
+                .values()
+                .flat_map(|p| [Some(p.addr), p.listen_addr()])
+                .flatten()
+                .collect();
+            let duplicates = &self.duplicate_dials;
             let pending: HashSet<SocketAddr> = self
                 .dials
                 .values()
@@ -1269,6 +1359,7 @@ impl Core {
             let local = self.cfg.allow_local_addrs;
             let excluded = |a: &SocketAddr| {
                 connected.contains(a)
+                    || duplicates.get(a).is_some_and(|until| *until > now_ms)
                     || pending.contains(a)
                     || groups.contains(&netgroup_in(a, local))
                     || bans.is_banned(&BanTarget::Ip(a.ip()), now_ms)
