@@ -577,6 +577,33 @@ fn vectors() -> Vec<Vector> {
             fires_at: 32,
         },
     ));
+    // An INV of one (zero) item whose count says 50,001: the count is checked only once the
+    // whole payload is in, and after the checksum.
+    let mut count_then_item = too_many.to_vec();
+    count_then_item.extend_from_slice(&[0; 36]);
+    let late_count = raw_frame(Network::Regtest, &Command::Inv.to_bytes(), &count_then_item);
+    v.push(Vector::new(
+        "invalid-inv-count-whole-payload",
+        Value::Invalid {
+            network: Network::Regtest,
+            handshake_complete: true,
+            bytes: late_count.clone(),
+            error: "TooManyItems",
+            fires_at: FRAME_HEADER_SIZE + 44,
+        },
+    ));
+    let mut late_count_bad_sum = late_count;
+    late_count_bad_sum[20..24].copy_from_slice(&[0; 4]);
+    v.push(Vector::new(
+        "invalid-inv-count-bad-checksum",
+        Value::Invalid {
+            network: Network::Regtest,
+            handshake_complete: true,
+            bytes: late_count_bad_sum,
+            error: "BadChecksum",
+            fires_at: FRAME_HEADER_SIZE + 44,
+        },
+    ));
     let mut bad_bool =
         frame_bytes(Network::Main.params().magic, &Message::Version(version())).unwrap();
     *bad_bool.last_mut().unwrap() = 2;
