@@ -408,7 +408,10 @@ fn vectors() -> Vec<Vector> {
                 Message::Reject(Reject {
                     message: BoundedString::new("version".to_string()).unwrap(),
                     code: reject_code::OBSOLETE,
-                    reason: BoundedString::new("version 0 too old".to_string()).unwrap(),
+                    reason: BoundedString::new(
+                        "protocol version 0 is below the minimum 1".to_string(),
+                    )
+                    .unwrap(),
                     hash: None,
                 }),
             ),
@@ -757,6 +760,70 @@ fn the_transfer_vector_verifies_on_regtest_only() {
         Network::Main.params().magic
     ));
     assert_eq!(tx.sender(), address_of(1));
+}
+
+/// The REJECTs noded sends (sections 8.15, 10.2 and 10.7) are the documented ones: the
+/// `reject-nohash-main` vector is what the protocol core answers to a VERSION of protocol
+/// version 0, and a wrong magic, before any VERSION, gets the REJECT section 10.7 quotes.
+#[test]
+fn the_rejects_noded_sends_are_the_documented_ones() {
+    use noded::protocol::addrman::AddrMan;
+    use noded::protocol::bans::BanList;
+    use noded::protocol::{Core, CoreConfig, Output};
+    let now = 1_800_000_000_000;
+    let peer_key = key(1).verifying_key().to_bytes();
+    let rejects = |feed: &dyn Fn(&mut Core)| -> Vec<Reject> {
+        let mut core = Core::new(
+            CoreConfig::new(NodeId([9; 32])),
+            AddrMan::new([9; 32]),
+            BanList::default(),
+        );
+        core.connected(7, sock("203.0.113.7:40000"), None, NodeId(peer_key), now);
+        feed(&mut core);
+        core.drain_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(7, Message::Reject(r)) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut old = version();
+    old.protocol_version = 0;
+    let sent = rejects(&|core| core.received(7, Message::Version(old.clone()), now));
+    let Some(Value::Frame {
+        message: Message::Reject(documented),
+        ..
+    }) = vectors()
+        .into_iter()
+        .find(|v| v.name == "reject-nohash-main")
+        .map(|v| v.value)
+    else {
+        panic!("reject-nohash-main is a REJECT frame");
+    };
+    assert_eq!(sent, vec![documented.clone()]);
+    assert!(DOC.contains(&format!(
+        "reason `{}`",
+        documented.reason.as_str().replace('0', "V")
+    )));
+
+    let wrong_magic = noded::wire::WireError::WrongMagic {
+        expected: Network::Regtest.params().magic.0,
+        got: Network::Main.params().magic.0,
+    };
+    let sent = rejects(&|core| core.broken(7, &wrong_magic, now));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r = &sent[0];
+    assert_eq!(r.code, reject_code::INVALID);
+    assert!(r.hash.is_none());
+    let quoted = format!(
+        "(message `{}`, code 0x{:02x} INVALID, reason `{}`",
+        r.message.as_str(),
+        r.code,
+        r.reason.as_str()
+    );
+    assert!(DOC.contains(&quoted), "PROTOCOL.md quotes {quoted}");
 }
 
 #[test]
