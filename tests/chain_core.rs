@@ -6,9 +6,10 @@ use noded::chain::state::Account;
 use noded::chain::store::Store;
 use noded::chain::testkit::{make_block, make_block_with_bits, Keys, TestChainBuilder};
 use noded::chain::{Chain, ChainError, ChainEvent, ChainOptions, SubmitOutcome};
+use noded::encoding::BoundedVec;
 use noded::params::{Network, NetworkParams, REGTEST};
 use noded::types::pow::hash_meets_target;
-use noded::types::{Amount, Block, Header, NetworkMagic};
+use noded::types::{Amount, Block, Header, NetworkMagic, Transaction};
 use std::time::{Duration, Instant};
 
 const NOW: u64 = 4_000_000_000;
@@ -225,6 +226,49 @@ fn a_block_too_far_in_the_future_is_refused_but_not_remembered() {
         c.submit_block(block, early + 1).unwrap(),
         SubmitOutcome::Connected { height: 1 }
     );
+}
+
+/// A mutated block (its header with another body: a transaction dropped, or one added) is
+/// refused without marking its hash invalid, so the real block still connects afterwards; a
+/// mutated copy of a block already stored is a duplicate (docs/PROTOCOL.md §10.6,
+/// docs/CONSENSUS.md §2).
+#[test]
+fn a_mutated_block_leaves_its_header_valid() {
+    let keys = Keys::new(2);
+    let blocks = linear(3, &keys);
+    let mut c = chain();
+    for block in &blocks[..2] {
+        c.submit_block(block.clone(), NOW).unwrap();
+    }
+    let real = &blocks[2];
+    assert_eq!(real.transactions.len(), 2);
+    let with_body = |txs: Vec<Transaction>| Block {
+        header: real.header,
+        transactions: BoundedVec::new(txs).unwrap(),
+    };
+    let dropped = with_body(real.transactions.as_slice()[..1].to_vec());
+    let mut doubled = real.transactions.as_slice().to_vec();
+    doubled.push(doubled[1].clone());
+    let doubled = with_body(doubled);
+    for mutated in [&dropped, &doubled] {
+        assert_eq!(mutated.hash(), real.hash());
+        match c.submit_block(mutated.clone(), NOW) {
+            Err(ChainError::InvalidBlock { error, .. }) => {
+                assert_eq!(error.reason(), "bad-txnmrklroot")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        c.submit_block(real.clone(), NOW).unwrap(),
+        SubmitOutcome::Connected { height: 3 }
+    );
+    // Once the hash is stored its body is not looked at again.
+    assert_eq!(
+        c.submit_block(dropped, NOW).unwrap(),
+        SubmitOutcome::Duplicate
+    );
+    assert_eq!(c.tip().hash, real.hash());
 }
 
 #[test]

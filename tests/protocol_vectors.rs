@@ -275,6 +275,96 @@ fn merkle_txids() -> [Hash256; 3] {
     ]
 }
 
+/// The point of order 8 the signature edge vectors add as a torsion component.
+fn order8_point() -> curve25519_dalek::edwards::EdwardsPoint {
+    curve25519_dalek::constants::EIGHT_TORSION[1]
+}
+
+/// The signature edge vectors of PROTOCOL.md §9.6: regtest transfers of 1 coin, fee 10,000, to
+/// `seed02-address`, whose `A`, `R` and `S` are built from the scalars a = [5; 32] mod ℓ and
+/// r = [9; 32] mod ℓ, the identity, the order-8 point `T` and non-canonical encodings.
+fn signature_edges() -> Vec<(&'static str, Transfer)> {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest, Sha512};
+    let magic = Network::Regtest.params().magic;
+    let a = Scalar::from_bytes_mod_order([5; 32]);
+    let r = Scalar::from_bytes_mod_order([9; 32]);
+    let t = order8_point();
+    let big_a = (a * B).compress().to_bytes();
+    let big_r = (r * B).compress().to_bytes();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    // y = p + 1: a non-canonical encoding of y = 1, the identity.
+    let mut p_plus_1 = [0xffu8; 32];
+    p_plus_1[0] = 0xee;
+    p_plus_1[31] = 0x7f;
+    // ℓ, little-endian.
+    let mut order = [0u8; 32];
+    order[..16].copy_from_slice(&[
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14,
+    ]);
+    order[31] = 0x10;
+    // A transfer from `from` with nonce `nonce`, signature R = `r_bytes` and S = `s(k)`.
+    let build = |from: [u8; 32], r_bytes: [u8; 32], nonce: u64, s: &dyn Fn(Scalar) -> [u8; 32]| {
+        let mut tx = Transfer {
+            from,
+            to: address_of(2),
+            amount: Amount::from_coins(1),
+            fee: Amount(10_000),
+            nonce,
+            signature: [0; 64],
+        };
+        let mut h = Sha512::new();
+        h.update(r_bytes);
+        h.update(from);
+        h.update(tx.signing_message(magic));
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        tx.signature[..32].copy_from_slice(&r_bytes);
+        tx.signature[32..].copy_from_slice(&s(k));
+        tx
+    };
+    let honest_s = |k: Scalar| (r + k * a).to_bytes();
+    let s_plus_order = |k: Scalar| {
+        let s = (r + k * a).to_bytes();
+        let mut sum = [0u8; 32];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = s[i] as u16 + order[i] as u16 + carry;
+            sum[i] = v as u8;
+            carry = v >> 8;
+        }
+        sum
+    };
+    // A = aB + T: the first nonce for which the torsion does not vanish from [k]A.
+    let a_torsion = (0..)
+        .map(|nonce| build((a * B + t).compress().to_bytes(), big_r, nonce, &honest_s))
+        .find(|tx| tx.verify_signature(magic).is_err())
+        .expect("k is a multiple of 8 for one nonce in 8 only");
+    vec![
+        ("sig-honest", build(big_a, big_r, 0, &honest_s)),
+        (
+            "sig-a-identity",
+            build(identity, big_r, 0, &|_| r.to_bytes()),
+        ),
+        ("sig-a-torsion", a_torsion),
+        (
+            "sig-r-identity",
+            build(big_a, identity, 0, &|k| (k * a).to_bytes()),
+        ),
+        (
+            "sig-r-non-canonical",
+            build(big_a, p_plus_1, 0, &|k| (k * a).to_bytes()),
+        ),
+        (
+            "sig-r-torsion",
+            build(big_a, (r * B + t).compress().to_bytes(), 0, &honest_s),
+        ),
+        ("sig-s-plus-order", build(big_a, big_r, 0, &s_plus_order)),
+    ]
+}
+
 fn vectors() -> Vec<Vector> {
     let regtest = Network::Regtest.params();
     let genesis = regtest.genesis_block();
@@ -408,7 +498,10 @@ fn vectors() -> Vec<Vector> {
                 Message::Reject(Reject {
                     message: BoundedString::new("version".to_string()).unwrap(),
                     code: reject_code::OBSOLETE,
-                    reason: BoundedString::new("version 0 too old".to_string()).unwrap(),
+                    reason: BoundedString::new(
+                        "protocol version 0 is below the minimum 1".to_string(),
+                    )
+                    .unwrap(),
                     hash: None,
                 }),
             ),
@@ -477,6 +570,16 @@ fn vectors() -> Vec<Vector> {
         Value::EncodedTx(Transaction::Transfer(tx.clone())),
     ));
     v.push(Vector::new("transfer-txid-regtest", Value::Hash(txid)));
+    v.push(Vector::new(
+        "order8-point",
+        Value::Raw(order8_point().compress().to_bytes().to_vec()),
+    ));
+    for (name, edge) in signature_edges() {
+        v.push(Vector::new(
+            name,
+            Value::EncodedTx(Transaction::Transfer(edge)),
+        ));
+    }
 
     let ids = merkle_txids();
     let leaves: Vec<Hash256> = ids
@@ -575,6 +678,33 @@ fn vectors() -> Vec<Vector> {
             bytes: raw_frame(Network::Regtest, &Command::Inv.to_bytes(), &too_many),
             error: "TooManyItems",
             fires_at: 32,
+        },
+    ));
+    // An INV of one (zero) item whose count says 50,001: the count is checked only once the
+    // whole payload is in, and after the checksum.
+    let mut count_then_item = too_many.to_vec();
+    count_then_item.extend_from_slice(&[0; 36]);
+    let late_count = raw_frame(Network::Regtest, &Command::Inv.to_bytes(), &count_then_item);
+    v.push(Vector::new(
+        "invalid-inv-count-whole-payload",
+        Value::Invalid {
+            network: Network::Regtest,
+            handshake_complete: true,
+            bytes: late_count.clone(),
+            error: "TooManyItems",
+            fires_at: FRAME_HEADER_SIZE + 44,
+        },
+    ));
+    let mut late_count_bad_sum = late_count;
+    late_count_bad_sum[20..24].copy_from_slice(&[0; 4]);
+    v.push(Vector::new(
+        "invalid-inv-count-bad-checksum",
+        Value::Invalid {
+            network: Network::Regtest,
+            handshake_complete: true,
+            bytes: late_count_bad_sum,
+            error: "BadChecksum",
+            fires_at: FRAME_HEADER_SIZE + 44,
         },
     ));
     let mut bad_bool =
@@ -730,6 +860,109 @@ fn the_transfer_vector_verifies_on_regtest_only() {
         Network::Main.params().magic
     ));
     assert_eq!(tx.sender(), address_of(1));
+}
+
+/// The table of §9.6 gives, for each signature edge vector, the verdict of the strict check and
+/// of the block rule; both are recomputed here, and the batch path must agree with the block
+/// rule in any company.
+#[test]
+fn the_signature_edge_table_matches_both_checks() {
+    use noded::chain::signatures::{verify_chunk, verify_transfer_signature};
+    let magic = Network::Regtest.params().magic;
+    let doc = doc_vectors();
+    let honest = transfer();
+    let verdict = |ok: bool| if ok { "accepted" } else { "refused" };
+    let mut seen = BTreeSet::new();
+    for row in table("signature-edges") {
+        // | vector | A | R | S | strict | block rule |
+        let name = row[0].clone();
+        let bytes = &doc
+            .get(&name)
+            .unwrap_or_else(|| panic!("no vector {name}"))
+            .bytes;
+        let Transaction::Transfer(tx) = encoding::decode_exact::<Transaction>(bytes).unwrap()
+        else {
+            panic!("{name} is not a transfer");
+        };
+        let strict = tx.verify_signature(magic).is_ok();
+        let block = verify_transfer_signature(&tx, magic);
+        assert_eq!(row[4], verdict(strict), "{name}: strict");
+        assert_eq!(row[5], verdict(block), "{name}: block rule");
+        for at in 0..3 {
+            let mut batch = vec![&honest, &honest];
+            batch.insert(at, &tx);
+            let expected = if block { Ok(()) } else { Err(at) };
+            assert_eq!(verify_chunk(&batch, magic), expected, "{name}: batch");
+        }
+        assert!(seen.insert(name.clone()), "{name} listed twice");
+    }
+    for (name, _) in signature_edges() {
+        assert!(seen.contains(name), "{name} has no row in the table");
+    }
+}
+
+/// The REJECTs noded sends (sections 8.15, 10.2 and 10.7) are the documented ones: the
+/// `reject-nohash-main` vector is what the protocol core answers to a VERSION of protocol
+/// version 0, and a wrong magic, before any VERSION, gets the REJECT section 10.7 quotes.
+#[test]
+fn the_rejects_noded_sends_are_the_documented_ones() {
+    use noded::protocol::addrman::AddrMan;
+    use noded::protocol::bans::BanList;
+    use noded::protocol::{Core, CoreConfig, Output};
+    let now = 1_800_000_000_000;
+    let peer_key = key(1).verifying_key().to_bytes();
+    let rejects = |feed: &dyn Fn(&mut Core)| -> Vec<Reject> {
+        let mut core = Core::new(
+            CoreConfig::new(NodeId([9; 32])),
+            AddrMan::new([9; 32]),
+            BanList::default(),
+        );
+        core.connected(7, sock("203.0.113.7:40000"), None, NodeId(peer_key), now);
+        feed(&mut core);
+        core.drain_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(7, Message::Reject(r)) => Some(r),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut old = version();
+    old.protocol_version = 0;
+    let sent = rejects(&|core| core.received(7, Message::Version(old.clone()), now));
+    let Some(Value::Frame {
+        message: Message::Reject(documented),
+        ..
+    }) = vectors()
+        .into_iter()
+        .find(|v| v.name == "reject-nohash-main")
+        .map(|v| v.value)
+    else {
+        panic!("reject-nohash-main is a REJECT frame");
+    };
+    assert_eq!(sent, vec![documented.clone()]);
+    assert!(DOC.contains(&format!(
+        "reason `{}`",
+        documented.reason.as_str().replace('0', "V")
+    )));
+
+    let wrong_magic = noded::wire::WireError::WrongMagic {
+        expected: Network::Regtest.params().magic.0,
+        got: Network::Main.params().magic.0,
+    };
+    let sent = rejects(&|core| core.broken(7, &wrong_magic, now));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let r = &sent[0];
+    assert_eq!(r.code, reject_code::INVALID);
+    assert!(r.hash.is_none());
+    let quoted = format!(
+        "(message `{}`, code 0x{:02x} INVALID, reason `{}`",
+        r.message.as_str(),
+        r.code,
+        r.reason.as_str()
+    );
+    assert!(DOC.contains(&quoted), "PROTOCOL.md quotes {quoted}");
 }
 
 #[test]
