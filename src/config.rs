@@ -362,6 +362,31 @@ impl Origin<'_> {
             _ => format!("--{}", key.replace('_', "-")),
         }
     }
+
+    /// A list setting: the flag's entries if any were given, else the file's; each parsed by
+    /// `parse`, the first bad one an error naming the flag or the file key.
+    fn list<T>(
+        &self,
+        flag: Vec<String>,
+        from_file: Option<Vec<String>>,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let (list, in_file) = if flag.is_empty() {
+            (from_file.unwrap_or_default(), true)
+        } else {
+            (flag, false)
+        };
+        list.iter()
+            .map(|text| {
+                parse(text).map_err(|reason| ConfigError::Invalid {
+                    key: self.name(key, in_file),
+                    value: text.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
 }
 
 fn default_datadir() -> Result<PathBuf, ConfigError> {
@@ -415,55 +440,14 @@ impl Config {
         let nolisten = args.nolisten.or(file.nolisten).unwrap_or(false);
         let listen = (!nolisten).then_some(SocketAddr::new(bind, port));
 
-        let peers = |flag: Vec<String>, from_file: Option<Vec<String>>, key: &str| {
-            let (list, in_file) = if flag.is_empty() {
-                (from_file.unwrap_or_default(), true)
-            } else {
-                (flag, false)
-            };
-            list.iter()
-                .map(|text| {
-                    PeerSpec::parse(text).map_err(|reason| ConfigError::Invalid {
-                        key: origin.name(key, in_file),
-                        value: text.clone(),
-                        reason,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let addnode = peers(args.addnode, file.addnode, "addnode")?;
-        let connect = peers(args.connect, file.connect, "connect")?;
-        let (whitelist, whitelist_in_file) = if args.whitelist.is_empty() {
-            (file.whitelist.unwrap_or_default(), true)
-        } else {
-            (args.whitelist, false)
-        };
-        let noban = whitelist
-            .iter()
-            .map(|text| {
-                parse_whitelist(text).map_err(|reason| ConfigError::Invalid {
-                    key: origin.name("whitelist", whitelist_in_file),
-                    value: text.clone(),
-                    reason,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bootstrap = peers(args.bootstrap, file.bootstrap, "bootstrap")?;
-        let (seed_texts, seeds_in_file) = if args.dnsseed.is_empty() {
-            (file.dnsseed.unwrap_or_default(), true)
-        } else {
-            (args.dnsseed, false)
-        };
-        let dns_seeds = seed_texts
-            .iter()
-            .map(|text| {
-                parse_seed(text, params.default_p2p_port).map_err(|reason| ConfigError::Invalid {
-                    key: origin.name("dnsseed", seeds_in_file),
-                    value: text.clone(),
-                    reason,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let addnode = origin.list(args.addnode, file.addnode, "addnode", PeerSpec::parse)?;
+        let connect = origin.list(args.connect, file.connect, "connect", PeerSpec::parse)?;
+        let noban = origin.list(args.whitelist, file.whitelist, "whitelist", parse_whitelist)?;
+        let bootstrap =
+            origin.list(args.bootstrap, file.bootstrap, "bootstrap", PeerSpec::parse)?;
+        let dns_seeds = origin.list(args.dnsseed, file.dnsseed, "dnsseed", |text| {
+            parse_seed(text, params.default_p2p_port)
+        })?;
 
         let rpc_port = args
             .rpcport
