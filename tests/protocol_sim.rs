@@ -724,6 +724,31 @@ fn the_readme_topology_settles_without_redialling() {
     }
 }
 
+/// A dial the I/O side has not answered by its deadline (a dial task that never reports, or
+/// a forward clock jump past the deadline) is given up: the added peer must not stay
+/// "dialling" forever, it is dialled again after its backoff.
+#[test]
+fn an_unanswered_manual_dial_is_given_up_and_retried() {
+    let dials = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::Dial { .. }))
+            .count()
+    };
+    let mut c = core(1);
+    c.add_manual(PeerSpec::parse("10.0.0.9:8333").unwrap(), None, T0)
+        .unwrap();
+    assert_eq!(dials(&c.drain_outputs()), 1);
+    // An hour later, with no word from that dial.
+    let later = T0 + 3_600_000;
+    c.tick(later);
+    c.tick(later + 10_000);
+    assert_eq!(
+        dials(&c.drain_outputs()),
+        1,
+        "the added peer is dialled again"
+    );
+}
+
 #[test]
 fn addnode_peers_handshake_and_stay_connected_across_pings() {
     let mut sim = Sim::new(2);

@@ -1265,8 +1265,17 @@ impl Core {
             self.send_ping(id, now_ms);
         }
         self.bans.expire(now_ms);
-        self.dials
-            .retain(|_, d| now_ms.saturating_sub(d.started_ms) < DIAL_TIMEOUT_MS * 2);
+        // Dials the I/O side has not answered by now are given up as failed, so that an
+        // added peer is not left "dialling" forever (a late answer is then ignored).
+        let expired: Vec<DialId> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| now_ms.saturating_sub(d.started_ms) >= DIAL_TIMEOUT_MS * 2)
+            .map(|(id, _)| *id)
+            .collect();
+        for dial in expired {
+            self.dial_failed(dial, now_ms);
+        }
         self.duplicate_dials.retain(|_, until| *until > now_ms);
         if now_ms.saturating_sub(self.last_cleanup_ms) >= ADDRMAN_CLEANUP_MS {
             self.last_cleanup_ms = now_ms;
