@@ -64,7 +64,7 @@ impl PendingTable {
     }
 
     /// Connections pending from the host of `ip`.
-    pub fn from_host(&self, ip: IpAddr) -> usize {
+    fn pending_from_host(&self, ip: IpAddr) -> usize {
         let host = host_key(ip);
         self.entries.values().filter(|e| e.host == host).count()
     }
@@ -77,7 +77,7 @@ impl PendingTable {
             host: host_key(ip),
             group: prefix_group(ip),
         };
-        if self.from_host(ip) >= self.max_per_host {
+        if self.pending_from_host(ip) >= self.max_per_host {
             return Err(Refusal::TooManyFromHost);
         }
         let in_group = self

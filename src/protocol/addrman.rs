@@ -8,7 +8,7 @@
 //! newcomer may evict it. Pure: times are inputs (Unix seconds), randomness comes from the
 //! caller's RNG.
 
-use super::netgroup::netgroup_in;
+use super::netgroup::netgroup;
 use crate::types::hash::sha256d_parts;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -208,8 +208,8 @@ impl AddrMan {
 
     /// The new-table slot of `addr` heard from `source`.
     pub fn new_slot(&self, addr: &SocketAddr, source: &SocketAddr) -> usize {
-        let group = netgroup_in(addr, self.local_groups);
-        let source_group = netgroup_in(source, self.local_groups);
+        let group = netgroup(addr, self.local_groups);
+        let source_group = netgroup(source, self.local_groups);
         let h1 = hash_u64(&[&self.key, &group.0, &source_group.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
         let bucket =
             hash_u64(&[&self.key, &source_group.0, &h1.to_le_bytes()]) % NEW_BUCKETS as u64;
@@ -218,7 +218,7 @@ impl AddrMan {
 
     /// The tried-table slot of `addr`.
     pub fn tried_slot(&self, addr: &SocketAddr) -> usize {
-        let group = netgroup_in(addr, self.local_groups);
+        let group = netgroup(addr, self.local_groups);
         let bytes = SocketAddrBytes::from(*addr);
         let h1 =
             hash_u64(&[&self.key, &bytes.ip, &bytes.port.to_le_bytes()]) % TRIED_BUCKETS_PER_GROUP;

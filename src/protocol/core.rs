@@ -5,7 +5,7 @@
 use super::addrman::{AddrInfo, AddrMan};
 use super::bans::{BanChanges, BanList, BanTarget, Misbehaviour, BAN_THRESHOLD};
 use super::eviction::{self, Candidate};
-use super::netgroup::{canonical_ip, host_key, is_routable, netgroup_in, Subnet};
+use super::netgroup::{canonical_ip, host_key, is_routable, netgroup, Subnet};
 use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::NodeId;
@@ -806,7 +806,7 @@ impl Core {
             })
             .map(|(id, p)| Candidate {
                 peer: *id,
-                group: netgroup_in(&p.addr, self.cfg.allow_local_addrs),
+                group: netgroup(&p.addr, self.cfg.allow_local_addrs),
                 connected_ms: p.connected_ms,
                 min_ping_ms: p.min_ping_ms,
                 last_useful_ms: p.last_useful_ms,
@@ -1356,11 +1356,11 @@ impl Core {
                 .peers
                 .values()
                 .filter(|p| p.conn_type == ConnType::Outbound)
-                .map(|p| netgroup_in(&p.addr, self.cfg.allow_local_addrs))
+                .map(|p| netgroup(&p.addr, self.cfg.allow_local_addrs))
                 .chain(
                     pending
                         .iter()
-                        .map(|a| netgroup_in(a, self.cfg.allow_local_addrs)),
+                        .map(|a| netgroup(a, self.cfg.allow_local_addrs)),
                 )
                 .collect();
             let bans = &self.bans;
@@ -1370,7 +1370,7 @@ impl Core {
                 connected.contains(a)
                     || duplicates.get(a).is_some_and(|until| *until > now_ms)
                     || pending.contains(a)
-                    || groups.contains(&netgroup_in(a, local))
+                    || groups.contains(&netgroup(a, local))
                     || bans.is_banned(&BanTarget::Ip(a.ip()), now_ms)
                     // our own listener, heard of through gossip
                     || (a.ip().is_loopback() && Some(a.port()) == listen_port)

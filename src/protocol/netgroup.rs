@@ -4,7 +4,7 @@
 //! addresses in one range cannot fill all of a node's slots. Loopback addresses are each their
 //! own group (address and port), so a test network of many nodes on one host still gets
 //! diverse outbound connections — but only where local addresses are allowed at all (see
-//! `netgroup_in`); elsewhere all loopback is one group.
+//! `netgroup`'s `local_distinct`); elsewhere all loopback is one group.
 //!
 //! Also the canonical form of an address (IPv4-mapped IPv6 is IPv4) and the keys that per-host
 //! limits count by: one IPv4 address, or one IPv6 /64 (what one host is usually given).
@@ -174,15 +174,10 @@ pub fn prefix_group(ip: IpAddr) -> PrefixGroup {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NetGroup(pub [u8; 8]);
 
-/// The group of `addr` on a network where local addresses are not dialled: every loopback
-/// address is one group.
-pub fn netgroup(addr: &SocketAddr) -> NetGroup {
-    netgroup_in(addr, false)
-}
-
-/// The group of `addr`; with `local_distinct` (a local test network, where nodes differ only by
-/// loopback address and port) each loopback address and port is its own group.
-pub fn netgroup_in(addr: &SocketAddr, local_distinct: bool) -> NetGroup {
+/// The group of `addr`. All loopback is one group, except with `local_distinct` (a local test
+/// network, where nodes differ only by loopback address and port): then each loopback address
+/// and port is its own group.
+pub fn netgroup(addr: &SocketAddr, local_distinct: bool) -> NetGroup {
     let ip = canonical_ip(addr.ip());
     let [port_hi, port_lo] = addr.port().to_be_bytes();
     let mut g = [0u8; 8];
@@ -216,7 +211,7 @@ mod tests {
     use super::*;
 
     fn g(s: &str) -> NetGroup {
-        netgroup(&s.parse().unwrap())
+        netgroup(&s.parse().unwrap(), false)
     }
 
     #[test]
@@ -238,7 +233,7 @@ mod tests {
 
     #[test]
     fn loopback_addresses_are_their_own_groups_only_on_local_networks() {
-        let local = |s: &str| netgroup_in(&s.parse().unwrap(), true);
+        let local = |s: &str| netgroup(&s.parse().unwrap(), true);
         assert_ne!(local("127.0.0.1:1000"), local("127.0.0.1:1001"));
         assert_eq!(local("127.0.0.1:1000"), local("127.0.0.1:1000"));
         assert_eq!(g("127.0.0.1:1000"), g("127.0.0.1:1001"));
