@@ -41,9 +41,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[path = "support/blocks.rs"]
+mod blocks;
+use blocks::{funding, sign_all, threads, TXS_PER_BLOCK};
+
 const BIN: &str = env!("CARGO_BIN_EXE_noded");
 const NOW: u64 = 4_000_000_000;
-const TXS_PER_BLOCK: usize = 1_000;
 /// Blocks of (a), (b) and (f) at scale 1.
 const BLOCKS: usize = 100;
 /// Blocks of the (c)–(e) store at scale 1: 1,000,000 transfers, accounts and index entries.
@@ -57,10 +60,6 @@ const NODE_STARTS: usize = 3;
 const NODE_DEADLINE: Duration = Duration::from_secs(120);
 /// Longest wait for the transaction index to reach the tip.
 const INDEX_DEADLINE: Duration = Duration::from_secs(3_600);
-
-fn threads() -> usize {
-    noded::chain::signatures::default_threads()
-}
 
 fn scale() -> f64 {
     let Ok(text) = std::env::var("NODED_BENCH_SCALE") else {
@@ -78,64 +77,6 @@ fn scaled(full: usize, scale: f64) -> usize {
 
 fn result(key: &str, value: f64) {
     println!("RESULT {key} {value:.6}");
-}
-
-/// Signs transfers in parallel: `specs` are (sender, receiver, amount, fee, nonce).
-fn sign_all(keys: &Keys, specs: &[(usize, Address, u64, u64, u64)]) -> Vec<Transaction> {
-    let chunk = specs.len().div_ceil(threads()).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = specs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|&(from, to, amount, fee, nonce)| {
-                            keys.transfer(&REGTEST, from, to, amount, fee, nonce)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
-}
-
-/// Funding, as in `benches/chain.rs`: block 1 pays the funder (key 0); blocks 2 and 3 carry
-/// 1,000 transfers each from the funder to senders 1..=2000 (enough for 9,900 transfers each).
-fn funding(keys: &Keys) -> Vec<Block> {
-    let genesis = REGTEST.genesis_block().header;
-    let b1 = make_block(
-        &REGTEST,
-        &genesis,
-        0,
-        genesis.time + 1,
-        keys.address(0),
-        vec![],
-    );
-    let mut blocks = vec![b1];
-    for part in 0..2 {
-        let specs: Vec<_> = (0..TXS_PER_BLOCK)
-            .map(|i| {
-                let n = part * TXS_PER_BLOCK + i;
-                (0, keys.address(1 + n), 1_000_000, 1, n as u64)
-            })
-            .collect();
-        let txs = sign_all(keys, &specs);
-        let parent = blocks.last().unwrap().header;
-        let height = blocks.len() as u64;
-        blocks.push(make_block(
-            &REGTEST,
-            &parent,
-            height,
-            parent.time + 1,
-            keys.address(0),
-            txs,
-        ));
-    }
-    blocks
 }
 
 /// An address nobody has used: a hash of `n`, as real addresses are hashes.

@@ -7,7 +7,7 @@
 #   benches/storage_compare.sh [OLD_REV]     (default: DEFAULT_OLD_REV below, the last sled commit)
 #   NODED_BENCH_SCALE=0.05 benches/storage_compare.sh    a quick trial (default scale 1.0)
 #
-# Both sides run this tree's benches/storage.rs (copied into the old worktree, with its
+# Both sides run this tree's benches/storage.rs and benches/support/ (copied into the old worktree, with its
 # Cargo.toml entry if missing), so the same code measures both. The old worktree's target
 # dir is seeded with a copy of this tree's target/release (dependencies need no rebuild);
 # SEED_TARGET=<dir> seeds from another target dir instead. Run it on an otherwise idle
@@ -130,6 +130,8 @@ cargo bench --bench storage --no-run
 echo "== preparing the old side: worktree of $OLD_LABEL in $OLD_TREE"
 git worktree add --detach --quiet "$OLD_TREE" "$OLD_SHA"
 cp "$ROOT/benches/storage.rs" "$OLD_TREE/benches/storage.rs"
+mkdir -p "$OLD_TREE/benches/support"
+cp "$ROOT/benches/support/blocks.rs" "$OLD_TREE/benches/support/blocks.rs"
 if ! grep -q '^name = "storage"' "$OLD_TREE/Cargo.toml"; then
   printf '\n[[bench]]\nname = "storage"\nharness = false\n' >>"$OLD_TREE/Cargo.toml"
 fi
