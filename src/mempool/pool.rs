@@ -284,6 +284,9 @@ pub struct Mempool {
     bytes: usize,
     future_count: usize,
     next_seq: u64,
+    /// Chain events applied so far (connects, disconnects, resynchronisations): a state read
+    /// before a change of this count may be older than what the pool knows.
+    chain_events: u64,
 }
 
 fn sum_cost(t: &Transfer) -> Option<Amount> {
@@ -304,6 +307,7 @@ impl Mempool {
             bytes: 0,
             future_count: 0,
             next_seq: 0,
+            chain_events: 0,
         }
     }
 
@@ -365,6 +369,16 @@ impl Mempool {
     /// The accounts with transactions in the pool.
     pub fn senders(&self) -> Vec<Address> {
         self.accounts.keys().copied().collect()
+    }
+
+    /// Whether the pool holds transactions from `sender`.
+    pub fn has_sender(&self, sender: &Address) -> bool {
+        self.accounts.contains_key(sender)
+    }
+
+    /// How many chain events (connects, disconnects, resynchronisations) the pool has applied.
+    pub fn chain_events(&self) -> u64 {
+        self.chain_events
     }
 
     /// Every held transaction: per account, pending in nonce order, then future.
@@ -869,6 +883,7 @@ impl Mempool {
     /// the block makes a pool transaction's nonce too low; a spend can make later ones
     /// unaffordable).
     pub fn block_connected(&mut self, block: &Block, view: &dyn AccountView) -> BlockUpdate {
+        self.chain_events += 1;
         let mut included = HashSet::new();
         let mut senders = Vec::new();
         let mut seen = HashSet::new();
@@ -913,6 +928,7 @@ impl Mempool {
         view: &dyn AccountView,
         now: u64,
     ) -> BlockUpdate {
+        self.chain_events += 1;
         let mut by_sender: HashMap<Address, Vec<MempoolEntry>> = HashMap::new();
         let mut order = Vec::new();
         let mut update = BlockUpdate::default();
@@ -973,7 +989,8 @@ impl Mempool {
     /// Revalidates every account against `view` (after missed chain events). Transactions of
     /// blocks disconnected meanwhile are not taken back: the pool never saw those blocks.
     pub fn revalidate_all(&mut self, view: &dyn AccountView) -> Vec<(Txid, MempoolError)> {
-        let senders: Vec<Address> = self.accounts.keys().copied().collect();
+        self.chain_events += 1;
+        let senders = self.senders();
         let mut removed = Vec::new();
         for sender in senders {
             removed.extend(self.sync_account(sender, view.account(&sender)));

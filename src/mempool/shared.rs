@@ -55,15 +55,19 @@ impl AccountView for PrefetchedAccounts<'_> {
     }
 }
 
+fn transfer_sender(tx: &Transaction) -> Option<Address> {
+    match tx {
+        Transaction::Transfer(t) => Some(t.sender()),
+        Transaction::Coinbase(_) => None,
+    }
+}
+
 /// The senders of a block's transfers: the accounts a connect or disconnect revalidates.
 fn transfer_senders(block: &Block) -> Vec<Address> {
     let mut senders: Vec<Address> = block
         .transactions
         .iter()
-        .filter_map(|tx| match tx {
-            Transaction::Transfer(t) => Some(t.sender()),
-            Transaction::Coinbase(_) => None,
-        })
+        .filter_map(transfer_sender)
         .collect();
     senders.sort_unstable();
     senders.dedup();
@@ -113,15 +117,20 @@ impl SharedMempool {
         view: &dyn AccountView,
         now: u64,
     ) -> Result<Accepted, MempoolError> {
-        let sender = match &tx {
-            Transaction::Transfer(t) => Some(t.sender()),
-            Transaction::Coinbase(_) => None,
-        };
-        let view = PrefetchedAccounts::read(view, sender);
-        self.lock().precheck(&tx, &view)?;
+        let chain_events = self.lock().chain_events();
+        let prefetched = PrefetchedAccounts::read(view, transfer_sender(&tx));
+        self.lock().precheck(&tx, &prefetched)?;
         let arc = Arc::new(tx.clone());
         let verified = VerifiedTransfer::verify(tx, self.magic)?;
-        let accepted = self.lock().accept_verified(verified, &view, now)?;
+        let mut pool = self.lock();
+        // A block applied meanwhile may have moved the sender past what was read: then read
+        // again, under the lock, as the pool's own state requires.
+        let accepted = if pool.chain_events() == chain_events {
+            pool.accept_verified(verified, &prefetched, now)?
+        } else {
+            pool.accept_verified(verified, view, now)?
+        };
+        drop(pool);
         let _ = self.events.send(AdmittedTx {
             txid: accepted.txid,
             tx: arc,
@@ -142,10 +151,16 @@ impl SharedMempool {
         txids.iter().map(|t| pool.is_verified(t)).collect()
     }
 
-    /// `Mempool::block_connected`, with the block's senders read from `store` before the
-    /// lock. Blocks on the store: call it off the async runtime.
+    /// `Mempool::block_connected`, with the block's senders the pool holds transactions of
+    /// read from `store` before the lock (a connect touches no other). Blocks on the store:
+    /// call it off the async runtime.
     pub fn block_connected(&self, block: &Block, store: &dyn AccountView) -> BlockUpdate {
-        let view = PrefetchedAccounts::read(store, transfer_senders(block));
+        let mut senders = transfer_senders(block);
+        {
+            let pool = self.lock();
+            senders.retain(|s| pool.has_sender(s));
+        }
+        let view = PrefetchedAccounts::read(store, senders);
         self.lock().block_connected(block, &view)
     }
 
@@ -163,8 +178,7 @@ impl SharedMempool {
     /// `Mempool::revalidate_all`: the pool's senders are listed under the lock, read from
     /// `store` without it, then revalidated under it.
     pub fn revalidate_all(&self, store: &dyn AccountView) -> Vec<(Txid, MempoolError)> {
-        let senders = self.lock().senders();
-        let view = PrefetchedAccounts::read(store, senders);
+        let view = self.prefetch_senders(store);
         self.lock().revalidate_all(&view)
     }
 
