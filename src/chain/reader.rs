@@ -183,8 +183,7 @@ impl ChainReader {
         Ok(tips.into_iter().map(|(_, _, t)| t).collect())
     }
 
-    /// Bytes the store's files take. Walks the store's directory: slow on a big store, so the
-    /// RPC caches it (`rpc::chain::SIZE_ON_DISK_REFRESH`).
+    /// Bytes the store's file takes (one metadata call).
     pub fn size_on_disk(&self) -> u64 {
         self.store.size_on_disk()
     }

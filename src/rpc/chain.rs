@@ -17,8 +17,7 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// bitcoind error codes used here.
@@ -64,30 +63,11 @@ pub trait MempoolTxLookup: Send + Sync + 'static {
     fn mempool_transaction(&self, txid: &Hash256) -> Option<Transaction>;
 }
 
-/// `size_on_disk` is recomputed at most this often: it walks the store's directory, which on
-/// a large store takes long enough to matter for a method that monitoring polls.
-pub const SIZE_ON_DISK_REFRESH: Duration = Duration::from_secs(5);
-
 pub struct ChainRpc {
     chain: ChainHandle,
     mempool: Option<Arc<dyn MempoolTxLookup>>,
     /// The node's shutdown: `verifychain` stops replaying when it is cancelled.
     shutdown: CancellationToken,
-    size_on_disk: Arc<Mutex<SizeOnDisk>>,
-}
-
-/// The last `size_on_disk` figure and when it was taken.
-#[derive(Default)]
-struct SizeOnDisk {
-    bytes: Option<u64>,
-    taken: Option<Instant>,
-    /// A recomputation is under way on a blocking thread.
-    refreshing: bool,
-}
-
-fn lock_size(size: &Mutex<SizeOnDisk>) -> MutexGuard<'_, SizeOnDisk> {
-    // Plain data, consistent between any two statements: a poisoned lock is still usable.
-    size.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The chain methods as a module to merge into the server's.
@@ -96,7 +76,6 @@ pub fn chain_rpc_module(chain: ChainHandle) -> RpcModule<ChainRpc> {
         chain,
         mempool: None,
         shutdown: CancellationToken::new(),
-        size_on_disk: Arc::default(),
     }
     .into_rpc()
 }
@@ -112,7 +91,6 @@ pub fn chain_rpc_module_with_mempool(
         chain,
         mempool: Some(mempool),
         shutdown,
-        size_on_disk: Arc::default(),
     }
     .into_rpc()
 }
@@ -180,41 +158,6 @@ pub fn transaction_json(tx: &Transaction) -> Value {
 }
 
 impl ChainRpc {
-    /// The store's size on disk, at most `SIZE_ON_DISK_REFRESH` old. A stale figure is
-    /// answered at once while a blocking thread recomputes it; only the first call waits.
-    async fn size_on_disk(&self) -> u64 {
-        let (cached, refresh) = {
-            let mut size = lock_size(&self.size_on_disk);
-            let stale = size
-                .taken
-                .is_none_or(|t| t.elapsed() >= SIZE_ON_DISK_REFRESH);
-            let refresh = stale && !size.refreshing;
-            size.refreshing |= refresh;
-            (size.bytes, refresh)
-        };
-        let reader = self.chain.reader().clone();
-        let work = if refresh {
-            let cache = self.size_on_disk.clone();
-            tokio::task::spawn_blocking(move || {
-                let bytes = reader.size_on_disk();
-                let mut size = lock_size(&cache);
-                size.bytes = Some(bytes);
-                size.taken = Some(Instant::now());
-                size.refreshing = false;
-                bytes
-            })
-        } else if cached.is_none() {
-            // Another call is taking the first figure; take one too rather than answer 0.
-            tokio::task::spawn_blocking(move || reader.size_on_disk())
-        } else {
-            return cached.unwrap_or_default();
-        };
-        match cached {
-            Some(bytes) => bytes,
-            None => work.await.unwrap_or_default(),
-        }
-    }
-
     fn record(&self, hash: &Hash256) -> Result<IndexRecord, ErrorObjectOwned> {
         self.chain
             .reader()
@@ -338,7 +281,8 @@ impl ChainRpc {
 #[async_trait]
 impl ChainApiServer for ChainRpc {
     async fn getblockchaininfo(&self) -> RpcResult<Value> {
-        let size_on_disk = self.size_on_disk().await;
+        // One metadata call on the store's file: cheap enough to answer every time.
+        let size_on_disk = self.chain.reader().size_on_disk();
         let snapshot = self.chain.tip_snapshot();
         let params = self.chain.params();
         let bits = snapshot.header.bits;

@@ -109,7 +109,7 @@ pub const METHODS: &[(&str, &str, &str)] = &[
     ("clearbanned", "", "Removes every ban."),
     ("getnodeaddresses", "[count]", "A random sample of the address book."),
     ("ping", "", "Pings every peer now; results show in getpeerinfo."),
-    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk (at most 5 s old)."),
+    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk."),
     ("getblockcount", "", "Height of the active chain's tip."),
     ("getbestblockhash", "", "Hash of the active chain's tip."),
     ("getblockhash", "height", "Hash of the active chain's block at a height."),
