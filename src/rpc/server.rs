@@ -13,7 +13,7 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{BatchRequestConfig, HttpRequest, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -31,8 +31,6 @@ pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
 /// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-/// A connection that sends no request within this long is closed.
-pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Peer counts, updated by the networking side.
 #[derive(Debug, Default)]
@@ -299,34 +297,14 @@ pub async fn start(
                 continue;
             };
             let _ = socket.set_nodelay(true);
-            let seen = Arc::new(AtomicBool::new(false));
             let service = builder.clone().build(methods.clone(), stop.clone());
-            let service = tower::ServiceBuilder::new()
-                .map_request({
-                    let seen = seen.clone();
-                    move |request| {
-                        seen.store(true, Ordering::Relaxed);
-                        request
-                    }
-                })
-                .service(auth.service(service, peer.ip()));
+            let service = auth.service(service, peer.ip());
             let stopped = stop.clone().shutdown();
             tokio::spawn(async move {
                 let _permit = permit;
-                let serve =
-                    jsonrpsee::server::serve_with_graceful_shutdown(socket, service, stopped);
-                tokio::pin!(serve);
-                let idle = tokio::time::sleep(FIRST_REQUEST_TIMEOUT);
-                let result = tokio::select! {
-                    result = &mut serve => result,
-                    _ = idle => {
-                        if !seen.load(Ordering::Relaxed) {
-                            tracing::debug!(%peer, "RPC: no request in time; closing");
-                            return;
-                        }
-                        serve.await
-                    }
-                };
+                // jsonrpsee closes a connection that sends no request within 30 s.
+                let result =
+                    jsonrpsee::server::serve_with_graceful_shutdown(socket, service, stopped).await;
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "RPC: connection ended with an error");
                 }
