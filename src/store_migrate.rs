@@ -76,7 +76,7 @@ pub enum MigrateError {
 }
 
 /// `path` with `.suffix` appended to its last component (`peers` -> `peers.sled-old`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".");
     name.push(suffix);
@@ -84,7 +84,7 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Whether `dir` looks like a sled 0.34 database directory.
-pub fn is_sled_dir(dir: &Path) -> bool {
+fn is_sled_dir(dir: &Path) -> bool {
     dir.is_dir() && SLED_FILES.iter().all(|f| dir.join(f).is_file())
 }
 

@@ -118,8 +118,11 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                 .enable_time()
                 .build()
                 .expect("a timer for the chain writer");
+            // After a failed sync the writer waits for its next command before trying again,
+            // rather than retrying (and logging) every SYNC_WHEN_IDLE.
+            let mut sync_failed = false;
             loop {
-                let next = if chain.has_unsynced() {
+                let next = if chain.has_unsynced() && !sync_failed {
                     // The timeout is made inside the timer's context (its Sleep needs it).
                     let wait = async { tokio::time::timeout(SYNC_WHEN_IDLE, rx.recv()).await };
                     match timer.block_on(wait) {
@@ -127,6 +130,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                         Err(_idle) => {
                             if let Err(e) = chain.sync() {
                                 tracing::error!(error = %e, "chain store sync failed");
+                                sync_failed = true;
                             }
                             continue;
                         }
@@ -135,6 +139,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                     rx.blocking_recv()
                 };
                 let Some(command) = next else { break };
+                sync_failed = false;
                 match command {
                     Command::Submit { block, now, reply } => {
                         let _ = reply.send(chain.submit_checked(*block, now));
@@ -248,14 +253,8 @@ impl ChainHandle {
     }
 
     /// Replays the active chain and compares with the stored state (runs on the writer, so
-    /// the state cannot move underneath it).
-    pub async fn verify_chain(&self, check_level: u32) -> Result<VerifyReport, ChainError> {
-        self.verify_chain_until(check_level, CancellationToken::new())
-            .await
-    }
-
-    /// `verify_chain`, abandoned between two blocks once `cancel` is cancelled (a shutdown):
-    /// the writer is free again within one block's replay.
+    /// the state cannot move underneath it), abandoned between two blocks once `cancel` is
+    /// cancelled (a shutdown): the writer is free again within one block's replay.
     pub async fn verify_chain_until(
         &self,
         check_level: u32,
