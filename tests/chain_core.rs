@@ -335,6 +335,18 @@ fn a_corrupt_record_is_reported_at_open_not_a_panic() {
     }
 }
 
+/// Writes a wrong balance for `address` straight into the closed store's account table.
+fn forge_account_table(path: &std::path::Path, address: noded::types::Address, balance: u64) {
+    let store = Store::open(path, &REGTEST).unwrap();
+    let forged = Account {
+        balance: Amount(balance),
+        nonce: 0,
+    };
+    store
+        .corrupt_for_test("accounts", &address.0, &noded::encoding::encode(&forged))
+        .unwrap(); // a durable commit of its own; no flush, which would move pending state
+}
+
 #[test]
 fn verifychain_reports_the_first_state_mismatch() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,21 +360,7 @@ fn verifychain_reports_the_first_state_mismatch() {
         }
         c.flush().unwrap();
     }
-    {
-        let store = Store::open(&path, &REGTEST).unwrap();
-        let forged = Account {
-            balance: Amount(1),
-            nonce: 0,
-        };
-        store
-            .corrupt_for_test(
-                "accounts",
-                &keys.address(1).0,
-                &noded::encoding::encode(&forged),
-            )
-            .unwrap();
-        store.flush().unwrap();
-    }
+    forge_account_table(&path, keys.address(1), 1);
     let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
     let report = c.verify_chain(3).unwrap();
     assert!(!report.ok);
@@ -399,20 +397,7 @@ fn verifychain_checks_the_account_table_at_the_state_marker() {
             "address 1's later balances are pending"
         );
     }
-    {
-        let store = Store::open(&path, &REGTEST).unwrap();
-        let forged = Account {
-            balance: Amount(7),
-            nonce: 0,
-        };
-        store
-            .corrupt_for_test(
-                "accounts",
-                &keys.address(1).0,
-                &noded::encoding::encode(&forged),
-            )
-            .unwrap();
-    }
+    forge_account_table(&path, keys.address(1), 7);
     let c = Chain::open(&path, &REGTEST, ChainOptions::default()).unwrap();
     assert_eq!(c.unflushed_blocks(), 3);
     let report = c.verify_chain(1).unwrap();

@@ -490,6 +490,21 @@ impl AddrMan {
 }
 
 #[cfg(test)]
+impl AddrMan {
+    /// Test support: two addresses in 1.2.0.0/16 that want the same tried slot under this
+    /// book's key (found by search).
+    pub(crate) fn tried_colliding_pair(&self) -> (SocketAddr, SocketAddr) {
+        let first: SocketAddr = "1.2.3.4:8333".parse().expect("an address");
+        let slot = self.tried_slot(&first);
+        (0..=255u8)
+            .flat_map(|i| (0..=255u8).map(move |j| SocketAddr::from(([1, 2, i, j], 8333))))
+            .find(|a| *a != first && self.tried_slot(a) == slot)
+            .map(|other| (first, other))
+            .expect("a collision in a /16")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
@@ -619,30 +634,22 @@ mod tests {
         assert_eq!(man.sample(&mut rng, NOW, 10).len(), 10);
     }
 
-    /// Two addresses that want the same tried slot (found by search; the key is fixed).
-    fn tried_colliding_pair(man: &AddrMan) -> (SocketAddr, SocketAddr) {
-        let first = addr("1.2.3.4:8333");
-        let slot = man.tried_slot(&first);
-        for i in 0..=255u8 {
-            for j in 0..=255u8 {
-                let other = addr(&format!("1.2.{i}.{j}:8333"));
-                if other != first && man.tried_slot(&other) == slot {
-                    return (first, other);
-                }
-            }
-        }
-        panic!("no collision in a /16");
+    /// A book whose tried table holds `old` (good at NOW) and whose new table holds
+    /// `newcomer`, which wants `old`'s tried slot.
+    fn book_with_collision() -> (AddrMan, SocketAddr, SocketAddr) {
+        let mut man = AddrMan::new([6; 32]);
+        let (old, newcomer) = man.tried_colliding_pair();
+        let src = addr("5.5.5.5:1");
+        man.add(old, 1, src, NOW, NOW);
+        man.mark_good(&old, NOW);
+        man.add(newcomer, 1, src, NOW, NOW);
+        (man, old, newcomer)
     }
 
     /// Hardening issue, defect 4: `mark_good` evicted a tried entry without testing it.
     #[test]
     fn mark_good_tests_a_tried_occupant_before_evicting_it() {
-        let mut man = AddrMan::new([6; 32]);
-        let (old, newcomer) = tried_colliding_pair(&man);
-        let src = addr("5.5.5.5:1");
-        man.add(old, 1, src, NOW, NOW);
-        man.mark_good(&old, NOW);
-        man.add(newcomer, 1, src, NOW, NOW);
+        let (mut man, old, newcomer) = book_with_collision();
 
         // The occupant connected recently: it keeps its slot, no test needed.
         man.mark_good(&newcomer, NOW + 60);
@@ -675,12 +682,7 @@ mod tests {
 
     #[test]
     fn an_untestable_occupant_gives_way_after_the_timeout() {
-        let mut man = AddrMan::new([6; 32]);
-        let (old, newcomer) = tried_colliding_pair(&man);
-        let src = addr("5.5.5.5:1");
-        man.add(old, 1, src, NOW, NOW);
-        man.mark_good(&old, NOW);
-        man.add(newcomer, 1, src, NOW, NOW);
+        let (mut man, _old, newcomer) = book_with_collision();
         let t = NOW + RECENT_SUCCESS_SECS + 1;
         man.mark_good(&newcomer, t);
         man.resolve_collisions(t + COLLISION_TIMEOUT_SECS - 1);

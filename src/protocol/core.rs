@@ -1628,14 +1628,7 @@ mod tests {
         let mut c = public_core();
         c.cfg.connect_only = true; // no ordinary outbound dials to muddle the outputs
         let now = T0 / 1000;
-        // Two addresses that want the same tried slot.
-        let first: SocketAddr = "1.2.3.4:8333".parse().unwrap();
-        let slot = c.addrman.tried_slot(&first);
-        let other = (0..=255u8)
-            .flat_map(|i| (0..=255u8).map(move |j| format!("1.2.{i}.{j}:8333")))
-            .map(|s| s.parse::<SocketAddr>().unwrap())
-            .find(|a| *a != first && c.addrman.tried_slot(a) == slot)
-            .unwrap();
+        let (first, other) = c.addrman.tried_colliding_pair();
         let src: SocketAddr = "5.5.5.5:1".parse().unwrap();
         c.addrman.add(first, 1, src, now, now);
         c.addrman.mark_good(&first, now - 10 * 3600);
