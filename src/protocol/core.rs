@@ -352,6 +352,12 @@ pub struct Core {
     out: Vec<Output>,
 }
 
+/// Whether addresses of `ip` may be gossiped: routable ones, or any on a local network
+/// (`CoreConfig::allow_local_addrs`).
+fn gossipable(allow_local: bool, ip: IpAddr) -> bool {
+    allow_local || is_routable(ip)
+}
+
 fn now_secs(now_ms: u64) -> u64 {
     now_ms / 1000
 }
@@ -1111,7 +1117,7 @@ impl Core {
         if seen.ip().is_unspecified() {
             return;
         }
-        if !self.gossipable(seen.ip()) {
+        if !gossipable(self.cfg.allow_local_addrs, seen.ip()) {
             return;
         }
         let ours = SocketAddr::new(seen.ip(), port);
@@ -1121,11 +1127,6 @@ impl Core {
         }])
         .expect("one address fits");
         self.out.push(Output::Send(peer, Message::Addr(list)));
-    }
-
-    /// Whether addresses of `ip` may be gossiped: routable ones, or any on a local network.
-    fn gossipable(&self, ip: IpAddr) -> bool {
-        self.cfg.allow_local_addrs || is_routable(ip)
     }
 
     fn on_addr(&mut self, peer: PeerId, list: &[TimestampedAddress], now_ms: u64) {
@@ -1147,7 +1148,7 @@ impl Core {
                 p.known_addrs.clear();
             }
             p.known_addrs.insert(addr);
-            if !(allow_local || is_routable(addr.ip())) {
+            if !gossipable(allow_local, addr.ip()) {
                 continue; // never stored, relayed or dialled
             }
             // A time far in the future is a lie meant to look fresh: treat it as old.
@@ -1207,7 +1208,7 @@ impl Core {
             .addrman
             .sample(&mut self.rng, now_secs(now_ms), limits::MAX_ADDR_ITEMS)
             .into_iter()
-            .filter(|e| allow_local || is_routable(e.socket_addr().ip()))
+            .filter(|e| gossipable(allow_local, e.socket_addr().ip()))
             .map(|e| TimestampedAddress {
                 time: e.last_seen,
                 addr: NetAddress::new(e.socket_addr(), e.services),
