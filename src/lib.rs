@@ -14,6 +14,7 @@ pub mod params;
 pub mod protocol;
 pub mod rpc;
 pub mod store_migrate;
+pub mod time;
 pub mod types;
 pub mod wallet;
 pub mod wire;

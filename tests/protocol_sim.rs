@@ -5,13 +5,128 @@ use noded::config::PeerSpec;
 use noded::encoding::{BoundedString, BoundedVec};
 use noded::protocol::addrman::AddrMan;
 use noded::protocol::bans::{BanList, BanTarget, Misbehaviour};
-use noded::protocol::{Core, CoreConfig, DisconnectReason, Output};
+use noded::protocol::{
+    AddedNodeSnapshot, Command, Core, CoreConfig, DialId, DisconnectReason, Input, Output,
+    PeerSnapshot,
+};
+use noded::time::{LocalTime, Now};
 use noded::types::NodeId;
 use noded::wire::{Message, NetAddress, TimestampedAddress, Version};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 const T0: u64 = 1_800_000_000_000;
+
+/// The core driven at a time given as one number of milliseconds: these tests run the
+/// monotonic and the wall clock together (tests/protocol_clock.rs pulls them apart).
+fn at(ms: u64) -> Now {
+    Now {
+        local: LocalTime::from_millis(ms),
+        unix_ms: ms,
+    }
+}
+
+/// The inputs these tests feed, one method each.
+trait Drive {
+    fn connected(
+        &mut self,
+        peer: u64,
+        addr: SocketAddr,
+        dial: Option<DialId>,
+        id: NodeId,
+        now: u64,
+    );
+    fn received(&mut self, peer: u64, message: Message, now: u64);
+    fn disconnected(&mut self, peer: u64, now: u64);
+    fn dial_failed(&mut self, dial: DialId, now: u64);
+    fn tick(&mut self, now: u64);
+    fn add_manual(
+        &mut self,
+        spec: PeerSpec,
+        learned: Option<NodeId>,
+        now: u64,
+    ) -> Result<(), noded::protocol::CommandError>;
+    fn discovered(&mut self, addrs: &[SocketAddr], source: SocketAddr, now: u64) -> usize;
+    fn admits(&self, from: SocketAddr, now: u64) -> Result<(), DisconnectReason>;
+    fn peer_list(&self) -> std::vec::IntoIter<PeerSnapshot>;
+    fn added_list(&self) -> Vec<AddedNodeSnapshot>;
+    /// The protocol's actions (sends, dials, disconnects), without timers, events and saves.
+    fn actions(&mut self) -> Vec<Output>;
+    fn one_try(&mut self, spec: PeerSpec, now: u64);
+}
+
+impl Drive for Core {
+    fn connected(
+        &mut self,
+        peer: u64,
+        addr: SocketAddr,
+        dial: Option<DialId>,
+        node_id: NodeId,
+        now: u64,
+    ) {
+        let input = Input::Connected {
+            peer,
+            addr,
+            dial,
+            node_id,
+        };
+        self.handle(at(now), input).unwrap();
+    }
+    fn received(&mut self, peer: u64, message: Message, now: u64) {
+        self.handle(at(now), Input::Received { peer, message })
+            .unwrap();
+    }
+    fn disconnected(&mut self, peer: u64, now: u64) {
+        self.handle(at(now), Input::Disconnected { peer }).unwrap();
+    }
+    fn dial_failed(&mut self, dial: DialId, now: u64) {
+        self.handle(at(now), Input::DialFailed { dial }).unwrap();
+    }
+    fn tick(&mut self, now: u64) {
+        self.handle(at(now), Input::Tick).unwrap();
+    }
+    fn add_manual(
+        &mut self,
+        spec: PeerSpec,
+        learned: Option<NodeId>,
+        now: u64,
+    ) -> Result<(), noded::protocol::CommandError> {
+        self.handle(at(now), Input::Command(Command::AddNode { spec, learned }))
+    }
+    fn discovered(&mut self, addrs: &[SocketAddr], source: SocketAddr, now: u64) -> usize {
+        let before = self.addrman().len();
+        let input = Input::Discovered {
+            addrs: addrs.to_vec(),
+            source,
+        };
+        self.handle(at(now), input).unwrap();
+        self.addrman().len() - before
+    }
+    fn one_try(&mut self, spec: PeerSpec, now: u64) {
+        self.handle(at(now), Input::Command(Command::OneTry(spec)))
+            .unwrap();
+    }
+    fn admits(&self, from: SocketAddr, now: u64) -> Result<(), DisconnectReason> {
+        self.admit_inbound(at(now), from)
+    }
+    fn peer_list(&self) -> std::vec::IntoIter<PeerSnapshot> {
+        self.peers(at(0)).into_iter()
+    }
+    fn added_list(&self) -> Vec<AddedNodeSnapshot> {
+        self.added_nodes(at(0))
+    }
+    fn actions(&mut self) -> Vec<Output> {
+        self.drain_outputs()
+            .into_iter()
+            .filter(|o| {
+                !matches!(
+                    o,
+                    Output::SetTimer(_) | Output::Event(_) | Output::Persist(_)
+                )
+            })
+            .collect()
+    }
+}
 
 fn node_id(n: u32) -> NodeId {
     let mut id = [0u8; 32];
@@ -75,7 +190,7 @@ fn handshake_inbound(core: &mut Core, peer: u64, from: SocketAddr, id: NodeId, n
     core.connected(peer, from, None, id, now);
     core.received(peer, version_from(id, peer, 1), now);
     core.received(peer, Message::Verack, now);
-    let out = core.drain_outputs();
+    let out = core.actions();
     assert!(disconnects(&out).is_empty(), "{out:?}");
 }
 
@@ -84,16 +199,16 @@ fn inbound_handshake_replies_version_then_verack() {
     let mut c = core(1);
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     assert!(
-        c.drain_outputs().is_empty(),
+        c.actions().is_empty(),
         "inbound waits for the peer's VERSION"
     );
     c.received(7, version_from(node_id(2), 99, 1), T0);
-    let out = c.drain_outputs();
+    let out = c.actions();
     let msgs = sent(&out, 7);
     assert!(matches!(msgs[0], Message::Version(_)));
     assert_eq!(msgs[1], Message::Verack);
     c.received(7, Message::Verack, T0);
-    assert!(c.peers().next().unwrap().handshake_complete);
+    assert!(c.peer_list().next().unwrap().handshake_complete);
 }
 
 #[test]
@@ -101,7 +216,7 @@ fn anything_but_version_first_is_misbehaviour() {
     let mut c = core(1);
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     c.received(7, Message::Ping(1), T0);
-    let d = disconnects(&c.drain_outputs());
+    let d = disconnects(&c.actions());
     assert_eq!(
         d,
         vec![(
@@ -109,7 +224,7 @@ fn anything_but_version_first_is_misbehaviour() {
             DisconnectReason::Misbehaviour(Misbehaviour::ProtocolOrder)
         )]
     );
-    assert_eq!(c.peers().next().unwrap().banscore, 10);
+    assert_eq!(c.peer_list().next().unwrap().banscore, 10);
 }
 
 #[test]
@@ -117,9 +232,9 @@ fn only_handshake_messages_before_verack() {
     let mut c = core(1);
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     c.received(7, version_from(node_id(2), 5, 1), T0);
-    c.drain_outputs();
+    c.actions();
     c.received(7, Message::GetAddr, T0);
-    assert_eq!(disconnects(&c.drain_outputs()).len(), 1);
+    assert_eq!(disconnects(&c.actions()).len(), 1);
 }
 
 #[test]
@@ -127,10 +242,10 @@ fn handshake_times_out_after_60_seconds() {
     let mut c = core(1);
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     c.tick(T0 + 59_999);
-    assert!(disconnects(&c.drain_outputs()).is_empty());
+    assert!(disconnects(&c.actions()).is_empty());
     c.tick(T0 + 60_000);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(7, DisconnectReason::HandshakeTimeout)]
     );
 }
@@ -140,21 +255,21 @@ fn ping_every_two_minutes_measures_rtt_and_an_unanswered_ping_disconnects() {
     let mut c = core(1);
     handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
     c.tick(T0 + 119_000);
-    assert!(sent(&c.drain_outputs(), 7).is_empty());
+    assert!(sent(&c.actions(), 7).is_empty());
     c.tick(T0 + 120_000);
-    let nonce = match sent(&c.drain_outputs(), 7).as_slice() {
+    let nonce = match sent(&c.actions(), 7).as_slice() {
         [Message::Ping(n)] => *n,
         other => panic!("{other:?}"),
     };
     c.received(7, Message::Pong(nonce), T0 + 120_042);
-    let p = c.peers().next().unwrap();
+    let p = c.peer_list().next().unwrap();
     assert_eq!(p.ping_ms, Some(42));
     assert_eq!(p.minping_ms, Some(42));
 
     // Next ping goes unanswered; other traffic keeps the peer from being inactive.
     c.tick(T0 + 240_042);
     assert!(matches!(
-        sent(&c.drain_outputs(), 7).as_slice(),
+        sent(&c.actions(), 7).as_slice(),
         [Message::Ping(_)]
     ));
     let mut t = T0 + 240_042;
@@ -162,11 +277,11 @@ fn ping_every_two_minutes_measures_rtt_and_an_unanswered_ping_disconnects() {
         t += 60_000;
         c.received(7, Message::GetAddr, t);
         c.tick(t);
-        assert!(disconnects(&c.drain_outputs()).is_empty(), "at {t}");
+        assert!(disconnects(&c.actions()).is_empty(), "at {t}");
     }
     c.tick(T0 + 240_042 + 20 * 60_000);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(7, DisconnectReason::PingTimeout)]
     );
 }
@@ -178,10 +293,10 @@ fn twenty_minutes_of_silence_disconnects() {
     let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
     handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
     c.tick(T0 + 20 * 60_000 - 1);
-    assert!(disconnects(&c.drain_outputs()).is_empty());
+    assert!(disconnects(&c.actions()).is_empty());
     c.tick(T0 + 20 * 60_000);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(7, DisconnectReason::Inactivity)]
     );
 }
@@ -191,25 +306,25 @@ fn self_connection_is_detected_by_node_id_and_by_nonce() {
     let mut c = core(1);
     c.connected(1, addr("10.0.0.2:5000"), None, node_id(1), T0);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(1, DisconnectReason::SelfConnection)]
     );
 
     // By nonce: our outbound VERSION comes back to us on an inbound connection.
     c.one_try(PeerSpec::parse("10.0.0.3:8333").unwrap(), T0);
-    let dial = match c.drain_outputs().as_slice() {
+    let dial = match c.actions().as_slice() {
         [Output::Dial { dial, .. }] => *dial,
         other => panic!("{other:?}"),
     };
     c.connected(2, addr("10.0.0.3:8333"), Some(dial), node_id(3), T0);
-    let nonce = match sent(&c.drain_outputs(), 2).as_slice() {
+    let nonce = match sent(&c.actions(), 2).as_slice() {
         [Message::Version(v)] => v.nonce,
         other => panic!("{other:?}"),
     };
     c.connected(3, addr("10.0.0.4:6000"), None, node_id(4), T0);
     c.received(3, version_from(node_id(4), nonce, 1), T0);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(3, DisconnectReason::SelfConnection)]
     );
 }
@@ -220,7 +335,7 @@ fn a_second_connection_to_the_same_node_id_is_collapsed() {
     handshake_inbound(&mut c, 7, addr("10.0.0.2:5000"), node_id(2), T0);
     c.connected(8, addr("10.0.0.9:5001"), None, node_id(2), T0);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(8, DisconnectReason::DuplicateNodeId)]
     );
 }
@@ -230,7 +345,7 @@ fn an_obsolete_version_gets_a_reject_and_a_disconnect() {
     let mut c = core(1);
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     c.received(7, version_from(node_id(2), 5, 0), T0);
-    let out = c.drain_outputs();
+    let out = c.actions();
     match sent(&out, 7).as_slice() {
         [Message::Reject(r)] => assert_eq!(r.code, 0x11),
         other => panic!("{other:?}"),
@@ -247,7 +362,7 @@ fn a_version_whose_node_id_is_not_the_tls_identity_is_refused() {
     c.connected(7, addr("10.0.0.2:5000"), None, node_id(2), T0);
     c.received(7, version_from(node_id(3), 5, 1), T0);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(7, DisconnectReason::NodeIdMismatch)]
     );
 }
@@ -258,7 +373,7 @@ fn inbound_limit_evicts_and_protects_outbound() {
     // Two outbound peers first.
     for (i, a) in ["20.0.0.1:8333", "21.0.0.1:8333"].iter().enumerate() {
         c.one_try(PeerSpec::parse(a).unwrap(), T0);
-        let dial = match c.drain_outputs().as_slice() {
+        let dial = match c.actions().as_slice() {
             [Output::Dial { dial, .. }] => *dial,
             other => panic!("{other:?}"),
         };
@@ -269,19 +384,19 @@ fn inbound_limit_evicts_and_protects_outbound() {
             node_id(1000 + i as u32),
             T0,
         );
-        c.drain_outputs();
+        c.actions();
     }
     let mut evicted = 0;
     let mut refused = 0;
     for i in 0..130u32 {
         let from = addr(&format!("30.{}.{}.1:4000", i / 200, i % 200));
         let now = T0 + i as u64;
-        if c.admit_inbound(from, now).is_err() {
+        if c.admits(from, now).is_err() {
             refused += 1;
             continue;
         }
         c.connected(i as u64, from, None, node_id(5000 + i), now);
-        for (peer, reason) in disconnects(&c.drain_outputs()) {
+        for (peer, reason) in disconnects(&c.actions()) {
             assert!(peer < 1000, "an outbound peer was dropped: {reason}");
             if reason == DisconnectReason::Evicted {
                 evicted += 1;
@@ -300,7 +415,7 @@ fn inbound_connections_per_ip_are_capped() {
     let mut c = core(1);
     let from = addr("40.0.0.1:1");
     for i in 0..16u64 {
-        assert!(c.admit_inbound(from, T0).is_ok());
+        assert!(c.admits(from, T0).is_ok());
         c.connected(
             i,
             SocketAddr::new(from.ip(), 1000 + i as u16),
@@ -309,11 +424,8 @@ fn inbound_connections_per_ip_are_capped() {
             T0,
         );
     }
-    assert_eq!(
-        c.admit_inbound(from, T0),
-        Err(DisconnectReason::TooManyFromIp)
-    );
-    assert!(c.admit_inbound(addr("40.0.0.2:1"), T0).is_ok());
+    assert_eq!(c.admits(from, T0), Err(DisconnectReason::TooManyFromIp));
+    assert!(c.admits(addr("40.0.0.2:1"), T0).is_ok());
 }
 
 #[test]
@@ -337,29 +449,26 @@ fn misbehaviour_bans_ip_and_node_id_until_expiry() {
         );
     }
     assert!(
-        disconnects(&c.drain_outputs()).is_empty(),
+        disconnects(&c.actions()).is_empty(),
         "score 80 is below the threshold"
     );
     c.received(7, Message::Headers(BoundedVec::default()), T0);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(7, DisconnectReason::Misbehaviour(Misbehaviour::Unrequested))]
     );
     c.disconnected(7, T0);
-    assert_eq!(c.admit_inbound(from, T0 + 1), Err(DisconnectReason::Banned));
+    assert_eq!(c.admits(from, T0 + 1), Err(DisconnectReason::Banned));
     assert!(c.bans().is_banned(&BanTarget::Node(node_id(2)), T0 + 1));
     // The same node from another IP is refused by node id.
     c.connected(8, addr("51.0.0.1:1"), None, node_id(2), T0 + 2);
     assert_eq!(
-        disconnects(&c.drain_outputs()),
+        disconnects(&c.actions()),
         vec![(8, DisconnectReason::Banned)]
     );
     c.disconnected(8, T0 + 2);
     c.tick(T0 + 3_600_000);
-    assert!(
-        c.admit_inbound(from, T0 + 3_600_000).is_ok(),
-        "the ban expired"
-    );
+    assert!(c.admits(from, T0 + 3_600_000).is_ok(), "the ban expired");
     assert!(c.bans().is_empty());
 }
 
@@ -368,12 +477,21 @@ fn manual_peers_are_never_banned() {
     let mut c = core(1);
     c.add_manual(PeerSpec::parse("60.0.0.1:8333").unwrap(), None, T0)
         .unwrap();
-    let dial = match c.drain_outputs().as_slice() {
+    let dial = match c.actions().as_slice() {
         [Output::Dial { dial, .. }] => *dial,
         other => panic!("{other:?}"),
     };
     c.connected(1, addr("60.0.0.1:8333"), Some(dial), node_id(2), T0);
-    c.misbehaving(1, Misbehaviour::InvalidBlock, T0);
+    // A malformed frame costs any other peer a ban at once.
+    let error = noded::wire::WireError::UnknownCommand("bogus".into());
+    c.handle(at(T0), Input::Broken { peer: 1, error }).unwrap();
+    assert_eq!(
+        disconnects(&c.actions()),
+        vec![(
+            1,
+            DisconnectReason::Misbehaviour(Misbehaviour::MalformedFrame)
+        )]
+    );
     assert!(c.bans().is_empty());
 }
 
@@ -428,7 +546,7 @@ fn flood_from(c: &mut Core, peer: u64, flood: &[TimestampedAddress], now: u64) -
         Message::Addr(BoundedVec::new(flood.to_vec()).unwrap()),
         now,
     );
-    assert!(disconnects(&c.drain_outputs()).is_empty(), "no penalty");
+    assert!(disconnects(&c.actions()).is_empty(), "no penalty");
     let accepted = c.addrman().len() - before;
     for (i, item) in flood.iter().enumerate() {
         assert_eq!(
@@ -453,7 +571,7 @@ fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
     let from = addr("10.0.0.2:5000");
     handshake_inbound(&mut c, 7, from, node_id(2), T0);
     c.received(7, Message::GetAddr, T0);
-    let first = sent(&c.drain_outputs(), 7);
+    let first = sent(&c.actions(), 7);
     match first.as_slice() {
         [Message::Addr(list)] => {
             // A book this small is answered whole.
@@ -466,7 +584,7 @@ fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
     }
     c.received(7, Message::GetAddr, T0);
     assert!(
-        sent(&c.drain_outputs(), 7).is_empty(),
+        sent(&c.actions(), 7).is_empty(),
         "answered once per connection"
     );
 
@@ -499,14 +617,14 @@ fn an_outbound_peer_starts_with_a_full_addr_bucket() {
     let mut c = core(1);
     let to = addr("20.0.0.1:8333");
     c.one_try(PeerSpec::parse("20.0.0.1:8333").unwrap(), T0);
-    let dial = match c.drain_outputs().as_slice() {
+    let dial = match c.actions().as_slice() {
         [Output::Dial { dial, .. }] => *dial,
         other => panic!("{other:?}"),
     };
     c.connected(1, to, Some(dial), node_id(2), T0);
     c.received(1, version_from(node_id(2), 5, 1), T0);
     c.received(1, Message::Verack, T0);
-    assert!(disconnects(&c.drain_outputs()).is_empty());
+    assert!(disconnects(&c.actions()).is_empty());
     let flood = free_slot_addrs(&c, to, 1_000);
     assert_eq!(flood_from(&mut c, 1, &flood, T0), ADDR_TOKENS_MAX);
     let flood = free_slot_addrs(&c, to, 10);
@@ -525,7 +643,7 @@ fn addnode_reconnects_with_exponential_backoff() {
         let dial = loop {
             c.tick(t);
             if let Some(Output::Dial { dial, .. }) = c
-                .drain_outputs()
+                .actions()
                 .into_iter()
                 .find(|o| matches!(o, Output::Dial { .. }))
             {
@@ -587,7 +705,7 @@ impl Sim {
         loop {
             let mut progressed = false;
             for i in 0..self.cores.len() {
-                for out in self.cores[i].drain_outputs() {
+                for out in self.cores[i].actions() {
                     progressed = true;
                     self.apply(i, out);
                 }
@@ -633,7 +751,7 @@ impl Sim {
                     return;
                 }
                 let from = SocketAddr::new(self.listen[i].ip(), 40_000 + self.next_peer as u16);
-                if self.cores[j].admit_inbound(from, self.now).is_err() {
+                if self.cores[j].admits(from, self.now).is_err() {
                     self.cores[i].dial_failed(dial, self.now);
                     return;
                 }
@@ -645,7 +763,7 @@ impl Sim {
                 self.cores[j].connected(b, from, None, my_id, self.now);
                 self.cores[i].connected(a, to, Some(dial), their_id, self.now);
             }
-            Output::ResolveSeeds | Output::LearnedIdentity { .. } => {}
+            _ => {}
         }
     }
 
@@ -676,10 +794,10 @@ fn nodes_find_each_other_through_addr_gossip() {
             "node {i} knows {} addresses",
             c.addrman().len()
         );
-        let peers = c.peers().filter(|p| p.handshake_complete).count();
+        let peers = c.peer_list().filter(|p| p.handshake_complete).count();
         assert!(peers >= 5, "node {i} has only {peers} peers");
         let auto_out = c
-            .peers()
+            .peer_list()
             .filter(|p| p.connection_type == "outbound-full-relay")
             .count();
         assert!(auto_out <= 8, "node {i}: {auto_out} outbound");
@@ -714,12 +832,12 @@ fn the_readme_topology_settles_without_redialling() {
             "node {} dialled {later} times after settling",
             i + 1
         );
-        let ready = c.peers().filter(|p| p.handshake_complete).count();
+        let ready = c.peer_list().filter(|p| p.handshake_complete).count();
         assert!(ready >= 1, "node {} has {ready} peers", i + 1);
     }
     // Each added node shows as connected, whichever side's connection survived.
     for i in 1..3 {
-        let added = sim.cores[i].added_nodes();
+        let added = sim.cores[i].added_list();
         assert!(added[0].connected, "node {}: {added:?}", i + 1);
     }
 }
@@ -737,16 +855,12 @@ fn an_unanswered_manual_dial_is_given_up_and_retried() {
     let mut c = core(1);
     c.add_manual(PeerSpec::parse("10.0.0.9:8333").unwrap(), None, T0)
         .unwrap();
-    assert_eq!(dials(&c.drain_outputs()), 1);
+    assert_eq!(dials(&c.actions()), 1);
     // An hour later, with no word from that dial.
     let later = T0 + 3_600_000;
     c.tick(later);
     c.tick(later + 10_000);
-    assert_eq!(
-        dials(&c.drain_outputs()),
-        1,
-        "the added peer is dialled again"
-    );
+    assert_eq!(dials(&c.actions()), 1, "the added peer is dialled again");
 }
 
 #[test]
@@ -755,8 +869,8 @@ fn addnode_peers_handshake_and_stay_connected_across_pings() {
     let spec = PeerSpec::parse(&sim.listen[1].to_string()).unwrap();
     sim.cores[0].add_manual(spec, None, sim.now).unwrap();
     sim.pump();
-    let a: Vec<_> = sim.cores[0].peers().collect();
-    let b: Vec<_> = sim.cores[1].peers().collect();
+    let a: Vec<_> = sim.cores[0].peer_list().collect();
+    let b: Vec<_> = sim.cores[1].peer_list().collect();
     assert_eq!(a.len(), 1);
     assert!(a[0].handshake_complete && b[0].handshake_complete);
     assert_eq!(a[0].connection_type, "manual");
@@ -764,9 +878,9 @@ fn addnode_peers_handshake_and_stay_connected_across_pings() {
     assert_eq!(a[0].nodeid, sim.cores[1].config().our_node_id);
     sim.run_for(60 * 60_000);
     assert_eq!(
-        sim.cores[0].peers().count(),
+        sim.cores[0].peer_list().count(),
         1,
         "pings keep the link alive for an hour"
     );
-    assert!(sim.cores[0].peers().next().unwrap().ping_ms.is_some());
+    assert!(sim.cores[0].peer_list().next().unwrap().ping_ms.is_some());
 }

@@ -908,8 +908,12 @@ fn the_signature_edge_table_matches_both_checks() {
 fn the_rejects_noded_sends_are_the_documented_ones() {
     use noded::protocol::addrman::AddrMan;
     use noded::protocol::bans::BanList;
-    use noded::protocol::{Core, CoreConfig, Output};
-    let now = 1_800_000_000_000;
+    use noded::protocol::{Core, CoreConfig, Input, Output};
+    use noded::time::{LocalTime, Now};
+    let now = Now {
+        local: LocalTime::from_millis(0),
+        unix_ms: 1_800_000_000_000,
+    };
     let peer_key = key(1).verifying_key().to_bytes();
     let rejects = |feed: &dyn Fn(&mut Core)| -> Vec<Reject> {
         let mut core = Core::new(
@@ -917,7 +921,13 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
             AddrMan::new([9; 32]),
             BanList::default(),
         );
-        core.connected(7, sock("203.0.113.7:40000"), None, NodeId(peer_key), now);
+        let connected = Input::Connected {
+            peer: 7,
+            addr: sock("203.0.113.7:40000"),
+            dial: None,
+            node_id: NodeId(peer_key),
+        };
+        core.handle(now, connected).unwrap();
         feed(&mut core);
         core.drain_outputs()
             .into_iter()
@@ -930,7 +940,11 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
 
     let mut old = version();
     old.protocol_version = 0;
-    let sent = rejects(&|core| core.received(7, Message::Version(old.clone()), now));
+    let sent = rejects(&|core| {
+        let message = Message::Version(old.clone());
+        core.handle(now, Input::Received { peer: 7, message })
+            .unwrap()
+    });
     let Some(Value::Frame {
         message: Message::Reject(documented),
         ..
@@ -947,11 +961,14 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
         documented.reason.as_str().replace('0', "V")
     )));
 
-    let wrong_magic = noded::wire::WireError::WrongMagic {
+    let wrong_magic = || noded::wire::WireError::WrongMagic {
         expected: Network::Regtest.params().magic.0,
         got: Network::Main.params().magic.0,
     };
-    let sent = rejects(&|core| core.broken(7, &wrong_magic, now));
+    let sent = rejects(&|core| {
+        let error = wrong_magic();
+        core.handle(now, Input::Broken { peer: 7, error }).unwrap()
+    });
     assert_eq!(sent.len(), 1, "{sent:?}");
     let r = &sent[0];
     assert_eq!(r.code, reject_code::INVALID);

@@ -16,7 +16,6 @@ use super::{ChainEvent, ChainTip};
 use crate::params::NetworkParams;
 use crate::types::{Block, Hash256};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -86,13 +85,6 @@ impl WriterThread {
             tracing::error!("the chain writer thread panicked");
         }
     }
-}
-
-/// Seconds since the Unix epoch by the system clock.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Starts the writer thread that owns `chain`.
@@ -191,7 +183,7 @@ impl ChainHandle {
 
     /// Submits a block, judged against the system clock.
     pub async fn submit_block(&self, block: Block) -> Result<SubmitOutcome, ChainError> {
-        self.submit_block_at(block, unix_now()).await
+        self.submit_block_at(block, crate::time::unix_secs()).await
     }
 
     /// Submits a block, judged against `now` (seconds since the epoch).

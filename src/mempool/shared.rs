@@ -204,11 +204,6 @@ impl crate::chain::validation::VerifiedTransactions for SharedMempool {
     }
 }
 
-/// Seconds since the Unix epoch by the system clock.
-fn unix_now() -> u64 {
-    crate::chain::writer::unix_now()
-}
-
 /// Keeps `pool` in step with `chain` until `shutdown`: removes what connected blocks include
 /// or invalidate, takes back what disconnected blocks carried, resynchronises every account
 /// when it missed events, and expires old transactions every `EXPIRY_INTERVAL`.
@@ -226,7 +221,7 @@ pub async fn follow_chain(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = expiry.tick() => {
-                let removed = pool.lock().expire(unix_now());
+                let removed = pool.lock().expire(crate::time::unix_secs());
                 if !removed.is_empty() {
                     tracing::debug!(count = removed.len(), "mempool: expired transactions dropped");
                 }
@@ -246,7 +241,7 @@ pub async fn follow_chain(
                 Ok(ChainEvent::BlockDisconnected(block, height)) => {
                     let (pool, reader) = (pool.clone(), chain.reader().clone());
                     let update = off_runtime(move || {
-                        pool.block_disconnected(&block, &reader, unix_now())
+                        pool.block_disconnected(&block, &reader, crate::time::unix_secs())
                     })
                     .await;
                     let Some(update) = update else { continue };

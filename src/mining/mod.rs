@@ -331,14 +331,16 @@ fn template_on_tip(
         snapshot: &snapshot,
         accounts: &accounts,
     };
-    let template = build_template(chain.params(), &source, &pool.lock(), miner, unix_now());
+    let template = build_template(
+        chain.params(),
+        &source,
+        &pool.lock(),
+        miner,
+        crate::time::unix_secs(),
+    );
     stats.last_template_txs.store(
         template.block.transactions.len() as u64 - 1,
         Ordering::Relaxed,
     );
     template
-}
-
-fn unix_now() -> u64 {
-    crate::chain::writer::unix_now()
 }

@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -99,13 +99,6 @@ async fn hold(
         _peer: peer,
         _total: total,
     }
-}
-
-pub fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Traffic counters of one connection, read by getpeerinfo. Locked briefly, never across an
@@ -198,7 +191,7 @@ impl tokio_util::codec::Decoder for CountingCodec {
                 .msgs_recv_per_msg
                 .entry(message.command().name())
                 .or_default() += 1;
-            stats.last_recv_ms = unix_millis();
+            stats.last_recv_ms = crate::time::unix_millis();
         }
         result
     }
@@ -216,7 +209,7 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
         stats.bytes_sent += bytes;
         *stats.sent_per_msg.entry(name).or_default() += bytes;
         *stats.msgs_sent_per_msg.entry(name).or_default() += 1;
-        stats.last_send_ms = unix_millis();
+        stats.last_send_ms = crate::time::unix_millis();
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! writer's thread, never here). It never blocks on a peer: sends go into bounded outboxes with
 //! `try_send`, and a full outbox stops that peer.
 
-use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
+use super::peer::{self, PeerContext, PeerEvent, PeerStats};
 use super::pending::{PendingTable, Refusal};
 use super::store_writer::{StoreJob, StoreWriter};
 use super::tls::TlsIdentity;
@@ -14,9 +14,11 @@ use crate::chain::ChainTip;
 use crate::config::PeerSpec;
 use crate::protocol::bans::BanTarget;
 use crate::protocol::{
-    AddedNodeSnapshot, CommandError, Core, DisconnectReason, Output, PeerId, PeerSnapshot,
+    AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
+    Persist,
 };
 use crate::rpc::server::PeerCounts;
+use crate::time::{Clock, LocalTime, Now, SystemClock};
 use crate::types::NetworkMagic;
 use crate::wire::Message;
 use std::collections::HashMap;
@@ -35,8 +37,6 @@ pub const EVENT_QUEUE: usize = 4096;
 pub const COMMAND_QUEUE: usize = 64;
 /// How long an RPC waits for the service to answer.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-const TICK: Duration = Duration::from_secs(1);
-const PERSIST_EVERY: Duration = Duration::from_secs(60);
 
 /// Where to find more peers besides the address book.
 #[derive(Clone, Debug, Default)]
@@ -160,6 +160,12 @@ struct LivePeer {
 
 pub struct NetService {
     core: Core,
+    /// Monotonic time for the core's timers, the wall clock for what the protocol carries.
+    clock: SystemClock,
+    /// When the core wants its next `Tick`.
+    next_tick: LocalTime,
+    /// Saves the store writer could not take this turn, handed back to the core after it.
+    deferred: Vec<Persist>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -192,17 +198,22 @@ impl NetService {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (found_tx, found_rx) = mpsc::channel(16);
-        let now = unix_millis();
+        let clock = SystemClock::new();
         for spec in manual {
             let learned = writer.store().learned_identity(&spec.to_string());
-            if let Err(e) = core.add_manual(spec, learned, now) {
+            let add = Command::AddNode { spec, learned };
+            if let Err(e) = core.handle(clock.now(), Input::Command(add)) {
                 tracing::warn!(error = %e, "ignoring a repeated peer");
             }
         }
         for spec in &discovery.bootstrap {
             if let Ok(ip) = spec.host.parse::<IpAddr>() {
                 let addr = SocketAddr::new(ip, spec.port);
-                core.discovered(&[addr], addr, now);
+                let found = Input::Discovered {
+                    addrs: vec![addr],
+                    source: addr,
+                };
+                let _ = core.handle(clock.now(), found);
             }
         }
         let totals = Arc::new(Totals::default());
@@ -214,6 +225,9 @@ impl NetService {
         };
         let service = NetService {
             core,
+            clock,
+            next_tick: LocalTime::default(),
+            deferred: Vec::new(),
             ctx: Arc::new(PeerContext {
                 magic,
                 tls,
@@ -263,25 +277,27 @@ impl NetService {
                 }
             }
         });
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut persist = tokio::time::interval(PERSIST_EVERY);
-        persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut chain_tip = chain_tip;
+        let height = chain_tip.borrow_and_update().height;
+        self.feed(Input::TipChanged { height });
+        self.feed(Input::Tick);
         loop {
-            // A VERSION sent while handling the next event carries the current height.
-            self.core.set_best_height(chain_tip.borrow().height);
+            let wake = self.clock.instant_at(self.next_tick);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = accept(listener.as_ref()) => self.on_accept(accepted),
                 Some(event) = self.events.recv() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
                 Some((how, addrs)) = self.found_rx.recv() => {
+                    tracing::info!(how, found = addrs.len(), "peer addresses discovered");
                     let source = SocketAddr::from(([0, 0, 0, 0], 0));
-                    let added = self.core.discovered(&addrs, source, unix_millis());
-                    tracing::info!(how, found = addrs.len(), added, "peer addresses discovered");
+                    self.feed(Input::Discovered { addrs, source });
                 }
-                _ = tick.tick() => self.core.tick(unix_millis()),
-                _ = persist.tick() => self.save_addresses(),
+                Ok(()) = chain_tip.changed() => {
+                    let height = chain_tip.borrow_and_update().height;
+                    self.feed(Input::TipChanged { height });
+                }
+                _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.execute();
@@ -297,13 +313,21 @@ impl NetService {
         .await;
         self.tasks.abort_all();
         // The last changes, then a flush, written off the async threads.
-        let mut last: Vec<StoreJob> = Vec::new();
-        if let Some(changes) = self.core.take_ban_changes() {
-            last.push(StoreJob::Bans(changes));
-        }
-        if let Some(entries) = self.core.take_address_snapshot(true) {
-            last.push(StoreJob::Addresses(entries));
-        }
+        self.feed(Input::Stopping);
+        let last: Vec<StoreJob> = self
+            .core
+            .drain_outputs()
+            .into_iter()
+            .chain(
+                std::mem::take(&mut self.deferred)
+                    .into_iter()
+                    .map(Output::Persist),
+            )
+            .filter_map(|output| match output {
+                Output::Persist(what) => Some(store_job(what)),
+                _ => None,
+            })
+            .collect();
         if let Some(writer) = self.writer.take() {
             writer.finish(last).await;
         }
@@ -320,7 +344,7 @@ impl NetService {
         // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d; bans, limits and
         // getpeerinfo all speak plain IPv4.
         let addr = crate::protocol::netgroup::canonical_addr(addr);
-        if let Err(reason) = self.core.admit_inbound(addr, unix_millis()) {
+        if let Err(reason) = self.core.admit_inbound(self.clock.now(), addr) {
             tracing::debug!(%addr, %reason, "inbound connection refused");
             return;
         }
@@ -357,9 +381,21 @@ impl NetService {
         self.pending_tokens.remove(&peer);
     }
 
+    /// Feeds the core one input at the current time (only commands can fail: `command`).
+    fn feed(&mut self, input: Input) {
+        let _ = self.core.handle(self.clock.now(), input);
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), CommandError> {
+        self.core.handle(self.clock.now(), Input::Command(command))
+    }
+
+    fn now(&self) -> Now {
+        self.clock.now()
+    }
+
     fn on_event(&mut self, event: PeerEvent) {
-        let now = unix_millis();
-        match event {
+        let input = match event {
             PeerEvent::Connected {
                 peer,
                 addr,
@@ -383,13 +419,11 @@ impl NetService {
                         tls_cipher,
                     },
                 );
-                self.core.connected(peer, addr, dial, node_id, now);
-                // A connection the core drops at once (a duplicate of one it has, say) is
-                // routine: not worth an INFO line each time.
-                if self.core.is_disconnecting(peer) {
-                    tracing::debug!(peer, %addr, %node_id, "connection dropped at once");
-                } else {
-                    tracing::info!(peer, %addr, %node_id, inbound = dial.is_none(), "peer connected");
+                Input::Connected {
+                    peer,
+                    addr,
+                    dial,
+                    node_id,
                 }
             }
             PeerEvent::Received {
@@ -397,12 +431,13 @@ impl NetService {
                 message,
                 held,
             } => {
-                self.core.received(peer, message, now);
+                self.feed(Input::Received { peer, message });
                 drop(held);
+                return;
             }
             PeerEvent::Broken { peer, error } => {
                 tracing::info!(peer, %error, "peer broke the protocol");
-                self.core.broken(peer, &error, now);
+                Input::Broken { peer, error }
             }
             PeerEvent::Closed { peer, reason } => {
                 self.settle_pending(peer);
@@ -420,7 +455,7 @@ impl NetService {
                         tracing::info!(peer, %reason, "peer disconnected");
                     }
                 }
-                self.core.disconnected(peer, now);
+                Input::Disconnected { peer }
             }
             PeerEvent::DialFailed {
                 dial,
@@ -428,18 +463,20 @@ impl NetService {
                 error,
             } => {
                 tracing::debug!(%target, %error, "dial failed");
-                self.core.dial_failed(dial, now);
+                Input::DialFailed { dial }
             }
-        }
+        };
+        self.feed(input);
     }
 
     fn on_command(&mut self, command: NetCommand) {
-        let now = unix_millis();
+        let now = self.now();
         match command {
             NetCommand::PeerInfo(reply) => {
                 let infos = self
                     .core
-                    .peers()
+                    .peers(now)
+                    .into_iter()
                     .filter_map(|p| {
                         let live = self.live.get(&p.id)?;
                         Some(PeerInfo {
@@ -453,65 +490,64 @@ impl NetService {
                 let _ = reply.send(infos);
             }
             NetCommand::AddNode(spec, op, reply) => {
-                let result = match op {
+                let command = match op {
                     AddNodeOp::Add => {
                         let learned = self
                             .writer
                             .as_ref()
                             .and_then(|w| w.store().learned_identity(&spec.to_string()));
-                        self.core.add_manual(spec, learned, now)
+                        Command::AddNode { spec, learned }
                     }
-                    AddNodeOp::Remove => self.core.remove_manual(&spec),
-                    AddNodeOp::OneTry => {
-                        self.core.one_try(spec, now);
-                        Ok(())
-                    }
+                    AddNodeOp::Remove => Command::RemoveNode(spec),
+                    AddNodeOp::OneTry => Command::OneTry(spec),
                 };
-                let _ = reply.send(result);
+                let _ = reply.send(self.command(command));
             }
             NetCommand::AddedNodes(reply) => {
-                let _ = reply.send(self.core.added_nodes());
+                let _ = reply.send(self.core.added_nodes(now));
             }
-            NetCommand::Disconnect(id, addr, reply) => {
-                let _ = reply.send(self.core.disconnect_matching(id, addr));
+            NetCommand::Disconnect(peer, addr, reply) => {
+                let command = Command::Disconnect { peer, addr };
+                let _ = reply.send(self.command(command));
             }
             NetCommand::Ban(target, seconds, reply) => {
-                let duration = seconds
-                    .map(|s| s.saturating_mul(1000))
-                    .unwrap_or(self.core.config().ban_duration_ms);
-                self.core.ban(target, now, duration, "manually added");
+                let command = Command::Ban {
+                    target,
+                    duration_ms: seconds.map(|s| s.saturating_mul(1000)),
+                    reason: "manually added".into(),
+                };
+                let _ = self.command(command);
                 let _ = reply.send(());
             }
             NetCommand::Unban(target, reply) => {
-                let _ = reply.send(self.core.unban(&target));
+                let removed = self.command(Command::Unban(target)).is_ok();
+                let _ = reply.send(removed);
             }
             NetCommand::ListBanned(reply) => {
                 let list = self
                     .core
                     .bans()
                     .iter()
-                    .filter(|(_, e)| e.until_ms > now)
+                    .filter(|(_, e)| e.until_ms > now.unix_ms)
                     .map(|(t, e)| BannedEntry {
                         address: t.to_string(),
                         ban_created: e.created_ms / 1000,
                         banned_until: e.until_ms / 1000,
                         ban_duration: (e.until_ms - e.created_ms) / 1000,
-                        time_remaining: (e.until_ms - now) / 1000,
+                        time_remaining: (e.until_ms - now.unix_ms) / 1000,
                         reason: e.reason.clone(),
                     })
                     .collect();
                 let _ = reply.send(list);
             }
             NetCommand::ClearBanned(reply) => {
-                self.core.clear_bans();
+                let _ = self.command(Command::ClearBans);
                 let _ = reply.send(());
             }
             NetCommand::NodeAddresses(count, reply) => {
-                let mut rng = rand::thread_rng();
                 let list = self
                     .core
-                    .addrman()
-                    .sample(&mut rng, now / 1000, count)
+                    .sample_addresses(now, count)
                     .into_iter()
                     .map(|e| {
                         let a = e.socket_addr();
@@ -527,14 +563,13 @@ impl NetService {
                 let _ = reply.send(list);
             }
             NetCommand::Ping(reply) => {
-                self.core.ping_all(now);
+                let _ = self.command(Command::PingAll);
                 let _ = reply.send(());
             }
         }
-        self.save_ban_changes();
     }
 
-    /// Carries out what the core decided.
+    /// Carries out what the core decided, mechanically: no protocol decision is made here.
     fn execute(&mut self) {
         for output in self.core.drain_outputs() {
             match output {
@@ -543,15 +578,12 @@ impl NetService {
                         continue;
                     };
                     if let Err(mpsc::error::TrySendError::Full(_)) = live.outbox.try_send(message) {
-                        tracing::info!(peer, reason = %DisconnectReason::SlowPeer, "stopping peer");
+                        tracing::info!(peer, reason = %crate::protocol::DisconnectReason::SlowPeer, "stopping peer");
                         live.stop.cancel();
                     }
                 }
                 Output::Disconnect(peer, reason) => {
-                    let routine = matches!(
-                        reason,
-                        DisconnectReason::DuplicateNodeId | DisconnectReason::FeelerDone
-                    );
+                    let routine = reason.is_routine();
                     if routine {
                         tracing::debug!(peer, %reason, "disconnecting peer");
                     } else {
@@ -574,16 +606,32 @@ impl NetService {
                         .spawn(peer::run_outbound(peer, dial, target, expected, ctx));
                 }
                 Output::ResolveSeeds => self.resolve_seeds(),
-                Output::LearnedIdentity { peer, node_id } => {
-                    tracing::info!(%peer, %node_id, "remembering the identity of an added node");
-                    let job = StoreJob::Identity { peer, node_id };
-                    if !self.writer.as_ref().is_some_and(|w| w.try_send(job)) {
-                        tracing::warn!("peer store busy: a learned identity was not stored");
+                Output::SetTimer(at) => self.next_tick = at,
+                Output::Event(event) => log_event(&event),
+                Output::Persist(what) => {
+                    let handed = match self.writer.as_ref().and_then(|w| w.try_reserve()) {
+                        Some(permit) => {
+                            permit.send(store_job(what));
+                            true
+                        }
+                        None => {
+                            self.deferred.push(what);
+                            false
+                        }
+                    };
+                    if !handed {
+                        tracing::debug!("peer store busy: a save waits for a later turn");
                     }
                 }
             }
         }
-        self.save_ban_changes();
+        // Handed back after the loop: the core emits them again at a later turn.
+        for what in std::mem::take(&mut self.deferred) {
+            if let Persist::LearnedIdentity { peer, .. } = &what {
+                tracing::warn!(%peer, "peer store busy: a learned identity was not stored");
+            }
+            self.feed(Input::PersistDeferred(what));
+        }
     }
 
     fn publish_counts(&self) {
@@ -593,27 +641,6 @@ impl NetService {
         self.counts
             .outbound
             .store(self.core.outbound_count(), Ordering::Relaxed);
-    }
-
-    /// Hands what changed in the ban list to the store writer: single keys, not the table.
-    /// With the writer's queue full the changes stay in the list for a later turn.
-    fn save_ban_changes(&mut self) {
-        let Some(permit) = self.writer.as_ref().and_then(|w| w.try_reserve()) else {
-            return;
-        };
-        if let Some(changes) = self.core.take_ban_changes() {
-            permit.send(StoreJob::Bans(changes));
-        }
-    }
-
-    /// Hands a snapshot of the address book to the store writer when it changed.
-    fn save_addresses(&mut self) {
-        let Some(permit) = self.writer.as_ref().and_then(|w| w.try_reserve()) else {
-            return;
-        };
-        if let Some(entries) = self.core.take_address_snapshot(false) {
-            permit.send(StoreJob::Addresses(entries));
-        }
     }
 
     fn resolve_seeds(&mut self) {
@@ -652,6 +679,35 @@ impl NetService {
             }
             let _ = tx.send(("bootstrap", found)).await;
         });
+    }
+}
+
+fn store_job(what: Persist) -> StoreJob {
+    match what {
+        Persist::Bans(changes) => StoreJob::Bans(changes),
+        Persist::Addresses(entries) => StoreJob::Addresses(entries),
+        Persist::LearnedIdentity { peer, node_id } => StoreJob::Identity { peer, node_id },
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::PeerConnected {
+            peer,
+            addr,
+            node_id,
+            conn_type,
+        } => {
+            tracing::info!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+        }
+        Event::PeerNegotiated { .. } => {}
+        Event::Banned {
+            target,
+            until_unix_ms,
+            reason,
+        } => {
+            tracing::info!(%target, until = until_unix_ms / 1000, %reason, "banned");
+        }
     }
 }
 

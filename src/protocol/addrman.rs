@@ -206,6 +206,11 @@ impl AddrMan {
         std::mem::take(&mut self.dirty)
     }
 
+    /// A snapshot taken with `take_dirty` was not saved: the next one must be.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// The new-table slot of `addr` heard from `source`.
     pub fn new_slot(&self, addr: &SocketAddr, source: &SocketAddr) -> usize {
         let group = netgroup(addr, self.local_groups);

@@ -5,7 +5,7 @@
 //! removes single keys instead of rewriting the table on every ban.
 
 use crate::types::NodeId;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// A peer is disconnected and banned when its score reaches this.
@@ -76,7 +76,7 @@ pub struct BanEntry {
     pub reason: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BanTarget {
     Ip(IpAddr),
     Node(NodeId),
@@ -103,9 +103,10 @@ impl std::fmt::Display for BanTarget {
 
 #[derive(Debug, Default)]
 pub struct BanList {
-    entries: HashMap<BanTarget, BanEntry>,
+    /// Ordered, so that what is saved and listed does not depend on a hasher's seed.
+    entries: BTreeMap<BanTarget, BanEntry>,
     /// Targets added, changed or removed since the last `take_changes`.
-    changed: HashSet<BanTarget>,
+    changed: BTreeSet<BanTarget>,
     /// The stored table must be cleared before `changed` is applied.
     clear_first: bool,
 }
@@ -222,6 +223,18 @@ impl BanList {
             }
         }
         Some(changes)
+    }
+
+    /// Changes `take_changes` handed out that could not be saved: they are taken again next
+    /// time (with the entries as they are then).
+    pub fn requeue(&mut self, changes: BanChanges) {
+        self.clear_first |= changes.clear_first;
+        for (target, _) in changes.upserts {
+            self.touch(target);
+        }
+        for target in changes.removals {
+            self.touch(target);
+        }
     }
 }
 

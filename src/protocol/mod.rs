@@ -1,16 +1,27 @@
-//! The pure protocol core: handshake, liveness, connection management, address book, bans.
+//! The pure protocol core: a coordinator (`core`) and one manager per concern: connections
+//! and the handshake (`peermgr`), liveness (`pingmgr`), address gossip (`addrmgr`, over the
+//! `addrman` book), misbehaviour and bans (`scoremgr`, over the `bans` list).
 //!
-//! Fed events (`Input`) with the time as an argument, it returns `Output`s (send, connect,
-//! disconnect). It never reads a clock, touches a socket or spawns a task, so a test can run
-//! many cores in one process with a manual clock.
+//! Fed `Input`s with the time as an argument, it returns `Output`s (send, dial, disconnect,
+//! timers, events, what to persist). It never reads a clock, touches a socket or spawns a
+//! task, so a test or the simulator (`crate::sim`) can run many cores in one process.
 
 pub mod addrman;
+pub mod addrmgr;
 pub mod bans;
+pub mod config;
 pub mod core;
 pub mod eviction;
+pub mod io;
 pub mod netgroup;
+pub mod peermgr;
+pub mod pingmgr;
+pub mod scoremgr;
 
-pub use self::core::{
-    AddedNodeSnapshot, CommandError, ConnType, Core, CoreConfig, DialId, DialTarget,
-    DisconnectReason, Output, PeerId, PeerSnapshot,
+pub use self::config::CoreConfig;
+pub use self::core::{Core, PeerSnapshot, TICK_INTERVAL};
+pub use self::io::{
+    Command, CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event, Input, Output,
+    PeerId, Persist,
 };
+pub use self::peermgr::AddedNodeSnapshot;

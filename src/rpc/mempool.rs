@@ -120,7 +120,7 @@ pub fn submit(
 ) -> Result<Hash256, ErrorObjectOwned> {
     let txid = tx.txid();
     let reader = chain.reader();
-    match pool.submit(tx, reader, crate::chain::writer::unix_now()) {
+    match pool.submit(tx, reader, crate::time::unix_secs()) {
         Ok(accepted) => Ok(accepted.txid),
         Err(e @ MempoolError::NonceTooLow { .. }) => {
             // Name the common case precisely: this very transaction is already confirmed.

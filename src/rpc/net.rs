@@ -302,7 +302,7 @@ impl NetApiServer for NetRpc {
         Ok(json!({
             "totalbytesrecv": recv,
             "totalbytessent": sent,
-            "timemillis": crate::net::peer::unix_millis(),
+            "timemillis": crate::time::unix_millis(),
         }))
     }
 

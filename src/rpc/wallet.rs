@@ -159,7 +159,7 @@ impl WalletApiServer for WalletRpc {
                 to,
                 Amount(amount),
                 fee,
-                crate::chain::writer::unix_now(),
+                crate::time::unix_secs(),
             )
             .map_err(wallet_error)?;
         Ok(sent.accepted.txid)

@@ -1,0 +1,551 @@
+//! The address manager: ADDR and GETADDR gossip (token buckets, relaying fresh addresses,
+//! one GETADDR answer per connection, advertising our own address), and the address book
+//! itself (`AddrMan`: what is learned, what worked, what failed, when it is saved).
+//!
+//! Owns the `AddrMan` and each peer's gossip state. Never dials: the peer manager picks
+//! addresses from the book the coordinator lends it.
+
+use super::addrman::{AddrInfo, AddrMan};
+use super::config::CoreConfig;
+use super::io::{ConnType, Internal, Outbox, PeerId, Persist};
+use super::netgroup::is_routable;
+use crate::time::{LocalDuration, LocalTime, Now};
+use crate::wire::{limits, NetAddress, TimestampedAddress};
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// ADDR token bucket: refill rate and burst (Bitcoin Core's figures).
+const ADDR_TOKENS_PER_SEC: f64 = 0.1;
+const ADDR_TOKENS_MAX: f64 = 1_000.0;
+/// An inbound peer's first bucket: enough for a self-advertisement, not for a flood.
+const ADDR_TOKENS_INBOUND_START: f64 = 10.0;
+/// Addresses per ADDR that we still relay onwards (bigger ones are GETADDR answers), and to
+/// how many peers.
+const ADDR_RELAY_MAX_ITEMS: usize = 10;
+const ADDR_RELAY_FANOUT: usize = 2;
+/// Addresses remembered per peer as known to it; the set starts over beyond this.
+const KNOWN_ADDRS_MAX: usize = 5_000;
+/// Gossiped address times further ahead than this are not believed (clock skew allowance).
+const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
+/// What an unbelievable future time is replaced with: five days ago, old enough not to be
+/// relayed or preferred.
+const ADDR_FUTURE_PENALTY_SECS: u64 = 5 * 86_400;
+/// An ADDR entry younger than this is fresh: relayed onwards.
+const ADDR_FRESH_SECS: u64 = 600;
+/// How often stale entries are dropped from the book.
+const CLEANUP_EVERY: LocalDuration = LocalDuration::from_mins(60);
+/// How often a changed book is handed to the peer store (a crash loses at most this much).
+const PERSIST_EVERY: LocalDuration = LocalDuration::from_secs(60);
+
+/// Whether addresses of `ip` may be gossiped: routable ones, or any on a local network
+/// (`CoreConfig::allow_local_addrs`).
+pub fn gossipable(allow_local: bool, ip: IpAddr) -> bool {
+    allow_local || is_routable(ip)
+}
+
+#[derive(Debug)]
+struct Gossip {
+    addr: SocketAddr,
+    ready: bool,
+    disconnecting: bool,
+    tokens: f64,
+    tokens_at: LocalTime,
+    known: HashSet<SocketAddr>,
+    getaddr_answered: bool,
+}
+
+pub struct AddrMgr {
+    book: AddrMan,
+    peers: BTreeMap<PeerId, Gossip>,
+    last_cleanup: LocalTime,
+    last_persist: LocalTime,
+}
+
+impl AddrMgr {
+    pub fn new(book: AddrMan) -> AddrMgr {
+        AddrMgr {
+            book,
+            peers: BTreeMap::new(),
+            last_cleanup: LocalTime::default(),
+            last_persist: LocalTime::default(),
+        }
+    }
+
+    pub fn book(&self) -> &AddrMan {
+        &self.book
+    }
+
+    /// Lent to the peer manager (choosing whom to dial) by the coordinator.
+    pub fn book_mut(&mut self) -> &mut AddrMan {
+        &mut self.book
+    }
+
+    pub fn on_internal(&mut self, event: &Internal, cfg: &CoreConfig, now: Now, out: &mut Outbox) {
+        match *event {
+            Internal::PeerConnected {
+                peer,
+                addr,
+                conn_type,
+                ..
+            } => {
+                let tokens = if conn_type == ConnType::Inbound {
+                    ADDR_TOKENS_INBOUND_START
+                } else {
+                    ADDR_TOKENS_MAX
+                };
+                self.peers.insert(
+                    peer,
+                    Gossip {
+                        addr,
+                        ready: false,
+                        disconnecting: false,
+                        tokens,
+                        tokens_at: now.local,
+                        known: HashSet::new(),
+                        getaddr_answered: false,
+                    },
+                );
+            }
+            Internal::PeerNegotiated {
+                peer,
+                addr,
+                conn_type,
+                seen_as,
+            } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.ready = true;
+                }
+                if matches!(conn_type, ConnType::Outbound | ConnType::Feeler) {
+                    self.book.mark_good(&addr, now.unix_secs());
+                }
+                if !matches!(conn_type, ConnType::Inbound | ConnType::Feeler) {
+                    out.get_addr(peer);
+                    self.advertise_self(peer, seen_as, cfg, now, out);
+                }
+            }
+            Internal::PeerDisconnecting { peer } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.disconnecting = true;
+                }
+            }
+            Internal::PeerGone {
+                peer, addr, failed, ..
+            } => {
+                self.peers.remove(&peer);
+                if failed {
+                    self.book.attempt_failed(&addr, now.unix_secs());
+                }
+            }
+            Internal::DialFailed { addr } => self.book.attempt_failed(&addr, now.unix_secs()),
+            _ => {}
+        }
+    }
+
+    /// Addresses learned from DNS seeds, bootstrap nodes or LAN discovery; how many were new.
+    pub fn discovered(&mut self, addrs: &[SocketAddr], source: SocketAddr, now: Now) -> usize {
+        let now = now.unix_secs();
+        addrs
+            .iter()
+            .filter(|a| {
+                self.book
+                    .add(**a, crate::wire::SERVICE_NETWORK, source, now, now)
+            })
+            .count()
+    }
+
+    /// Tells an outbound peer where we listen: the IP it sees us at, and our listen port.
+    fn advertise_self(
+        &mut self,
+        peer: PeerId,
+        seen_as: Option<SocketAddr>,
+        cfg: &CoreConfig,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        let (Some(port), Some(seen)) = (cfg.listen_port, seen_as) else {
+            return;
+        };
+        if seen.ip().is_unspecified() || !gossipable(cfg.allow_local_addrs, seen.ip()) {
+            return;
+        }
+        let ours = SocketAddr::new(seen.ip(), port);
+        out.addr(
+            peer,
+            vec![TimestampedAddress {
+                time: now.unix_secs(),
+                addr: NetAddress::new(ours, cfg.services),
+            }],
+        );
+    }
+
+    pub fn on_addr(
+        &mut self,
+        peer: PeerId,
+        list: &[TimestampedAddress],
+        cfg: &CoreConfig,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let unix = now.unix_secs();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let elapsed = now.local.since(p.tokens_at).as_secs_f64();
+        p.tokens = (p.tokens + elapsed * ADDR_TOKENS_PER_SEC).min(ADDR_TOKENS_MAX);
+        p.tokens_at = now.local;
+        let source = p.addr;
+        let mut fresh_new = Vec::new();
+        for item in list {
+            if p.tokens < 1.0 {
+                break; // over the rate: the rest is dropped, without penalty
+            }
+            p.tokens -= 1.0;
+            let addr = item.addr.socket_addr();
+            if p.known.len() >= KNOWN_ADDRS_MAX {
+                p.known.clear();
+            }
+            p.known.insert(addr);
+            if !gossipable(cfg.allow_local_addrs, addr.ip()) {
+                continue; // never stored, relayed or dialled
+            }
+            // A time far in the future is a lie meant to look fresh: treat it as old.
+            let time = if item.time > unix + ADDR_FUTURE_SKEW_SECS {
+                unix.saturating_sub(ADDR_FUTURE_PENALTY_SECS)
+            } else {
+                item.time.min(unix)
+            };
+            let added = self.book.add(addr, item.addr.services, source, time, unix);
+            if added && unix - time < ADDR_FRESH_SECS {
+                fresh_new.push(TimestampedAddress { time, ..*item });
+            }
+        }
+        // Addresses earn no eviction protection: they are free to make up.
+        if list.len() <= ADDR_RELAY_MAX_ITEMS && !fresh_new.is_empty() {
+            self.relay(peer, &fresh_new, rng, out);
+        }
+    }
+
+    /// Forwards newly learned, fresh addresses to a few other peers that don't know them.
+    fn relay(
+        &mut self,
+        from: PeerId,
+        items: &[TimestampedAddress],
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let mut targets: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| **id != from && p.ready && !p.disconnecting)
+            .map(|(id, _)| *id)
+            .collect();
+        for i in 0..targets.len().min(ADDR_RELAY_FANOUT) {
+            let j = rng.gen_range(i..targets.len());
+            targets.swap(i, j);
+        }
+        targets.truncate(ADDR_RELAY_FANOUT);
+        for target in targets {
+            let p = self.peers.get_mut(&target).expect("listed above");
+            let unknown: Vec<TimestampedAddress> = items
+                .iter()
+                .filter(|i| p.known.insert(i.addr.socket_addr()))
+                .copied()
+                .collect();
+            out.addr(target, unknown);
+        }
+    }
+
+    pub fn on_getaddr(
+        &mut self,
+        peer: PeerId,
+        cfg: &CoreConfig,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.getaddr_answered {
+            return;
+        }
+        p.getaddr_answered = true;
+        let items: Vec<TimestampedAddress> = self
+            .book
+            .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS)
+            .into_iter()
+            .filter(|e| gossipable(cfg.allow_local_addrs, e.socket_addr().ip()))
+            .map(|e| TimestampedAddress {
+                time: e.last_seen,
+                addr: NetAddress::new(e.socket_addr(), e.services),
+            })
+            .collect();
+        for i in &items {
+            if p.known.len() < KNOWN_ADDRS_MAX {
+                p.known.insert(i.addr.socket_addr());
+            }
+        }
+        out.addr(peer, items);
+    }
+
+    /// A sample of the book for `getnodeaddresses`, drawn with the core's RNG.
+    pub fn sample(&self, now: Now, count: usize, rng: &mut StdRng) -> Vec<AddrInfo> {
+        self.book
+            .sample(rng, now.unix_secs(), count)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Book upkeep: stale entries out hourly, tried-table collisions settled, and the book
+    /// handed to the peer store when it changed.
+    pub fn tick(&mut self, now: Now, out: &mut Outbox) {
+        if now.local.since(self.last_cleanup) >= CLEANUP_EVERY {
+            self.last_cleanup = now.local;
+            self.book.remove_terrible(now.unix_secs());
+        }
+        self.book.resolve_collisions(now.unix_secs());
+        if now.local.since(self.last_persist) >= PERSIST_EVERY {
+            self.last_persist = now.local;
+            self.persist(false, out);
+        }
+    }
+
+    /// Hands the book to the peer store if it changed since the last time (or `force`).
+    pub fn persist(&mut self, force: bool, out: &mut Outbox) {
+        if self.book.take_dirty() || force {
+            out.persist(Persist::Addresses(self.book.entries().cloned().collect()));
+        }
+    }
+
+    /// A snapshot the shell could not hand over: the next one is sent whatever happens.
+    pub fn requeue(&mut self) {
+        self.book.mark_dirty();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::io::Output;
+    use super::*;
+    use crate::encoding::BoundedVec;
+    use crate::types::NodeId;
+    use crate::wire::Message;
+    use rand::SeedableRng;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn now(after_ms: u64) -> Now {
+        Now {
+            local: LocalTime::from_millis(after_ms),
+            unix_ms: T0 + after_ms,
+        }
+    }
+
+    fn ready(mgr: &mut AddrMgr, cfg: &CoreConfig, peer: PeerId, from: &str, conn_type: ConnType) {
+        let addr: SocketAddr = from.parse().unwrap();
+        let mut out = Outbox::default();
+        mgr.on_internal(
+            &Internal::PeerConnected {
+                peer,
+                addr,
+                node_id: NodeId([peer as u8; 32]),
+                conn_type,
+            },
+            cfg,
+            now(0),
+            &mut out,
+        );
+        mgr.on_internal(
+            &Internal::PeerNegotiated {
+                peer,
+                addr,
+                conn_type,
+                seen_as: None,
+            },
+            cfg,
+            now(0),
+            &mut out,
+        );
+    }
+
+    fn items(list: &[(&str, u64)]) -> Vec<TimestampedAddress> {
+        list.iter()
+            .map(|(a, time)| TimestampedAddress {
+                time: *time,
+                addr: NetAddress::new(a.parse().unwrap(), 1),
+            })
+            .collect()
+    }
+
+    fn relayed(out: &mut Outbox) -> Vec<(PeerId, Vec<TimestampedAddress>)> {
+        out.take_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(p, Message::Addr(list)) => Some((p, list.as_slice().to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Hardening issue, defect 4: loopback, RFC 1918 and link-local addresses were stored,
+    /// relayed and dialled from gossip.
+    #[test]
+    fn gossiped_local_addresses_are_not_stored_or_relayed_on_public_networks() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Inbound);
+        ready(&mut mgr, &cfg, 2, "9.9.9.9:5000", ConnType::Inbound);
+        let t = T0 / 1000;
+        let list = items(&[
+            ("127.0.0.1:8333", t),
+            ("10.1.2.3:8333", t),
+            ("192.168.1.1:8333", t),
+            ("169.254.0.1:8333", t),
+            ("[fe80::1]:8333", t),
+            ("5.6.7.8:8333", t),
+        ]);
+        let mut out = Outbox::default();
+        mgr.on_addr(1, &list, &cfg, now(0), &mut rng, &mut out);
+        assert_eq!(mgr.book().len(), 1, "only the routable address is stored");
+        let forwarded: Vec<SocketAddr> = relayed(&mut out)
+            .into_iter()
+            .flat_map(|(_, l)| l)
+            .map(|i| i.addr.socket_addr())
+            .collect();
+        assert_eq!(
+            forwarded,
+            vec!["5.6.7.8:8333".parse::<SocketAddr>().unwrap()]
+        );
+
+        // On a local network (regtest) the same gossip is kept.
+        let mut cfg = cfg;
+        cfg.allow_local_addrs = true;
+        let mut local = AddrMgr::new(AddrMan::new([1; 32]).with_local_groups(true));
+        ready(&mut local, &cfg, 1, "127.0.0.1:5000", ConnType::Inbound);
+        let list = items(&[("127.0.0.1:8333", t), ("10.1.2.3:8333", t)]);
+        local.on_addr(1, &list, &cfg, now(0), &mut rng, &mut out);
+        assert_eq!(local.book().len(), 2);
+    }
+
+    /// Defect 4: a future timestamp counted as fresh, so it was relayed and looked recent.
+    #[test]
+    fn future_address_times_are_not_fresh() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Inbound);
+        ready(&mut mgr, &cfg, 2, "9.9.9.9:5000", ConnType::Inbound);
+        let t = T0 / 1000;
+        let mut out = Outbox::default();
+        mgr.on_addr(
+            1,
+            &items(&[("5.6.7.8:8333", t + 86_400)]),
+            &cfg,
+            now(0),
+            &mut rng,
+            &mut out,
+        );
+        assert!(
+            relayed(&mut out).is_empty(),
+            "a far-future address is not relayed"
+        );
+        let stored = mgr.book().get(&"5.6.7.8:8333".parse().unwrap()).unwrap();
+        assert!(stored.last_seen <= t - ADDR_FUTURE_PENALTY_SECS);
+        // Within the clock-skew allowance it is fresh, relayed with our time, not its own.
+        mgr.on_addr(
+            1,
+            &items(&[("5.6.7.9:8333", t + 60)]),
+            &cfg,
+            now(0),
+            &mut rng,
+            &mut out,
+        );
+        let sent = relayed(&mut out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1[0].time, t);
+    }
+
+    #[test]
+    fn getaddr_is_answered_once_per_connection_and_outbound_peers_are_asked() {
+        let mut cfg = CoreConfig::new(NodeId([0; 32]));
+        cfg.listen_port = Some(8333);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        let t = now(0);
+        mgr.discovered(
+            &["5.6.7.8:8333".parse().unwrap()],
+            "1.1.1.1:53".parse().unwrap(),
+            t,
+        );
+        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Inbound);
+        let mut out = Outbox::default();
+        mgr.on_getaddr(1, &cfg, t, &mut rng, &mut out);
+        assert_eq!(relayed(&mut out).len(), 1);
+        mgr.on_getaddr(1, &cfg, t, &mut rng, &mut out);
+        assert!(relayed(&mut out).is_empty(), "answered once");
+
+        let addr: SocketAddr = "9.9.9.9:8333".parse().unwrap();
+        mgr.on_internal(
+            &Internal::PeerConnected {
+                peer: 2,
+                addr,
+                node_id: NodeId([2; 32]),
+                conn_type: ConnType::Outbound,
+            },
+            &cfg,
+            t,
+            &mut out,
+        );
+        let seen_as = Some("4.4.4.4:40000".parse().unwrap());
+        mgr.on_internal(
+            &Internal::PeerNegotiated {
+                peer: 2,
+                addr,
+                conn_type: ConnType::Outbound,
+                seen_as,
+            },
+            &cfg,
+            t,
+            &mut out,
+        );
+        let sent = out.take_outputs();
+        assert!(sent.contains(&Output::Send(2, Message::GetAddr)));
+        let own = TimestampedAddress {
+            time: t.unix_secs(),
+            addr: NetAddress::new("4.4.4.4:8333".parse().unwrap(), cfg.services),
+        };
+        assert!(sent.contains(&Output::Send(
+            2,
+            Message::Addr(BoundedVec::new(vec![own]).unwrap())
+        )));
+    }
+
+    #[test]
+    fn a_changed_book_is_persisted_once_a_minute_and_again_if_the_save_was_deferred() {
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        let mut out = Outbox::default();
+        mgr.discovered(
+            &["5.6.7.8:8333".parse().unwrap()],
+            "1.1.1.1:53".parse().unwrap(),
+            now(0),
+        );
+        mgr.tick(now(59_999), &mut out);
+        assert!(out.take_outputs().is_empty());
+        mgr.tick(now(60_000), &mut out);
+        assert_eq!(out.take_outputs().len(), 1);
+        mgr.requeue();
+        mgr.tick(now(120_000), &mut out);
+        assert_eq!(
+            out.take_outputs().len(),
+            1,
+            "the deferred snapshot is sent again"
+        );
+        mgr.tick(now(180_000), &mut out);
+        assert!(out.take_outputs().is_empty(), "unchanged: nothing to save");
+    }
+}

@@ -1,0 +1,420 @@
+//! The protocol core's vocabulary: the `Input`s it is fed, the `Output`s it returns, the
+//! `Event`s it publishes, what it asks to `Persist`, the `Internal` events its coordinator
+//! fans out to the managers, and the `Outbox` managers write to.
+//!
+//! Owns these types and the building of protocol messages (typed helpers, so managers read as
+//! decisions). Never decides anything itself.
+
+use super::addrman::AddrInfo;
+use super::bans::{BanChanges, BanTarget, Misbehaviour};
+use crate::config::PeerSpec;
+use crate::encoding::{BoundedString, BoundedVec};
+use crate::time::LocalTime;
+use crate::types::NodeId;
+use crate::wire::message::InvList;
+use crate::wire::{Message, Reject, TimestampedAddress, Version, WireError};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+pub type PeerId = u64;
+pub type DialId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConnType {
+    Inbound,
+    /// Chosen from the address book to fill an outbound slot.
+    Outbound,
+    /// From --addnode, --connect or `addnode add`: kept connected, never auto-banned.
+    Manual,
+    /// From `addnode onetry`: dialled once.
+    OneTry,
+    /// A short test connection to a tried address whose slot a newcomer wants; closed after
+    /// the handshake.
+    Feeler,
+}
+
+impl ConnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnType::Inbound => "inbound",
+            ConnType::Outbound => "outbound-full-relay",
+            ConnType::Manual => "manual",
+            ConnType::OneTry => "onetry",
+            ConnType::Feeler => "feeler",
+        }
+    }
+
+    pub fn is_manual(self) -> bool {
+        matches!(self, ConnType::Manual | ConnType::OneTry)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    HandshakeTimeout,
+    PingTimeout,
+    Inactivity,
+    SelfConnection,
+    DuplicateNodeId,
+    Banned,
+    Misbehaviour(Misbehaviour),
+    ObsoleteVersion(u32),
+    WrongNetwork,
+    Evicted,
+    TooManyConnections,
+    TooManyFromIp,
+    Requested,
+    NodeIdMismatch,
+    /// A feeler connection did its job.
+    FeelerDone,
+    /// Set by the I/O side: the outbox stayed full.
+    SlowPeer,
+    Closed(String),
+}
+
+impl DisconnectReason {
+    /// Routine ends (a duplicate collapsed, a feeler done): not worth an operator's attention.
+    pub fn is_routine(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::DuplicateNodeId | DisconnectReason::FeelerDone
+        )
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::HandshakeTimeout => write!(f, "handshake timeout"),
+            DisconnectReason::PingTimeout => write!(f, "ping timeout"),
+            DisconnectReason::Inactivity => write!(f, "inactivity timeout"),
+            DisconnectReason::SelfConnection => write!(f, "connected to self"),
+            DisconnectReason::DuplicateNodeId => write!(f, "duplicate connection to node id"),
+            DisconnectReason::Banned => write!(f, "banned"),
+            DisconnectReason::Misbehaviour(m) => write!(f, "misbehaviour: {}", m.name()),
+            DisconnectReason::ObsoleteVersion(v) => write!(f, "obsolete protocol version {v}"),
+            DisconnectReason::WrongNetwork => write!(f, "wrong network magic"),
+            DisconnectReason::Evicted => write!(f, "evicted for a new inbound peer"),
+            DisconnectReason::TooManyConnections => write!(f, "connection limit reached"),
+            DisconnectReason::TooManyFromIp => write!(f, "too many connections from this IP"),
+            DisconnectReason::Requested => write!(f, "disconnect requested"),
+            DisconnectReason::NodeIdMismatch => {
+                write!(f, "VERSION node id differs from TLS identity")
+            }
+            DisconnectReason::FeelerDone => write!(f, "feeler test done"),
+            DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
+            DisconnectReason::Closed(why) => write!(f, "closed: {why}"),
+        }
+    }
+}
+
+/// Where to dial: a host name or IP literal, and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+impl DialTarget {
+    pub fn socket(addr: SocketAddr) -> DialTarget {
+        DialTarget {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for DialTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Everything that can happen to the core. Each comes with the time (`crate::time::Now`).
+#[derive(Debug)]
+pub enum Input {
+    /// A TLS session is up. `dial` is set for outbound connections.
+    Connected {
+        peer: PeerId,
+        addr: SocketAddr,
+        dial: Option<DialId>,
+        node_id: NodeId,
+    },
+    /// A decoded message from `peer`.
+    Received { peer: PeerId, message: Message },
+    /// The peer's byte stream broke a framing rule; the connection cannot continue.
+    Broken { peer: PeerId, error: WireError },
+    /// The connection is gone (closed by either side).
+    Disconnected { peer: PeerId },
+    /// A dial did not produce a connection.
+    DialFailed { dial: DialId },
+    /// The timer asked for with `Output::SetTimer` is due (early or repeated ticks are fine).
+    Tick,
+    /// Addresses learned from DNS seeds, bootstrap nodes or LAN discovery.
+    Discovered {
+        addrs: Vec<SocketAddr>,
+        source: SocketAddr,
+    },
+    /// The chain's best block changed.
+    TipChanged { height: u64 },
+    /// An operator's command; `Core::handle` returns its result.
+    Command(Command),
+    /// The shell could not hand this over to the peer store now: keep it for a later turn.
+    PersistDeferred(Persist),
+    /// The node is stopping: emit everything the peer store has not saved yet.
+    Stopping,
+}
+
+/// What an operator asks of the core (RPC `addnode`, `setban`, ...).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Keep this peer connected. `learned` is an identity remembered from an earlier first use.
+    AddNode {
+        spec: PeerSpec,
+        learned: Option<NodeId>,
+    },
+    RemoveNode(PeerSpec),
+    /// Dial once, no retries.
+    OneTry(PeerSpec),
+    /// Disconnect by peer id or by address.
+    Disconnect {
+        peer: Option<PeerId>,
+        addr: Option<SocketAddr>,
+    },
+    /// Ban and disconnect everything matching; `duration_ms` defaults to the configured time.
+    Ban {
+        target: BanTarget,
+        duration_ms: Option<u64>,
+        reason: String,
+    },
+    Unban(BanTarget),
+    ClearBans,
+    /// Ping every ready peer now.
+    PingAll,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("node {0} is already added")]
+    AlreadyAdded(String),
+    #[error("node {0} has not been added")]
+    NotAdded(String),
+    #[error("no peer matches {0}")]
+    NoSuchPeer(String),
+    #[error("{0} is not banned")]
+    NotBanned(BanTarget),
+}
+
+/// What the core asks the shell to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Send(PeerId, Message),
+    Disconnect(PeerId, DisconnectReason),
+    Dial {
+        dial: DialId,
+        target: DialTarget,
+        expected: Option<NodeId>,
+    },
+    /// Ask the I/O side to resolve the DNS seeds and report back with `Input::Discovered`.
+    ResolveSeeds,
+    /// Feed `Input::Tick` at this time (the latest request replaces earlier ones).
+    SetTimer(LocalTime),
+    /// Something subscribers and metrics may publish.
+    Event(Event),
+    /// Something the peer store must save.
+    Persist(Persist),
+}
+
+/// What the core tells the world about (RPC subscriptions, metrics, logs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A connection joined the peer table (it was not refused or collapsed at once).
+    PeerConnected {
+        peer: PeerId,
+        addr: SocketAddr,
+        node_id: NodeId,
+        conn_type: ConnType,
+    },
+    /// The handshake completed.
+    PeerNegotiated {
+        peer: PeerId,
+        user_agent: String,
+        version: u32,
+        height: u64,
+    },
+    /// A peer was banned (misbehaviour or an operator), until the Unix time given.
+    Banned {
+        target: BanTarget,
+        until_unix_ms: u64,
+        reason: String,
+    },
+}
+
+/// What the peer store must save.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Persist {
+    /// An --addnode peer without a pinned id was reached: its id (trust on first use).
+    LearnedIdentity { peer: String, node_id: NodeId },
+    /// Ban-list changes, as single keys.
+    Bans(BanChanges),
+    /// A snapshot of the address book.
+    Addresses(Vec<AddrInfo>),
+}
+
+/// Events inside the core: produced by one manager (or the coordinator), fanned out by the
+/// coordinator to every manager. Managers never call each other; this is how they hear of
+/// each other's decisions.
+#[derive(Clone, Debug)]
+pub enum Internal {
+    /// A connection joined the peer table (it may be on its way out at once).
+    PeerConnected {
+        peer: PeerId,
+        addr: SocketAddr,
+        node_id: NodeId,
+        conn_type: ConnType,
+    },
+    /// The handshake completed. `seen_as` is our address as the peer's VERSION saw it.
+    PeerNegotiated {
+        peer: PeerId,
+        addr: SocketAddr,
+        conn_type: ConnType,
+        seen_as: Option<SocketAddr>,
+    },
+    /// A manager wants the peer gone; the coordinator asks the shell once.
+    DisconnectRequested {
+        peer: PeerId,
+        reason: DisconnectReason,
+    },
+    /// The shell was asked to disconnect the peer: nothing more is done for it.
+    PeerDisconnecting { peer: PeerId },
+    /// The connection ended. `failed` = an outbound connection that never completed its
+    /// handshake and was not a collapsed duplicate: a failure of its address.
+    PeerGone {
+        peer: PeerId,
+        addr: SocketAddr,
+        conn_type: ConnType,
+        failed: bool,
+    },
+    /// A dial to this address-book address did not connect.
+    DialFailed { addr: SocketAddr },
+    /// The peer broke a rule.
+    Misbehaved { peer: PeerId, what: Misbehaviour },
+    /// The chain's best block changed.
+    TipChanged { height: u64 },
+}
+
+/// Where managers put their decisions: outputs for the shell, internal events for the other
+/// managers.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    outputs: Vec<Output>,
+    internal: VecDeque<Internal>,
+}
+
+impl Outbox {
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub fn next_internal(&mut self) -> Option<Internal> {
+        self.internal.pop_front()
+    }
+
+    pub fn push(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
+    pub fn internal(&mut self, event: Internal) {
+        self.internal.push_back(event);
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.outputs.push(Output::Event(event));
+    }
+
+    pub fn persist(&mut self, what: Persist) {
+        self.outputs.push(Output::Persist(what));
+    }
+
+    pub fn send(&mut self, peer: PeerId, message: Message) {
+        self.outputs.push(Output::Send(peer, message));
+    }
+
+    /// Asks for the peer's disconnection (once, whoever asks how often).
+    pub fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
+        self.internal
+            .push_back(Internal::DisconnectRequested { peer, reason });
+    }
+
+    /// Reports misbehaviour to the scoring.
+    pub fn misbehaved(&mut self, peer: PeerId, what: Misbehaviour) {
+        self.internal.push_back(Internal::Misbehaved { peer, what });
+    }
+
+    /// Misbehaviour that also ends the connection.
+    pub fn misbehaved_and_disconnect(&mut self, peer: PeerId, what: Misbehaviour) {
+        self.misbehaved(peer, what);
+        self.disconnect(peer, DisconnectReason::Misbehaviour(what));
+    }
+
+    pub fn dial(&mut self, dial: DialId, target: DialTarget, expected: Option<NodeId>) {
+        self.outputs.push(Output::Dial {
+            dial,
+            target,
+            expected,
+        });
+    }
+
+    pub fn version(&mut self, peer: PeerId, version: Version) {
+        self.send(peer, Message::Version(version));
+    }
+
+    pub fn verack(&mut self, peer: PeerId) {
+        self.send(peer, Message::Verack);
+    }
+
+    pub fn ping(&mut self, peer: PeerId, nonce: u64) {
+        self.send(peer, Message::Ping(nonce));
+    }
+
+    pub fn pong(&mut self, peer: PeerId, nonce: u64) {
+        self.send(peer, Message::Pong(nonce));
+    }
+
+    pub fn get_addr(&mut self, peer: PeerId) {
+        self.send(peer, Message::GetAddr);
+    }
+
+    /// An ADDR with `items`; nothing when empty. Callers cap the list at
+    /// `wire::limits::MAX_ADDR_ITEMS`.
+    pub fn addr(&mut self, peer: PeerId, items: Vec<TimestampedAddress>) {
+        if items.is_empty() {
+            return;
+        }
+        let list = BoundedVec::new(items).expect("callers cap ADDR lists at MAX_ADDR_ITEMS");
+        self.send(peer, Message::Addr(list));
+    }
+
+    pub fn not_found(&mut self, peer: PeerId, items: InvList) {
+        if !items.is_empty() {
+            self.send(peer, Message::NotFound(items));
+        }
+    }
+
+    /// A REJECT of `command` with `code` (see `wire::message::reject_code`).
+    pub fn reject(&mut self, peer: PeerId, command: &str, code: u8, reason: &str) {
+        self.send(
+            peer,
+            Message::Reject(Reject {
+                message: BoundedString::truncating(command),
+                code,
+                reason: BoundedString::truncating(reason),
+                hash: None,
+            }),
+        );
+    }
+}

@@ -1,0 +1,886 @@
+//! The peer manager: the connection lifecycle. Admission, the VERSION/VERACK handshake and
+//! its timeout, duplicate and self connections, inbound eviction, added (manual) peers with
+//! their backoff, and the choice of whom to dial (outbound slots, feelers, DNS seeds).
+//!
+//! Owns the peer table, pending dials and added peers, on monotonic time (wall time only goes
+//! into VERSION). Never scores or bans (it asks the coordinator whether a peer is banned),
+//! never gossips, never pings; it borrows the address book only to pick and grade addresses.
+
+use super::addrman::AddrMan;
+use super::bans::Misbehaviour;
+use super::config::CoreConfig;
+use super::eviction::{self, Candidate};
+use super::io::{
+    CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event, Internal, Outbox, PeerId,
+    Persist,
+};
+use super::netgroup::{host_key, netgroup};
+use crate::config::PeerSpec;
+use crate::encoding::BoundedString;
+use crate::time::{LocalDuration, LocalTime, Now};
+use crate::types::NodeId;
+use crate::wire::message::reject_code;
+use crate::wire::{NetAddress, Version};
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// Manual peer backoff: first retry after this, doubling to the maximum.
+const MANUAL_BACKOFF_MIN: LocalDuration = LocalDuration::from_secs(1);
+const MANUAL_BACKOFF_MAX: LocalDuration = LocalDuration::from_mins(5);
+/// A connection that lasted this long resets the manual backoff.
+const STABLE_CONNECTION: LocalDuration = LocalDuration::from_secs(60);
+/// New outbound dials started per tick: a slow, steady fill, not a burst.
+const DIALS_PER_TICK: usize = 2;
+/// A dial the I/O side has not answered by now is given up as failed (twice its own
+/// connect-plus-TLS timeout), so an added peer is never left "dialling" forever.
+const DIAL_EXPIRY: LocalDuration = LocalDuration::from_secs(60);
+/// How often DNS seeds are asked again while we have no outbound peers.
+const SEED_RETRY: LocalDuration = LocalDuration::from_mins(5);
+/// How long an address whose dial reached a node already connected is not dialled again.
+const DUPLICATE_DIAL_BACKOFF: LocalDuration = LocalDuration::from_mins(10);
+/// Addresses remembered for that; the one due soonest goes first beyond this.
+const MAX_DUPLICATE_DIALS: usize = 1_024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ManualState {
+    Idle,
+    Dialing(DialId),
+    Connected(PeerId),
+}
+
+#[derive(Debug, Clone)]
+struct ManualPeer {
+    spec: PeerSpec,
+    /// Pinned by the user or learned on first use.
+    node_id: Option<NodeId>,
+    state: ManualState,
+    next_attempt: LocalTime,
+    backoff: LocalDuration,
+    /// When the last connection attempt started (for getaddednodeinfo).
+    last_attempt: Option<LocalTime>,
+}
+
+#[derive(Debug, Clone)]
+enum DialKind {
+    Auto(SocketAddr),
+    Manual(String),
+    OneTry,
+    Feeler(SocketAddr),
+}
+
+#[derive(Debug, Clone)]
+struct PendingDial {
+    kind: DialKind,
+    started: LocalTime,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: SocketAddr,
+    conn_type: ConnType,
+    node_id: NodeId,
+    connected_at: LocalTime,
+    version: Option<Version>,
+    sent_version_nonce: Option<u64>,
+    ready: bool,
+    /// Last time the peer gave us something new and useful (blocks and transactions, once
+    /// relayed): eviction protects such peers. Addresses never count: they are free to make up.
+    last_useful: Option<LocalTime>,
+    manual_key: Option<String>,
+    disconnecting: bool,
+    /// A second connection to a node already connected: dropped, and no failure of its
+    /// address.
+    duplicate: bool,
+}
+
+impl Peer {
+    /// Where this peer accepts connections: the address we dialled, or for an inbound peer
+    /// its IP with the listen port its VERSION gave (none if it does not listen).
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        if self.conn_type != ConnType::Inbound {
+            return Some(self.addr);
+        }
+        let port = self.version.as_ref()?.sender.port;
+        (port != 0).then(|| SocketAddr::new(self.addr.ip(), port))
+    }
+}
+
+/// What getpeerinfo shows of a peer's connection (the coordinator adds liveness and score).
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    pub id: PeerId,
+    pub addr: SocketAddr,
+    pub conn_type: ConnType,
+    pub node_id: NodeId,
+    pub connected_at: LocalTime,
+    pub version: Option<Version>,
+    pub ready: bool,
+}
+
+/// What getaddednodeinfo shows of a manual peer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AddedNodeSnapshot {
+    pub addednode: String,
+    pub connected: bool,
+    pub peer: Option<PeerId>,
+    pub nodeid: Option<NodeId>,
+    /// Unix milliseconds; 0 = never.
+    pub last_attempt_ms: u64,
+    pub next_attempt_ms: u64,
+}
+
+/// What the peer manager needs to know of the rest of the core at a decision, lent by the
+/// coordinator for that call.
+pub struct Views<'a> {
+    /// Whether an IP (and node id, once known) is banned.
+    pub banned: &'a dyn Fn(IpAddr, Option<NodeId>) -> bool,
+    /// A peer's lowest ping, for eviction.
+    pub min_ping: &'a dyn Fn(PeerId) -> Option<LocalDuration>,
+}
+
+#[derive(Debug, Default)]
+pub struct PeerMgr {
+    peers: BTreeMap<PeerId, Peer>,
+    manual: Vec<ManualPeer>,
+    dials: BTreeMap<DialId, PendingDial>,
+    /// Addresses not to dial until the time given: their node is connected another way.
+    duplicate_dials: BTreeMap<SocketAddr, LocalTime>,
+    next_dial: DialId,
+    best_height: u64,
+    last_seed_request: Option<LocalTime>,
+}
+
+impl PeerMgr {
+    pub fn new() -> PeerMgr {
+        PeerMgr {
+            next_dial: 1,
+            ..PeerMgr::default()
+        }
+    }
+
+    pub fn on_internal(&mut self, event: &Internal) {
+        if let Internal::TipChanged { height } = *event {
+            self.best_height = height;
+        }
+    }
+
+    // ----- queries --------------------------------------------------------------------------
+
+    pub fn inbound_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Inbound)
+            .count()
+    }
+
+    pub fn outbound_count(&self) -> usize {
+        self.peers.len() - self.inbound_count()
+    }
+
+    fn auto_outbound_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Outbound)
+            .count()
+            + self
+                .dials
+                .values()
+                .filter(|d| matches!(d.kind, DialKind::Auto(_)))
+                .count()
+    }
+
+    /// Whether the peer is connected and not on its way out: its messages are handled.
+    pub fn is_live(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| !p.disconnecting)
+    }
+
+    pub fn is_ready(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.ready)
+    }
+
+    pub fn is_disconnecting(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.disconnecting)
+    }
+
+    pub fn view(&self, peer: PeerId) -> Option<PeerView> {
+        self.peers.get(&peer).map(|p| Self::view_of(peer, p))
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = PeerView> + '_ {
+        self.peers.iter().map(|(id, p)| Self::view_of(*id, p))
+    }
+
+    fn view_of(id: PeerId, p: &Peer) -> PeerView {
+        PeerView {
+            id,
+            addr: p.addr,
+            conn_type: p.conn_type,
+            node_id: p.node_id,
+            connected_at: p.connected_at,
+            version: p.version.clone(),
+            ready: p.ready,
+        }
+    }
+
+    pub fn added_nodes(&self, now: Now) -> Vec<AddedNodeSnapshot> {
+        self.manual
+            .iter()
+            .map(|m| AddedNodeSnapshot {
+                addednode: m.spec.to_string(),
+                connected: matches!(m.state, ManualState::Connected(_)),
+                peer: match m.state {
+                    ManualState::Connected(p) => Some(p),
+                    _ => None,
+                },
+                nodeid: m.node_id,
+                last_attempt_ms: m.last_attempt.map_or(0, |t| now.unix_ms_at(t)),
+                next_attempt_ms: now.unix_ms_at(m.next_attempt),
+            })
+            .collect()
+    }
+
+    // ----- commands -------------------------------------------------------------------------
+
+    /// Adds a peer to keep connected (--addnode, --connect, `addnode add`). `learned` is an
+    /// identity remembered from an earlier first use.
+    pub fn add_manual(
+        &mut self,
+        spec: PeerSpec,
+        learned: Option<NodeId>,
+        now: Now,
+        out: &mut Outbox,
+    ) -> Result<(), CommandError> {
+        let key = spec.to_string();
+        if self.manual.iter().any(|m| m.spec.to_string() == key) {
+            return Err(CommandError::AlreadyAdded(key));
+        }
+        let node_id = spec.node_id.or(learned);
+        self.manual.push(ManualPeer {
+            spec,
+            node_id,
+            state: ManualState::Idle,
+            next_attempt: now.local,
+            backoff: MANUAL_BACKOFF_MIN,
+            last_attempt: None,
+        });
+        self.maintain_manual(now.local, out);
+        Ok(())
+    }
+
+    /// `addnode remove`: stops keeping the peer connected and disconnects it.
+    pub fn remove_manual(&mut self, spec: &PeerSpec, out: &mut Outbox) -> Result<(), CommandError> {
+        let key = spec.to_string();
+        let index = self
+            .manual
+            .iter()
+            .position(|m| {
+                m.spec.to_string() == key || m.spec.host == spec.host && m.spec.port == spec.port
+            })
+            .ok_or(CommandError::NotAdded(key))?;
+        let removed = self.manual.remove(index);
+        match removed.state {
+            ManualState::Connected(peer) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.manual_key = None;
+                }
+                out.disconnect(peer, DisconnectReason::Requested);
+            }
+            ManualState::Dialing(dial) => {
+                self.dials.remove(&dial);
+            }
+            ManualState::Idle => {}
+        }
+        Ok(())
+    }
+
+    /// `addnode onetry`: dial once, no retries.
+    pub fn one_try(&mut self, spec: PeerSpec, now: LocalTime, out: &mut Outbox) {
+        let dial = self.new_dial(DialKind::OneTry, now);
+        let target = DialTarget {
+            host: spec.host,
+            port: spec.port,
+        };
+        out.dial(dial, target, spec.node_id);
+    }
+
+    /// `disconnectnode`: by peer id or by address.
+    pub fn disconnect_matching(
+        &mut self,
+        peer: Option<PeerId>,
+        addr: Option<SocketAddr>,
+        out: &mut Outbox,
+    ) -> Result<(), CommandError> {
+        let ids: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| Some(**id) == peer || Some(p.addr) == addr)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return Err(CommandError::NoSuchPeer(match (peer, addr) {
+                (Some(p), _) => format!("peer id {p}"),
+                (_, Some(a)) => a.to_string(),
+                _ => "nothing".into(),
+            }));
+        }
+        for id in ids {
+            out.disconnect(id, DisconnectReason::Requested);
+        }
+        Ok(())
+    }
+
+    // ----- connection events ----------------------------------------------------------------
+
+    /// Whether to start a TLS handshake with a new inbound TCP connection from `addr`.
+    pub fn admit_inbound(
+        &self,
+        cfg: &CoreConfig,
+        addr: SocketAddr,
+        banned: bool,
+    ) -> Result<(), DisconnectReason> {
+        if banned && !cfg.is_noban(addr.ip()) {
+            return Err(DisconnectReason::Banned);
+        }
+        let host = host_key(addr.ip());
+        let from_ip = self
+            .peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Inbound && host_key(p.addr.ip()) == host)
+            .count();
+        if from_ip >= cfg.max_inbound_per_ip {
+            return Err(DisconnectReason::TooManyFromIp);
+        }
+        if cfg.max_inbound == 0 {
+            return Err(DisconnectReason::TooManyConnections);
+        }
+        Ok(())
+    }
+
+    /// A TLS session is up. `dial` is set for outbound connections.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connected(
+        &mut self,
+        peer: PeerId,
+        addr: SocketAddr,
+        dial: Option<DialId>,
+        node_id: NodeId,
+        cfg: &CoreConfig,
+        views: &Views,
+        eviction_key: &[u8; 32],
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let pending = dial.and_then(|d| self.dials.remove(&d));
+        if dial.is_some() && pending.is_none() {
+            // The dial was cancelled (addnode remove) while it was under way.
+            out.push(super::io::Output::Disconnect(
+                peer,
+                DisconnectReason::Requested,
+            ));
+            return;
+        }
+        let kind = pending.map(|d| d.kind);
+        let (conn_type, manual_key) = match &kind {
+            None => (ConnType::Inbound, None),
+            Some(DialKind::Auto(_)) => (ConnType::Outbound, None),
+            Some(DialKind::Manual(key)) => (ConnType::Manual, Some(key.clone())),
+            Some(DialKind::OneTry) => (ConnType::OneTry, None),
+            Some(DialKind::Feeler(_)) => (ConnType::Feeler, None),
+        };
+        self.peers.insert(
+            peer,
+            Peer {
+                addr,
+                conn_type,
+                node_id,
+                connected_at: now.local,
+                version: None,
+                sent_version_nonce: None,
+                ready: false,
+                last_useful: None,
+                manual_key: manual_key.clone(),
+                disconnecting: false,
+                duplicate: false,
+            },
+        );
+        out.internal(Internal::PeerConnected {
+            peer,
+            addr,
+            node_id,
+            conn_type,
+        });
+        if let Some(key) = &manual_key {
+            if let Some(m) = self.manual.iter_mut().find(|m| &m.spec.to_string() == key) {
+                m.state = ManualState::Connected(peer);
+                if m.node_id.is_none() {
+                    m.node_id = Some(node_id);
+                    out.persist(Persist::LearnedIdentity {
+                        peer: key.clone(),
+                        node_id,
+                    });
+                }
+            }
+        }
+
+        if node_id == cfg.our_node_id {
+            out.disconnect(peer, DisconnectReason::SelfConnection);
+            return;
+        }
+        let exempt =
+            conn_type.is_manual() || (conn_type == ConnType::Inbound && cfg.is_noban(addr.ip()));
+        if (views.banned)(addr.ip(), Some(node_id)) && !exempt {
+            out.disconnect(peer, DisconnectReason::Banned);
+            return;
+        }
+        let existing = self
+            .peers
+            .iter()
+            .find(|(id, p)| **id != peer && p.node_id == node_id && !p.disconnecting)
+            .map(|(id, _)| *id);
+        if let Some(existing) = existing {
+            self.on_duplicate(peer, existing, kind, now.local, out);
+            return;
+        }
+        if conn_type == ConnType::Inbound
+            && !self.make_inbound_room(peer, cfg, views, eviction_key, out)
+        {
+            out.disconnect(peer, DisconnectReason::TooManyConnections);
+            return;
+        }
+        if conn_type != ConnType::Inbound {
+            self.send_version(peer, cfg, now, rng, out);
+        }
+    }
+
+    /// `peer` is a second connection to the node `existing` is connected to: it is dropped
+    /// without counting against its address. A dialled address is left alone for a while
+    /// (it is that node's, already connected the other way); an added node counts as
+    /// connected through `existing`, and is dialled again only when that connection ends.
+    fn on_duplicate(
+        &mut self,
+        peer: PeerId,
+        existing: PeerId,
+        dial: Option<DialKind>,
+        now: LocalTime,
+        out: &mut Outbox,
+    ) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.duplicate = true;
+            p.manual_key = None;
+        }
+        match dial {
+            Some(DialKind::Auto(addr)) => {
+                if self.duplicate_dials.len() >= MAX_DUPLICATE_DIALS {
+                    let soonest = self
+                        .duplicate_dials
+                        .iter()
+                        .min_by_key(|(_, until)| **until)
+                        .map(|(a, _)| *a);
+                    if let Some(a) = soonest {
+                        self.duplicate_dials.remove(&a);
+                    }
+                }
+                self.duplicate_dials
+                    .insert(addr, now + DUPLICATE_DIAL_BACKOFF);
+            }
+            Some(DialKind::Manual(key)) => {
+                if let Some(m) = self.manual.iter_mut().find(|m| m.spec.to_string() == key) {
+                    m.state = ManualState::Connected(existing);
+                }
+                if let Some(e) = self.peers.get_mut(&existing) {
+                    e.manual_key.get_or_insert(key);
+                }
+            }
+            _ => {}
+        }
+        out.disconnect(peer, DisconnectReason::DuplicateNodeId);
+    }
+
+    /// Keeps inbound within its limits by evicting someone if needed; false = no room.
+    fn make_inbound_room(
+        &mut self,
+        newcomer: PeerId,
+        cfg: &CoreConfig,
+        views: &Views,
+        eviction_key: &[u8; 32],
+        out: &mut Outbox,
+    ) -> bool {
+        let inbound = self
+            .peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Inbound && !p.disconnecting)
+            .count();
+        let total = self.peers.values().filter(|p| !p.disconnecting).count();
+        if inbound <= cfg.max_inbound && total <= cfg.max_total {
+            return true;
+        }
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                **id != newcomer && p.conn_type == ConnType::Inbound && !p.disconnecting
+            })
+            .map(|(id, p)| Candidate {
+                peer: *id,
+                group: netgroup(&p.addr, cfg.allow_local_addrs),
+                connected_ms: p.connected_at.as_millis(),
+                min_ping_ms: (views.min_ping)(*id).map(|d| d.as_millis()),
+                last_useful_ms: p.last_useful.map_or(0, |t| t.as_millis()),
+            })
+            .collect();
+        match eviction::select_victim(candidates, eviction_key) {
+            Some(victim) => {
+                out.disconnect(victim, DisconnectReason::Evicted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A dial did not produce a connection.
+    pub fn dial_failed(&mut self, dial: DialId, now: LocalTime, out: &mut Outbox) {
+        let Some(pending) = self.dials.remove(&dial) else {
+            return;
+        };
+        match pending.kind {
+            DialKind::Auto(addr) | DialKind::Feeler(addr) => {
+                out.internal(Internal::DialFailed { addr })
+            }
+            DialKind::Manual(key) => self.manual_retry_later(&key, now, false),
+            DialKind::OneTry => {}
+        }
+    }
+
+    fn manual_retry_later(&mut self, key: &str, now: LocalTime, was_stable: bool) {
+        if let Some(m) = self.manual.iter_mut().find(|m| m.spec.to_string() == key) {
+            if was_stable {
+                m.backoff = MANUAL_BACKOFF_MIN;
+            }
+            m.state = ManualState::Idle;
+            m.next_attempt = now + m.backoff;
+            m.backoff = (m.backoff + m.backoff).min(MANUAL_BACKOFF_MAX);
+        }
+    }
+
+    /// The connection is gone (closed by either side).
+    pub fn disconnected(&mut self, peer: PeerId, now: LocalTime, out: &mut Outbox) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        if let Some(key) = &p.manual_key {
+            let stable = now.since(p.connected_at) >= STABLE_CONNECTION;
+            self.manual_retry_later(key, now, stable && p.ready);
+        }
+        // Other added nodes that counted as connected through this peer (the same node
+        // under another name) are dialled again.
+        for m in &mut self.manual {
+            if m.state == ManualState::Connected(peer) {
+                m.state = ManualState::Idle;
+                m.next_attempt = now;
+            }
+        }
+        let failed = matches!(p.conn_type, ConnType::Outbound | ConnType::Feeler)
+            && !p.ready
+            && !p.duplicate;
+        out.internal(Internal::PeerGone {
+            peer,
+            addr: p.addr,
+            conn_type: p.conn_type,
+            failed,
+        });
+    }
+
+    /// Marks the peer as on its way out; false if it already was (or is unknown).
+    pub fn mark_disconnecting(&mut self, peer: PeerId) -> bool {
+        match self.peers.get_mut(&peer) {
+            Some(p) if !p.disconnecting => {
+                p.disconnecting = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ----- the handshake --------------------------------------------------------------------
+
+    fn send_version(
+        &mut self,
+        peer: PeerId,
+        cfg: &CoreConfig,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let nonce: u64 = rng.gen();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.sent_version_nonce = Some(nonce);
+        let sender_port = cfg.listen_port.unwrap_or(0);
+        out.version(
+            peer,
+            Version {
+                protocol_version: cfg.protocol_version,
+                services: cfg.services,
+                timestamp: now.unix_secs() as i64,
+                receiver: NetAddress::new(p.addr, 0),
+                sender: NetAddress::new(
+                    SocketAddr::new(IpAddr::from([0u8; 4]), sender_port),
+                    cfg.services,
+                ),
+                nonce,
+                user_agent: BoundedString::truncating(&cfg.user_agent),
+                best_height: self.best_height,
+                node_id: cfg.our_node_id,
+                relay: true,
+            },
+        );
+    }
+
+    pub fn on_version(
+        &mut self,
+        peer: PeerId,
+        v: Version,
+        cfg: &CoreConfig,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let ours = self
+            .peers
+            .values()
+            .any(|p| p.sent_version_nonce == Some(v.nonce));
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.version.is_some() {
+            out.misbehaved(peer, Misbehaviour::ProtocolOrder);
+            return;
+        }
+        if v.node_id != p.node_id {
+            out.disconnect(peer, DisconnectReason::NodeIdMismatch);
+            return;
+        }
+        if v.protocol_version < cfg.min_protocol_version {
+            let reason = format!(
+                "protocol version {} is below the minimum {}",
+                v.protocol_version, cfg.min_protocol_version
+            );
+            out.reject(peer, "version", reject_code::OBSOLETE, &reason);
+            out.disconnect(peer, DisconnectReason::ObsoleteVersion(v.protocol_version));
+            return;
+        }
+        let inbound = p.conn_type == ConnType::Inbound;
+        if inbound && ours {
+            out.disconnect(peer, DisconnectReason::SelfConnection);
+            return;
+        }
+        p.version = Some(v);
+        if inbound {
+            self.send_version(peer, cfg, now, rng, out);
+        }
+        out.verack(peer);
+    }
+
+    pub fn on_verack(&mut self, peer: PeerId, out: &mut Outbox) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(version) = p.version.as_ref().filter(|_| !p.ready) else {
+            out.misbehaved_and_disconnect(peer, Misbehaviour::ProtocolOrder);
+            return;
+        };
+        p.ready = true;
+        let seen_as = Some(version.receiver.socket_addr());
+        out.internal(Internal::PeerNegotiated {
+            peer,
+            addr: p.addr,
+            conn_type: p.conn_type,
+            seen_as,
+        });
+        out.event(Event::PeerNegotiated {
+            peer,
+            user_agent: version.user_agent.to_string(),
+            version: version.protocol_version,
+            height: version.best_height,
+        });
+        if p.conn_type == ConnType::Feeler {
+            out.disconnect(peer, DisconnectReason::FeelerDone);
+            return;
+        }
+        tracing::debug!(peer, addr = %p.addr, conn = p.conn_type.name(), "handshake complete");
+    }
+
+    // ----- timers ---------------------------------------------------------------------------
+
+    /// Handshake timeouts, expired dials, and dialling: added peers, outbound slots, feelers.
+    pub fn tick(
+        &mut self,
+        cfg: &CoreConfig,
+        views: &Views,
+        book: &mut AddrMan,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        let handshake_timeout = LocalDuration::from_millis(cfg.handshake_timeout_ms);
+        for (id, p) in &self.peers {
+            if !p.disconnecting && !p.ready && now.local.since(p.connected_at) >= handshake_timeout
+            {
+                out.disconnect(*id, DisconnectReason::HandshakeTimeout);
+            }
+        }
+        let expired: Vec<DialId> = self
+            .dials
+            .iter()
+            .filter(|(_, d)| now.local.since(d.started) >= DIAL_EXPIRY)
+            .map(|(id, _)| *id)
+            .collect();
+        for dial in expired {
+            self.dial_failed(dial, now.local, out);
+        }
+        self.duplicate_dials.retain(|_, until| *until > now.local);
+        self.maintain_manual(now.local, out);
+        self.maintain_outbound(cfg, views, book, now, rng, out);
+        self.maybe_start_feeler(cfg, views, book, now, out);
+    }
+
+    fn new_dial(&mut self, kind: DialKind, now: LocalTime) -> DialId {
+        let dial = self.next_dial;
+        self.next_dial += 1;
+        self.dials.insert(dial, PendingDial { kind, started: now });
+        dial
+    }
+
+    fn maintain_manual(&mut self, now: LocalTime, out: &mut Outbox) {
+        for i in 0..self.manual.len() {
+            let m = &self.manual[i];
+            if m.state != ManualState::Idle || now < m.next_attempt {
+                continue;
+            }
+            let key = m.spec.to_string();
+            let dial = self.new_dial(DialKind::Manual(key), now);
+            let m = &mut self.manual[i];
+            m.state = ManualState::Dialing(dial);
+            m.last_attempt = Some(now);
+            let target = DialTarget {
+                host: m.spec.host.clone(),
+                port: m.spec.port,
+            };
+            out.dial(dial, target, m.node_id);
+        }
+    }
+
+    fn maintain_outbound(
+        &mut self,
+        cfg: &CoreConfig,
+        views: &Views,
+        book: &AddrMan,
+        now: Now,
+        rng: &mut StdRng,
+        out: &mut Outbox,
+    ) {
+        if cfg.connect_only {
+            return;
+        }
+        let mut started = 0;
+        while started < DIALS_PER_TICK
+            && self.auto_outbound_count() < cfg.max_outbound
+            && self.peers.len() + self.dials.len() < cfg.max_total
+        {
+            // Peers by the address we dialled and by where they listen: an inbound peer's
+            // listen address, learned from gossip, is not a new peer.
+            let connected: HashSet<SocketAddr> = self
+                .peers
+                .values()
+                .flat_map(|p| [Some(p.addr), p.listen_addr()])
+                .flatten()
+                .collect();
+            let pending: HashSet<SocketAddr> = self
+                .dials
+                .values()
+                .filter_map(|d| match d.kind {
+                    DialKind::Auto(a) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            let local = cfg.allow_local_addrs;
+            let groups: HashSet<_> = self
+                .peers
+                .values()
+                .filter(|p| p.conn_type == ConnType::Outbound)
+                .map(|p| netgroup(&p.addr, local))
+                .chain(pending.iter().map(|a| netgroup(a, local)))
+                .collect();
+            let duplicates = &self.duplicate_dials;
+            let excluded = |a: &SocketAddr| {
+                connected.contains(a)
+                    || duplicates.get(a).is_some_and(|until| *until > now.local)
+                    || pending.contains(a)
+                    || groups.contains(&netgroup(a, local))
+                    || (views.banned)(a.ip(), None)
+                    // our own listener, heard of through gossip
+                    || (a.ip().is_loopback() && Some(a.port()) == cfg.listen_port)
+            };
+            let Some(addr) = book.select(rng, now.unix_secs(), |a| !excluded(a)) else {
+                self.maybe_request_seeds(cfg, now.local, out);
+                return;
+            };
+            let dial = self.new_dial(DialKind::Auto(addr), now.local);
+            out.dial(dial, DialTarget::socket(addr), None);
+            started += 1;
+        }
+    }
+
+    /// Tests a tried address that a newcomer wants to evict: one short feeler connection at a
+    /// time, outside the outbound slots (the address book resolves the collision from how it
+    /// went).
+    fn maybe_start_feeler(
+        &mut self,
+        cfg: &CoreConfig,
+        views: &Views,
+        book: &mut AddrMan,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        if cfg.connect_only
+            || self
+                .dials
+                .values()
+                .any(|d| matches!(d.kind, DialKind::Feeler(_)))
+            || self.peers.values().any(|p| p.conn_type == ConnType::Feeler)
+            || self.peers.len() + self.dials.len() >= cfg.max_total
+        {
+            return;
+        }
+        let Some(addr) = book.collision_to_test() else {
+            return;
+        };
+        if self.peers.values().any(|p| p.addr == addr && p.ready) {
+            // Connected and working right now: that is the test passed.
+            book.mark_good(&addr, now.unix_secs());
+            return;
+        }
+        if (views.banned)(addr.ip(), None) {
+            return; // the collision timeout settles it
+        }
+        let dial = self.new_dial(DialKind::Feeler(addr), now.local);
+        out.dial(dial, DialTarget::socket(addr), None);
+    }
+
+    fn maybe_request_seeds(&mut self, cfg: &CoreConfig, now: LocalTime, out: &mut Outbox) {
+        if !cfg.have_dns_seeds || self.auto_outbound_count() > 0 {
+            return;
+        }
+        let due = self
+            .last_seed_request
+            .is_none_or(|t| now.since(t) >= SEED_RETRY);
+        if due {
+            self.last_seed_request = Some(now);
+            out.push(super::io::Output::ResolveSeeds);
+        }
+    }
+}
