@@ -884,3 +884,316 @@ impl PeerMgr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::io::Output;
+    use super::*;
+    use crate::wire::Message;
+    use rand::SeedableRng;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn at(ms: u64) -> Now {
+        Now {
+            local: LocalTime::from_millis(ms),
+            unix_ms: T0 + ms,
+        }
+    }
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    fn nobody_banned(_: IpAddr, _: Option<NodeId>) -> bool {
+        false
+    }
+
+    fn no_ping(_: PeerId) -> Option<LocalDuration> {
+        None
+    }
+
+    const VIEWS: Views = Views {
+        banned: &nobody_banned,
+        min_ping: &no_ping,
+    };
+
+    struct Fixture {
+        cfg: CoreConfig,
+        mgr: PeerMgr,
+        rng: StdRng,
+        out: Outbox,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                cfg: CoreConfig::new(id(0)),
+                mgr: PeerMgr::new(),
+                rng: StdRng::seed_from_u64(1),
+                out: Outbox::default(),
+            }
+        }
+
+        fn connect(&mut self, peer: PeerId, addr: &str, dial: Option<DialId>, n: u8, ms: u64) {
+            let addr = addr.parse().unwrap();
+            let (cfg, rng, out) = (&self.cfg, &mut self.rng, &mut self.out);
+            self.mgr.connected(
+                peer,
+                addr,
+                dial,
+                id(n),
+                cfg,
+                &VIEWS,
+                &[0; 32],
+                at(ms),
+                rng,
+                out,
+            );
+        }
+
+        fn version(&mut self, peer: PeerId, n: u8, nonce: u64) {
+            let v = Version {
+                protocol_version: self.cfg.protocol_version,
+                services: 1,
+                timestamp: 0,
+                receiver: NetAddress::new("1.1.1.1:1".parse().unwrap(), 0),
+                sender: NetAddress::new("1.1.1.1:1".parse().unwrap(), 0),
+                nonce,
+                user_agent: BoundedString::truncating("/t/"),
+                best_height: 0,
+                node_id: id(n),
+                relay: true,
+            };
+            let (cfg, rng, out) = (&self.cfg, &mut self.rng, &mut self.out);
+            self.mgr.on_version(peer, v, cfg, at(0), rng, out);
+        }
+
+        fn tick(&mut self, ms: u64, book: &mut AddrMan) {
+            let (cfg, rng, out) = (&self.cfg, &mut self.rng, &mut self.out);
+            self.mgr.tick(cfg, &VIEWS, book, at(ms), rng, out);
+        }
+
+        /// Outputs, and the internal events (disconnect requests applied as the coordinator
+        /// would).
+        fn drain(&mut self) -> (Vec<Output>, Vec<Internal>) {
+            let mut internal = Vec::new();
+            while let Some(e) = self.out.next_internal() {
+                if let Internal::DisconnectRequested { peer, reason } = &e {
+                    if self.mgr.mark_disconnecting(*peer) {
+                        self.out.push(Output::Disconnect(*peer, reason.clone()));
+                    }
+                }
+                internal.push(e);
+            }
+            (self.out.take_outputs(), internal)
+        }
+    }
+
+    fn disconnects(out: &[Output]) -> Vec<(PeerId, DisconnectReason)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Disconnect(p, r) => Some((*p, r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dials(out: &[Output]) -> Vec<(DialId, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Dial { dial, target, .. } => Some((*dial, target.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_outbound_handshake_sends_version_and_negotiates_on_verack() {
+        let mut f = Fixture::new();
+        f.mgr.one_try(
+            PeerSpec::parse("5.5.5.5:8333").unwrap(),
+            at(0).local,
+            &mut f.out,
+        );
+        let (out, _) = f.drain();
+        let dial = dials(&out)[0].0;
+        f.connect(1, "5.5.5.5:8333", Some(dial), 5, 10);
+        let (out, internal) = f.drain();
+        assert!(matches!(out[0], Output::Send(1, Message::Version(_))));
+        assert!(matches!(
+            internal[0],
+            Internal::PeerConnected {
+                conn_type: ConnType::OneTry,
+                ..
+            }
+        ));
+        f.version(1, 5, 77);
+        let (out, _) = f.drain();
+        assert_eq!(out, vec![Output::Send(1, Message::Verack)]);
+        f.mgr.on_verack(1, &mut f.out);
+        let (out, internal) = f.drain();
+        assert!(matches!(
+            internal[0],
+            Internal::PeerNegotiated { peer: 1, .. }
+        ));
+        assert!(matches!(
+            out[0],
+            Output::Event(Event::PeerNegotiated { peer: 1, .. })
+        ));
+        assert!(f.mgr.is_ready(1));
+        f.mgr.on_verack(1, &mut f.out);
+        let (out, _) = f.drain();
+        assert_eq!(
+            disconnects(&out),
+            vec![(
+                1,
+                DisconnectReason::Misbehaviour(Misbehaviour::ProtocolOrder)
+            )],
+            "a second VERACK is out of order"
+        );
+    }
+
+    #[test]
+    fn our_own_version_nonce_coming_back_is_a_self_connection() {
+        let mut f = Fixture::new();
+        f.mgr.one_try(
+            PeerSpec::parse("5.5.5.5:8333").unwrap(),
+            at(0).local,
+            &mut f.out,
+        );
+        let dial = dials(&f.drain().0)[0].0;
+        f.connect(1, "5.5.5.5:8333", Some(dial), 5, 0);
+        let nonce = match &f.drain().0[0] {
+            Output::Send(_, Message::Version(v)) => v.nonce,
+            other => panic!("{other:?}"),
+        };
+        // The same node reaches us inbound under another identity with our nonce.
+        f.connect(2, "6.6.6.6:4000", None, 6, 0);
+        f.drain();
+        f.version(2, 6, nonce);
+        assert_eq!(
+            disconnects(&f.drain().0),
+            vec![(2, DisconnectReason::SelfConnection)]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_auto_dial_is_dropped_and_its_address_rests() {
+        let mut f = Fixture::new();
+        let mut book = AddrMan::new([3; 32]);
+        let listen: SocketAddr = "7.7.7.7:8333".parse().unwrap();
+        book.add(
+            listen,
+            1,
+            "1.1.1.1:1".parse().unwrap(),
+            T0 / 1000,
+            T0 / 1000,
+        );
+        // The node at that address is already connected to us inbound, from another port.
+        f.connect(1, "7.7.7.7:50000", None, 7, 0);
+        f.drain();
+        f.tick(1_000, &mut book);
+        let (out, _) = f.drain();
+        let dial = dials(&out)[0].0;
+        f.connect(2, "7.7.7.7:8333", Some(dial), 7, 1_100);
+        let (out, internal) = f.drain();
+        assert_eq!(
+            disconnects(&out),
+            vec![(2, DisconnectReason::DuplicateNodeId)]
+        );
+        f.mgr.disconnected(2, at(1_200).local, &mut f.out);
+        let (_, internal2) = f.drain();
+        assert!(internal2
+            .iter()
+            .any(|e| matches!(e, Internal::PeerGone { failed: false, .. })));
+        assert!(!internal.is_empty());
+        for s in 2..600 {
+            f.tick(s * 1_000, &mut book);
+        }
+        assert!(
+            dials(&f.drain().0).is_empty(),
+            "not redialled for ten minutes"
+        );
+        f.tick(1_200 + DUPLICATE_DIAL_BACKOFF.as_millis(), &mut book);
+        assert_eq!(dials(&f.drain().0).len(), 1);
+    }
+
+    #[test]
+    fn an_added_peer_is_redialled_with_a_doubling_backoff() {
+        let mut f = Fixture::new();
+        f.cfg.connect_only = true;
+        let mut book = AddrMan::new([3; 32]);
+        let spec = PeerSpec::parse("8.8.8.8:8333").unwrap();
+        f.mgr.add_manual(spec, None, at(0), &mut f.out).unwrap();
+        let mut attempts = Vec::new();
+        let mut ms = 0;
+        while attempts.len() < 5 {
+            for (dial, _) in dials(&f.drain().0) {
+                attempts.push(ms);
+                f.mgr.dial_failed(dial, at(ms).local, &mut f.out);
+            }
+            ms += 100;
+            f.tick(ms, &mut book);
+        }
+        let waits: Vec<u64> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            waits[0] >= 1_000 && waits[1] >= 2_000 && waits[2] >= 4_000 && waits[3] >= 8_000,
+            "{waits:?}"
+        );
+        let added = f.mgr.added_nodes(at(ms));
+        assert_eq!(added[0].last_attempt_ms, T0 + attempts[4]);
+    }
+
+    #[test]
+    fn a_full_inbound_table_evicts_an_inbound_peer_never_an_outbound_one() {
+        let mut f = Fixture::new();
+        f.cfg.max_inbound = 30;
+        f.mgr.one_try(
+            PeerSpec::parse("5.5.5.5:8333").unwrap(),
+            at(0).local,
+            &mut f.out,
+        );
+        let dial = dials(&f.drain().0)[0].0;
+        f.connect(1, "5.5.5.5:8333", Some(dial), 5, 0);
+        for n in 0..30u8 {
+            let addr = format!("{}.0.0.1:1", 20 + n % 5);
+            f.connect(10 + n as u64, &addr, None, 100 + n, n as u64);
+        }
+        assert!(disconnects(&f.drain().0).is_empty());
+        f.connect(99, "99.0.0.1:1", None, 99, 1_000);
+        let gone = disconnects(&f.drain().0);
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!(gone[0].1, DisconnectReason::Evicted);
+        assert!(
+            (10..40).contains(&gone[0].0),
+            "an older inbound peer: {gone:?}"
+        );
+        // With every candidate protected, the newcomer is refused instead.
+        let mut f = Fixture::new();
+        f.cfg.max_inbound = 2;
+        f.connect(2, "20.0.0.1:1", None, 20, 0);
+        f.connect(3, "30.0.0.1:1", None, 30, 0);
+        f.connect(4, "40.0.0.1:1", None, 40, 0);
+        assert_eq!(
+            disconnects(&f.drain().0),
+            vec![(4, DisconnectReason::TooManyConnections)]
+        );
+    }
+
+    #[test]
+    fn the_handshake_times_out_on_monotonic_time() {
+        let mut f = Fixture::new();
+        let mut book = AddrMan::new([3; 32]);
+        f.cfg.connect_only = true;
+        f.connect(1, "20.0.0.1:1", None, 20, 0);
+        f.drain();
+        f.tick(f.cfg.handshake_timeout_ms - 1, &mut book);
+        assert!(disconnects(&f.drain().0).is_empty());
+        f.tick(f.cfg.handshake_timeout_ms, &mut book);
+        assert_eq!(
+            disconnects(&f.drain().0),
+            vec![(1, DisconnectReason::HandshakeTimeout)]
+        );
+    }
+}
