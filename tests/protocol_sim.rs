@@ -495,7 +495,7 @@ fn manual_peers_are_never_banned() {
     assert!(c.bans().is_empty());
 }
 
-/// The ADDR token bucket of src/protocol/core.rs: an inbound peer starts with 10 tokens, any
+/// The ADDR token bucket of src/protocol/addrmgr.rs: an inbound peer starts with 10 tokens, any
 /// other with `ADDR_TOKENS_MAX`; each earns `ADDR_TOKENS_PER_SEC` up to that maximum, and each
 /// address processed costs one token.
 const ADDR_TOKENS_INBOUND_START: usize = 10;

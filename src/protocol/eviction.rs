@@ -5,7 +5,7 @@
 
 use super::netgroup::NetGroup;
 use crate::types::hash::sha256d_parts;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 pub struct Candidate {
@@ -44,7 +44,7 @@ pub fn select_victim(mut cands: Vec<Candidate>, key: &[u8; 32]) -> Option<u64> {
     if cands.is_empty() {
         return None;
     }
-    let mut by_group: HashMap<NetGroup, Vec<&Candidate>> = HashMap::new();
+    let mut by_group: BTreeMap<NetGroup, Vec<&Candidate>> = BTreeMap::new();
     for c in &cands {
         by_group.entry(c.group).or_default().push(c);
     }
