@@ -6,6 +6,7 @@
 //! writer's thread, never here). It never blocks on a peer: sends go into bounded outboxes with
 //! `try_send`, and a full outbox stops that peer.
 
+use super::counts::PeerCounts;
 use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
 use super::pending::{PendingTable, Refusal};
 use super::store_writer::{StoreJob, StoreWriter};
@@ -16,7 +17,6 @@ use crate::protocol::bans::BanTarget;
 use crate::protocol::{
     AddedNodeSnapshot, CommandError, Core, DisconnectReason, Output, PeerId, PeerSnapshot,
 };
-use crate::rpc::server::PeerCounts;
 use crate::types::NetworkMagic;
 use crate::wire::Message;
 use std::collections::HashMap;

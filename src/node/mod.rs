@@ -6,6 +6,7 @@
 use crate::chain::{writer as chain_writer, Chain, ChainError, ChainOptions};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
+use crate::net::counts::PeerCounts;
 use crate::net::identity::{Identity, IdentityError};
 use crate::net::service::{Discovery, LanSettings, NetService};
 use crate::net::store::{PeerStore, PeerStoreError};
@@ -16,7 +17,7 @@ use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
 use crate::rpc::chain::chain_rpc_module_with_mempool;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
-use crate::rpc::server::{self, PeerCounts, RpcContext, RpcStartError};
+use crate::rpc::server::{self, RpcContext, RpcStartError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
