@@ -2,6 +2,7 @@
 //! per-peer I/O tasks, the network service that drives the core, and peer persistence.
 
 pub mod counts;
+pub mod error;
 pub mod identity;
 pub mod lan;
 pub mod peer;
@@ -10,3 +11,5 @@ pub mod service;
 pub mod store;
 pub mod store_writer;
 pub mod tls;
+
+pub use error::PeerError;
