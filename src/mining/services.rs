@@ -1,16 +1,15 @@
 //! Starts the mempool, wallet and miner for a running node: builds them from the config and
-//! the chain handle, spawns the task that keeps the mempool in step with the chain (and the
-//! `--mine` loop when asked), and hands back their RPC methods for the server.
+//! the chain handle, and spawns the task that keeps the mempool in step with the chain (and the
+//! `--mine` loop when asked).
 //!
-//! Owns these pieces' start and stop order only; `node` calls `start` and later `stop`.
+//! Owns these pieces' start and stop order only; `node` calls `start` and later `stop`, and
+//! builds their RPC methods (mining never depends on the RPC layer above it).
 
 use super::{default_threads, Miner};
 use crate::chain::ChainHandle;
 use crate::config::Config;
 use crate::mempool::{follow_chain, Mempool, MempoolConfig, SharedMempool};
-use crate::rpc::mempool::mempool_rpc_module;
-use crate::rpc::mining::mining_rpc_module;
-use crate::rpc::wallet::wallet_rpc_module;
+use crate::types::Address;
 use crate::wallet::{WalletError, WalletService};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -74,27 +73,15 @@ impl Services {
         })
     }
 
-    /// The mempool, mining and wallet RPC methods, to merge into the server.
-    pub fn rpc_methods(&self, config: &Config, chain: &ChainHandle) -> Vec<jsonrpsee::Methods> {
-        let mine_address = if config.mine {
-            config
-                .miner_address
-                .or_else(|| self.wallet.with(|w| Ok(w.address())).ok())
-        } else {
-            None
-        };
-        vec![
-            mempool_rpc_module(self.pool.clone(), chain.clone()).into(),
-            mining_rpc_module(
-                chain.clone(),
-                self.pool.clone(),
-                self.miner.clone(),
-                self.wallet.clone(),
-                mine_address,
-            )
-            .into(),
-            wallet_rpc_module(self.wallet.clone(), self.pool.clone(), chain.clone()).into(),
-        ]
+    /// Where `--mine` pays its blocks (`--mineraddress`, else the wallet's address), shown by
+    /// getmininginfo; `None` when the node does not mine.
+    pub fn mine_address(&self, config: &Config) -> Option<Address> {
+        if !config.mine {
+            return None;
+        }
+        config
+            .miner_address
+            .or_else(|| self.wallet.with(|w| Ok(w.address())).ok())
     }
 
     /// Ends every search and waits for the tasks (they also watch the shutdown token).

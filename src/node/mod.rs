@@ -16,8 +16,11 @@ use crate::protocol::addrman::AddrMan;
 use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
 use crate::rpc::chain::chain_rpc_module_with_mempool;
+use crate::rpc::mempool::mempool_rpc_module;
+use crate::rpc::mining::mining_rpc_module;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
 use crate::rpc::server::{self, RpcContext, RpcStartError};
+use crate::rpc::wallet::wallet_rpc_module;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,10 +164,22 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
                 shutdown.clone(),
             )
             .into(),
-        ]
-        .into_iter()
-        .chain(services.rpc_methods(&config, &chain_handle))
-        .collect(),
+            mempool_rpc_module(services.pool.clone(), chain_handle.clone()).into(),
+            mining_rpc_module(
+                chain_handle.clone(),
+                services.pool.clone(),
+                services.miner.clone(),
+                services.wallet.clone(),
+                services.mine_address(&config),
+            )
+            .into(),
+            wallet_rpc_module(
+                services.wallet.clone(),
+                services.pool.clone(),
+                chain_handle.clone(),
+            )
+            .into(),
+        ],
     )
     .await
     {
