@@ -4,20 +4,21 @@
 //! Owns the listener, the table of inbound connections in TLS set-up, the registry of live
 //! peer tasks, DNS seed resolution, and what the peer store must save (written by the store
 //! writer's thread, never here). It never blocks on a peer: sends go into bounded outboxes with
-//! `try_send`, and a full outbox stops that peer.
+//! `try_send`, and a full outbox stops that peer. It is handed the chain and the mempool by
+//! `node` and changes them only through their handles, never by owning their state.
 
 use super::counts::PeerCounts;
 use super::peer::{self, unix_millis, PeerContext, PeerEvent, PeerStats};
 use super::pending::{PendingTable, Refusal};
 use super::store_writer::{StoreJob, StoreWriter};
 use super::tls::TlsIdentity;
-use crate::chain::ChainTip;
+use crate::chain::ChainHandle;
 use crate::config::PeerSpec;
+use crate::mempool::SharedMempool;
 use crate::protocol::bans::BanTarget;
 use crate::protocol::{
     AddedNodeSnapshot, CommandError, Core, DisconnectReason, Output, PeerId, PeerSnapshot,
 };
-use crate::types::NetworkMagic;
 use crate::wire::Message;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,7 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -160,6 +161,15 @@ struct LivePeer {
 
 pub struct NetService {
     core: Core,
+    /// The chain: its published tip is the height VERSION advertises.
+    chain: ChainHandle,
+    /// For block and transaction relay: what to announce to peers and where their
+    /// transactions go.
+    #[expect(
+        dead_code,
+        reason = "read once block and transaction relay lands (a later issue; issue 10 only wires it)"
+    )]
+    mempool: SharedMempool,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -179,15 +189,16 @@ pub struct NetService {
 }
 
 impl NetService {
-    /// Builds the service. `manual` are --addnode/--connect peers.
+    /// Builds the service. `manual` are --addnode/--connect peers; the network magic is the
+    /// chain's. The handle carries the peer counts the service publishes.
     pub fn new(
-        magic: NetworkMagic,
         tls: TlsIdentity,
         mut core: Core,
         writer: StoreWriter,
         manual: Vec<PeerSpec>,
         discovery: Discovery,
-        counts: Arc<PeerCounts>,
+        chain: ChainHandle,
+        mempool: SharedMempool,
     ) -> (NetService, NetHandle) {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -206,6 +217,7 @@ impl NetService {
             }
         }
         let totals = Arc::new(Totals::default());
+        let counts = Arc::new(PeerCounts::default());
         let max_inbound_per_ip = core.config().max_inbound_per_ip;
         let handle = NetHandle {
             commands: commands_tx,
@@ -215,7 +227,7 @@ impl NetService {
         let service = NetService {
             core,
             ctx: Arc::new(PeerContext {
-                magic,
+                magic: chain.params().magic,
                 tls,
                 events: events_tx,
                 budget: peer::HeldBudget::default(),
@@ -233,18 +245,14 @@ impl NetService {
             totals,
             found_tx,
             found_rx,
+            chain,
+            mempool,
         };
         (service, handle)
     }
 
-    /// Runs until `shutdown`, then stops every peer and saves the peer store. `chain_tip` gives
-    /// the height advertised in VERSION.
-    pub async fn run(
-        mut self,
-        listener: Option<TcpListener>,
-        chain_tip: watch::Receiver<ChainTip>,
-        shutdown: CancellationToken,
-    ) {
+    /// Runs until `shutdown`, then stops every peer and saves the peer store.
+    pub async fn run(mut self, listener: Option<TcpListener>, shutdown: CancellationToken) {
         self.resolve_bootstrap_hosts();
         let _lan = self.discovery.lan.and_then(|lan| {
             match super::lan::LanDiscovery::start(
@@ -269,7 +277,7 @@ impl NetService {
         persist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // A VERSION sent while handling the next event carries the current height.
-            self.core.set_best_height(chain_tip.borrow().height);
+            self.core.set_best_height(self.chain.tip().height);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = accept(listener.as_ref()) => self.on_accept(accepted),
