@@ -3,8 +3,10 @@
 //!
 //! It makes no protocol decisions: decoded messages go to the network service, which answers
 //! through the outbox. Every await on the peer has a timeout; a peer that cannot keep up with
-//! its outbox is stopped by the service, never buffered without bound.
+//! its outbox is stopped by the service, never buffered without bound. Why a task ended (or a
+//! dial failed) goes to the service as a typed `PeerError`.
 
+use super::error::PeerError;
 use super::tls::{self, TlsIdentity};
 use crate::protocol::{DialId, DialTarget, PeerId};
 use crate::types::{NetworkMagic, NodeId};
@@ -143,12 +145,12 @@ pub enum PeerEvent {
     /// The connection ended (or an inbound TLS handshake failed before `Connected`).
     Closed {
         peer: PeerId,
-        reason: String,
+        reason: PeerError,
     },
     DialFailed {
         dial: DialId,
         target: DialTarget,
-        error: String,
+        error: PeerError,
     },
 }
 
@@ -214,16 +216,17 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
     }
 }
 
-/// Awaits `fut` within `limit`; a failure or the timeout becomes "`what`: reason".
-async fn within<T, E: std::fmt::Display>(
+/// Awaits `fut` within `limit`: its error becomes `failed(error)`, the limit `timed_out`.
+async fn within<T, E>(
     limit: Duration,
-    what: &str,
     fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+    failed: impl FnOnce(E) -> PeerError,
+    timed_out: PeerError,
+) -> Result<T, PeerError> {
     match tokio::time::timeout(limit, fut).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: timed out")),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(timed_out),
     }
 }
 
@@ -242,15 +245,27 @@ pub async fn run_inbound(
     let _ = tcp.set_nodelay(true);
     let accepted = async {
         let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-        let start = within(CLIENT_HELLO_TIMEOUT, "TLS ClientHello", hello).await?;
+        let start = within(
+            CLIENT_HELLO_TIMEOUT,
+            hello,
+            PeerError::ClientHello,
+            PeerError::ClientHelloTimeout,
+        )
+        .await?;
         let handshake = start.into_stream(ctx.tls.server_config());
-        let stream = within(TLS_AFTER_HELLO_TIMEOUT, "TLS", handshake).await?;
-        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
-        Ok::<_, String>((stream, node_id))
+        let stream = within(
+            TLS_AFTER_HELLO_TIMEOUT,
+            handshake,
+            |e| PeerError::tls_handshake(addr, e),
+            PeerError::TlsTimeout { addr },
+        )
+        .await?;
+        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(PeerError::Certificate)?;
+        Ok::<_, PeerError>((stream, node_id))
     };
     let accepted = tokio::select! {
         accepted = accepted => accepted,
-        _ = evicted.cancelled() => Err("dropped for a newer pending connection".to_string()),
+        _ = evicted.cancelled() => Err(PeerError::Evicted),
     };
     let (stream, node_id) = match accepted {
         Ok(accepted) => accepted,
@@ -274,18 +289,24 @@ pub async fn run_outbound(
 ) {
     let connected = async {
         let addr = crate::protocol::netgroup::canonical_addr(resolve(&target).await?);
-        let connecting = format!("connect to {addr}");
-        let tcp = within(CONNECT_TIMEOUT, &connecting, TcpStream::connect(addr)).await?;
+        let tcp = within(
+            CONNECT_TIMEOUT,
+            TcpStream::connect(addr),
+            |source| PeerError::Connect { addr, source },
+            PeerError::ConnectTimeout { addr },
+        )
+        .await?;
         let _ = tcp.set_nodelay(true);
         let handshake = ctx.tls.connector(expected).connect(tls::server_name(), tcp);
         let stream = within(
             TLS_HANDSHAKE_TIMEOUT,
-            &format!("TLS with {addr}"),
             handshake,
+            |e| PeerError::tls_handshake(addr, e),
+            PeerError::TlsTimeout { addr },
         )
         .await?;
-        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(|e| e.to_string())?;
-        Ok::<_, String>((addr, stream, node_id))
+        let node_id = tls::peer_node_id(stream.get_ref().1).map_err(PeerError::Certificate)?;
+        Ok::<_, PeerError>((addr, stream, node_id))
     };
     let (addr, stream, node_id) = match connected.await {
         Ok(connected) => connected,
@@ -315,15 +336,27 @@ pub async fn run_outbound(
     .await;
 }
 
-async fn resolve(target: &DialTarget) -> Result<SocketAddr, String> {
+async fn resolve(target: &DialTarget) -> Result<SocketAddr, PeerError> {
     if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, target.port));
     }
     let lookup = tokio::net::lookup_host((target.host.as_str(), target.port));
-    within(CONNECT_TIMEOUT, &format!("cannot resolve {target}"), lookup)
-        .await?
-        .next()
-        .ok_or_else(|| format!("{target}: no address found"))
+    within(
+        CONNECT_TIMEOUT,
+        lookup,
+        |source| PeerError::Resolve {
+            target: target.to_string(),
+            source,
+        },
+        PeerError::ResolveTimeout {
+            target: target.to_string(),
+        },
+    )
+    .await?
+    .next()
+    .ok_or_else(|| PeerError::NoAddress {
+        target: target.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -369,10 +402,10 @@ async fn run_session<S>(
         tokio::select! {
             _ = stop.cancelled() => {
                 drain(&mut framed, &mut outbox).await;
-                break "stopped by the node".to_string();
+                break PeerError::Stopped;
             }
             queued = outbox.recv() => {
-                let Some(message) = queued else { break "outbox closed".to_string() };
+                let Some(message) = queued else { break PeerError::OutboxClosed };
                 if let Err(e) = write_batch(&mut framed, &mut outbox, message).await {
                     break e;
                 }
@@ -395,15 +428,15 @@ async fn run_session<S>(
                         held = hold(&ctx.budget, &peer_budget, wire_bytes) => held,
                         _ = stop.cancelled() => {
                             drain(&mut framed, &mut outbox).await;
-                            break "stopped by the node".to_string();
+                            break PeerError::Stopped;
                         }
                     };
                     let event = PeerEvent::Received { peer, message, held };
                     if ctx.events.send(event).await.is_err() {
-                        break "node shutting down".to_string();
+                        break PeerError::ServiceGone;
                     }
                 }
-                Some(Err(WireError::Io(e))) => break format!("read error: {e}"),
+                Some(Err(WireError::Io(e))) => break PeerError::Read(e),
                 Some(Err(error)) => {
                     // The stream cannot be resynchronised: stop reading, let the service
                     // decide (score, REJECT), and wait for its stop.
@@ -414,9 +447,9 @@ async fn run_session<S>(
                         _ = stop.cancelled() => drain(&mut framed, &mut outbox).await,
                         _ = &mut grace => {}
                     }
-                    break "protocol error".to_string();
+                    break PeerError::ProtocolBroken;
                 }
-                None => break "closed by peer".to_string(),
+                None => break PeerError::ClosedByPeer,
             },
         }
     };
@@ -429,7 +462,7 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, CountingCodec>,
     outbox: &mut mpsc::Receiver<Message>,
     first: Message,
-) -> Result<(), String> {
+) -> Result<(), PeerError> {
     let write = async {
         framed.feed(first).await?;
         for _ in 0..64 {
@@ -442,8 +475,8 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     };
     match tokio::time::timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write error: {e}")),
-        Err(_) => Err("write timed out".to_string()),
+        Ok(Err(e)) => Err(PeerError::Write(e)),
+        Err(_) => Err(PeerError::WriteTimeout),
     }
 }
 
@@ -466,6 +499,52 @@ mod tests {
     use super::*;
     use crate::net::identity::Identity;
     use crate::wire::{InvItem, InvKind};
+
+    /// A dial to a pinned identity that finds another node is told apart from other TLS
+    /// failures, so the service (and its log) can say that someone else answers there.
+    #[tokio::test]
+    async fn a_pinned_dial_answered_by_another_node_fails_as_an_identity_mismatch() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let [ours, theirs, pinned] =
+            [0, 1, 2].map(|i| Identity::load_or_create(dirs[i].path()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsIdentity::new(&theirs).unwrap().acceptor();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = acceptor.accept(tcp).await;
+        });
+        let (events_tx, mut events) = mpsc::channel(4);
+        let ctx = Arc::new(PeerContext {
+            magic: crate::params::REGTEST.magic,
+            tls: TlsIdentity::new(&ours).unwrap(),
+            events: events_tx,
+            budget: HeldBudget::default(),
+        });
+        let target = DialTarget {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        };
+        run_outbound(1, 7, target, Some(pinned.node_id()), ctx).await;
+        match events.recv().await {
+            Some(PeerEvent::DialFailed {
+                dial: 7,
+                error:
+                    PeerError::IdentityMismatch {
+                        addr: failed_at,
+                        expected,
+                        presented,
+                    },
+                ..
+            }) => {
+                assert_eq!(failed_at, addr);
+                assert_eq!(expected, pinned.node_id());
+                assert_eq!(presented, theirs.node_id());
+            }
+            Some(PeerEvent::DialFailed { error, .. }) => panic!("wrong error: {error}"),
+            _ => panic!("expected DialFailed"),
+        }
+    }
 
     /// Hardening issue, defect 8: the queue between peer tasks and the core was bounded in
     /// messages, not bytes (4,096 × a 4 MiB block). A peer's task now stops reading once its

@@ -4,22 +4,23 @@
 //! Owns the listener, the table of inbound connections in TLS set-up, the registry of live
 //! peer tasks, DNS seed resolution, and what the peer store must save (written by the store
 //! writer's thread, never here). It never blocks on a peer: sends go into bounded outboxes with
-//! `try_send`, and a full outbox stops that peer.
+//! `try_send`, and a full outbox stops that peer. It is handed the chain and the mempool by
+//! `node` and changes them only through their handles, never by owning their state.
 
+use super::counts::PeerCounts;
 use super::peer::{self, PeerContext, PeerEvent, PeerStats};
 use super::pending::{PendingTable, Refusal};
 use super::store_writer::{StoreJob, StoreWriter};
 use super::tls::TlsIdentity;
-use crate::chain::ChainTip;
+use crate::chain::ChainHandle;
 use crate::config::PeerSpec;
+use crate::mempool::SharedMempool;
 use crate::protocol::bans::BanTarget;
 use crate::protocol::{
     AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
     Persist,
 };
-use crate::rpc::server::PeerCounts;
 use crate::time::{Clock, LocalTime, Now, SystemClock};
-use crate::types::NetworkMagic;
 use crate::wire::Message;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,15 @@ pub struct NetService {
     next_tick: LocalTime,
     /// Saves the store writer could not take this turn, handed back to the core after it.
     deferred: Vec<Persist>,
+    /// The chain: its published tip is the height VERSION advertises.
+    chain: ChainHandle,
+    /// For block and transaction relay: what to announce to peers and where their
+    /// transactions go.
+    #[expect(
+        dead_code,
+        reason = "read once block and transaction relay lands (a later issue; issue 10 only wires it)"
+    )]
+    mempool: SharedMempool,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -185,15 +195,16 @@ pub struct NetService {
 }
 
 impl NetService {
-    /// Builds the service. `manual` are --addnode/--connect peers.
+    /// Builds the service. `manual` are --addnode/--connect peers; the network magic is the
+    /// chain's. The handle carries the peer counts the service publishes.
     pub fn new(
-        magic: NetworkMagic,
         tls: TlsIdentity,
         mut core: Core,
         writer: StoreWriter,
         manual: Vec<PeerSpec>,
         discovery: Discovery,
-        counts: Arc<PeerCounts>,
+        chain: ChainHandle,
+        mempool: SharedMempool,
     ) -> (NetService, NetHandle) {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -217,6 +228,7 @@ impl NetService {
             }
         }
         let totals = Arc::new(Totals::default());
+        let counts = Arc::new(PeerCounts::default());
         let max_inbound_per_ip = core.config().max_inbound_per_ip;
         let handle = NetHandle {
             commands: commands_tx,
@@ -229,7 +241,7 @@ impl NetService {
             next_tick: LocalTime::default(),
             deferred: Vec::new(),
             ctx: Arc::new(PeerContext {
-                magic,
+                magic: chain.params().magic,
                 tls,
                 events: events_tx,
                 budget: peer::HeldBudget::default(),
@@ -247,18 +259,14 @@ impl NetService {
             totals,
             found_tx,
             found_rx,
+            chain,
+            mempool,
         };
         (service, handle)
     }
 
-    /// Runs until `shutdown`, then stops every peer and saves the peer store. `chain_tip` gives
-    /// the height advertised in VERSION.
-    pub async fn run(
-        mut self,
-        listener: Option<TcpListener>,
-        chain_tip: watch::Receiver<ChainTip>,
-        shutdown: CancellationToken,
-    ) {
+    /// Runs until `shutdown`, then stops every peer and saves the peer store.
+    pub async fn run(mut self, listener: Option<TcpListener>, shutdown: CancellationToken) {
         self.resolve_bootstrap_hosts();
         let _lan = self.discovery.lan.and_then(|lan| {
             match super::lan::LanDiscovery::start(
@@ -277,7 +285,7 @@ impl NetService {
                 }
             }
         });
-        let mut chain_tip = chain_tip;
+        let mut chain_tip = self.chain.tip_receiver();
         let height = chain_tip.borrow_and_update().height;
         self.feed(Input::TipChanged { height });
         self.feed(Input::Tick);

@@ -1,11 +1,16 @@
-//! Wiring: opens the datadir, loads the identity, binds the listeners, starts the RPC server,
-//! waits for a shutdown request, and tears everything down in order.
+//! Wiring: opens the datadir, loads the identity, binds the listeners, then creates and owns the
+//! chain writer, the mempool (and its chain follower), the miner, the network service (handed
+//! the chain and the mempool) and the RPC server, waits for a shutdown request, and tears
+//! everything down in order: RPC, network, miner, mempool follower, chain.
 //!
-//! Owns start-up and shutdown order only; no protocol or chain logic lives here.
+//! Owns start-up and shutdown order only; no protocol, chain or mempool logic lives here, and
+//! no lower layer creates a part another layer shares (the mempool is made here, not in mining).
 
 use crate::chain::{writer as chain_writer, Chain, ChainError, ChainOptions};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
+use crate::mempool::{follow_chain, Mempool, MempoolConfig, SharedMempool};
+use crate::mining::services::Services;
 use crate::net::identity::{Identity, IdentityError};
 use crate::net::service::{Discovery, LanSettings, NetService};
 use crate::net::store::{PeerStore, PeerStoreError};
@@ -15,8 +20,11 @@ use crate::protocol::addrman::AddrMan;
 use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
 use crate::rpc::chain::chain_rpc_module_with_mempool;
+use crate::rpc::mempool::mempool_rpc_module;
+use crate::rpc::mining::mining_rpc_module;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
-use crate::rpc::server::{self, PeerCounts, RpcContext, RpcStartError};
+use crate::rpc::server::{self, RpcContext, RpcStartError};
+use crate::rpc::wallet::wallet_rpc_module;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,7 +90,6 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     let core_config = core_config(&config, &identity, p2p_addr);
     let user_agent = core_config.user_agent.clone();
     let core = Core::new(core_config, addrman, bans);
-    let peer_counts = Arc::new(PeerCounts::default());
     let manual = if config.connect.is_empty() {
         config.addnode.clone()
     } else {
@@ -101,15 +108,43 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             _ => None,
         },
     };
+
+    // The chain before the mempool, the miner and the network service, which all work through
+    // it; after the cheap start-up checks above, so they fail before a long chain open.
+    // One store per network, so a datadir can be used on several (as bitcoind's subdirs).
+    let chain_path = datadir.file("chain").join(config.network.name());
+    let options = ChainOptions {
+        max_pending_blocks: config.state_flush_blocks,
+        ..ChainOptions::default()
+    };
+    let chain = Chain::open(&chain_path, params, options)?;
+    let (chain_handle, chain_thread) = chain_writer::spawn(chain);
+
+    // The mempool follows the chain from before anything can submit a block (the miner, RPC,
+    // peers), so it sees every connect and disconnect.
+    let mempool = SharedMempool::new(Mempool::new(mempool_config(&config), params.magic));
+    let mempool_follower = tokio::spawn(follow_chain(
+        mempool.clone(),
+        chain_handle.clone(),
+        chain_handle.subscribe(),
+        shutdown.clone(),
+    ));
+    // Never verify the same signature twice: blocks skip what the mempool already checked.
+    chain_handle.set_verified_transactions(Arc::new(mempool.clone()));
+    let mining = Services::start(&config, &chain_handle, mempool.clone(), &shutdown)?;
+
+    // The network service last of the long-running parts: it is handed the chain and the
+    // mempool it will relay from.
     let (net_service, net_handle) = NetService::new(
-        params.magic,
         tls,
         core,
         store_writer,
         manual,
         discovery,
-        peer_counts.clone(),
+        chain_handle.clone(),
+        mempool.clone(),
     );
+    let peer_counts = net_handle.counts.clone();
     let net_methods = NetRpc::new(
         net_handle,
         NetFacts {
@@ -121,18 +156,6 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     )
     .into_rpc();
 
-    // One store per network, so a datadir can be used on several (as bitcoind's subdirs).
-    let chain_path = datadir.file("chain").join(config.network.name());
-    let options = ChainOptions {
-        max_pending_blocks: config.state_flush_blocks,
-        ..ChainOptions::default()
-    };
-    let chain = Chain::open(&chain_path, params, options)?;
-    let (chain_handle, chain_thread) = chain_writer::spawn(chain);
-    let services = crate::mining::services::Services::start(&config, &chain_handle, &shutdown)?;
-    // Never verify the same signature twice: blocks skip what the mempool already checked.
-    chain_handle.set_verified_transactions(Arc::new(services.pool.clone()));
-    let tip_rx = chain_handle.tip_receiver();
     let cookie_password = datadir.write_cookie()?;
     let mut credentials = vec![(COOKIE_USER, cookie_password.as_str())];
     if let Some((user, password)) = &config.rpc_credentials {
@@ -143,8 +166,8 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         node_id: identity.node_id(),
         p2p_addr,
         started,
-        chain: tip_rx,
-        peers: peer_counts.clone(),
+        chain: chain_handle.tip_receiver(),
+        peers: peer_counts,
         shutdown: shutdown.clone(),
     };
     let (rpc_handle, rpc_addr) = match server::start(
@@ -156,14 +179,21 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             net_methods.into(),
             chain_rpc_module_with_mempool(
                 chain_handle.clone(),
-                Arc::new(services.pool.clone()),
+                Arc::new(mempool.clone()),
                 shutdown.clone(),
             )
             .into(),
-        ]
-        .into_iter()
-        .chain(services.rpc_methods(&config, &chain_handle))
-        .collect(),
+            mempool_rpc_module(mempool.clone(), chain_handle.clone()).into(),
+            mining_rpc_module(
+                chain_handle.clone(),
+                mempool.clone(),
+                mining.miner.clone(),
+                mining.wallet.clone(),
+                mining.mine_address(&config),
+            )
+            .into(),
+            wallet_rpc_module(mining.wallet.clone(), mempool.clone(), chain_handle.clone()).into(),
+        ],
     )
     .await
     {
@@ -184,8 +214,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         "noded ready"
     );
 
-    let net_task =
-        tokio::spawn(net_service.run(listener, chain_handle.tip_receiver(), shutdown.clone()));
+    let net_task = tokio::spawn(net_service.run(listener, shutdown.clone()));
 
     wait_for_shutdown(&shutdown).await?;
     tracing::info!("shutting down");
@@ -201,12 +230,17 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             "RPC calls still running at shutdown were abandoned"
         );
     }
-    // The service stops its peers and saves the peer store before it returns.
+    // The service stops its peers and saves the peer store before it returns; with it go its
+    // chain handle and mempool, so no peer can submit a block or transaction after this.
     if let Err(e) = net_task.await {
         tracing::warn!(error = %e, "network service ended abnormally");
     }
-    // Mempool follower and miner: the miner may be submitting, so before the chain stops.
-    services.stop().await;
+    // The miner may be submitting, so it stops before the chain does.
+    mining.stop().await;
+    // The follower reads the chain store for every event: it stops before the store closes.
+    if let Err(e) = mempool_follower.await {
+        tracing::warn!(error = %e, "the mempool's chain follower ended abnormally");
+    }
     // Last writer to stop: flushes the chain store.
     if let Err(e) = chain_handle.shutdown().await {
         tracing::error!(error = %e, "chain shutdown failed");
@@ -228,6 +262,15 @@ async fn wait_for_shutdown(shutdown: &CancellationToken) -> Result<(), NodeError
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// The mempool's limits from the node's configuration; the rest are the pool's defaults.
+fn mempool_config(config: &Config) -> MempoolConfig {
+    MempoolConfig {
+        max_bytes: config.max_mempool_bytes,
+        expiry_secs: config.mempool_expiry_secs,
+        ..MempoolConfig::default()
+    }
 }
 
 /// The protocol core's settings from the node's configuration.

@@ -4,6 +4,7 @@
 //! Reads go to the chain's read handle and published tip; writes are commands to the chain
 //! writer, awaited without holding anything. Never blocks the writer on a reader.
 
+use super::error::{code, error_object};
 use crate::chain::reader::ChainTipInfo;
 use crate::chain::store::IndexRecord;
 use crate::chain::work::difficulty;
@@ -20,38 +21,26 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// bitcoind error codes used here.
-pub mod code {
-    pub const MISC_ERROR: i32 = -1;
-    pub const INVALID_ADDRESS_OR_KEY: i32 = -5;
-    pub const INVALID_PARAMETER: i32 = -8;
-    pub const DESERIALIZATION_ERROR: i32 = -22;
-    pub const DATABASE_ERROR: i32 = -20;
-    pub const INTERNAL_ERROR: i32 = -32603;
-}
-
-fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(code, message.into(), None::<()>)
-}
-
 fn chain_error(e: ChainError) -> ErrorObjectOwned {
     match e {
-        ChainError::UnknownBlock(_) => error(code::INVALID_ADDRESS_OR_KEY, "Block not found"),
+        ChainError::UnknownBlock(_) => {
+            error_object(code::INVALID_ADDRESS_OR_KEY, "Block not found")
+        }
         ChainError::Corrupt { .. } | ChainError::Store(_) => {
-            error(code::DATABASE_ERROR, e.to_string())
+            error_object(code::DATABASE_ERROR, e.to_string())
         }
         ChainError::InvalidBlock { .. }
         | ChainError::TxIndexSyncing { .. }
         | ChainError::KnownInvalid(_)
         | ChainError::CannotInvalidateGenesis
-        | ChainError::Cancelled => error(code::MISC_ERROR, e.to_string()),
-        other => error(code::INTERNAL_ERROR, other.to_string()),
+        | ChainError::Cancelled => error_object(code::MISC_ERROR, e.to_string()),
+        other => error_object(code::INTERNAL_ERROR, other.to_string()),
     }
 }
 
 fn parse_hash(text: &str, what: &str) -> Result<Hash256, ErrorObjectOwned> {
     text.parse().map_err(|_| {
-        error(
+        error_object(
             code::INVALID_PARAMETER,
             format!("{what} must be 64 hex characters, not '{text}'"),
         )
@@ -163,7 +152,7 @@ impl ChainRpc {
             .reader()
             .index_record(hash)
             .map_err(chain_error)?
-            .ok_or_else(|| error(code::INVALID_ADDRESS_OR_KEY, "Block not found"))
+            .ok_or_else(|| error_object(code::INVALID_ADDRESS_OR_KEY, "Block not found"))
     }
 
     fn median_time(&self, record: &IndexRecord) -> Result<u64, ErrorObjectOwned> {
@@ -271,7 +260,7 @@ impl ChainRpc {
         } else {
             " (this node keeps no transaction index, so only mempool transactions are found)"
         };
-        Err(error(
+        Err(error_object(
             code::INVALID_ADDRESS_OR_KEY,
             format!("No such mempool or blockchain transaction{hint}"),
         ))
@@ -318,7 +307,7 @@ impl ChainApiServer for ChainRpc {
             .reader()
             .block_hash(height)
             .map_err(chain_error)?
-            .ok_or_else(|| error(code::INVALID_PARAMETER, "Block height out of range"))
+            .ok_or_else(|| error_object(code::INVALID_PARAMETER, "Block height out of range"))
     }
 
     fn getblock(&self, blockhash: String, verbosity: Option<u8>) -> RpcResult<Value> {
@@ -329,17 +318,17 @@ impl ChainApiServer for ChainRpc {
                 let bytes = reader
                     .block_bytes(&hash)
                     .map_err(chain_error)?
-                    .ok_or_else(|| error(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+                    .ok_or_else(|| error_object(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
                 Ok(json!(hex::encode(bytes)))
             }
             v @ (1 | 2) => {
                 let block = reader
                     .block(&hash)
                     .map_err(chain_error)?
-                    .ok_or_else(|| error(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
+                    .ok_or_else(|| error_object(code::INVALID_ADDRESS_OR_KEY, "Block not found"))?;
                 self.block_json(&hash, &block, v)
             }
-            other => Err(error(
+            other => Err(error_object(
                 code::INVALID_PARAMETER,
                 format!("verbosity must be 0, 1 or 2, not {other}"),
             )),
@@ -391,7 +380,7 @@ impl ChainApiServer for ChainRpc {
 
     fn getaccount(&self, address: String) -> RpcResult<Value> {
         let parsed: Address = address.parse().map_err(|_| {
-            error(
+            error_object(
                 code::INVALID_ADDRESS_OR_KEY,
                 format!("Invalid address '{address}': an address is 40 hex characters"),
             )
@@ -412,10 +401,11 @@ impl ChainApiServer for ChainRpc {
     }
 
     async fn submitblock(&self, hexdata: String) -> RpcResult<Option<String>> {
-        let bytes = hex::decode(hexdata.trim())
-            .map_err(|_| error(code::DESERIALIZATION_ERROR, "Block decode failed: not hex"))?;
+        let bytes = hex::decode(hexdata.trim()).map_err(|_| {
+            error_object(code::DESERIALIZATION_ERROR, "Block decode failed: not hex")
+        })?;
         let block: Block = encoding::decode_exact(&bytes).map_err(|e| {
-            error(
+            error_object(
                 code::DESERIALIZATION_ERROR,
                 format!("Block decode failed: {e}"),
             )

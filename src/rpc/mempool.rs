@@ -7,6 +7,7 @@
 use crate::chain::ChainHandle;
 use crate::mempool::{MempoolEntry, MempoolError, SharedMempool};
 use crate::rpc::chain::{transaction_json, MempoolTxLookup};
+use crate::rpc::error::{code, error_object};
 use crate::types::{Hash256, Transaction};
 use crate::wallet::tx_from_hex;
 use jsonrpsee::core::RpcResult;
@@ -15,28 +16,10 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Value};
 
-/// bitcoind error codes used by the mempool, mining and wallet methods.
-pub mod code {
-    pub const TYPE_ERROR: i32 = -3;
-    pub const WALLET_ERROR: i32 = -4;
-    pub const INVALID_ADDRESS_OR_KEY: i32 = -5;
-    pub const WALLET_INSUFFICIENT_FUNDS: i32 = -6;
-    pub const INVALID_PARAMETER: i32 = -8;
-    pub const DESERIALIZATION_ERROR: i32 = -22;
-    pub const VERIFY_REJECTED: i32 = -26;
-    pub const VERIFY_ALREADY_IN_CHAIN: i32 = -27;
-    pub const MISC_ERROR: i32 = -1;
-    pub const INTERNAL_ERROR: i32 = -32603;
-}
-
 /// Most txids `getrawmempool` lists (keeps a response well under the server's size limit).
 pub const MAX_RAWMEMPOOL: usize = 100_000;
 /// Most entries `getrawmempool true` describes.
 pub const MAX_RAWMEMPOOL_VERBOSE: usize = 20_000;
-
-pub(crate) fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(code, message.into(), None::<()>)
-}
 
 /// The JSON-RPC error for a refusal: -26, the reason code first in the message and in data.
 pub fn rejection(e: &MempoolError) -> ErrorObjectOwned {
@@ -49,7 +32,7 @@ pub fn rejection(e: &MempoolError) -> ErrorObjectOwned {
 
 pub(crate) fn parse_txid(text: &str) -> Result<Hash256, ErrorObjectOwned> {
     text.parse().map_err(|_| {
-        error(
+        error_object(
             code::INVALID_PARAMETER,
             format!("txid must be 64 hex characters, not '{text}'"),
         )
@@ -174,15 +157,15 @@ impl MempoolApiServer for MempoolRpc {
     fn getmempoolentry(&self, txid: String) -> RpcResult<Value> {
         let txid = parse_txid(&txid)?;
         let pool = self.pool.lock();
-        let entry = pool
-            .get(&txid)
-            .ok_or_else(|| error(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool"))?;
+        let entry = pool.get(&txid).ok_or_else(|| {
+            error_object(code::INVALID_ADDRESS_OR_KEY, "Transaction not in mempool")
+        })?;
         Ok(entry_json(entry, pool.is_future(&txid)))
     }
 
     fn sendrawtransaction(&self, hexstring: String) -> RpcResult<Hash256> {
         let tx = tx_from_hex(&hexstring).map_err(|e| {
-            error(
+            error_object(
                 code::DESERIALIZATION_ERROR,
                 format!("TX decode failed: {e}"),
             )

@@ -4,7 +4,7 @@
 //! Amounts are integers in base units. `generate*` mine on the node itself, one block after
 //! another, each connected before the next is built; on regtest that is instant.
 
-use super::mempool::{code, error};
+use super::error::{code, error_object};
 use crate::chain::work::difficulty;
 use crate::chain::ChainHandle;
 use crate::mempool::SharedMempool;
@@ -89,7 +89,7 @@ pub fn mining_rpc_module(
 
 pub(crate) fn parse_address(text: &str) -> Result<Address, ErrorObjectOwned> {
     text.parse().map_err(|_| {
-        error(
+        error_object(
             code::INVALID_ADDRESS_OR_KEY,
             format!("Invalid address '{text}': an address is 40 hex characters"),
         )
@@ -98,8 +98,8 @@ pub(crate) fn parse_address(text: &str) -> Result<Address, ErrorObjectOwned> {
 
 fn mining_error(e: MiningError) -> ErrorObjectOwned {
     match e {
-        MiningError::ShuttingDown => error(code::MISC_ERROR, e.to_string()),
-        other => error(code::INTERNAL_ERROR, other.to_string()),
+        MiningError::ShuttingDown => error_object(code::MISC_ERROR, e.to_string()),
+        other => error_object(code::INTERNAL_ERROR, other.to_string()),
     }
 }
 
@@ -111,7 +111,7 @@ impl MiningRpc {
         maxtries: Option<u64>,
     ) -> RpcResult<Vec<Hash256>> {
         if nblocks > MAX_GENERATE {
-            return Err(error(
+            return Err(error_object(
                 code::INVALID_PARAMETER,
                 format!("nblocks {nblocks} is more than {MAX_GENERATE} per call"),
             ));
@@ -202,7 +202,7 @@ impl MiningApiServer for MiningRpc {
         let address = self
             .wallet
             .with(|w| Ok(w.address()))
-            .map_err(|e| error(code::WALLET_ERROR, e.to_string()))?;
+            .map_err(|e| error_object(code::WALLET_ERROR, e.to_string()))?;
         self.generate_to(nblocks, address, maxtries).await
     }
 }

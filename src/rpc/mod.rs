@@ -1,5 +1,8 @@
 //! The control plane: JSON-RPC over HTTP and WebSocket (jsonrpsee), its authentication, its
-//! error codes, and the built-in client.
+//! error codes (one table, `error::code`), and the built-in client.
+//!
+//! The top layer below `node`: it reads and commands the chain, mempool, miner and network
+//! through their handles and must never own their state or be imported by them.
 
 pub mod auth;
 pub mod chain;

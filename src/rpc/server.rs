@@ -6,6 +6,7 @@
 use super::auth::AuthLayer;
 use super::error::RpcError;
 use crate::chain::ChainTip;
+use crate::net::counts::PeerCounts;
 use crate::params::Network;
 use crate::types::block::MAX_BLOCK_SIZE;
 use crate::types::{Hash256, NodeId};
@@ -13,7 +14,7 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::server::{BatchRequestConfig, HttpRequest, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -31,13 +32,6 @@ pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
 /// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Peer counts, updated by the networking side.
-#[derive(Debug, Default)]
-pub struct PeerCounts {
-    pub inbound: AtomicUsize,
-    pub outbound: AtomicUsize,
-}
 
 /// What the RPC methods can see of the node.
 pub struct RpcContext {

@@ -4,7 +4,8 @@
 //! state at the chain tip; `getbalance` with `pending=true` also subtracts what the account's
 //! mempool transactions will spend (incoming mempool transfers are not counted).
 
-use super::mempool::{code, error, rejection};
+use super::error::{code, error_object};
+use super::mempool::rejection;
 use super::mining::parse_address;
 use crate::chain::state::AccountView;
 use crate::chain::ChainHandle;
@@ -89,8 +90,8 @@ fn wallet_error(e: WalletError) -> ErrorObjectOwned {
             e.to_string(),
             Some(json!({ "reason": "insufficient-funds" })),
         ),
-        WalletError::BadAmount => error(code::TYPE_ERROR, e.to_string()),
-        _ => error(code::WALLET_ERROR, e.to_string()),
+        WalletError::BadAmount => error_object(code::TYPE_ERROR, e.to_string()),
+        _ => error_object(code::WALLET_ERROR, e.to_string()),
     }
 }
 
@@ -143,7 +144,7 @@ impl WalletApiServer for WalletRpc {
         for a in addresses {
             total = total
                 .checked_add(self.balance_of(&a, pending))
-                .ok_or_else(|| error(code::INTERNAL_ERROR, "balance overflow"))?;
+                .ok_or_else(|| error_object(code::INTERNAL_ERROR, "balance overflow"))?;
         }
         Ok(total)
     }

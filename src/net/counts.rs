@@ -1,0 +1,14 @@
+//! Live connection counts the network service publishes for readers outside it (getinfo,
+//! getconnectioncount) without a round trip to the service.
+//!
+//! Owns the counters only; nothing but the network service may write them. Each counter is
+//! stored on its own, so a reader loading both may see them one event apart.
+
+use std::sync::atomic::AtomicUsize;
+
+/// Connected peers by direction, updated by the network service after each event it handles.
+#[derive(Debug, Default)]
+pub struct PeerCounts {
+    pub inbound: AtomicUsize,
+    pub outbound: AtomicUsize,
+}

@@ -1,0 +1,305 @@
+//! The block-download manager: fetches the bodies of the best header chain from several
+//! peers in a moving window ahead of the active tip, detects peers that stall it (a timeout
+//! that follows observed delivery times) and moves their requests elsewhere, takes NOTFOUND,
+//! and hands every body whose header passed the core's checks to the chain exactly once.
+//!
+//! Owns the requests in flight, the blocks handed to the chain and not yet stored, and what
+//! each peer is known to have. Never validates a body (the chain does) and never hands over
+//! a block whose header is not in the header tree with more work than the active chain or
+//! requested by us: cheap checks before any signature is verified.
+
+use super::bans::Misbehaviour;
+use super::headers::HeaderTree;
+use super::io::{BlockResult, DisconnectReason, Internal, Outbox, Output, PeerId};
+use crate::time::{LocalDuration, LocalTime, Now};
+use crate::types::{Block, Hash256, Header};
+use crate::wire::message::{InvKind, InvList};
+use std::collections::BTreeMap;
+
+/// How far past the active tip blocks are fetched.
+pub const DOWNLOAD_WINDOW: u64 = 1_024;
+/// Blocks requested from one peer at a time.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 16;
+/// Blocks requested in all: kept below the chain's orphan pool (100 blocks) so that bodies
+/// arriving out of order wait there instead of being dropped.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// The stall timeout is this many times the average delivery time, within the bounds below.
+const STALL_FACTOR: u64 = 8;
+const STALL_TIMEOUT_MIN: LocalDuration = LocalDuration::from_secs(10);
+const STALL_TIMEOUT_MAX: LocalDuration = LocalDuration::from_mins(2);
+/// How long a block the chain holds as an orphan (or already had) may wait for its parent
+/// before it is fetched again.
+const ORPHAN_WAIT: LocalDuration = LocalDuration::from_secs(60);
+
+#[derive(Debug)]
+struct Request {
+    peer: PeerId,
+    sent: LocalTime,
+}
+
+#[derive(Debug, Default)]
+struct DlPeer {
+    negotiated: bool,
+    disconnecting: bool,
+    best: Option<Hash256>,
+    in_flight: usize,
+}
+
+#[derive(Debug)]
+pub struct BlockDl {
+    peers: BTreeMap<PeerId, DlPeer>,
+    in_flight: BTreeMap<Hash256, Request>,
+    /// Handed to the chain, not yet reported stored: never handed over twice.
+    submitted: BTreeMap<Hash256, (LocalTime, Header)>,
+    /// Exponential average of request-to-arrival times.
+    avg_delivery: LocalDuration,
+}
+
+impl Default for BlockDl {
+    fn default() -> Self {
+        BlockDl {
+            peers: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            avg_delivery: LocalDuration::from_secs(1),
+        }
+    }
+}
+
+impl BlockDl {
+    pub fn on_internal(&mut self, event: &Internal, tree: &HeaderTree) {
+        match *event {
+            Internal::PeerConnected { peer, .. } => {
+                self.peers.insert(peer, DlPeer::default());
+            }
+            Internal::PeerNegotiated { peer, .. } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.negotiated = true;
+                }
+            }
+            Internal::PeerDisconnecting { peer } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.disconnecting = true;
+                }
+                self.release(peer);
+            }
+            Internal::PeerGone { peer, .. } => {
+                self.release(peer);
+                self.peers.remove(&peer);
+            }
+            Internal::PeerHas { peer, hash } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if p.best
+                        .is_none_or(|b| tree.work_of(&hash) > tree.work_of(&b))
+                    {
+                        p.best = Some(hash);
+                    }
+                }
+            }
+            Internal::BlockStored { hash } | Internal::BlockInvalid { hash } => {
+                self.submitted.remove(&hash);
+                if let Some(r) = self.in_flight.remove(&hash) {
+                    self.dec(r.peer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Blocks in flight from `peer`, for getpeerinfo.
+    pub fn in_flight_of(&self, peer: PeerId) -> Vec<Hash256> {
+        self.in_flight
+            .iter()
+            .filter(|(_, r)| r.peer == peer)
+            .map(|(h, _)| *h)
+            .collect()
+    }
+
+    fn dec(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Frees every request of `peer`, so others can take them.
+    fn release(&mut self, peer: PeerId) {
+        self.in_flight.retain(|_, r| r.peer != peer);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.in_flight = 0;
+        }
+    }
+
+    /// Tops up the requests: the window's missing blocks, each from a peer that has it,
+    /// the least busy first.
+    pub fn request(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return;
+        }
+        let missing = tree.missing_blocks(DOWNLOAD_WINDOW);
+        if missing.is_empty() {
+            return;
+        }
+        let mut batches: BTreeMap<PeerId, Vec<Hash256>> = BTreeMap::new();
+        for hash in missing {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            if self.in_flight.contains_key(&hash) || self.submitted.contains_key(&hash) {
+                continue;
+            }
+            let chosen = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    p.negotiated
+                        && !p.disconnecting
+                        && p.in_flight < MAX_IN_FLIGHT_PER_PEER
+                        && p.best.is_some_and(|b| tree.is_ancestor(&hash, &b))
+                })
+                .min_by_key(|(id, p)| (p.in_flight, **id))
+                .map(|(id, _)| *id);
+            let Some(peer) = chosen else {
+                continue;
+            };
+            self.peers.get_mut(&peer).expect("chosen").in_flight += 1;
+            self.in_flight.insert(
+                hash,
+                Request {
+                    peer,
+                    sent: now.local,
+                },
+            );
+            batches.entry(peer).or_default().push(hash);
+        }
+        for (peer, hashes) in batches {
+            out.get_blocks_data(peer, &hashes);
+        }
+    }
+
+    /// A BLOCK arrived. Requested ones go to the chain; an unrequested one only if its header
+    /// joins the tree and makes a chain with more work than ours (a pushed new tip);
+    /// anything else is dropped without validation.
+    pub fn on_block(
+        &mut self,
+        peer: PeerId,
+        block: Box<Block>,
+        tree: &mut HeaderTree,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        let hash = block.hash();
+        if self.submitted.contains_key(&hash) || tree.has_body(&hash) {
+            return; // never processed twice
+        }
+        match self.in_flight.remove(&hash) {
+            Some(request) => {
+                self.dec(request.peer);
+                if request.peer == peer {
+                    let took = now.local.since(request.sent).as_millis();
+                    let avg = self.avg_delivery.as_millis();
+                    self.avg_delivery = LocalDuration::from_millis((avg * 7 + took) / 8);
+                }
+            }
+            None => {
+                let (accepted, error) = tree.accept(&[block.header], now.unix_secs());
+                match error {
+                    None => {}
+                    Some(super::headers::HeaderError::Invalid { .. })
+                    | Some(super::headers::HeaderError::InvalidAncestor(_)) => {
+                        out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                        return;
+                    }
+                    Some(_) => return, // unconnected, or no room: not worth validating now
+                }
+                if accepted.new > 0 {
+                    out.internal(Internal::HeadersAdded);
+                }
+                if tree.work_of(&hash) <= Some(tree.active_work()) {
+                    return; // no better than what we have: not worth validating
+                }
+            }
+        }
+        out.internal(Internal::PeerHas { peer, hash });
+        self.submitted.insert(hash, (now.local, block.header));
+        out.push(Output::SubmitBlock { peer, block });
+    }
+
+    /// NOTFOUND: the peer does not have those blocks after all.
+    pub fn on_not_found(&mut self, peer: PeerId, items: &InvList, tree: &HeaderTree) {
+        for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Block) {
+            let ours = self
+                .in_flight
+                .get(&item.hash)
+                .is_some_and(|r| r.peer == peer);
+            if ours {
+                self.in_flight.remove(&item.hash);
+                self.dec(peer);
+                // It has at most the block's parent on that chain.
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.best = tree.header(&item.hash).map(|h| h.prev_hash);
+                }
+            }
+        }
+    }
+
+    /// The chain's answer for a block handed over.
+    pub fn processed(
+        &mut self,
+        peer: PeerId,
+        hash: Hash256,
+        result: &BlockResult,
+        tree: &mut HeaderTree,
+        out: &mut Outbox,
+    ) {
+        match result {
+            BlockResult::Connected | BlockResult::SideBranch => {
+                if let Some((_, header)) = self.submitted.remove(&hash) {
+                    if let Some(height) = tree.height_of(&hash) {
+                        tree.block_stored(&header, height);
+                    }
+                }
+                out.internal(Internal::BlockStored { hash });
+            }
+            // Held by the chain until its parent arrives (or already there): wait for the
+            // chain to report it stored; fetched again if that does not happen in time.
+            BlockResult::Orphan | BlockResult::Duplicate => {}
+            BlockResult::Invalid(reason) => {
+                tracing::info!(peer, %hash, %reason, "invalid block");
+                tree.mark_invalid(&hash);
+                self.submitted.remove(&hash);
+                out.internal(Internal::BlockInvalid { hash });
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidBlock);
+            }
+            BlockResult::NotProcessed(why) => {
+                tracing::debug!(%hash, %why, "block not processed");
+                self.submitted.remove(&hash);
+            }
+        }
+    }
+
+    /// The current stall timeout: a multiple of the average delivery time, within bounds.
+    pub fn stall_timeout(&self) -> LocalDuration {
+        self.avg_delivery
+            .saturating_mul(STALL_FACTOR)
+            .clamp(STALL_TIMEOUT_MIN, STALL_TIMEOUT_MAX)
+    }
+
+    /// Peers that let a request outlive the stall timeout are dropped (their blocks go to
+    /// others); blocks the chain kept waiting too long are fetched again.
+    pub fn tick(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+        let timeout = self.stall_timeout();
+        let stalled: std::collections::BTreeSet<PeerId> = self
+            .in_flight
+            .values()
+            .filter(|r| now.local.since(r.sent) >= timeout)
+            .map(|r| r.peer)
+            .collect();
+        for peer in stalled {
+            tracing::info!(peer, timeout = %timeout, "peer stalled the block download");
+            self.release(peer);
+            out.disconnect(peer, DisconnectReason::Stalling);
+        }
+        self.submitted
+            .retain(|hash, (at, _)| now.local.since(*at) < ORPHAN_WAIT && !tree.has_body(hash));
+    }
+}

@@ -1,0 +1,307 @@
+//! The sync manager: headers-first sync (GETHEADERS with a locator of our best header chain,
+//! HEADERS checked into the header tree before any block is fetched), serving GETHEADERS and
+//! GETBLOCKS, block announcements (HEADERS to peers that sent SENDHEADERS, INV otherwise), and
+//! what each peer is known to have.
+//!
+//! Owns each peer's sync state. Never fetches or submits a block (the download manager does,
+//! hearing `PeerHas` and `HeadersAdded` from here) and never reads the store: the header tree
+//! is lent to it by the coordinator.
+
+use super::bans::Misbehaviour;
+use super::headers::{HeaderError, HeaderTree};
+use super::io::{Internal, Outbox, PeerId};
+use crate::time::{LocalDuration, LocalTime, Now};
+use crate::types::{Hash256, Header};
+use crate::wire::limits::MAX_HEADERS_ITEMS;
+use crate::wire::message::{InvKind, InvList, LocatorRequest};
+use std::collections::BTreeMap;
+
+/// How long a GETHEADERS may go unanswered before another peer is asked.
+const HEADERS_TIMEOUT: LocalDuration = LocalDuration::from_mins(2);
+/// Unconnected HEADERS messages per misbehaviour point (an honest peer sends one when its
+/// announcement races our sync; a stream of them is spam).
+const UNCONNECTED_PER_SCORE: u32 = 10;
+/// Announcements longer than this go as an INV (the receiver then asks for the headers).
+const MAX_ANNOUNCED_HEADERS: usize = 8;
+/// Block hashes in a GETBLOCKS answer (Bitcoin's figure).
+const MAX_GETBLOCKS_ANSWER: usize = 500;
+
+#[derive(Debug)]
+struct SyncPeer {
+    negotiated: bool,
+    disconnecting: bool,
+    /// The height its VERSION claimed.
+    start_height: u64,
+    /// The most-work block it is known to have.
+    best: Option<Hash256>,
+    /// It sent SENDHEADERS: announce with HEADERS.
+    wants_headers: bool,
+    /// When our unanswered GETHEADERS went out.
+    asked: Option<LocalTime>,
+    /// It let a GETHEADERS time out: not chosen for sync again.
+    unresponsive: bool,
+    unconnected: u32,
+    /// The last tip we announced to it.
+    announced: Option<Hash256>,
+}
+
+#[derive(Debug, Default)]
+pub struct SyncMgr {
+    peers: BTreeMap<PeerId, SyncPeer>,
+}
+
+impl SyncMgr {
+    pub fn on_internal(&mut self, event: &Internal, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+        match *event {
+            Internal::PeerConnected { peer, .. } => {
+                self.peers.insert(
+                    peer,
+                    SyncPeer {
+                        negotiated: false,
+                        disconnecting: false,
+                        start_height: 0,
+                        best: None,
+                        wants_headers: false,
+                        asked: None,
+                        unresponsive: false,
+                        unconnected: 0,
+                        announced: None,
+                    },
+                );
+            }
+            Internal::PeerNegotiated { peer, height, .. } => {
+                let syncing = self.peers.values().any(|p| p.asked.is_some());
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.negotiated = true;
+                p.start_height = height;
+                out.send_headers(peer);
+                // One header-sync peer at a time while behind; anyone who claims more.
+                if !syncing || height > tree.best_height() {
+                    ask(peer, p, tree, now, out);
+                }
+            }
+            Internal::PeerDisconnecting { peer } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.disconnecting = true;
+                    p.asked = None;
+                }
+            }
+            Internal::PeerGone { peer, .. } => {
+                self.peers.remove(&peer);
+            }
+            Internal::TipChanged { .. } => self.announce(tree, out),
+            _ => {}
+        }
+    }
+
+    /// The peer's best known block, for getpeerinfo.
+    pub fn best_of(&self, peer: PeerId) -> Option<Hash256> {
+        self.peers.get(&peer).and_then(|p| p.best)
+    }
+
+    pub fn on_send_headers(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.wants_headers = true;
+        }
+    }
+
+    pub fn on_headers(
+        &mut self,
+        peer: PeerId,
+        headers: &[Header],
+        tree: &mut HeaderTree,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.asked = None;
+        if headers.is_empty() {
+            return; // nothing after our locator: in step with it
+        }
+        let (accepted, error) = tree.accept(headers, now.unix_secs());
+        if let Some(last) = accepted.last {
+            learn_best(peer, p, last, tree, out);
+        }
+        if accepted.new > 0 {
+            out.internal(Internal::HeadersAdded);
+        }
+        match error {
+            None if headers.len() == MAX_HEADERS_ITEMS => {
+                // A full batch: there is more after its last header.
+                let last = accepted.last.expect("a full batch was accepted");
+                out.get_headers(peer, vec![last], Hash256::ZERO);
+                p.asked = Some(now.local);
+            }
+            None => {}
+            Some(HeaderError::Unconnected(_)) if accepted.last.is_none() => {
+                // An announcement that raced our sync, or a chain we do not know yet: ask
+                // for the way there. A stream of these is scored.
+                p.unconnected += 1;
+                if p.unconnected % UNCONNECTED_PER_SCORE == 0 {
+                    out.misbehaved(peer, Misbehaviour::UnconnectedHeaders);
+                }
+                ask(peer, p, tree, now, out);
+            }
+            Some(HeaderError::Unconnected(_)) => {
+                // Connected at first, then not: the list was not a chain.
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+            }
+            Some(HeaderError::Invalid { .. } | HeaderError::InvalidAncestor(_)) => {
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+            }
+            Some(HeaderError::Full) => {
+                tracing::debug!(
+                    peer,
+                    "header tree full: waiting for blocks before more headers"
+                );
+            }
+        }
+    }
+
+    /// INV: known blocks tell us what the peer has; for an unknown one we ask for the
+    /// headers up to it (headers first, then the block).
+    pub fn on_inv(
+        &mut self,
+        peer: PeerId,
+        items: &InvList,
+        tree: &HeaderTree,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let mut unknown = None;
+        for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Block) {
+            if tree.contains(&item.hash) {
+                learn_best(peer, p, item.hash, tree, out);
+            } else {
+                unknown = Some(item.hash);
+            }
+        }
+        if let Some(hash) = unknown {
+            out.get_headers(peer, tree.locator(), hash);
+            p.asked = Some(now.local);
+        }
+    }
+
+    /// GETHEADERS: up to 2,000 headers of our active chain after the locator.
+    pub fn on_get_headers(
+        &mut self,
+        peer: PeerId,
+        request: &LocatorRequest,
+        tree: &HeaderTree,
+        out: &mut Outbox,
+    ) {
+        let headers =
+            tree.headers_after(request.locator.as_slice(), &request.stop, MAX_HEADERS_ITEMS);
+        out.headers(peer, headers);
+    }
+
+    /// GETBLOCKS: up to 500 block hashes of our active chain after the locator, as an INV.
+    pub fn on_get_blocks(
+        &mut self,
+        peer: PeerId,
+        request: &LocatorRequest,
+        tree: &HeaderTree,
+        out: &mut Outbox,
+    ) {
+        let hashes = tree.active_after(
+            request.locator.as_slice(),
+            &request.stop,
+            MAX_GETBLOCKS_ANSWER,
+        );
+        out.inv_blocks(peer, &hashes);
+    }
+
+    /// A peer sent or announced a block: it has it.
+    pub fn peer_has(&mut self, peer: PeerId, hash: Hash256, tree: &HeaderTree, out: &mut Outbox) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            learn_best(peer, p, hash, tree, out);
+        }
+    }
+
+    /// Announces a new active tip to every peer that does not have it, once caught up with
+    /// our best header (not block by block during a sync or a reorg).
+    fn announce(&mut self, tree: &HeaderTree, out: &mut Outbox) {
+        let tip = tree.active_tip();
+        if tip != tree.best_hash() || tree.active_height() == 0 {
+            return;
+        }
+        for (peer, p) in &mut self.peers {
+            if !p.negotiated || p.disconnecting || p.announced == Some(tip) {
+                continue;
+            }
+            if p.best.is_some_and(|b| tree.is_ancestor(&tip, &b)) {
+                continue; // it has the tip already
+            }
+            p.announced = Some(tip);
+            if p.wants_headers {
+                // From what it has (if on our chain), at most the last few.
+                let has = p.best.filter(|b| tree.is_active(b));
+                let from = has.and_then(|b| tree.height_of(&b)).unwrap_or(0).max(
+                    tree.active_height()
+                        .saturating_sub(MAX_ANNOUNCED_HEADERS as u64),
+                );
+                let locator: Vec<Hash256> = tree.active_at(from).into_iter().collect();
+                let headers = tree.headers_after(&locator, &tip, MAX_ANNOUNCED_HEADERS);
+                out.headers(*peer, headers);
+            } else {
+                out.inv_blocks(*peer, &[tip]);
+            }
+        }
+    }
+
+    /// Header requests that went unanswered are given up, and another peer is asked.
+    pub fn tick(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+        let mut someone_asked = false;
+        for p in self.peers.values_mut() {
+            if let Some(at) = p.asked {
+                if now.local.since(at) >= HEADERS_TIMEOUT {
+                    p.asked = None;
+                    p.unresponsive = true;
+                } else {
+                    someone_asked = true;
+                }
+            }
+        }
+        if someone_asked {
+            return;
+        }
+        // Nobody is being asked: if a peer claims a longer chain than our best header, ask it.
+        let behind = self.peers.iter_mut().find(|(_, p)| {
+            p.negotiated
+                && !p.disconnecting
+                && !p.unresponsive
+                && p.start_height > tree.best_height()
+                && p.best
+                    .is_none_or(|b| tree.height_of(&b).is_none_or(|h| h < p.start_height))
+        });
+        if let Some((peer, p)) = behind {
+            ask(*peer, p, tree, now, out);
+        }
+    }
+}
+
+fn ask(peer: PeerId, p: &mut SyncPeer, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+    // From the best header's parent, as Bitcoin Core does: the answer then holds at least
+    // our best header if the peer has it, so we learn what it has even when in step.
+    out.get_headers(peer, tree.locator_from_parent(), Hash256::ZERO);
+    p.asked = Some(now.local);
+}
+
+/// Records that the peer has `hash` if it is more than what it was known to have.
+fn learn_best(peer: PeerId, p: &mut SyncPeer, hash: Hash256, tree: &HeaderTree, out: &mut Outbox) {
+    let better = match p.best {
+        None => true,
+        Some(b) => tree.work_of(&hash) > tree.work_of(&b),
+    };
+    if better {
+        p.best = Some(hash);
+        out.internal(Internal::PeerHas { peer, hash });
+    }
+}
