@@ -95,6 +95,12 @@ impl<T, const MAX: usize> BoundedVec<T, MAX> {
         }
     }
 
+    /// Wraps the first `MAX` of `items`: for lists whose builder already caps them.
+    pub fn truncating(mut items: Vec<T>) -> Self {
+        items.truncate(MAX);
+        Self(items)
+    }
+
     pub fn as_slice(&self) -> &[T] {
         &self.0
     }

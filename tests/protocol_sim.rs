@@ -452,7 +452,20 @@ fn misbehaviour_bans_ip_and_node_id_until_expiry() {
         disconnects(&c.actions()).is_empty(),
         "score 80 is below the threshold"
     );
+    // HEADERS are normal protocol now (announcements); a fifth unasked-for TX reaches 100.
     c.received(7, Message::Headers(BoundedVec::default()), T0);
+    assert!(disconnects(&c.actions()).is_empty());
+    c.received(
+        7,
+        Message::Tx(noded::types::Transaction::Coinbase(
+            noded::types::Coinbase {
+                height: 2,
+                to: noded::types::Address([0; 20]),
+                amount: noded::types::Amount(1),
+            },
+        )),
+        T0,
+    );
     assert_eq!(
         disconnects(&c.actions()),
         vec![(7, DisconnectReason::Misbehaviour(Misbehaviour::Unrequested))]

@@ -1207,6 +1207,8 @@ fn the_misbehaviour_table_matches_the_code() {
         Misbehaviour::ProtocolOrder,
         Misbehaviour::Unrequested,
         Misbehaviour::InvalidBlock,
+        Misbehaviour::InvalidHeader,
+        Misbehaviour::UnconnectedHeaders,
         Misbehaviour::InvalidTx,
     ]
     .into_iter()

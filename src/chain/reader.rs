@@ -70,6 +70,13 @@ impl ChainReader {
         self.store.index_record(hash)
     }
 
+    /// Every index record (one consistent snapshot), for loading the network's header tree.
+    pub fn index_records(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(Hash256, IndexRecord), ChainError>> + '_> {
+        self.store.index_records()
+    }
+
     /// The main-chain block hash at `height`.
     pub fn block_hash(&self, height: u64) -> Result<Option<Hash256>, ChainError> {
         self.store.main_hash(height)

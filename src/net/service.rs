@@ -12,15 +12,21 @@ use super::peer::{self, PeerContext, PeerEvent, PeerStats};
 use super::pending::{PendingTable, Refusal};
 use super::store_writer::{StoreJob, StoreWriter};
 use super::tls::TlsIdentity;
-use crate::chain::ChainHandle;
+use crate::chain::work::work_from_bytes;
+use crate::chain::{ChainError, ChainEvent, ChainHandle, SubmitOutcome};
 use crate::config::PeerSpec;
+use crate::encoding::BoundedVec;
 use crate::mempool::SharedMempool;
 use crate::protocol::bans::BanTarget;
+use crate::protocol::headers::HeaderTree;
+use crate::protocol::BlockResult;
 use crate::protocol::{
     AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
     Persist,
 };
 use crate::time::{Clock, LocalTime, Now, SystemClock};
+use crate::types::{Block, Hash256};
+use crate::wire::message::{InvItem, InvKind};
 use crate::wire::Message;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,12 +34,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Peer events waiting for the service; peer tasks wait when it is full (backpressure).
 pub const EVENT_QUEUE: usize = 4096;
+/// Chain answers waiting for the service: more than the blocks the core has in flight.
+const BLOCK_RESULT_QUEUE: usize = 256;
+/// Tasks serving one peer blocks at a time: a peer that asks faster than it reads is told
+/// NOTFOUND instead of piling up tasks.
+const MAX_SERVING_PER_PEER: usize = 2;
+/// How long a block for a peer may wait for room in its outbox.
+const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// RPC commands waiting for the service.
 pub const COMMAND_QUEUE: usize = 64;
 /// How long an RPC waits for the service to answer.
@@ -150,6 +163,8 @@ impl NetHandle {
 }
 
 struct LivePeer {
+    /// Tasks sending it blocks from the store now (at most `MAX_SERVING_PER_PEER`).
+    serving: Arc<std::sync::atomic::AtomicUsize>,
     /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
     quiet: bool,
     outbox: mpsc::Sender<Message>,
@@ -167,8 +182,16 @@ pub struct NetService {
     next_tick: LocalTime,
     /// Saves the store writer could not take this turn, handed back to the core after it.
     deferred: Vec<Persist>,
-    /// The chain: its published tip is the height VERSION advertises.
+    /// The chain: blocks from peers go to it, blocks for peers come from its store.
     chain: ChainHandle,
+    /// The chain's connects and disconnects, fed to the core in order.
+    chain_events: broadcast::Receiver<ChainEvent>,
+    /// The chain's answers for blocks handed over (`Output::SubmitBlock`).
+    block_results_tx: mpsc::Sender<(PeerId, Hash256, BlockResult)>,
+    block_results: mpsc::Receiver<(PeerId, Hash256, BlockResult)>,
+    /// A header tree rebuilt from the store after chain events were missed.
+    reloaded_tx: mpsc::Sender<Box<HeaderTree>>,
+    reloaded: mpsc::Receiver<Box<HeaderTree>>,
     /// For block and transaction relay: what to announce to peers and where their
     /// transactions go.
     #[expect(
@@ -199,13 +222,20 @@ impl NetService {
     /// chain's. The handle carries the peer counts the service publishes.
     pub fn new(
         tls: TlsIdentity,
-        mut core: Core,
+        core: Core,
         writer: StoreWriter,
         manual: Vec<PeerSpec>,
         discovery: Discovery,
         chain: ChainHandle,
         mempool: SharedMempool,
     ) -> (NetService, NetHandle) {
+        // Subscribed before the tree is read: a block connected in between is seen twice,
+        // which the core takes in its stride, rather than not at all.
+        let chain_events = chain.subscribe();
+        let core = core.with_headers(load_header_tree(&chain));
+        let mut core = core;
+        let (block_results_tx, block_results) = mpsc::channel(BLOCK_RESULT_QUEUE);
+        let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (found_tx, found_rx) = mpsc::channel(16);
@@ -260,6 +290,11 @@ impl NetService {
             found_tx,
             found_rx,
             chain,
+            chain_events,
+            block_results_tx,
+            block_results,
+            reloaded_tx,
+            reloaded,
             mempool,
         };
         (service, handle)
@@ -285,9 +320,6 @@ impl NetService {
                 }
             }
         });
-        let mut chain_tip = self.chain.tip_receiver();
-        let height = chain_tip.borrow_and_update().height;
-        self.feed(Input::TipChanged { height });
         self.feed(Input::Tick);
         loop {
             let wake = self.clock.instant_at(self.next_tick);
@@ -301,10 +333,11 @@ impl NetService {
                     let source = SocketAddr::from(([0, 0, 0, 0], 0));
                     self.feed(Input::Discovered { addrs, source });
                 }
-                Ok(()) = chain_tip.changed() => {
-                    let height = chain_tip.borrow_and_update().height;
-                    self.feed(Input::TipChanged { height });
+                event = self.chain_events.recv() => self.on_chain_event(event),
+                Some((peer, hash, result)) = self.block_results.recv() => {
+                    self.feed(Input::BlockProcessed { peer, hash, result });
                 }
+                Some(tree) = self.reloaded.recv() => self.feed(Input::HeadersReloaded(tree)),
                 _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
@@ -419,6 +452,7 @@ impl NetService {
                 self.live.insert(
                     peer,
                     LivePeer {
+                        serving: Arc::default(),
                         quiet: false,
                         outbox,
                         stats,
@@ -615,6 +649,8 @@ impl NetService {
                 }
                 Output::ResolveSeeds => self.resolve_seeds(),
                 Output::SetTimer(at) => self.next_tick = at,
+                Output::SubmitBlock { peer, block } => self.submit_block(peer, block),
+                Output::ServeBlocks { peer, hashes } => self.serve_blocks(peer, hashes),
                 Output::Event(event) => log_event(&event),
                 Output::Persist(what) => {
                     let handed = match self.writer.as_ref().and_then(|w| w.try_reserve()) {
@@ -649,6 +685,109 @@ impl NetService {
         self.counts
             .outbound
             .store(self.core.outbound_count(), Ordering::Relaxed);
+    }
+
+    /// The chain's connects and disconnects go to the core in order; after missed events
+    /// the header tree is rebuilt from the store, off this task.
+    fn on_chain_event(&mut self, event: Result<ChainEvent, broadcast::error::RecvError>) {
+        match event {
+            Ok(ChainEvent::BlockConnected(block, height)) => self.feed(Input::BlockConnected {
+                header: block.header,
+                height,
+            }),
+            Ok(ChainEvent::BlockDisconnected(block, height)) => {
+                self.feed(Input::BlockDisconnected {
+                    header: block.header,
+                    height,
+                })
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "chain events missed: reloading the header tree");
+                let (chain, tx) = (self.chain.clone(), self.reloaded_tx.clone());
+                self.tasks.spawn(async move {
+                    let tree = tokio::task::spawn_blocking(move || load_header_tree(&chain)).await;
+                    if let Ok(tree) = tree {
+                        let _ = tx.send(Box::new(tree)).await;
+                    }
+                });
+            }
+            // The chain is gone: the node is stopping.
+            Err(broadcast::error::RecvError::Closed) => {}
+        }
+    }
+
+    /// Hands a block the core accepted for validation to the chain (its prechecks run on
+    /// blocking threads); the answer comes back as an input.
+    fn submit_block(&mut self, peer: PeerId, block: Box<Block>) {
+        let (chain, results) = (self.chain.clone(), self.block_results_tx.clone());
+        self.tasks.spawn(async move {
+            let hash = block.hash();
+            let result = match chain.submit_block(*block).await {
+                Ok(SubmitOutcome::Connected { .. }) => BlockResult::Connected,
+                Ok(SubmitOutcome::SideBranch { .. }) => BlockResult::SideBranch,
+                Ok(SubmitOutcome::Orphan) => BlockResult::Orphan,
+                Ok(SubmitOutcome::Duplicate) => BlockResult::Duplicate,
+                Err(ChainError::InvalidBlock { error, .. }) if !error.is_bound_to_hash() => {
+                    BlockResult::Mutated(error.to_string())
+                }
+                Err(e @ (ChainError::InvalidBlock { .. } | ChainError::KnownInvalid(_))) => {
+                    BlockResult::Invalid(e.to_string())
+                }
+                Err(e) => BlockResult::NotProcessed(e.to_string()),
+            };
+            let _ = results.send((peer, hash, result)).await;
+        });
+    }
+
+    /// Sends the peer blocks from the store, one at a time, waiting for room in its outbox
+    /// (a slow reader slows this task, not the service). NOTFOUND for blocks no longer
+    /// there, and for everything when the peer already has `MAX_SERVING_PER_PEER` tasks.
+    fn serve_blocks(&mut self, peer: PeerId, hashes: Vec<Hash256>) {
+        let Some(live) = self.live.get(&peer) else {
+            return;
+        };
+        let not_found = |hashes: &[Hash256]| {
+            let items = hashes
+                .iter()
+                .map(|hash| InvItem {
+                    kind: InvKind::Block,
+                    hash: *hash,
+                })
+                .collect();
+            Message::NotFound(BoundedVec::truncating(items))
+        };
+        if live.serving.load(Ordering::Relaxed) >= MAX_SERVING_PER_PEER {
+            let _ = live.outbox.try_send(not_found(&hashes));
+            return;
+        }
+        live.serving.fetch_add(1, Ordering::Relaxed);
+        let (serving, outbox, chain) = (
+            live.serving.clone(),
+            live.outbox.clone(),
+            self.chain.clone(),
+        );
+        self.tasks.spawn(async move {
+            let mut missing = Vec::new();
+            for hash in hashes {
+                let reader = chain.clone();
+                let read = tokio::task::spawn_blocking(move || reader.reader().block(&hash)).await;
+                let message = match read {
+                    Ok(Ok(Some(block))) => Message::Block(Box::new(block)),
+                    _ => {
+                        missing.push(hash);
+                        continue;
+                    }
+                };
+                let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break; // the peer is gone or not reading: its own timeouts deal with it
+                }
+            }
+            if !missing.is_empty() {
+                let _ = outbox.try_send(not_found(&missing));
+            }
+            serving.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     fn resolve_seeds(&mut self) {
@@ -688,6 +827,28 @@ impl NetService {
             let _ = tx.send(("bootstrap", found)).await;
         });
     }
+}
+
+/// The header tree of every block the chain has stored, with its tip active.
+fn load_header_tree(chain: &ChainHandle) -> HeaderTree {
+    let reader = chain.reader();
+    let blocks: Vec<_> = reader
+        .index_records()
+        .filter_map(|record| match record {
+            Ok((hash, r)) => Some((
+                hash,
+                r.header,
+                r.height,
+                work_from_bytes(&r.chainwork),
+                r.status.is_failed(),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "an unreadable index record left out of the header tree");
+                None
+            }
+        })
+        .collect();
+    HeaderTree::load(chain.params(), blocks, chain.tip().hash)
 }
 
 fn store_job(what: Persist) -> StoreJob {

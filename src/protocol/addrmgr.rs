@@ -113,6 +113,7 @@ impl AddrMgr {
                 addr,
                 conn_type,
                 seen_as,
+                ..
             } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.ready = true;
@@ -365,6 +366,7 @@ mod tests {
                 addr,
                 conn_type,
                 seen_as: None,
+                height: 0,
             },
             cfg,
             now(0),
@@ -508,6 +510,7 @@ mod tests {
                 addr,
                 conn_type: ConnType::Outbound,
                 seen_as,
+                height: 0,
             },
             &cfg,
             t,

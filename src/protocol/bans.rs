@@ -37,10 +37,15 @@ pub enum Misbehaviour {
     /// A message out of the handshake order (anything before VERSION, a second VERSION,
     /// a non-handshake message before VERACK, a VERSION whose node id is not the TLS one).
     ProtocolOrder,
-    /// Data nobody asked for (BLOCK, TX, HEADERS, NOTFOUND without a matching request).
+    /// A transaction nobody asked for (TX without a matching request).
     Unrequested,
     /// A block that fails validation.
     InvalidBlock,
+    /// A header that breaks a consensus rule (proof of work, required target, time), or
+    /// builds on a block known to be invalid.
+    InvalidHeader,
+    /// Every tenth HEADERS whose first header connects to nothing we know.
+    UnconnectedHeaders,
     /// A transaction that fails validation.
     InvalidTx,
 }
@@ -53,6 +58,8 @@ impl Misbehaviour {
             Misbehaviour::ProtocolOrder => 10,
             Misbehaviour::Unrequested => 20,
             Misbehaviour::InvalidBlock => 100,
+            Misbehaviour::InvalidHeader => 100,
+            Misbehaviour::UnconnectedHeaders => 20,
             Misbehaviour::InvalidTx => 10,
         }
     }
@@ -64,6 +71,8 @@ impl Misbehaviour {
             Misbehaviour::ProtocolOrder => "protocol-order",
             Misbehaviour::Unrequested => "unrequested-data",
             Misbehaviour::InvalidBlock => "invalid-block",
+            Misbehaviour::InvalidHeader => "invalid-header",
+            Misbehaviour::UnconnectedHeaders => "unconnected-headers",
             Misbehaviour::InvalidTx => "invalid-tx",
         }
     }

@@ -270,6 +270,12 @@ impl BlockDl {
                 out.internal(Internal::BlockInvalid { hash });
                 out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidBlock);
             }
+            BlockResult::Mutated(reason) => {
+                // The header stays valid and the block is fetched again, from another peer.
+                tracing::info!(peer, %hash, %reason, "mutated block");
+                self.submitted.remove(&hash);
+                out.disconnect(peer, DisconnectReason::MutatedBlock);
+            }
             BlockResult::NotProcessed(why) => {
                 tracing::debug!(%hash, %why, "block not processed");
                 self.submitted.remove(&hash);

@@ -9,6 +9,8 @@ use crate::types::NodeId;
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
     pub our_node_id: NodeId,
+    /// Whose headers and blocks: the consensus rules headers are checked against.
+    pub network: crate::params::Network,
     pub protocol_version: u32,
     pub min_protocol_version: u32,
     pub services: u64,
@@ -41,10 +43,12 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
-    /// The defaults of docs/PROTOCOL.md for a node with `node_id`.
+    /// The defaults of docs/PROTOCOL.md for a node with `node_id`, on regtest (the node sets
+    /// its network).
     pub fn new(our_node_id: NodeId) -> CoreConfig {
         CoreConfig {
             our_node_id,
+            network: crate::params::Network::Regtest,
             protocol_version: crate::wire::PROTOCOL_VERSION,
             min_protocol_version: crate::wire::MIN_PROTOCOL_VERSION,
             services: crate::wire::SERVICE_NETWORK,

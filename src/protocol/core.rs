@@ -8,13 +8,17 @@
 //!
 //! Managers, one per concern: `peermgr` (connections, handshake, admission, eviction,
 //! dialling), `pingmgr` (liveness), `addrmgr` (address gossip and the book), `scoremgr`
-//! (misbehaviour and bans). Headers-first sync, block download, inventory relay and compact
-//! blocks join as managers of their own, fed the same events.
+//! (misbehaviour and bans), `syncmgr` (headers-first sync, serving headers, announcements),
+//! `blockdl` (block download). The header tree (`headers`) is the chain knowledge they share:
+//! the coordinator keeps it current from chain inputs and lends it out. Inventory relay and
+//! compact blocks join as managers of their own, fed the same events.
 
 use super::addrman::{AddrInfo, AddrMan};
 use super::addrmgr::AddrMgr;
 use super::bans::{BanList, Misbehaviour};
+use super::blockdl::BlockDl;
 use super::config::CoreConfig;
+use super::headers::HeaderTree;
 use super::io::{
     Command, CommandError, ConnType, DisconnectReason, Event, Input, Internal, Outbox, Output,
     PeerId, Persist,
@@ -22,12 +26,17 @@ use super::io::{
 use super::peermgr::{AddedNodeSnapshot, PeerMgr, Views};
 use super::pingmgr::PingMgr;
 use super::scoremgr::ScoreMgr;
+use super::syncmgr::SyncMgr;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::NodeId;
+use crate::wire::message::{InvKind, InvList};
 use crate::wire::Message;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::net::SocketAddr;
+
+/// Blocks served for one GETDATA: what a download window asks of one peer, with room.
+pub const MAX_BLOCKS_SERVED: usize = 128;
 
 /// How often the core wants a `Tick`: the resolution of every protocol timer.
 pub const TICK_INTERVAL: LocalDuration = LocalDuration::from_secs(1);
@@ -60,6 +69,9 @@ pub struct Core {
     pings: PingMgr,
     addrs: AddrMgr,
     scores: ScoreMgr,
+    sync: SyncMgr,
+    blocks: BlockDl,
+    tree: HeaderTree,
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
@@ -67,6 +79,7 @@ pub struct Core {
 
 impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
+        let tree = HeaderTree::new(cfg.network.params());
         Core {
             rng: StdRng::seed_from_u64(cfg.rng_seed),
             addrs: AddrMgr::new(addrman.with_local_groups(cfg.allow_local_addrs)),
@@ -74,9 +87,27 @@ impl Core {
             peers: PeerMgr::new(),
             pings: PingMgr::default(),
             scores: ScoreMgr::new(bans),
+            sync: SyncMgr::default(),
+            blocks: BlockDl::default(),
+            tree,
             out: Outbox::default(),
             timer: None,
         }
+    }
+
+    /// The core with the chain's headers (`HeaderTree::load`), instead of genesis only.
+    pub fn with_headers(mut self, tree: HeaderTree) -> Core {
+        let tip = Internal::TipChanged {
+            height: tree.active_height(),
+            hash: tree.active_tip(),
+        };
+        self.tree = tree;
+        self.peers.on_internal(&tip);
+        self
+    }
+
+    pub fn headers(&self) -> &HeaderTree {
+        &self.tree
     }
 
     /// Takes the outputs produced since the last call.
@@ -92,6 +123,8 @@ impl Core {
         };
         let result = self.dispatch(now, input);
         self.fan_out(now);
+        // Whatever happened, the download window is topped up.
+        self.blocks.request(&self.tree, now, &mut self.out);
         if let Some(peer) = joined {
             self.announce_if_kept(peer);
         }
@@ -120,6 +153,9 @@ impl Core {
             pings,
             addrs,
             scores,
+            sync,
+            blocks,
+            tree,
             out,
             ..
         } = self;
@@ -148,6 +184,8 @@ impl Core {
                 pings.tick(cfg, now.local, rng, out);
                 scores.tick(now);
                 addrs.tick(now, out);
+                sync.tick(tree, now, out);
+                blocks.tick(tree, now, out);
             }
             Input::Discovered {
                 addrs: found,
@@ -156,7 +194,30 @@ impl Core {
                 let added = addrs.discovered(&found, source, now);
                 tracing::debug!(found = found.len(), added, "addresses discovered");
             }
-            Input::TipChanged { height } => out.internal(Internal::TipChanged { height }),
+            Input::BlockConnected { header, height } => {
+                let hash = header.hash();
+                tree.block_stored(&header, height);
+                tree.set_active_tip(hash);
+                out.internal(Internal::BlockStored { hash });
+                out.internal(Internal::TipChanged { height, hash });
+            }
+            Input::BlockDisconnected { header, height } => {
+                tree.set_active_tip(header.prev_hash);
+                out.internal(Internal::TipChanged {
+                    height: height.saturating_sub(1),
+                    hash: tree.active_tip(),
+                });
+            }
+            Input::BlockProcessed { peer, hash, result } => {
+                blocks.processed(peer, hash, &result, tree, out);
+            }
+            Input::HeadersReloaded(reloaded) => {
+                *tree = *reloaded;
+                out.internal(Internal::TipChanged {
+                    height: tree.active_height(),
+                    hash: tree.active_tip(),
+                });
+            }
             Input::PersistDeferred(what) => {
                 match what {
                     Persist::Bans(changes) => scores.requeue(changes),
@@ -227,16 +288,21 @@ impl Core {
                 .addrs
                 .on_addr(peer, list.as_slice(), cfg, now, rng, out),
             Message::GetAddr => self.addrs.on_getaddr(peer, cfg, now, rng, out),
-            // Until the chain and mempool are wired into relay (the inventory and sync
-            // managers), every requested item is not found and nothing has been requested.
-            Message::GetData(items) => out.not_found(peer, items),
-            Message::Block(_) | Message::Tx(_) | Message::Headers(_) | Message::NotFound(_) => {
-                out.misbehaved(peer, Misbehaviour::Unrequested)
+            Message::SendHeaders => self.sync.on_send_headers(peer),
+            Message::GetHeaders(request) => {
+                self.sync.on_get_headers(peer, &request, &self.tree, out)
             }
-            Message::Inv(_)
-            | Message::GetHeaders(_)
-            | Message::GetBlocks(_)
-            | Message::SendHeaders => {}
+            Message::GetBlocks(request) => self.sync.on_get_blocks(peer, &request, &self.tree, out),
+            Message::Headers(list) => {
+                self.sync
+                    .on_headers(peer, list.as_slice(), &mut self.tree, now, out)
+            }
+            Message::Inv(items) => self.sync.on_inv(peer, &items, &self.tree, now, out),
+            Message::Block(block) => self.blocks.on_block(peer, block, &mut self.tree, now, out),
+            Message::NotFound(items) => self.blocks.on_not_found(peer, &items, &self.tree),
+            Message::GetData(items) => serve(peer, items, &self.tree, out),
+            // Until transactions are relayed (the inventory manager), none is asked for.
+            Message::Tx(_) => out.misbehaved(peer, Misbehaviour::Unrequested),
         }
     }
 
@@ -257,6 +323,9 @@ impl Core {
                 .on_internal(&event, &self.cfg, now, &mut self.out);
             self.scores
                 .on_internal(&event, &self.cfg, now, &mut self.out);
+            self.sync
+                .on_internal(&event, &self.tree, now, &mut self.out);
+            self.blocks.on_internal(&event, &self.tree);
         }
     }
 
@@ -341,6 +410,30 @@ impl Core {
     pub fn sample_addresses(&mut self, now: Now, count: usize) -> Vec<AddrInfo> {
         self.addrs.sample(now, count, &mut self.rng)
     }
+}
+
+/// GETDATA: blocks we have are served from the store by the shell (at most
+/// `MAX_BLOCKS_SERVED` a request); everything else is not found.
+fn serve(peer: PeerId, items: InvList, tree: &HeaderTree, out: &mut Outbox) {
+    let mut blocks = Vec::new();
+    let mut missing = Vec::new();
+    for item in items.into_inner() {
+        let have = item.kind == InvKind::Block
+            && blocks.len() < MAX_BLOCKS_SERVED
+            && tree.has_body(&item.hash);
+        if have {
+            blocks.push(item.hash);
+        } else {
+            missing.push(item);
+        }
+    }
+    if !blocks.is_empty() {
+        out.push(Output::ServeBlocks {
+            peer,
+            hashes: blocks,
+        });
+    }
+    out.not_found(peer, InvList::truncating(missing));
 }
 
 #[cfg(test)]
@@ -456,7 +549,7 @@ mod tests {
         assert!(c
             .drain_outputs()
             .contains(&Output::SetTimer(LocalTime::from_millis(1_000))));
-        c.handle(at(500), Input::TipChanged { height: 1 }).unwrap();
+        c.handle(at(500), Input::Disconnected { peer: 9 }).unwrap();
         assert!(!c
             .drain_outputs()
             .iter()

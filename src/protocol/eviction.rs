@@ -23,7 +23,8 @@ const PROTECT_BY_USEFUL: usize = 4;
 
 fn take_protected(cands: &mut Vec<Candidate>, n: usize, mut key: impl FnMut(&Candidate) -> u64) {
     // Sort so that the best (highest key) come last, then drop them.
-    cands.sort_by_key(|c| key(c));
+    // Cached: the group key is a hash, too dear to recompute on every comparison.
+    cands.sort_by_cached_key(|c| key(c));
     let keep = cands.len().saturating_sub(n);
     cands.truncate(keep);
 }

@@ -10,8 +10,8 @@ use super::bans::{BanChanges, BanTarget, Misbehaviour};
 use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::time::LocalTime;
-use crate::types::NodeId;
-use crate::wire::message::InvList;
+use crate::types::{Block, Hash256, Header, NodeId};
+use crate::wire::message::{InvItem, InvKind, InvList, LocatorRequest};
 use crate::wire::{Message, Reject, TimestampedAddress, Version, WireError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -67,6 +67,10 @@ pub enum DisconnectReason {
     NodeIdMismatch,
     /// A feeler connection did its job.
     FeelerDone,
+    /// It let a block request outlive the stall timeout.
+    Stalling,
+    /// It sent a block whose body does not match the header.
+    MutatedBlock,
     /// Set by the I/O side: the outbox stayed full.
     SlowPeer,
     Closed(String),
@@ -102,6 +106,10 @@ impl std::fmt::Display for DisconnectReason {
                 write!(f, "VERSION node id differs from TLS identity")
             }
             DisconnectReason::FeelerDone => write!(f, "feeler test done"),
+            DisconnectReason::Stalling => write!(f, "stalled the block download"),
+            DisconnectReason::MutatedBlock => {
+                write!(f, "sent a block whose body does not match its header")
+            }
             DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
             DisconnectReason::Closed(why) => write!(f, "closed: {why}"),
         }
@@ -159,8 +167,19 @@ pub enum Input {
         addrs: Vec<SocketAddr>,
         source: SocketAddr,
     },
-    /// The chain's best block changed.
-    TipChanged { height: u64 },
+    /// The chain connected this block: it is stored and the active chain's tip (in order).
+    BlockConnected { header: Header, height: u64 },
+    /// The chain disconnected this block: its parent is the active chain's tip again.
+    BlockDisconnected { header: Header, height: u64 },
+    /// The chain's answer for a block handed over with `Output::SubmitBlock`.
+    BlockProcessed {
+        peer: PeerId,
+        hash: Hash256,
+        result: BlockResult,
+    },
+    /// The chain's events were missed: the header tree, rebuilt from the store, replaces the
+    /// core's.
+    HeadersReloaded(Box<super::headers::HeaderTree>),
     /// An operator's command; `Core::handle` returns its result.
     Command(Command),
     /// The shell could not hand this over to the peer store now: keep it for a later turn.
@@ -221,6 +240,18 @@ pub enum Output {
     },
     /// Ask the I/O side to resolve the DNS seeds and report back with `Input::Discovered`.
     ResolveSeeds,
+    /// Hand this block to the chain (its header already passed the core's checks); answer
+    /// with `Input::BlockProcessed`.
+    SubmitBlock {
+        peer: PeerId,
+        block: Box<Block>,
+    },
+    /// Send the peer these blocks from the store, as BLOCK messages in order (NOTFOUND for
+    /// any that is not there any more).
+    ServeBlocks {
+        peer: PeerId,
+        hashes: Vec<Hash256>,
+    },
     /// Feed `Input::Tick` at this time (the latest request replaces earlier ones).
     SetTimer(LocalTime),
     /// Something subscribers and metrics may publish.
@@ -254,6 +285,26 @@ pub enum Event {
     },
 }
 
+/// What the chain made of a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockResult {
+    /// Connected to the active chain.
+    Connected,
+    /// Stored on a side branch.
+    SideBranch,
+    /// Its parent is not stored yet; held by the chain until it is.
+    Orphan,
+    /// Already known.
+    Duplicate,
+    /// It breaks a consensus rule: the sender is to blame.
+    Invalid(String),
+    /// Its body does not match its header (merkle root, size): the header and hash are not
+    /// to blame, the sender relayed a body it had not checked.
+    Mutated(String),
+    /// The chain could not take it (shutting down, a store error): nobody is to blame.
+    NotProcessed(String),
+}
+
 /// What the peer store must save.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Persist {
@@ -277,12 +328,14 @@ pub enum Internal {
         node_id: NodeId,
         conn_type: ConnType,
     },
-    /// The handshake completed. `seen_as` is our address as the peer's VERSION saw it.
+    /// The handshake completed. `seen_as` is our address as the peer's VERSION saw it;
+    /// `height` the best height it claimed.
     PeerNegotiated {
         peer: PeerId,
         addr: SocketAddr,
         conn_type: ConnType,
         seen_as: Option<SocketAddr>,
+        height: u64,
     },
     /// A manager wants the peer gone; the coordinator asks the shell once.
     DisconnectRequested {
@@ -303,8 +356,16 @@ pub enum Internal {
     DialFailed { addr: SocketAddr },
     /// The peer broke a rule.
     Misbehaved { peer: PeerId, what: Misbehaviour },
-    /// The chain's best block changed.
-    TipChanged { height: u64 },
+    /// The chain's active tip changed.
+    TipChanged { height: u64, hash: Hash256 },
+    /// New headers joined the header tree (blocks may be wanted).
+    HeadersAdded,
+    /// The peer has this block (and its ancestors): it announced, sent or built on it.
+    PeerHas { peer: PeerId, hash: Hash256 },
+    /// The chain stored this block's body.
+    BlockStored { hash: Hash256 },
+    /// The chain found this block invalid.
+    BlockInvalid { hash: Hash256 },
 }
 
 /// Where managers put their decisions: outputs for the shell, internal events for the other
@@ -397,6 +458,55 @@ impl Outbox {
         }
         let list = BoundedVec::new(items).expect("callers cap ADDR lists at MAX_ADDR_ITEMS");
         self.send(peer, Message::Addr(list));
+    }
+
+    pub fn send_headers(&mut self, peer: PeerId) {
+        self.send(peer, Message::SendHeaders);
+    }
+
+    /// GETHEADERS: "these are my headers, newest first; send what follows, up to `stop`".
+    pub fn get_headers(&mut self, peer: PeerId, locator: Vec<Hash256>, stop: Hash256) {
+        let request = LocatorRequest {
+            protocol_version: crate::wire::PROTOCOL_VERSION,
+            locator: BoundedVec::truncating(locator),
+            stop,
+        };
+        self.send(peer, Message::GetHeaders(request));
+    }
+
+    /// HEADERS (an empty list means "nothing after your locator").
+    pub fn headers(&mut self, peer: PeerId, headers: Vec<Header>) {
+        self.send(peer, Message::Headers(BoundedVec::truncating(headers)));
+    }
+
+    /// INV of block hashes.
+    pub fn inv_blocks(&mut self, peer: PeerId, hashes: &[Hash256]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let items = hashes
+            .iter()
+            .map(|hash| InvItem {
+                kind: InvKind::Block,
+                hash: *hash,
+            })
+            .collect();
+        self.send(peer, Message::Inv(BoundedVec::truncating(items)));
+    }
+
+    /// GETDATA of block hashes.
+    pub fn get_blocks_data(&mut self, peer: PeerId, hashes: &[Hash256]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let items = hashes
+            .iter()
+            .map(|hash| InvItem {
+                kind: InvKind::Block,
+                hash: *hash,
+            })
+            .collect();
+        self.send(peer, Message::GetData(BoundedVec::truncating(items)));
     }
 
     pub fn not_found(&mut self, peer: PeerId, items: InvList) {

@@ -9,19 +9,22 @@
 pub mod addrman;
 pub mod addrmgr;
 pub mod bans;
+pub mod blockdl;
 pub mod config;
 pub mod core;
 pub mod eviction;
+pub mod headers;
 pub mod io;
 pub mod netgroup;
 pub mod peermgr;
 pub mod pingmgr;
 pub mod scoremgr;
+pub mod syncmgr;
 
 pub use self::config::CoreConfig;
 pub use self::core::{Core, PeerSnapshot, TICK_INTERVAL};
 pub use self::io::{
-    Command, CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event, Input, Output,
-    PeerId, Persist,
+    BlockResult, Command, CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event,
+    Input, Output, PeerId, Persist,
 };
 pub use self::peermgr::AddedNodeSnapshot;

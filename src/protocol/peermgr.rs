@@ -161,7 +161,7 @@ impl PeerMgr {
     }
 
     pub fn on_internal(&mut self, event: &Internal) {
-        if let Internal::TipChanged { height } = *event {
+        if let Internal::TipChanged { height, .. } = *event {
             self.best_height = height;
         }
     }
@@ -441,8 +441,16 @@ impl PeerMgr {
             .find(|(id, p)| **id != peer && p.node_id == node_id && !p.disconnecting)
             .map(|(id, _)| *id);
         if let Some(existing) = existing {
-            self.on_duplicate(peer, existing, kind, now.local, out);
-            return;
+            let existing_inbound = self.peers[&existing].conn_type == ConnType::Inbound;
+            let inbound = conn_type == ConnType::Inbound;
+            // The same two nodes dialled each other at once: both sides keep the connection
+            // dialled by the lower node id, or each would drop the one the other keeps.
+            let dialler = |inbound: bool| if inbound { node_id } else { cfg.our_node_id };
+            if inbound == existing_inbound || dialler(existing_inbound) < dialler(inbound) {
+                self.on_duplicate(peer, existing, kind, now.local, out);
+                return;
+            }
+            self.replace_duplicate(existing, peer, now.local, out);
         }
         if conn_type == ConnType::Inbound
             && !self.make_inbound_room(peer, cfg, views, eviction_key, out)
@@ -472,20 +480,7 @@ impl PeerMgr {
             p.manual_key = None;
         }
         match dial {
-            Some(DialKind::Auto(addr)) => {
-                if self.duplicate_dials.len() >= MAX_DUPLICATE_DIALS {
-                    let soonest = self
-                        .duplicate_dials
-                        .iter()
-                        .min_by_key(|(_, until)| **until)
-                        .map(|(a, _)| *a);
-                    if let Some(a) = soonest {
-                        self.duplicate_dials.remove(&a);
-                    }
-                }
-                self.duplicate_dials
-                    .insert(addr, now + DUPLICATE_DIAL_BACKOFF);
-            }
+            Some(DialKind::Auto(addr)) => self.rest_address(addr, now),
             Some(DialKind::Manual(key)) => {
                 if let Some(m) = self.manual.iter_mut().find(|m| m.spec.to_string() == key) {
                     m.state = ManualState::Connected(existing);
@@ -497,6 +492,57 @@ impl PeerMgr {
             _ => {}
         }
         out.disconnect(peer, DisconnectReason::DuplicateNodeId);
+    }
+
+    /// `existing` loses a tie to `newcomer`, a connection to the same node dialled the other
+    /// way: it is dropped without counting against its address, and an added node it stood
+    /// for counts as connected through the newcomer.
+    fn replace_duplicate(
+        &mut self,
+        existing: PeerId,
+        newcomer: PeerId,
+        now: LocalTime,
+        out: &mut Outbox,
+    ) {
+        let Some(e) = self.peers.get_mut(&existing) else {
+            return;
+        };
+        e.duplicate = true;
+        let key = e.manual_key.take();
+        if e.conn_type == ConnType::Outbound {
+            let addr = e.addr;
+            self.rest_address(addr, now);
+        }
+        if let Some(key) = key {
+            if let Some(m) = self.manual.iter_mut().find(|m| m.spec.to_string() == key) {
+                m.state = ManualState::Connected(newcomer);
+            }
+            if let Some(n) = self.peers.get_mut(&newcomer) {
+                n.manual_key.get_or_insert(key);
+            }
+        }
+        for m in &mut self.manual {
+            if m.state == ManualState::Connected(existing) {
+                m.state = ManualState::Connected(newcomer);
+            }
+        }
+        out.disconnect(existing, DisconnectReason::DuplicateNodeId);
+    }
+
+    /// An address whose node is connected another way is not dialled for a while.
+    fn rest_address(&mut self, addr: SocketAddr, now: LocalTime) {
+        if self.duplicate_dials.len() >= MAX_DUPLICATE_DIALS {
+            let soonest = self
+                .duplicate_dials
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(a, _)| *a);
+            if let Some(a) = soonest {
+                self.duplicate_dials.remove(&a);
+            }
+        }
+        self.duplicate_dials
+            .insert(addr, now + DUPLICATE_DIAL_BACKOFF);
     }
 
     /// Keeps inbound within its limits by evicting someone if needed; false = no room.
@@ -700,6 +746,7 @@ impl PeerMgr {
             addr: p.addr,
             conn_type: p.conn_type,
             seen_as,
+            height: version.best_height,
         });
         out.event(Event::PeerNegotiated {
             peer,
@@ -1081,6 +1128,8 @@ mod tests {
     #[test]
     fn a_duplicate_auto_dial_is_dropped_and_its_address_rests() {
         let mut f = Fixture::new();
+        // Above the peer's id: its inbound connection wins the tie (the one it dialled).
+        f.cfg.our_node_id = id(200);
         let mut book = AddrMan::new([3; 32]);
         let listen: SocketAddr = "7.7.7.7:8333".parse().unwrap();
         book.add(
@@ -1179,6 +1228,30 @@ mod tests {
             disconnects(&f.drain().0),
             vec![(4, DisconnectReason::TooManyConnections)]
         );
+    }
+
+    /// Two nodes that dial each other at once must keep the same one of the two connections
+    /// (the one dialled by the lower node id), or each drops the one the other kept.
+    #[test]
+    fn mutual_dials_keep_the_connection_dialled_by_the_lower_node_id() {
+        for (ours, theirs) in [(1u8, 2u8), (2, 1)] {
+            let mut f = Fixture::new();
+            f.cfg.our_node_id = id(ours);
+            let spec = PeerSpec::parse("5.5.5.5:8333").unwrap();
+            f.mgr.one_try(spec, at(0).local, &mut f.out);
+            let dial = dials(&f.drain().0)[0].0;
+            // Our dial connects first, then theirs arrives inbound.
+            f.connect(1, "5.5.5.5:8333", Some(dial), theirs, 0);
+            f.connect(2, "5.5.5.5:40000", None, theirs, 10);
+            let dropped = disconnects(&f.drain().0);
+            let kept_ours = ours < theirs;
+            let expected = if kept_ours { 2 } else { 1 };
+            assert_eq!(
+                dropped,
+                vec![(expected, DisconnectReason::DuplicateNodeId)],
+                "we are {ours}, they are {theirs}"
+            );
+        }
     }
 
     #[test]

@@ -174,6 +174,7 @@ mod tests {
                 addr,
                 conn_type: ConnType::Inbound,
                 seen_as: None,
+                height: 0,
             },
             now,
         );

@@ -1,0 +1,71 @@
+//! Blocks over the network between real `noded` processes on 127.0.0.1, driven over
+//! JSON-RPC only: a node that joins catches up, blocks mined later travel to every node, and
+//! nodes that mined apart converge on the most-work chain.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SYNC_DEADLINE: Duration = Duration::from_secs(60);
+
+fn count(node: &TestNode) -> u64 {
+    node.rpc("getblockcount", json!([]))
+        .unwrap()
+        .as_u64()
+        .unwrap()
+}
+
+fn best(node: &TestNode) -> Value {
+    node.rpc("getbestblockhash", json!([])).unwrap()
+}
+
+fn generate(node: &TestNode, n: u64) {
+    let hashes = node.rpc("generate", json!([n])).unwrap();
+    assert_eq!(hashes.as_array().unwrap().len() as u64, n);
+}
+
+#[test]
+fn a_joining_node_catches_up_and_new_blocks_travel_a_line() {
+    let a = TestNode::start(&[]);
+    generate(&a, 30);
+    // A line: a - b - c.
+    let b = TestNode::start(&["--addnode", &a.p2p_addr().to_string()]);
+    let c = TestNode::start(&["--addnode", &b.p2p_addr().to_string()]);
+    wait_until(SYNC_DEADLINE, "b and c to catch up with a", || {
+        count(&b) == 30 && count(&c) == 30
+    });
+    assert_eq!(best(&c), best(&a));
+    // Mined later at one end, seen at the other.
+    generate(&a, 3);
+    wait_until(SYNC_DEADLINE, "c to follow a", || best(&c) == best(&a));
+    // And the other way.
+    generate(&c, 2);
+    wait_until(SYNC_DEADLINE, "a to follow c", || best(&a) == best(&c));
+    assert_eq!(count(&a), 35);
+    for node in [&a, &b, &c] {
+        let report = node.rpc("verifychain", json!([])).unwrap();
+        assert_eq!(report["ok"], json!(true), "{report}");
+        assert_eq!(report["height"], json!(35), "{report}");
+    }
+}
+
+#[test]
+fn nodes_that_mined_apart_converge_on_the_most_work_chain() {
+    let a = TestNode::start(&[]);
+    let b = TestNode::start(&[]);
+    generate(&a, 3);
+    generate(&b, 5);
+    assert_ne!(best(&a), best(&b));
+    let added = a.rpc("addnode", json!([b.p2p_addr().to_string(), "add"]));
+    assert!(added.is_ok(), "{added:?}");
+    wait_until(
+        SYNC_DEADLINE,
+        "a to reorganise onto b's heavier chain",
+        || best(&a) == best(&b),
+    );
+    assert_eq!(count(&a), 5);
+    // b's chain stays: a's lighter branch is a side branch for both.
+    assert_eq!(count(&b), 5);
+}
