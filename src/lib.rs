@@ -13,6 +13,7 @@ pub mod node;
 pub mod params;
 pub mod protocol;
 pub mod rpc;
+pub mod sim;
 pub mod store_migrate;
 pub mod time;
 pub mod types;
