@@ -723,15 +723,12 @@ fn nodes_find_each_other_through_addr_gossip() {
 /// ports), so it must not dial them again and again. It did, about twice a second forever:
 /// each dial met a duplicate node id, was dropped, and was never counted against the address.
 ///
-/// On the simulator this finds a bug the instant in-memory wiring could not: nodes 2 and 3
-/// learn each other's address from node 1 and dial each other on the same tick; each sees
-/// its own outbound connection come up first (after two round trips) and drops the other's
-/// inbound one as a duplicate node id (half a round trip later), so both connections die,
-/// and they redial each other every second, forever. The core must break the tie the same
-/// way on both sides (e.g. keep the connection dialled by the lower node id). Ignored until
-/// the core does; `cargo test --test protocol_sim -- --ignored` runs it.
+/// On the simulator this found a bug the instant in-memory wiring could not: nodes 2 and 3
+/// learn each other's address from node 1 and dial each other on the same tick; each saw its
+/// own outbound connection come up first and dropped the other's inbound one as a duplicate
+/// node id, so both connections died and they redialled every second. Both sides now keep
+/// the connection dialled by the lower node id.
 #[test]
-#[ignore = "fails: simultaneous mutual dials drop both connections, redialled every second"]
 fn the_readme_topology_settles_without_redialling() {
     let mut sim = local_net(3);
     for i in 1..3 {

@@ -623,6 +623,9 @@ impl Sim {
             // The address book and ban list are read from the core at a restart; seeds
             // and events have no simulated counterpart.
             Output::Persist(_) | Output::ResolveSeeds | Output::Event(_) => {}
+            // The simulated nodes have no chain yet: a node never has blocks to serve or
+            // to submit beyond genesis.
+            Output::SubmitBlock { .. } | Output::ServeBlocks { .. } => {}
         }
     }
 
