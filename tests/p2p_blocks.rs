@@ -37,6 +37,14 @@ fn a_joining_node_catches_up_and_new_blocks_travel_a_line() {
         count(&b) == 30 && count(&c) == 30
     });
     assert_eq!(best(&c), best(&a));
+    let info = c.rpc("getblockchaininfo", json!([])).unwrap();
+    assert_eq!(info["headers"], json!(30), "{info}");
+    assert_eq!(info["initialblockdownload"], json!(false), "{info}");
+    assert_eq!(info["verificationprogress"], json!(1.0), "{info}");
+    let peer = &c.rpc("getpeerinfo", json!([])).unwrap()[0];
+    assert_eq!(peer["synced_headers"], json!(30), "{peer}");
+    assert_eq!(peer["synced_blocks"], json!(30), "{peer}");
+    assert_eq!(peer["inflight"], json!([]), "{peer}");
     // Mined later at one end, seen at the other.
     generate(&a, 3);
     wait_until(SYNC_DEADLINE, "c to follow a", || best(&c) == best(&a));

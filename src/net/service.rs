@@ -42,9 +42,9 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_QUEUE: usize = 4096;
 /// Chain answers waiting for the service: more than the blocks the core has in flight.
 const BLOCK_RESULT_QUEUE: usize = 256;
-/// Tasks serving one peer blocks at a time: a peer that asks faster than it reads is told
-/// NOTFOUND instead of piling up tasks.
-const MAX_SERVING_PER_PEER: usize = 2;
+/// Blocks waiting to be served to one peer: several download windows' worth (a peer asks
+/// for at most 16 at a time); beyond it a request is answered NOTFOUND.
+const SERVE_QUEUE: usize = 256;
 /// How long a block for a peer may wait for room in its outbox.
 const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// RPC commands waiting for the service.
@@ -163,8 +163,8 @@ impl NetHandle {
 }
 
 struct LivePeer {
-    /// Tasks sending it blocks from the store now (at most `MAX_SERVING_PER_PEER`).
-    serving: Arc<std::sync::atomic::AtomicUsize>,
+    /// Blocks waiting for its serving task (`serve_peer`), once it has asked for any.
+    serving: Option<mpsc::Sender<Hash256>>,
     /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
     quiet: bool,
     outbox: mpsc::Sender<Message>,
@@ -452,7 +452,7 @@ impl NetService {
                 self.live.insert(
                     peer,
                     LivePeer {
-                        serving: Arc::default(),
+                        serving: None,
                         quiet: false,
                         outbox,
                         stats,
@@ -685,6 +685,9 @@ impl NetService {
         self.counts
             .outbound
             .store(self.core.outbound_count(), Ordering::Relaxed);
+        self.counts
+            .headers
+            .store(self.core.headers().best_height(), Ordering::Relaxed);
     }
 
     /// The chain's connects and disconnects go to the core in order; after missed events
@@ -739,55 +742,34 @@ impl NetService {
         });
     }
 
-    /// Sends the peer blocks from the store, one at a time, waiting for room in its outbox
-    /// (a slow reader slows this task, not the service). NOTFOUND for blocks no longer
-    /// there, and for everything when the peer already has `MAX_SERVING_PER_PEER` tasks.
+    /// Queues blocks for the peer's serving task (started on its first request): it reads
+    /// them from the store one at a time on a blocking thread and waits for room in the
+    /// peer's outbox, so a slow reader slows its own task, not the service. A request that
+    /// does not fit the queue (far more than any download window asks) is answered NOTFOUND.
     fn serve_blocks(&mut self, peer: PeerId, hashes: Vec<Hash256>) {
-        let Some(live) = self.live.get(&peer) else {
+        let Some(live) = self.live.get_mut(&peer) else {
             return;
         };
-        let not_found = |hashes: &[Hash256]| {
-            let items = hashes
-                .iter()
-                .map(|hash| InvItem {
-                    kind: InvKind::Block,
-                    hash: *hash,
-                })
-                .collect();
-            Message::NotFound(BoundedVec::truncating(items))
+        let queue = match &live.serving {
+            Some(queue) if !queue.is_closed() => queue.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(SERVE_QUEUE);
+                let (outbox, chain) = (live.outbox.clone(), self.chain.clone());
+                self.tasks
+                    .spawn(serve_peer(rx, outbox, chain, live.stop.clone()));
+                live.serving = Some(tx.clone());
+                tx
+            }
         };
-        if live.serving.load(Ordering::Relaxed) >= MAX_SERVING_PER_PEER {
-            let _ = live.outbox.try_send(not_found(&hashes));
-            return;
+        let mut refused = Vec::new();
+        for hash in hashes {
+            if queue.try_send(hash).is_err() {
+                refused.push(hash);
+            }
         }
-        live.serving.fetch_add(1, Ordering::Relaxed);
-        let (serving, outbox, chain) = (
-            live.serving.clone(),
-            live.outbox.clone(),
-            self.chain.clone(),
-        );
-        self.tasks.spawn(async move {
-            let mut missing = Vec::new();
-            for hash in hashes {
-                let reader = chain.clone();
-                let read = tokio::task::spawn_blocking(move || reader.reader().block(&hash)).await;
-                let message = match read {
-                    Ok(Ok(Some(block))) => Message::Block(Box::new(block)),
-                    _ => {
-                        missing.push(hash);
-                        continue;
-                    }
-                };
-                let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    break; // the peer is gone or not reading: its own timeouts deal with it
-                }
-            }
-            if !missing.is_empty() {
-                let _ = outbox.try_send(not_found(&missing));
-            }
-            serving.fetch_sub(1, Ordering::Relaxed);
-        });
+        if !refused.is_empty() {
+            let _ = live.outbox.try_send(not_found_blocks(&refused));
+        }
     }
 
     fn resolve_seeds(&mut self) {
@@ -849,6 +831,46 @@ fn load_header_tree(chain: &ChainHandle) -> HeaderTree {
         })
         .collect();
     HeaderTree::load(chain.params(), blocks, chain.tip().hash)
+}
+
+/// Serves one peer the blocks queued for it, in order, until the peer goes (its queue or
+/// outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`).
+async fn serve_peer(
+    mut queue: mpsc::Receiver<Hash256>,
+    outbox: mpsc::Sender<Message>,
+    chain: ChainHandle,
+    stop: CancellationToken,
+) {
+    loop {
+        let hash = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = queue.recv() => match next {
+                Some(hash) => hash,
+                None => return,
+            },
+        };
+        let reader = chain.clone();
+        let read = tokio::task::spawn_blocking(move || reader.reader().block(&hash)).await;
+        let message = match read {
+            Ok(Ok(Some(block))) => Message::Block(Box::new(block)),
+            _ => not_found_blocks(&[hash]),
+        };
+        let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return; // gone, or not reading: its own timeouts deal with it
+        }
+    }
+}
+
+fn not_found_blocks(hashes: &[Hash256]) -> Message {
+    let items = hashes
+        .iter()
+        .map(|hash| InvItem {
+            kind: InvKind::Block,
+            hash: *hash,
+        })
+        .collect();
+    Message::NotFound(BoundedVec::truncating(items))
 }
 
 fn store_job(what: Persist) -> StoreJob {

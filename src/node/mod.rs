@@ -167,7 +167,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         p2p_addr,
         started,
         chain: chain_handle.tip_receiver(),
-        peers: peer_counts,
+        peers: peer_counts.clone(),
         shutdown: shutdown.clone(),
     };
     let (rpc_handle, rpc_addr) = match server::start(
@@ -181,6 +181,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
                 chain_handle.clone(),
                 Arc::new(mempool.clone()),
                 shutdown.clone(),
+                peer_counts.clone(),
             )
             .into(),
             mempool_rpc_module(mempool.clone(), chain_handle.clone()).into(),

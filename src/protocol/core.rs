@@ -60,6 +60,12 @@ pub struct PeerSnapshot {
     pub minping_ms: Option<u64>,
     pub banscore: u32,
     pub handshake_complete: bool,
+    /// Height of the best header the peer is known to have.
+    pub synced_headers: Option<u64>,
+    /// Height of the last block the peer is known to share with our active chain.
+    pub synced_blocks: Option<u64>,
+    /// Heights of the blocks requested from it and not yet received.
+    pub inflight: Vec<u64>,
 }
 
 pub struct Core {
@@ -380,6 +386,7 @@ impl Core {
             .views()
             .map(|p| {
                 let liveness = self.pings.stats(p.id);
+                let best = self.sync.best_of(p.id);
                 let version = p.version.as_ref();
                 PeerSnapshot {
                     id: p.id,
@@ -397,6 +404,14 @@ impl Core {
                     minping_ms: liveness.min_rtt.map(|d| d.as_millis()),
                     banscore: self.scores.score(p.id),
                     handshake_complete: p.ready,
+                    synced_headers: best.and_then(|b| self.tree.height_of(&b)),
+                    synced_blocks: best.and_then(|b| self.tree.last_common_active(&b)),
+                    inflight: self
+                        .blocks
+                        .in_flight_of(p.id)
+                        .iter()
+                        .filter_map(|h| self.tree.height_of(h))
+                        .collect(),
                 }
             })
             .collect()

@@ -348,6 +348,18 @@ impl HeaderTree {
         }
     }
 
+    /// The height of the last block `hash`'s chain shares with the active chain.
+    pub fn last_common_active(&self, hash: &Hash256) -> Option<u64> {
+        let height = self.height_of(hash)?.min(self.active_height());
+        let mut cursor = self.ancestor(hash, height)?;
+        loop {
+            if self.is_active(&cursor) {
+                return self.height_of(&cursor);
+            }
+            cursor = self.nodes.get(&cursor)?.header.prev_hash;
+        }
+    }
+
     /// Whether `ancestor` is `hash` or one of its ancestors.
     pub fn is_ancestor(&self, ancestor: &Hash256, hash: &Hash256) -> bool {
         self.height_of(ancestor)

@@ -92,6 +92,16 @@ impl SyncMgr {
                 self.peers.remove(&peer);
             }
             Internal::TipChanged { .. } => self.announce(tree, out),
+            // Learned elsewhere (a block it sent): kept for announcements and getpeerinfo.
+            Internal::PeerHas { peer, hash } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if p.best
+                        .is_none_or(|b| tree.work_of(&hash) > tree.work_of(&b))
+                    {
+                        p.best = Some(hash);
+                    }
+                }
+            }
             _ => {}
         }
     }

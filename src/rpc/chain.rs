@@ -10,6 +10,7 @@ use crate::chain::store::IndexRecord;
 use crate::chain::work::difficulty;
 use crate::chain::{ChainError, ChainHandle, SubmitOutcome, VerifyReport};
 use crate::encoding;
+use crate::net::counts::PeerCounts;
 use crate::params::MEDIAN_TIME_SPAN;
 use crate::types::pow::target_from_compact;
 use crate::types::{Address, Block, Hash256, Transaction};
@@ -18,6 +19,7 @@ use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +59,8 @@ pub struct ChainRpc {
     mempool: Option<Arc<dyn MempoolTxLookup>>,
     /// The node's shutdown: `verifychain` stops replaying when it is cancelled.
     shutdown: CancellationToken,
+    /// What the network service publishes: the best header it has checked.
+    network: Option<Arc<PeerCounts>>,
 }
 
 /// The chain methods as a module to merge into the server's.
@@ -65,6 +69,7 @@ pub fn chain_rpc_module(chain: ChainHandle) -> RpcModule<ChainRpc> {
         chain,
         mempool: None,
         shutdown: CancellationToken::new(),
+        network: None,
     }
     .into_rpc()
 }
@@ -75,11 +80,13 @@ pub fn chain_rpc_module_with_mempool(
     chain: ChainHandle,
     mempool: Arc<dyn MempoolTxLookup>,
     shutdown: CancellationToken,
+    network: Arc<PeerCounts>,
 ) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: Some(mempool),
         shutdown,
+        network: Some(network),
     }
     .into_rpc()
 }
@@ -275,18 +282,30 @@ impl ChainApiServer for ChainRpc {
         let snapshot = self.chain.tip_snapshot();
         let params = self.chain.params();
         let bits = snapshot.header.bits;
+        let blocks = snapshot.tip.height;
+        // The best header the network has checked, or the chain's own best if higher.
+        let synced = self
+            .network
+            .as_ref()
+            .map_or(0, |n| n.headers.load(Ordering::Relaxed));
+        let headers = snapshot.tip.header_height.max(synced);
+        let progress = if headers == 0 {
+            1.0
+        } else {
+            blocks.min(headers) as f64 / headers as f64
+        };
         Ok(json!({
             "chain": params.network.name(),
-            "blocks": snapshot.tip.height,
-            "headers": snapshot.tip.header_height,
+            "blocks": blocks,
+            "headers": headers,
             "bestblockhash": snapshot.tip.hash,
             "bits": format!("{bits:08x}"),
             "target": target_from_compact(bits).map(hex::encode).unwrap_or_default(),
             "difficulty": difficulty(params, bits),
             "time": snapshot.header.time,
             "mediantime": snapshot.median_time_past,
-            "verificationprogress": 1.0,
-            "initialblockdownload": false,
+            "verificationprogress": progress,
+            "initialblockdownload": blocks < headers,
             "chainwork": hex::encode(snapshot.chainwork),
             "size_on_disk": size_on_disk,
             "pruned": false,

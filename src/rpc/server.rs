@@ -159,7 +159,9 @@ impl NodeApiServer for NodeRpc {
             network: fixed.network.clone(),
             nodeid: fixed.nodeid.clone(),
             blocks: tip.height,
-            headers: tip.header_height,
+            headers: tip
+                .header_height
+                .max(self.ctx.peers.headers.load(Ordering::Relaxed)),
             bestblockhash: tip.hash,
             connections: inbound + outbound,
             connections_in: inbound,
