@@ -47,6 +47,8 @@ const BLOCK_RESULT_QUEUE: usize = 256;
 const SERVE_QUEUE: usize = 256;
 /// How long a block for a peer may wait for room in its outbox.
 const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often initial sync logs its progress: a human pace, not a line per block.
+const SYNC_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// RPC commands waiting for the service.
 pub const COMMAND_QUEUE: usize = 64;
 /// How long an RPC waits for the service to answer.
@@ -321,6 +323,9 @@ impl NetService {
             }
         });
         self.feed(Input::Tick);
+        let mut progress = tokio::time::interval(SYNC_PROGRESS_EVERY);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut mark = (self.chain.tip().height, std::time::Instant::now());
         loop {
             let wake = self.clock.instant_at(self.next_tick);
             tokio::select! {
@@ -339,6 +344,7 @@ impl NetService {
                 }
                 Some(tree) = self.reloaded.recv() => self.feed(Input::HeadersReloaded(tree)),
                 _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
+                _ = progress.tick() => mark = self.log_sync_progress(mark),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.execute();
@@ -420,6 +426,34 @@ impl NetService {
     fn settle_pending(&mut self, peer: PeerId) {
         self.pending.settle(peer);
         self.pending_tokens.remove(&peer);
+    }
+
+    /// While blocks are behind the best header, one line every `SYNC_PROGRESS_EVERY`: the
+    /// height, the headers, the rate since the last line, the share done and the time left.
+    fn log_sync_progress(
+        &self,
+        (from, since): (u64, std::time::Instant),
+    ) -> (u64, std::time::Instant) {
+        let height = self.chain.tip().height;
+        let headers = self.core.headers().best_height();
+        if height < headers {
+            let rate = height.saturating_sub(from) as f64 / since.elapsed().as_secs_f64();
+            let percent = (height as f64 * 100.0 / headers as f64).floor();
+            let eta_secs = if rate > 0.0 {
+                ((headers - height) as f64 / rate).ceil() as u64
+            } else {
+                0
+            };
+            tracing::info!(
+                height,
+                headers,
+                blocks_per_sec = format!("{rate:.1}"),
+                percent,
+                eta_secs,
+                "syncing blocks"
+            );
+        }
+        (height, std::time::Instant::now())
     }
 
     /// Feeds the core one input at the current time (only commands can fail: `command`).

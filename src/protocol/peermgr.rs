@@ -40,6 +40,9 @@ const DIAL_EXPIRY: LocalDuration = LocalDuration::from_secs(60);
 const SEED_RETRY: LocalDuration = LocalDuration::from_mins(5);
 /// How long an address whose dial reached a node already connected is not dialled again.
 const DUPLICATE_DIAL_BACKOFF: LocalDuration = LocalDuration::from_mins(10);
+/// At most one feeler connection this often (Bitcoin Core's `FEELER_INTERVAL`): each one
+/// takes an inbound slot at its target, which evicts a peer there when the target is full.
+const FEELER_INTERVAL: LocalDuration = LocalDuration::from_mins(2);
 /// Addresses remembered for that; the one due soonest goes first beyond this.
 const MAX_DUPLICATE_DIALS: usize = 1_024;
 
@@ -150,6 +153,8 @@ pub struct PeerMgr {
     next_dial: DialId,
     best_height: u64,
     last_seed_request: Option<LocalTime>,
+    /// When the next feeler may start.
+    next_feeler: LocalTime,
 }
 
 impl PeerMgr {
@@ -894,6 +899,7 @@ impl PeerMgr {
         out: &mut Outbox,
     ) {
         if cfg.connect_only
+            || now.local < self.next_feeler
             || self
                 .dials
                 .values()
@@ -915,6 +921,7 @@ impl PeerMgr {
             return; // the collision timeout settles it
         }
         let dial = self.new_dial(DialKind::Feeler(addr), now.local);
+        self.next_feeler = now.local + FEELER_INTERVAL;
         out.dial(dial, DialTarget::socket(addr), None);
     }
 
