@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct Candidate {
     pub peer: u64,
     pub group: NetGroup,
+    /// `group_rank` of its group: computed once per connection, not at every eviction.
+    pub group_rank: u64,
     pub connected_ms: u64,
     pub min_ping_ms: Option<u64>,
     /// Last time the peer sent us something new and useful (addresses, later blocks and txs).
@@ -21,21 +23,24 @@ const PROTECT_BY_GROUP: usize = 4;
 const PROTECT_BY_PING: usize = 8;
 const PROTECT_BY_USEFUL: usize = 4;
 
-fn take_protected(cands: &mut Vec<Candidate>, n: usize, mut key: impl FnMut(&Candidate) -> u64) {
+/// A group's rank for protection: a hash keyed with a secret, so an attacker cannot choose
+/// groups that rank high.
+pub fn group_rank(key: &[u8; 32], group: &NetGroup) -> u64 {
+    let h = sha256d_parts(&[key, &group.0]);
+    u64::from_le_bytes(h.0[..8].try_into().expect("8 bytes"))
+}
+
+fn take_protected(cands: &mut Vec<Candidate>, n: usize, key: impl FnMut(&Candidate) -> u64) {
     // Sort so that the best (highest key) come last, then drop them.
-    // Cached: the group key is a hash, too dear to recompute on every comparison.
-    cands.sort_by_cached_key(|c| key(c));
+    cands.sort_by_key(key);
     let keep = cands.len().saturating_sub(n);
     cands.truncate(keep);
 }
 
 /// The peer to evict, or `None` when every candidate is protected.
-pub fn select_victim(mut cands: Vec<Candidate>, key: &[u8; 32]) -> Option<u64> {
+pub fn select_victim(mut cands: Vec<Candidate>) -> Option<u64> {
     // Distinct groups, ranked by a keyed hash an attacker cannot predict.
-    take_protected(&mut cands, PROTECT_BY_GROUP, |c| {
-        let h = sha256d_parts(&[key, &c.group.0]);
-        u64::from_le_bytes(h.0[..8].try_into().expect("8 bytes"))
-    });
+    take_protected(&mut cands, PROTECT_BY_GROUP, |c| c.group_rank);
     take_protected(&mut cands, PROTECT_BY_PING, |c| {
         u64::MAX - c.min_ping_ms.unwrap_or(u64::MAX - 1)
     });
@@ -64,9 +69,11 @@ mod tests {
     use super::*;
 
     fn cand(peer: u64, group: u8, connected_ms: u64, ping: Option<u64>, useful: u64) -> Candidate {
+        let group = NetGroup([4, group, 0, 0, 0, 0, 0, 0]);
         Candidate {
             peer,
-            group: NetGroup([4, group, 0, 0, 0, 0, 0, 0]),
+            group,
+            group_rank: group_rank(&[9; 32], &group),
             connected_ms,
             min_ping_ms: ping,
             last_useful_ms: useful,
@@ -76,7 +83,7 @@ mod tests {
     #[test]
     fn too_few_candidates_are_all_protected() {
         let cands = (0..4).map(|i| cand(i, i as u8, i, None, 0)).collect();
-        assert_eq!(select_victim(cands, &[0; 32]), None);
+        assert_eq!(select_victim(cands), None);
     }
 
     #[test]
@@ -93,7 +100,7 @@ mod tests {
         for i in 20..30u64 {
             cands.push(cand(i, i as u8, i, Some(400), 0));
         }
-        let victim = select_victim(cands, &[9; 32]).unwrap();
+        let victim = select_victim(cands).unwrap();
         assert!(
             victim < 18,
             "fast (19) and useful (18) peers are protected, got {victim}"

@@ -82,6 +82,8 @@ struct PendingDial {
 #[derive(Debug)]
 struct Peer {
     addr: SocketAddr,
+    /// Its network group's rank for eviction (`eviction::group_rank`), computed once.
+    group_rank: u64,
     conn_type: ConnType,
     node_id: NodeId,
     connected_at: LocalTime,
@@ -395,10 +397,13 @@ impl PeerMgr {
             Some(DialKind::OneTry) => (ConnType::OneTry, None),
             Some(DialKind::Feeler(_)) => (ConnType::Feeler, None),
         };
+        let group_rank =
+            eviction::group_rank(eviction_key, &netgroup(&addr, cfg.allow_local_addrs));
         self.peers.insert(
             peer,
             Peer {
                 addr,
+                group_rank,
                 conn_type,
                 node_id,
                 connected_at: now.local,
@@ -457,9 +462,7 @@ impl PeerMgr {
             }
             self.replace_duplicate(existing, peer, now.local, out);
         }
-        if conn_type == ConnType::Inbound
-            && !self.make_inbound_room(peer, cfg, views, eviction_key, out)
-        {
+        if conn_type == ConnType::Inbound && !self.make_inbound_room(peer, cfg, views, out) {
             out.disconnect(peer, DisconnectReason::TooManyConnections);
             return;
         }
@@ -556,7 +559,6 @@ impl PeerMgr {
         newcomer: PeerId,
         cfg: &CoreConfig,
         views: &Views,
-        eviction_key: &[u8; 32],
         out: &mut Outbox,
     ) -> bool {
         let inbound = self
@@ -577,12 +579,13 @@ impl PeerMgr {
             .map(|(id, p)| Candidate {
                 peer: *id,
                 group: netgroup(&p.addr, cfg.allow_local_addrs),
+                group_rank: p.group_rank,
                 connected_ms: p.connected_at.as_millis(),
                 min_ping_ms: (views.min_ping)(*id).map(|d| d.as_millis()),
                 last_useful_ms: p.last_useful.map_or(0, |t| t.as_millis()),
             })
             .collect();
-        match eviction::select_victim(candidates, eviction_key) {
+        match eviction::select_victim(candidates) {
             Some(victim) => {
                 out.disconnect(victim, DisconnectReason::Evicted);
                 true
