@@ -309,3 +309,176 @@ impl BlockDl {
             .retain(|hash, (at, _)| now.local.since(*at) < ORPHAN_WAIT && !tree.has_body(hash));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::io::ConnType;
+    use super::*;
+    use crate::chain::testkit::TestChainBuilder;
+    use crate::params::Network;
+    use crate::types::{Address, NodeId};
+    use crate::wire::Message;
+
+    fn now(ms: u64) -> Now {
+        Now {
+            local: LocalTime::from_millis(ms),
+            unix_ms: 1_800_000_000_000 + ms,
+        }
+    }
+
+    fn blocks(n: usize) -> Vec<Block> {
+        let mut b = TestChainBuilder::new(Network::Regtest.params());
+        (0..n).map(|_| b.build(Address([1; 20]), vec![])).collect()
+    }
+
+    /// A tree that knows the headers of `chain` (no bodies) and peers 1..=n that have all.
+    fn setup(chain: &[Block], n: u64) -> (HeaderTree, BlockDl) {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let headers: Vec<Header> = chain.iter().map(|b| b.header).collect();
+        let (_, err) = tree.accept(&headers, now(0).unix_secs());
+        assert!(err.is_none());
+        let mut dl = BlockDl::default();
+        for peer in 1..=n {
+            let addr = "1.2.3.4:8333".parse().unwrap();
+            for event in [
+                Internal::PeerConnected {
+                    peer,
+                    addr,
+                    node_id: NodeId([peer as u8; 32]),
+                    conn_type: ConnType::Outbound,
+                },
+                Internal::PeerNegotiated {
+                    peer,
+                    addr,
+                    conn_type: ConnType::Outbound,
+                    seen_as: None,
+                    height: 0,
+                },
+                Internal::PeerHas {
+                    peer,
+                    hash: tree.best_hash(),
+                },
+            ] {
+                dl.on_internal(&event, &tree);
+            }
+        }
+        (tree, dl)
+    }
+
+    fn requests(out: &mut Outbox) -> BTreeMap<PeerId, usize> {
+        let mut by_peer = BTreeMap::new();
+        for o in out.take_outputs() {
+            if let Output::Send(peer, Message::GetData(items)) = o {
+                *by_peer.entry(peer).or_insert(0) += items.len();
+            }
+        }
+        by_peer
+    }
+
+    #[test]
+    fn the_window_is_spread_over_peers_within_the_in_flight_limits() {
+        let chain = blocks(100);
+        let (tree, mut dl) = setup(&chain, 3);
+        let mut out = Outbox::default();
+        dl.request(&tree, now(0), &mut out);
+        let asked = requests(&mut out);
+        assert_eq!(asked.values().sum::<usize>(), 3 * MAX_IN_FLIGHT_PER_PEER);
+        assert!(asked.values().all(|n| *n == MAX_IN_FLIGHT_PER_PEER));
+        // Nothing more while all are busy.
+        dl.request(&tree, now(1), &mut out);
+        assert!(requests(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_requested_block_goes_to_the_chain_once_and_an_unrequested_weak_one_not_at_all() {
+        let chain = blocks(3);
+        let (mut tree, mut dl) = setup(&chain, 1);
+        let mut out = Outbox::default();
+        dl.request(&tree, now(0), &mut out);
+        requests(&mut out);
+        let first = Box::new(chain[0].clone());
+        dl.on_block(1, first.clone(), &mut tree, now(50), &mut out);
+        dl.on_block(1, first, &mut tree, now(60), &mut out);
+        let submitted = out
+            .take_outputs()
+            .into_iter()
+            .filter(|o| matches!(o, Output::SubmitBlock { .. }))
+            .count();
+        assert_eq!(submitted, 1, "never handed over twice");
+        // Once the chain is at height 3, a competing block at height 1 (less work than the
+        // active chain) is dropped unchecked.
+        for (i, b) in chain.iter().enumerate() {
+            tree.block_stored(&b.header, i as u64 + 1);
+        }
+        tree.set_active_tip(chain[2].hash());
+        let mut other = TestChainBuilder::new(Network::Regtest.params());
+        let rival = other.build(Address([9; 20]), vec![]);
+        dl.on_block(2, Box::new(rival), &mut tree, now(70), &mut out);
+        assert!(!out
+            .take_outputs()
+            .iter()
+            .any(|o| matches!(o, Output::SubmitBlock { .. })));
+    }
+
+    #[test]
+    fn a_stalled_request_drops_the_peer_and_frees_its_blocks() {
+        let chain = blocks(20);
+        let (tree, mut dl) = setup(&chain, 2);
+        let mut out = Outbox::default();
+        dl.request(&tree, now(0), &mut out);
+        requests(&mut out);
+        assert_eq!(dl.stall_timeout(), STALL_TIMEOUT_MIN);
+        dl.tick(&tree, now(STALL_TIMEOUT_MIN.as_millis() - 1), &mut out);
+        assert!(out.next_internal().is_none());
+        dl.tick(&tree, now(STALL_TIMEOUT_MIN.as_millis()), &mut out);
+        let mut dropped = Vec::new();
+        while let Some(e) = out.next_internal() {
+            if let Internal::DisconnectRequested { peer, reason } = e {
+                dropped.push((peer, reason));
+            }
+        }
+        assert_eq!(
+            dropped,
+            vec![
+                (1, DisconnectReason::Stalling),
+                (2, DisconnectReason::Stalling)
+            ]
+        );
+        assert!(dl.in_flight_of(1).is_empty() && dl.in_flight_of(2).is_empty());
+    }
+
+    #[test]
+    fn an_invalid_block_marks_its_branch_and_costs_the_sender() {
+        let chain = blocks(5);
+        let (mut tree, mut dl) = setup(&chain, 1);
+        let mut out = Outbox::default();
+        dl.request(&tree, now(0), &mut out);
+        requests(&mut out);
+        let hash = chain[1].hash();
+        dl.on_block(1, Box::new(chain[1].clone()), &mut tree, now(10), &mut out);
+        out.take_outputs();
+        while out.next_internal().is_some() {}
+        dl.processed(
+            1,
+            hash,
+            &BlockResult::Invalid("bad".into()),
+            &mut tree,
+            &mut out,
+        );
+        assert!(tree.is_invalid(&hash) && tree.is_invalid(&chain[4].hash()));
+        let mut events = Vec::new();
+        while let Some(e) = out.next_internal() {
+            events.push(e);
+        }
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Internal::BlockInvalid { .. })));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Internal::Misbehaved {
+                peer: 1,
+                what: Misbehaviour::InvalidBlock
+            }
+        )));
+    }
+}

@@ -315,3 +315,178 @@ fn learn_best(peer: PeerId, p: &mut SyncPeer, hash: Hash256, tree: &HeaderTree, 
         out.internal(Internal::PeerHas { peer, hash });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::io::{ConnType, DisconnectReason, Output};
+    use super::*;
+    use crate::chain::testkit::TestChainBuilder;
+    use crate::params::Network;
+    use crate::time::LocalTime;
+    use crate::types::{Address, NodeId};
+    use crate::wire::Message;
+
+    fn now(ms: u64) -> Now {
+        Now {
+            local: LocalTime::from_millis(ms),
+            unix_ms: 1_800_000_000_000 + ms,
+        }
+    }
+
+    fn headers(n: usize) -> Vec<Header> {
+        let mut b = TestChainBuilder::new(Network::Regtest.params());
+        (0..n)
+            .map(|_| b.build(Address([1; 20]), vec![]).header)
+            .collect()
+    }
+
+    fn negotiated(
+        mgr: &mut SyncMgr,
+        tree: &HeaderTree,
+        peer: PeerId,
+        height: u64,
+        out: &mut Outbox,
+    ) {
+        let addr = "1.2.3.4:8333".parse().unwrap();
+        let connected = Internal::PeerConnected {
+            peer,
+            addr,
+            node_id: NodeId([peer as u8; 32]),
+            conn_type: ConnType::Outbound,
+        };
+        mgr.on_internal(&connected, tree, now(0), out);
+        let negotiated = Internal::PeerNegotiated {
+            peer,
+            addr,
+            conn_type: ConnType::Outbound,
+            seen_as: None,
+            height,
+        };
+        mgr.on_internal(&negotiated, tree, now(0), out);
+    }
+
+    fn sent(out: &mut Outbox) -> Vec<Message> {
+        out.take_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(_, m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_peer_gets_sendheaders_and_one_getheaders_at_a_time() {
+        let tree = HeaderTree::new(Network::Regtest.params());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        let msgs = sent(&mut out);
+        assert_eq!(msgs[0], Message::SendHeaders);
+        assert!(matches!(msgs[1], Message::GetHeaders(_)));
+        // A second peer claiming no more than we have is not asked while the first is.
+        negotiated(&mut mgr, &tree, 2, 0, &mut out);
+        assert_eq!(sent(&mut out), vec![Message::SendHeaders]);
+        // One claiming more is.
+        negotiated(&mut mgr, &tree, 3, 50, &mut out);
+        assert!(matches!(sent(&mut out)[1], Message::GetHeaders(_)));
+    }
+
+    #[test]
+    fn headers_join_the_tree_and_an_invalid_one_costs_the_sender() {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 5, &mut out);
+        sent(&mut out);
+        let chain = headers(5);
+        mgr.on_headers(1, &chain, &mut tree, now(10), &mut out);
+        assert_eq!(tree.best_height(), 5);
+        assert_eq!(mgr.best_of(1), Some(chain[4].hash()));
+        let mut told = Vec::new();
+        while let Some(e) = out.next_internal() {
+            told.push(e);
+        }
+        assert!(told.iter().any(|e| matches!(e, Internal::HeadersAdded)));
+        assert!(told
+            .iter()
+            .any(|e| matches!(e, Internal::PeerHas { peer: 1, .. })));
+        let mut bad = headers(6)[5];
+        bad.nonce = bad.nonce.wrapping_add(1); // proof of work no longer holds (most likely)
+        bad.bits = 0x1d00ffff; // and certainly not the required target
+        mgr.on_headers(1, &[bad], &mut tree, now(20), &mut out);
+        let mut reasons = Vec::new();
+        while let Some(e) = out.next_internal() {
+            if let Internal::DisconnectRequested { reason, .. } = e {
+                reasons.push(reason);
+            }
+        }
+        assert_eq!(
+            reasons,
+            vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
+        );
+    }
+
+    #[test]
+    fn a_new_tip_is_announced_by_headers_or_inv_as_each_peer_asked() {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        negotiated(&mut mgr, &tree, 2, 0, &mut out);
+        mgr.on_send_headers(1);
+        sent(&mut out);
+        let chain = headers(3);
+        for (i, h) in chain.iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        tree.set_active_tip(chain[2].hash());
+        let tip = Internal::TipChanged {
+            height: 3,
+            hash: chain[2].hash(),
+        };
+        mgr.on_internal(&tip, &tree, now(0), &mut out);
+        let outputs = out.take_outputs();
+        let to = |peer: PeerId| -> Vec<&Message> {
+            outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Send(p, m) if *p == peer => Some(m),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(matches!(to(1)[..], [Message::Headers(ref h)] if h.len() == 3));
+        assert!(matches!(to(2)[..], [Message::Inv(ref i)] if i.len() == 1));
+        // Announced once.
+        mgr.on_internal(&tip, &tree, now(1), &mut out);
+        assert!(sent(&mut out).is_empty());
+    }
+
+    #[test]
+    fn getheaders_is_answered_from_the_active_chain_after_the_locator() {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let chain = headers(10);
+        for (i, h) in chain.iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        tree.set_active_tip(chain[9].hash());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        let request = LocatorRequest {
+            protocol_version: 1,
+            locator: crate::encoding::BoundedVec::new(vec![chain[3].hash()]).unwrap(),
+            stop: Hash256::ZERO,
+        };
+        mgr.on_get_headers(7, &request, &tree, &mut out);
+        match &sent(&mut out)[..] {
+            [Message::Headers(h)] => assert_eq!(h.as_slice(), &chain[4..]),
+            other => panic!("{other:?}"),
+        }
+        mgr.on_get_blocks(7, &request, &tree, &mut out);
+        match &sent(&mut out)[..] {
+            [Message::Inv(items)] => assert_eq!(items.len(), 6),
+            other => panic!("{other:?}"),
+        }
+    }
+}
