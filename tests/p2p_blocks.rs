@@ -77,3 +77,61 @@ fn nodes_that_mined_apart_converge_on_the_most_work_chain() {
     // b's chain stays: a's lighter branch is a side branch for both.
     assert_eq!(count(&b), 5);
 }
+
+/// Five nodes in a line; the middle one is killed with SIGKILL, both sides mine apart (one
+/// side more), and once it is back all five follow the most-work chain, each with a store
+/// that `verifychain` finds consistent.
+#[test]
+fn a_line_split_by_a_killed_node_converges_on_the_most_work_chain() {
+    let mut nodes: Vec<TestNode> = vec![TestNode::start(&[])];
+    for i in 1..5 {
+        let before = nodes[i - 1].p2p_addr().to_string();
+        nodes.push(TestNode::start(&["--addnode", &before]));
+    }
+    generate(&nodes[0], 5);
+    wait_until(SYNC_DEADLINE, "the line to reach height 5", || {
+        nodes.iter().all(|n| count(n) == 5)
+    });
+    // The middle node dies hard; the two sides mine apart, the right side more.
+    let middle_dir = nodes[2].datadir.clone();
+    nodes[2].kill_hard();
+    generate(&nodes[0], 3);
+    generate(&nodes[4], 6);
+    wait_until(SYNC_DEADLINE, "each side to share its own branch", || {
+        count(&nodes[1]) == 8 && count(&nodes[3]) == 11
+    });
+    // Back, on a new port: it dials both neighbours itself.
+    remove_stale_rpc_files(&middle_dir);
+    let (left, right) = (
+        nodes[1].p2p_addr().to_string(),
+        nodes[3].p2p_addr().to_string(),
+    );
+    let restarted = TestNode::start_in(
+        &middle_dir,
+        &["--addnode", &left, "--addnode", &right],
+        |_| {},
+    );
+    let heavier = best(&nodes[4]);
+    wait_until(
+        SYNC_DEADLINE,
+        "all five to follow the heavier chain",
+        || {
+            best(&restarted) == heavier
+                && nodes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, n)| i == 2 || best(n) == heavier)
+        },
+    );
+    for node in nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, n)| n)
+        .chain([&restarted])
+    {
+        let report = node.rpc("verifychain", json!([])).unwrap();
+        assert_eq!(report["ok"], json!(true), "{report}");
+        assert_eq!(report["height"], json!(11), "{report}");
+    }
+}
