@@ -5,13 +5,18 @@
 //!     alone beside it for the same headers.
 //! (c) propagation: five `noded` processes in a line on 127.0.0.1 (release build, TLS 1.3);
 //!     blocks of 1,000 transfers submitted at one end: milliseconds until each hop has it.
+//! (a) initial sync: a fresh node syncs 10,000 blocks of 100 transfers over TLS from one and
+//!     from three serving nodes; blocks/s and transfers/s, and the ratio to this machine's
+//!     offline connect rate of the same blocks through the chain writer, measured in the same
+//!     run (the servers' stores are that offline import). The servers share the 2 cores with
+//!     the syncing node, which the offline import does not.
 //!
 //! Prints figures; asserts nothing beyond the runs completing.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
 #[path = "support/blocks.rs"]
 mod blocks;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use blocks::{funding, sign_all, TXS_PER_BLOCK};
 use common::{wait_until, TestNode};
@@ -38,6 +43,13 @@ const LINE: usize = 5;
 const PROPAGATED: usize = 5;
 /// How long a block may take to reach the end of the line before the run gives up.
 const HOP_DEADLINE: Duration = Duration::from_secs(60);
+/// Blocks and transfers per block in the initial-sync benchmark.
+const SYNC_BLOCKS: usize = 10_000;
+const SYNC_TXS: usize = 100;
+/// Blocks handed to the chain writer at once in the offline import (as the network side may).
+const OFFLINE_IN_FLIGHT: usize = 16;
+/// How long an initial sync may take before the run gives up.
+const SYNC_DEADLINE: Duration = Duration::from_secs(1_800);
 
 fn now() -> Now {
     Now {
@@ -137,15 +149,20 @@ fn headers_benchmark() {
 fn transfer_chain(keys: &Keys, count: usize) -> (Vec<Block>, Vec<Block>) {
     let fund = funding(keys);
     let mut parent = fund.last().unwrap().header;
-    let mut height = fund.len() as u64;
     let mut loaded = Vec::new();
-    for k in 0..count {
+    for (height, k) in (fund.len() as u64..).zip(0..count) {
         let half = k % 2;
         let nonce = (k / 2) as u64;
         let specs: Vec<_> = (0..TXS_PER_BLOCK)
             .map(|i| {
                 let from = 1 + half * TXS_PER_BLOCK + i;
-                (from, keys.address(1 + (from % (2 * TXS_PER_BLOCK))), 10, 1, nonce)
+                (
+                    from,
+                    keys.address(1 + (from % (2 * TXS_PER_BLOCK))),
+                    10,
+                    1,
+                    nonce,
+                )
             })
             .collect();
         let txs = sign_all(keys, &specs);
@@ -158,7 +175,6 @@ fn transfer_chain(keys: &Keys, count: usize) -> (Vec<Block>, Vec<Block>) {
             txs,
         );
         parent = block.header;
-        height += 1;
         loaded.push(block);
     }
     (fund, loaded)
@@ -213,7 +229,161 @@ fn propagation_benchmark() {
     println!("  (node 0: submitblock returning, the block validated and connected)");
 }
 
+/// Funding, then `SYNC_BLOCKS` blocks of `SYNC_TXS` transfers: block k is sent by one of
+/// twenty groups of senders, each sender spending once per twenty blocks.
+fn sync_chain(keys: &Keys) -> (Vec<Block>, Vec<Block>) {
+    let fund = funding(keys);
+    let mut parent = fund.last().unwrap().header;
+    let mut height = fund.len() as u64;
+    let mut specs_per_block = Vec::with_capacity(SYNC_BLOCKS);
+    for k in 0..SYNC_BLOCKS {
+        let group = k % 20;
+        let nonce = (k / 20) as u64;
+        let specs: Vec<_> = (0..SYNC_TXS)
+            .map(|i| {
+                let from = 1 + group * SYNC_TXS + i;
+                (
+                    from,
+                    keys.address(1 + (from + 1) % (2 * TXS_PER_BLOCK)),
+                    1,
+                    1,
+                    nonce,
+                )
+            })
+            .collect();
+        specs_per_block.push(specs);
+    }
+    let all: Vec<_> = specs_per_block.iter().flatten().copied().collect();
+    let mut signed = sign_all(keys, &all).into_iter();
+    let mut out = Vec::with_capacity(SYNC_BLOCKS);
+    for _ in 0..SYNC_BLOCKS {
+        let txs: Vec<_> = signed.by_ref().take(SYNC_TXS).collect();
+        let block = make_block(
+            &REGTEST,
+            &parent,
+            height,
+            parent.time + 1,
+            keys.address(0),
+            txs,
+        );
+        parent = block.header;
+        height += 1;
+        out.push(block);
+    }
+    (fund, out)
+}
+
+/// Imports the blocks into `<datadir>/chain/regtest` through the chain writer, at most
+/// `OFFLINE_IN_FLIGHT` at a time in block order; the time the sync benchmark's blocks took.
+fn offline_import(datadir: &std::path::Path, fund: &[Block], blocks: &[Block]) -> Duration {
+    use noded::chain::{writer, Chain, ChainOptions};
+    let path = datadir.join("chain").join("regtest");
+    std::fs::create_dir_all(datadir.join("chain")).unwrap();
+    let chain = Chain::open(&path, &REGTEST, ChainOptions::default()).expect("open chain");
+    let (handle, thread) = writer::spawn(chain);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let elapsed = runtime.block_on(async {
+        for block in fund {
+            handle.submit_block(block.clone()).await.expect("funding");
+        }
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for block in blocks {
+            if tasks.len() >= OFFLINE_IN_FLIGHT {
+                tasks.join_next().await.unwrap().unwrap();
+            }
+            let (handle, block) = (handle.clone(), block.clone());
+            tasks.spawn(async move {
+                handle.submit_block(block).await.expect("valid block");
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        handle.flush().await.unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(handle.tip().height as usize, fund.len() + blocks.len());
+        handle.shutdown().await.unwrap();
+        elapsed
+    });
+    thread.join();
+    elapsed
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn count(node: &TestNode) -> u64 {
+    node.rpc("getblockcount", json!([]))
+        .unwrap()
+        .as_u64()
+        .unwrap()
+}
+
+fn initial_sync_benchmark() {
+    let setup = Instant::now();
+    let keys = Keys::new(2 * TXS_PER_BLOCK + 1);
+    let (fund, blocks) = sync_chain(&keys);
+    let total = (fund.len() + blocks.len()) as u64;
+    println!(
+        "(a) initial sync: built {SYNC_BLOCKS} blocks of {SYNC_TXS} transfers in {:.1?}",
+        setup.elapsed()
+    );
+    let server_dirs: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let offline = offline_import(server_dirs[0].path(), &fund, &blocks);
+    for dir in &server_dirs[1..] {
+        copy_dir(
+            &server_dirs[0].path().join("chain"),
+            &dir.path().join("chain"),
+        );
+    }
+    let offline_rate = SYNC_BLOCKS as f64 / offline.as_secs_f64();
+    println!(
+        "(a) offline connect through the chain writer: {:>8.0} blocks/s {:>9.0} transfers/s ({:.1} s)",
+        offline_rate,
+        offline_rate * SYNC_TXS as f64,
+        offline.as_secs_f64()
+    );
+    let servers: Vec<TestNode> = server_dirs
+        .iter()
+        .map(|d| TestNode::start_in(d.path(), &[], |_| {}))
+        .collect();
+    for serving in [1usize, 3] {
+        let args: Vec<String> = servers[..serving]
+            .iter()
+            .flat_map(|s| ["--addnode".to_string(), s.p2p_addr().to_string()])
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let fresh = TestNode::start(&args);
+        wait_until(SYNC_DEADLINE, "the fresh node to sync", || {
+            count(&fresh) == total
+        });
+        let secs = started.elapsed().as_secs_f64();
+        let rate = total as f64 / secs;
+        println!(
+            "(a) synced from {serving} server(s): {:>8.0} blocks/s {:>9.0} transfers/s ({secs:.1} s), {:.2} of offline   target >= 0.8",
+            rate,
+            rate * SYNC_TXS as f64,
+            rate / offline_rate
+        );
+    }
+}
+
 fn main() {
     headers_benchmark();
     propagation_benchmark();
+    initial_sync_benchmark();
 }

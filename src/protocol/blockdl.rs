@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 pub const DOWNLOAD_WINDOW: u64 = 1_024;
 /// Blocks requested from one peer at a time.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = 16;
-/// Blocks requested in all: kept below the chain's orphan pool (100 blocks) so that bodies
-/// arriving out of order wait there instead of being dropped.
+/// Blocks requested or handed to the chain and not yet stored, in all: kept below the chain's
+/// orphan pool (100 blocks) so that bodies arriving out of order wait there instead of being
+/// dropped (and fetched again only after `ORPHAN_WAIT`).
 pub const MAX_IN_FLIGHT: usize = 64;
 /// The stall timeout is this many times the average delivery time, within the bounds below.
 const STALL_FACTOR: u64 = 8;
@@ -115,6 +116,11 @@ impl BlockDl {
             .collect()
     }
 
+    /// Blocks on their way: requested, or with the chain and not yet stored.
+    fn outstanding(&self) -> usize {
+        self.in_flight.len() + self.submitted.len()
+    }
+
     fn dec(&mut self, peer: PeerId) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.in_flight = p.in_flight.saturating_sub(1);
@@ -132,7 +138,7 @@ impl BlockDl {
     /// Tops up the requests: the window's missing blocks, each from a peer that has it,
     /// the least busy first.
     pub fn request(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
+        if self.outstanding() >= MAX_IN_FLIGHT {
             return;
         }
         let missing = tree.missing_blocks(DOWNLOAD_WINDOW);
@@ -141,7 +147,7 @@ impl BlockDl {
         }
         let mut batches: BTreeMap<PeerId, Vec<Hash256>> = BTreeMap::new();
         for hash in missing {
-            if self.in_flight.len() >= MAX_IN_FLIGHT {
+            if self.outstanding() >= MAX_IN_FLIGHT {
                 break;
             }
             if self.in_flight.contains_key(&hash) || self.submitted.contains_key(&hash) {
