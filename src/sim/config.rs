@@ -8,6 +8,7 @@ use super::network::NetworkParams;
 use super::regions::{Region, RegionTable};
 use super::world::Sim;
 use crate::protocol::CoreConfig;
+use crate::time::LocalDuration;
 use std::collections::BTreeMap;
 
 /// Upload bandwidth per node unless set: 100 Mbit/s, a common virtual server's uplink.
@@ -23,6 +24,10 @@ pub const DEFAULT_UNIX_EPOCH_MS: u64 = 1_800_000_000_000;
 
 /// Outbound full-relay peers each node keeps unless set: the protocol's default.
 pub const DEFAULT_OUTBOUND: usize = 8;
+
+/// How long a chain takes to validate a block a peer sent, unless set: 1 ms, about what a
+/// small block's checks and write take on a current machine.
+pub const DEFAULT_VALIDATION_DELAY: LocalDuration = LocalDuration::from_millis(1);
 
 /// How nodes are addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +59,7 @@ pub struct SimConfig {
     pub(crate) table: &'static RegionTable,
     pub(crate) unix_epoch_ms: u64,
     pub(crate) configure: Option<Configure>,
+    pub(crate) validation_delay: LocalDuration,
 }
 
 impl SimConfig {
@@ -78,6 +84,7 @@ impl SimConfig {
             table: RegionTable::builtin(),
             unix_epoch_ms: DEFAULT_UNIX_EPOCH_MS,
             configure: None,
+            validation_delay: DEFAULT_VALIDATION_DELAY,
         }
     }
 
@@ -159,6 +166,13 @@ impl SimConfig {
     /// Adjusts each node's core settings (called with the node's index).
     pub fn configure(mut self, f: impl Fn(usize, &mut CoreConfig) + 'static) -> Self {
         self.configure = Some(Box::new(f));
+        self
+    }
+
+    /// How long each node's chain takes to validate one block a peer sent (blocks validate
+    /// one after another); the answer reaches the core after it.
+    pub fn validation_delay(mut self, delay: LocalDuration) -> Self {
+        self.validation_delay = delay;
         self
     }
 

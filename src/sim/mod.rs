@@ -1,7 +1,8 @@
 //! The deterministic network simulator: many protocol cores in one process on a virtual
 //! clock, wired through a model of the real network (region latencies with jitter, upload
 //! bandwidth, loss as TCP retransmission, partitions, nodes stopping and restarting), with a
-//! trace of everything delivered and a hash of that trace.
+//! trace of everything delivered and a hash of that trace; each node has a chain model
+//! (`chain`) the simulator executes `SubmitBlock` and `ServeBlocks` against.
 //!
 //! Owns the virtual clock, the event queue, the links between cores and the network model.
 //! Never reads a real clock, sleeps, touches a socket or draws an unseeded random number,
@@ -16,6 +17,7 @@
 //! println!("{} messages, trace {}", sim.trace().delivered(), sim.trace_hash());
 //! ```
 
+pub mod chain;
 pub mod config;
 pub mod network;
 mod queue;
@@ -23,6 +25,7 @@ pub mod regions;
 pub mod trace;
 mod world;
 
+pub use chain::{ChainChange, SimChain};
 pub use config::{Addressing, SimConfig};
 pub use network::{Network, NetworkParams, Transmission};
 pub use queue::SimTime;

@@ -13,28 +13,38 @@
 //! and decides admission then (`Core::admit_inbound`); the dialler is connected after two
 //! round trips, the listener half a round trip later. A closing side is told at once; the
 //! other side when the FIN arrives, after everything sent before it.
+//!
+//! Each node has a chain (`chain::SimChain`) that outlives its restarts: `SubmitBlock` is
+//! answered after the validation delay (blocks validate one after another), `ServeBlocks`
+//! sends the stored blocks over the link, and every change of the active chain reaches the
+//! core as `BlockConnected`/`BlockDisconnected`, in order.
 
+use super::chain::{ChainChange, SimChain};
 use super::config::{Addressing, SimConfig};
 use super::network::{Network, Transmission, UNANSWERED_DIAL_US};
 use super::queue::{EventQueue, SimTime};
 use super::regions::Region;
 use super::trace::{Trace, TraceEvent, TraceHash, TraceKind};
+use crate::chain::testkit::make_block_with_bits;
 use crate::config::PeerSpec;
 use crate::protocol::addrman::AddrMan;
 use crate::protocol::bans::BanList;
 use crate::protocol::{
-    Command, CommandError, Core, CoreConfig, DialId, DialTarget, Input, Output, PeerId, Persist,
+    BlockResult, Command, CommandError, Core, CoreConfig, DialId, DialTarget, Input, Output,
+    PeerId, Persist,
 };
 use crate::time::{LocalDuration, LocalTime, Now};
-use crate::types::NodeId;
+use crate::types::{Address, Block, Hash256, NodeId};
 use crate::wire::frame::encode_payload;
 use crate::wire::limits::FRAME_HEADER_SIZE;
+use crate::wire::message::{InvItem, InvKind};
 use crate::wire::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 /// Microseconds per millisecond: the cores see milliseconds, the simulator counts µs.
 const MICROS_PER_MILLI: u64 = 1_000;
@@ -136,6 +146,13 @@ enum Event {
         dial: DialId,
         peer: Option<NodeIndex>,
     },
+    /// `node`'s chain (of incarnation `life`) has validated a block `peer` sent.
+    Validated {
+        node: NodeIndex,
+        life: u32,
+        peer: PeerId,
+        block: Arc<Block>,
+    },
 }
 
 struct Node {
@@ -157,6 +174,15 @@ struct Node {
     /// them.
     learned: BTreeMap<String, NodeId>,
     restarts: u32,
+    /// Its chain: kept across restarts, as the block store is.
+    chain: SimChain,
+    /// When its chain is done with the blocks already handed over: blocks validate one
+    /// after another.
+    chain_busy_until: SimTime,
+    /// It answers no GETDATA: `ServeBlocks` is dropped.
+    stalling: bool,
+    /// Where the blocks it mines pay.
+    coinbase: Address,
 }
 
 /// Totals for a run so far.
@@ -195,6 +221,10 @@ pub struct Sim {
     /// The next ephemeral port per host IP: nodes sharing an IP (loopback) share a range,
     /// as processes on one host do, so no two connections come from one address.
     next_port: BTreeMap<IpAddr, u16>,
+    /// Blocks every node's chain refuses from now on (`mark_invalid`).
+    invalid: BTreeSet<Hash256>,
+    /// How long a chain takes to validate one block handed over by the core, µs.
+    validation_delay: SimTime,
 }
 
 /// A 64-bit value derived from the seed for one purpose and node (SHA-256, so nearby seeds
@@ -264,7 +294,14 @@ impl Sim {
                 f(i, &mut cfg);
             }
             let book = AddrMan::new(derive(config.seed, "addrman key", i, 0));
-            let core = Core::new(cfg.clone(), book, BanList::default());
+            let chain = SimChain::new(cfg.network.params());
+            let core =
+                Core::new(cfg.clone(), book, BanList::default()).with_headers(chain.header_tree());
+            let coinbase = Address(
+                derive(config.seed, "coinbase", i, 0)[..20]
+                    .try_into()
+                    .expect("20 bytes"),
+            );
             listen.insert(addr, i);
             nodes.push(Node {
                 core,
@@ -278,6 +315,10 @@ impl Sim {
                 added: Vec::new(),
                 learned: BTreeMap::new(),
                 restarts: 0,
+                chain,
+                chain_busy_until: 0,
+                stalling: false,
+                coinbase,
             });
         }
         let mut sim = Sim {
@@ -294,6 +335,8 @@ impl Sim {
             unix_epoch_ms: config.unix_epoch_ms,
             scratch: Vec::new(),
             next_port: BTreeMap::new(),
+            invalid: BTreeSet::new(),
+            validation_delay: config.validation_delay.as_millis() * MICROS_PER_MILLI,
         };
         sim.links.push(Link {
             node: [0, 0],
@@ -442,7 +485,10 @@ impl Sim {
         );
         let mut cfg = n.cfg.clone();
         cfg.rng_seed = derive_u64(self.seed, "core rng", node, n.restarts);
-        n.core = Core::new(cfg, book, bans);
+        // The block store survives; the orphan pool and the validation queue do not.
+        n.chain.clear_orphans();
+        n.chain_busy_until = 0;
+        n.core = Core::new(cfg, book, bans).with_headers(n.chain.header_tree());
         n.up = true;
         self.record(node, None, TraceKind::Restarted, 0);
         let added = self.nodes[node].added.clone();
@@ -481,6 +527,77 @@ impl Sim {
         self.net.heal();
     }
 
+    // ----- chains ------------------------------------------------------------------------
+
+    /// `node` mines a block on its active tip, now: the target its chain requires, the time
+    /// now (or just past the median of the last blocks), a coinbase-only body paying the
+    /// node's own address. It is stored and connected at once, as a locally mined block is
+    /// (the core hears `BlockConnected` and announces it). Returns its hash.
+    pub fn mine(&mut self, node: NodeIndex) -> Hash256 {
+        assert!(self.nodes[node].up, "node {node} is stopped");
+        let now_secs = self.now().unix_secs();
+        let n = &self.nodes[node];
+        let chain = &n.chain;
+        let (header, parent_height) = chain.next_header(now_secs);
+        let block = make_block_with_bits(
+            chain.params(),
+            &chain.tip_header(),
+            parent_height,
+            header.time,
+            header.bits,
+            n.coinbase,
+            vec![],
+        );
+        let hash = block.hash();
+        self.submit_to_chain(node, Arc::new(block));
+        hash
+    }
+
+    /// Stores `blocks` in `node`'s chain at once, in order, as if mined or submitted
+    /// locally (no validation delay); the core hears each active-chain change. Blocks given
+    /// before a block is marked invalid are kept: that is how a node comes to hold and
+    /// serve an invalid block (as one with faulty rules would).
+    pub fn give_blocks(&mut self, node: NodeIndex, blocks: &[Block]) {
+        assert!(self.nodes[node].up, "node {node} is stopped");
+        for block in blocks {
+            self.submit_to_chain(node, Arc::new(block.clone()));
+        }
+    }
+
+    /// From now on every node's chain refuses `hash`, and so every block built on it, as
+    /// consensus-invalid (`BlockResult::Invalid`: the sender is to blame). A node already
+    /// holding it keeps it and serves it.
+    pub fn mark_invalid(&mut self, hash: Hash256) {
+        self.invalid.insert(hash);
+    }
+
+    /// Whether `node` answers GETDATA: a stalling node's shell drops every `ServeBlocks`
+    /// (no BLOCK, no NOTFOUND); the rest of its protocol runs as usual.
+    pub fn set_stalling(&mut self, node: NodeIndex, stalling: bool) {
+        self.nodes[node].stalling = stalling;
+    }
+
+    /// Sends `message` from `from` to `to` over a connection between them that both cores
+    /// know, as if `from`'s shell wrote the frame itself, bypassing its core: a scripted
+    /// misbehaving peer. It costs `from`'s uplink and is delivered in order. False when no
+    /// such connection is open.
+    pub fn send_raw(&mut self, from: NodeIndex, to: NodeIndex, message: Message) -> bool {
+        let open = self.nodes[from].links.iter().find_map(|&link| {
+            let l = &self.links[link as usize];
+            (0..2).find_map(|side| {
+                (l.node[side] == from && l.node[1 - side] == to && l.state == [SideState::Open; 2])
+                    .then_some(peer_id(link, side))
+            })
+        });
+        match open {
+            Some(peer) => {
+                self.send(from, peer, message);
+                true
+            }
+            None => false,
+        }
+    }
+
     // ----- queries -----------------------------------------------------------------------
 
     pub fn len(&self) -> usize {
@@ -494,6 +611,21 @@ impl Sim {
     /// `node`'s core, for queries. A stopped node's core is the one that stopped.
     pub fn core(&self, node: NodeIndex) -> &Core {
         &self.nodes[node].core
+    }
+
+    /// `node`'s chain, for queries.
+    pub fn chain(&self, node: NodeIndex) -> &SimChain {
+        &self.nodes[node].chain
+    }
+
+    /// The hash of `node`'s active tip.
+    pub fn tip(&self, node: NodeIndex) -> Hash256 {
+        self.nodes[node].chain.tip()
+    }
+
+    /// The height of `node`'s active tip.
+    pub fn height(&self, node: NodeIndex) -> u64 {
+        self.nodes[node].chain.height()
     }
 
     /// The address `node` listens on.
@@ -623,10 +755,59 @@ impl Sim {
             // The address book and ban list are read from the core at a restart; seeds
             // and events have no simulated counterpart.
             Output::Persist(_) | Output::ResolveSeeds | Output::Event(_) => {}
-            // The simulated nodes have no chain yet: a node never has blocks to serve or
-            // to submit beyond genesis.
-            Output::SubmitBlock { .. } | Output::ServeBlocks { .. } => {}
+            Output::SubmitBlock { peer, block } => {
+                let n = &mut self.nodes[node];
+                let at = n.chain_busy_until.max(self.now) + self.validation_delay;
+                n.chain_busy_until = at;
+                let life = n.life;
+                self.queue.push(
+                    at,
+                    Event::Validated {
+                        node,
+                        life,
+                        peer,
+                        block: Arc::from(block),
+                    },
+                );
+            }
+            Output::ServeBlocks { peer, hashes } => self.serve_blocks(node, peer, hashes),
         }
+    }
+
+    /// Sends `peer` the stored blocks, in order, each as a BLOCK (its encoded size costs the
+    /// uplink), a NOTFOUND for any not stored; nothing at all from a stalling node.
+    fn serve_blocks(&mut self, node: NodeIndex, peer: PeerId, hashes: Vec<Hash256>) {
+        if self.nodes[node].stalling {
+            return;
+        }
+        for hash in hashes {
+            let message = match self.nodes[node].chain.block(&hash) {
+                Some(block) => Message::Block(Box::new(Block::clone(block))),
+                None => Message::NotFound(crate::encoding::BoundedVec::truncating(vec![InvItem {
+                    kind: InvKind::Block,
+                    hash,
+                }])),
+            };
+            self.send(node, peer, message);
+        }
+    }
+
+    /// Hands a block to `node`'s chain and feeds its core the active-chain changes, in order.
+    fn submit_to_chain(&mut self, node: NodeIndex, block: Arc<Block>) -> BlockResult {
+        let n = &mut self.nodes[node];
+        let (result, changes) = n.chain.submit(block, &self.invalid);
+        for change in changes {
+            let input = match change {
+                ChainChange::Connected { header, height } => {
+                    Input::BlockConnected { header, height }
+                }
+                ChainChange::Disconnected { header, height } => {
+                    Input::BlockDisconnected { header, height }
+                }
+            };
+            self.feed(node, input);
+        }
+        result
     }
 
     /// The side of `peer`'s link that `node` holds, if `node` holds it.
@@ -1000,6 +1181,20 @@ impl Sim {
                 if n.up && n.life == life {
                     self.record(node, peer, TraceKind::DialFailed, 0);
                     self.feed(node, Input::DialFailed { dial });
+                }
+            }
+            Event::Validated {
+                node,
+                life,
+                peer,
+                block,
+            } => {
+                let n = &self.nodes[node];
+                // A node that stopped meanwhile never finished writing it.
+                if n.up && n.life == life {
+                    let hash = block.hash();
+                    let result = self.submit_to_chain(node, block);
+                    self.feed(node, Input::BlockProcessed { peer, hash, result });
                 }
             }
         }
