@@ -40,6 +40,10 @@ pub struct CoreConfig {
     pub allow_local_addrs: bool,
     /// Seeds every random choice the core makes: same seed, same inputs, same outputs.
     pub rng_seed: u64,
+    /// A header chain with less work than this is stored only after a pre-sync shows it
+    /// reaches it (Bitcoin Core's `-minimumchainwork`; zero on networks without a history to
+    /// pin, where the active tip's work sets the bar).
+    pub minimum_chain_work: crate::chain::work::ChainWork,
 }
 
 impl CoreConfig {
@@ -68,6 +72,7 @@ impl CoreConfig {
             allow_local_addrs: false,
             noban: Vec::new(),
             rng_seed: 0,
+            minimum_chain_work: crate::chain::work::ChainWork::zero(),
         }
     }
 

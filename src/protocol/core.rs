@@ -32,7 +32,7 @@ use crate::types::NodeId;
 use crate::wire::message::{InvKind, InvList};
 use crate::wire::Message;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 
 /// Blocks served for one GETDATA: what a download window asks of one peer, with room.
@@ -83,17 +83,23 @@ pub struct Core {
     timer: Option<LocalTime>,
 }
 
+/// Mixed into the seed for the pre-sync salt's own generator ("presync" in ASCII).
+const PRESYNC_SALT_DOMAIN: u64 = 0x0070_7265_7379_6e63;
+
 impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
         let tree = HeaderTree::new(cfg.network.params());
+        // The pre-sync salt is derived from the seed rather than drawn from the RNG, so it
+        // leaves every other random choice as it was.
+        let salt = StdRng::seed_from_u64(cfg.rng_seed ^ PRESYNC_SALT_DOMAIN).gen();
         Core {
+            sync: SyncMgr::new(salt, cfg.minimum_chain_work),
             rng: StdRng::seed_from_u64(cfg.rng_seed),
             addrs: AddrMgr::new(addrman.with_local_groups(cfg.allow_local_addrs)),
             cfg,
             peers: PeerMgr::new(),
             pings: PingMgr::default(),
             scores: ScoreMgr::new(bans),
-            sync: SyncMgr::default(),
             blocks: BlockDl::default(),
             tree,
             out: Outbox::default(),

@@ -15,7 +15,7 @@ use crate::chain::work::{block_work, ChainWork};
 use crate::chain::BlockError;
 use crate::params::{NetworkParams, MEDIAN_TIME_SPAN};
 use crate::types::{Hash256, Header};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Headers without a body the tree holds at most: a peer cannot make it grow without bound
 /// (about 200 bytes each: 40 MB), and an honest chain far longer than ours syncs in steps.
@@ -178,6 +178,36 @@ impl HeaderTree {
 
     pub fn active_work(&self) -> ChainWork {
         self.nodes[&self.active_tip()].work
+    }
+
+    pub fn params(&self) -> &'static NetworkParams {
+        self.params
+    }
+
+    /// The end of the chain at `hash` (a known header) in constant memory: what the checks of
+    /// the next header need, for following a chain the tree does not store.
+    pub fn tail(&self, hash: &Hash256) -> Option<ChainTail> {
+        let node = self.nodes.get(hash)?;
+        let mut times = VecDeque::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cursor = Some(*hash);
+        while let Some(h) = cursor.filter(|_| times.len() < MEDIAN_TIME_SPAN) {
+            let n = &self.nodes[&h];
+            times.push_front(n.header.time);
+            cursor = (n.height > 0).then_some(n.header.prev_hash);
+        }
+        let interval = self.params.retarget_interval.max(1);
+        let window_start = self
+            .ancestor(hash, node.height - node.height % interval)
+            .map_or(0, |h| self.nodes[&h].header.time);
+        Some(ChainTail {
+            params: self.params,
+            hash: *hash,
+            header: node.header,
+            height: node.height,
+            work: node.work,
+            times,
+            window_start_time: window_start,
+        })
     }
 
     pub fn headers_without_body(&self) -> usize {
@@ -474,6 +504,70 @@ impl HeaderTree {
             .max_by_key(|(h, n)| (n.work, std::cmp::Reverse(**h)))
             .map_or(active, |(h, _)| *h);
         rebuild_chain(&self.nodes, &mut self.best, candidate);
+    }
+}
+
+/// The last header of a chain and what checking its successor needs (the last 11 times, the
+/// time of the block that opened the retarget window): the tree's header rules applied to a
+/// chain followed header by header without storing it.
+#[derive(Clone, Debug)]
+pub struct ChainTail {
+    params: &'static NetworkParams,
+    pub hash: Hash256,
+    pub header: Header,
+    pub height: u64,
+    pub work: ChainWork,
+    /// Up to `MEDIAN_TIME_SPAN` times, oldest first, ending with `header`'s.
+    times: VecDeque<u64>,
+    /// The time of the last block at a height that is a multiple of the retarget interval.
+    window_start_time: u64,
+}
+
+impl ChainTail {
+    /// Checks `header` as the tree would (continuity, proof of work against the required
+    /// target, median-time-past, the future limit) and makes it the new end.
+    pub fn extend(&mut self, header: &Header, now_secs: u64) -> Result<(), HeaderError> {
+        let hash = header.hash();
+        if header.prev_hash != self.hash {
+            return Err(HeaderError::Unconnected(hash));
+        }
+        let invalid = |e: BlockError| HeaderError::Invalid {
+            hash,
+            reason: e.to_string(),
+        };
+        check_header_stateless(self.params, header, &hash).map_err(invalid)?;
+        let window_start = self.window_start_time;
+        let required_bits = next_required_bits(
+            self.params,
+            self.height,
+            self.header.bits,
+            self.header.time,
+            || window_start,
+        );
+        let times: Vec<u64> = self.times.iter().copied().collect();
+        let ctx = HeaderContext {
+            height: self.height + 1,
+            required_bits,
+            median_time_past: median_time(&times),
+            now: now_secs,
+        };
+        check_header_contextual(header, &ctx).map_err(invalid)?;
+        self.work +=
+            block_work(header.bits).map_err(|e| invalid(BlockError::BadCompactTarget(e)))?;
+        self.hash = hash;
+        self.header = *header;
+        self.height += 1;
+        if self.times.len() == MEDIAN_TIME_SPAN {
+            self.times.pop_front();
+        }
+        self.times.push_back(header.time);
+        if self
+            .height
+            .is_multiple_of(self.params.retarget_interval.max(1))
+        {
+            self.window_start_time = header.time;
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,8 @@ pub enum DisconnectReason {
     Stalling,
     /// It sent a block whose body does not match the header.
     MutatedBlock,
+    /// Its headers, asked for a second time after a pre-sync, were not the same chain.
+    HeadersChanged,
     /// Set by the I/O side: the outbox stayed full.
     SlowPeer,
     Closed(String),
@@ -109,6 +111,9 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::Stalling => write!(f, "stalled the block download"),
             DisconnectReason::MutatedBlock => {
                 write!(f, "sent a block whose body does not match its header")
+            }
+            DisconnectReason::HeadersChanged => {
+                write!(f, "redownloaded headers differ from the pre-synced chain")
             }
             DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
             DisconnectReason::Closed(why) => write!(f, "closed: {why}"),

@@ -18,6 +18,7 @@ pub mod io;
 pub mod netgroup;
 pub mod peermgr;
 pub mod pingmgr;
+pub mod presync;
 pub mod scoremgr;
 pub mod syncmgr;
 

@@ -9,7 +9,9 @@
 
 use super::bans::Misbehaviour;
 use super::headers::{HeaderError, HeaderTree};
-use super::io::{Internal, Outbox, PeerId};
+use super::io::{DisconnectReason, Internal, Outbox, PeerId};
+use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
+use crate::chain::work::ChainWork;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Hash256, Header};
 use crate::wire::limits::MAX_HEADERS_ITEMS;
@@ -43,14 +45,38 @@ struct SyncPeer {
     unconnected: u32,
     /// The last tip we announced to it.
     announced: Option<Hash256>,
+    /// Its low-work header chain being followed without storing it (`presync`).
+    presync: Option<Presync>,
 }
 
 #[derive(Debug, Default)]
 pub struct SyncMgr {
     peers: BTreeMap<PeerId, SyncPeer>,
+    /// Salts the pre-sync commitment bits (from the core's seeded RNG).
+    salt: u64,
+    /// A header chain with less work is never stored without a pre-sync.
+    minimum_chain_work: ChainWork,
 }
 
 impl SyncMgr {
+    pub fn new(salt: u64, minimum_chain_work: ChainWork) -> SyncMgr {
+        SyncMgr {
+            peers: BTreeMap::new(),
+            salt,
+            minimum_chain_work,
+        }
+    }
+
+    /// Headers held for the tree by pre-syncs in progress (each at most
+    /// `presync::REDOWNLOAD_BUFFER`).
+    pub fn presync_buffered(&self) -> usize {
+        self.peers
+            .values()
+            .filter_map(|p| p.presync.as_ref())
+            .map(Presync::buffered)
+            .sum()
+    }
+
     pub fn on_internal(&mut self, event: &Internal, tree: &HeaderTree, now: Now, out: &mut Outbox) {
         match *event {
             Internal::PeerConnected { peer, .. } => {
@@ -66,6 +92,7 @@ impl SyncMgr {
                         unresponsive: false,
                         unconnected: 0,
                         announced: None,
+                        presync: None,
                     },
                 );
             }
@@ -128,9 +155,60 @@ impl SyncMgr {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        p.asked = None;
         if headers.is_empty() {
+            p.asked = None;
+            p.presync = None;
             return; // nothing after our locator: in step with it
+        }
+        let full = headers.len() == MAX_HEADERS_ITEMS;
+        let passed: Vec<Header>;
+        // A pass in progress goes on with the batch that continues it; anything else (an
+        // announcement meanwhile) is taken on its own and leaves the pass as it is.
+        let continued = p.presync.take_if(|pass| pass.continues(&headers[0]));
+        if continued.is_some() || p.presync.is_none() {
+            p.asked = None;
+        }
+        let headers = match continued {
+            Some(pass) => match self.follow(peer, pass, headers, full, tree, now, out) {
+                Some(rest) => {
+                    passed = rest;
+                    &passed[..]
+                }
+                None => return,
+            },
+            None => {
+                // Too little work to store: followed in a pre-sync (if there may be more) or
+                // dropped. Known headers cost nothing, so they are not held back.
+                let threshold = anti_dos_threshold(tree, self.minimum_chain_work);
+                let known_end = tree.contains(&headers[headers.len() - 1].hash());
+                if !known_end && batch_work(tree, headers).is_some_and(|w| w < threshold) {
+                    if !full {
+                        tracing::debug!(peer, "low-work headers not stored");
+                        return;
+                    }
+                    let Some(pass) =
+                        Presync::start(tree, &headers[0].prev_hash, threshold, self.salt)
+                    else {
+                        return;
+                    };
+                    tracing::debug!(peer, "low-work header chain: pre-sync");
+                    match self.follow(peer, pass, headers, full, tree, now, out) {
+                        Some(rest) => {
+                            passed = rest;
+                            &passed[..]
+                        }
+                        None => return,
+                    }
+                } else {
+                    headers
+                }
+            }
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if headers.is_empty() {
+            return;
         }
         let (accepted, error) = tree.accept(headers, now.unix_secs());
         if let Some(last) = accepted.last {
@@ -172,6 +250,70 @@ impl SyncMgr {
         }
     }
 
+    /// Feeds a batch to the peer's pre-sync pass. Returns the headers the tree takes next
+    /// when the pass has completed; `None` when the batch is dealt with.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &mut self,
+        peer: PeerId,
+        mut pass: Presync,
+        headers: &[Header],
+        full: bool,
+        tree: &mut HeaderTree,
+        now: Now,
+        out: &mut Outbox,
+    ) -> Option<Vec<Header>> {
+        let p = self.peers.get_mut(&peer)?;
+        let (step, used) = pass.feed(headers, full, now.unix_secs());
+        match step {
+            Step::Ask(locator) => {
+                out.get_headers(peer, locator, Hash256::ZERO);
+                p.asked = Some(now.local);
+                p.presync = Some(pass);
+                None
+            }
+            Step::Store {
+                headers: mut ready,
+                done: true,
+                ..
+            } => {
+                tracing::debug!(peer, "pre-synced header chain has the work: stored");
+                ready.extend_from_slice(&headers[used..]);
+                Some(ready)
+            }
+            Step::Store {
+                headers: ready,
+                done: false,
+                next,
+            } => {
+                let (accepted, error) = tree.accept(&ready, now.unix_secs());
+                if error.is_some() {
+                    out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                    return None;
+                }
+                if accepted.new > 0 {
+                    out.internal(Internal::HeadersAdded);
+                }
+                out.get_headers(peer, vec![next], Hash256::ZERO);
+                p.asked = Some(now.local);
+                p.presync = Some(pass);
+                None
+            }
+            Step::GiveUp => {
+                tracing::debug!(peer, "pre-synced header chain ended with too little work");
+                None
+            }
+            Step::Invalid(_) => {
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                None
+            }
+            Step::Changed => {
+                out.disconnect(peer, DisconnectReason::HeadersChanged);
+                None
+            }
+        }
+    }
+
     /// INV: known blocks tell us what the peer has; for an unknown one we ask for the
     /// headers up to it (headers first, then the block).
     pub fn on_inv(
@@ -193,7 +335,8 @@ impl SyncMgr {
                 unknown = Some(item.hash);
             }
         }
-        if let Some(hash) = unknown {
+        // During a pre-sync the peer's chain is being followed already.
+        if let Some(hash) = unknown.filter(|_| p.presync.is_none()) {
             out.get_headers(peer, tree.locator(), hash);
             p.asked = Some(now.local);
         }
@@ -425,6 +568,135 @@ mod tests {
             reasons,
             vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
         );
+    }
+
+    fn branch(n: usize, to: u8) -> Vec<Header> {
+        let mut b = TestChainBuilder::new(Network::Regtest.params());
+        (0..n)
+            .map(|_| b.build(Address([to; 20]), vec![]).header)
+            .collect()
+    }
+
+    /// A tree whose active chain is `n` blocks (bodies and all).
+    fn active_tree(n: usize) -> HeaderTree {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let chain = headers(n);
+        for (i, h) in chain.iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        tree.set_active_tip(chain[n - 1].hash());
+        tree
+    }
+
+    fn asked_after(msgs: &[Message]) -> Vec<Hash256> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Message::GetHeaders(r) => Some(r.locator.as_slice().to_vec()),
+                _ => None,
+            })
+            .next_back()
+            .expect("a GETHEADERS")
+    }
+
+    fn disconnects(out: &mut Outbox) -> Vec<DisconnectReason> {
+        let mut reasons = Vec::new();
+        while let Some(e) = out.next_internal() {
+            if let Internal::DisconnectRequested { reason, .. } = e {
+                reasons.push(reason);
+            }
+        }
+        reasons
+    }
+
+    #[test]
+    fn a_low_work_header_chain_is_followed_without_storing_it_until_it_shows_the_work() {
+        // Active chain 2,300: the bar is 2,300 - 144 blocks of work. A branch of 2,500 from
+        // genesis passes it only at its 2,157th header.
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let other = branch(2_500, 2);
+        let genesis = Network::Regtest.params().genesis_hash();
+        // Pre-sync: 2,000 headers checked, none stored; the rest asked for.
+        mgr.on_headers(1, &other[..2_000], &mut tree, now(10), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert_eq!(asked_after(&sent(&mut out)), vec![other[1_999].hash()]);
+        // The last 500 pass the bar: the chain is asked for again from the fork.
+        mgr.on_headers(1, &other[2_000..], &mut tree, now(20), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert_eq!(asked_after(&sent(&mut out)), vec![genesis]);
+        // Redownload: 2,000 held back (under the buffer), then the bar is reached and the
+        // whole chain is stored; it is the best header chain now.
+        mgr.on_headers(1, &other[..2_000], &mut tree, now(30), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert_eq!(mgr.presync_buffered(), 2_000);
+        assert_eq!(asked_after(&sent(&mut out)), vec![other[1_999].hash()]);
+        mgr.on_headers(1, &other[2_000..], &mut tree, now(40), &mut out);
+        assert_eq!(tree.headers_without_body(), 2_500);
+        assert_eq!(tree.best_hash(), other[2_499].hash());
+        assert_eq!(mgr.presync_buffered(), 0);
+        assert!(disconnects(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_low_work_chain_that_ends_short_is_dropped_and_a_short_low_work_batch_ignored() {
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let other = branch(2_100, 2);
+        mgr.on_headers(1, &other[..2_000], &mut tree, now(10), &mut out);
+        mgr.on_headers(1, &other[2_000..], &mut tree, now(20), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert!(mgr.peers[&1].presync.is_none(), "the pass is over");
+        // Not a full batch, too little work: not stored, not followed, not scored.
+        mgr.on_headers(1, &branch(50, 3), &mut tree, now(30), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert!(mgr.peers[&1].presync.is_none());
+        assert!(disconnects(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_redownloaded_chain_that_is_not_the_presynced_one_is_caught_before_it_is_stored() {
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let shown = branch(2_500, 2);
+        mgr.on_headers(1, &shown[..2_000], &mut tree, now(10), &mut out);
+        mgr.on_headers(1, &shown[2_000..], &mut tree, now(20), &mut out);
+        sent(&mut out);
+        // The second pass brings another chain: its commitment bits differ early (a 1 in
+        // 2^20 chance of matching 20 of them).
+        let swapped = branch(2_000, 4);
+        mgr.on_headers(1, &swapped, &mut tree, now(30), &mut out);
+        assert_eq!(
+            disconnects(&mut out),
+            vec![DisconnectReason::HeadersChanged]
+        );
+        assert_eq!(tree.headers_without_body(), 0);
+        assert!(mgr.peers[&1].presync.is_none());
+    }
+
+    #[test]
+    fn an_invalid_header_during_presync_costs_the_sender() {
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let mut other = branch(2_000, 2);
+        other[1_500].time = 0; // before the median time past
+        mgr.on_headers(1, &other, &mut tree, now(10), &mut out);
+        assert_eq!(
+            disconnects(&mut out),
+            vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
+        );
+        assert_eq!(tree.headers_without_body(), 0);
     }
 
     #[test]
