@@ -348,3 +348,58 @@ fn a_sled_peer_store_of_an_earlier_version_is_migrated_at_start() {
     assert!(datadir.join("peers.sled-old").join("db").is_file());
     assert!(datadir.join("peers.redb").is_file());
 }
+
+/// A peer that announces a chain's headers and never serves the blocks: the node holds the
+/// headers (getblockchaininfo `headers`), and getchaintips lists the branch as headers-only
+/// beside the active genesis tip.
+#[test]
+fn headers_without_blocks_show_as_a_headers_only_chain_tip() {
+    use noded::chain::testkit::TestChainBuilder;
+    use noded::encoding::BoundedVec;
+    use noded::types::Address;
+    let a = TestNode::start(&[]);
+    let mut builder = TestChainBuilder::new(&REGTEST);
+    let headers: Vec<_> = (0..5)
+        .map(|_| builder.build(Address([7; 20]), vec![]).header)
+        .collect();
+    let tip = headers[4].hash().to_string();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut p = TestPeer::connect(a.p2p_addr(), REGTEST.magic)
+            .await
+            .unwrap();
+        p.handshake().await;
+        p.send(Message::Headers(BoundedVec::new(headers).unwrap()))
+            .await
+            .unwrap();
+        // Stay connected (answering nothing) until the node shows the branch.
+        let shown = async {
+            loop {
+                let tips = a.rpc("getchaintips", json!([])).unwrap();
+                if tips
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["hash"] == tip.as_str())
+                {
+                    return tips;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let tips = tokio::time::timeout(Duration::from_secs(30), shown)
+            .await
+            .expect("the header-only branch within 30 s");
+        let tips = tips.as_array().unwrap();
+        assert_eq!(tips.len(), 2, "{tips:?}");
+        assert_eq!(tips[0]["status"], "active");
+        assert_eq!(tips[0]["height"], 0);
+        assert_eq!(tips[1]["status"], "headers-only");
+        assert_eq!(tips[1]["height"], 5);
+        assert_eq!(tips[1]["branchlen"], 5);
+        let info = a.rpc("getblockchaininfo", json!([])).unwrap();
+        assert_eq!(info["headers"], 5);
+        assert_eq!(info["blocks"], 0);
+        assert_eq!(info["initialblockdownload"], true);
+    });
+}

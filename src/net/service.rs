@@ -125,8 +125,15 @@ pub enum NetCommand {
     ListBanned(Reply<Vec<BannedEntry>>),
     ClearBanned(Reply<()>),
     NodeAddresses(usize, Reply<Vec<KnownAddress>>),
+    /// Branches of the header tree that end in headers without blocks: hash, height,
+    /// branch length.
+    HeaderTips(Reply<Vec<(Hash256, u64, u64)>>),
     Ping(Reply<()>),
 }
+
+/// Header-only branches one getchaintips lists at most (a peer's side branches are bounded
+/// by the tree; the answer is bounded too).
+pub const MAX_HEADER_TIPS: usize = 1_000;
 
 /// The RPC side's handle on the service.
 #[derive(Clone)]
@@ -548,6 +555,9 @@ impl NetService {
     fn on_command(&mut self, command: NetCommand) {
         let now = self.now();
         match command {
+            NetCommand::HeaderTips(reply) => {
+                let _ = reply.send(self.core.headers().header_only_tips(MAX_HEADER_TIPS));
+            }
             NetCommand::PeerInfo(reply) => {
                 let infos = self
                     .core

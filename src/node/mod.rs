@@ -146,7 +146,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
     );
     let peer_counts = net_handle.counts.clone();
     let net_methods = NetRpc::new(
-        net_handle,
+        net_handle.clone(),
         NetFacts {
             node_id: identity.node_id(),
             p2p_addr,
@@ -181,7 +181,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
                 chain_handle.clone(),
                 Arc::new(mempool.clone()),
                 shutdown.clone(),
-                peer_counts.clone(),
+                net_handle,
             )
             .into(),
             mempool_rpc_module(mempool.clone(), chain_handle.clone()).into(),

@@ -207,6 +207,13 @@ impl BlockDl {
                 }
             }
             None => {
+                // Not asked for: worth a look only if it would beat our tip. Its header is
+                // not even stored otherwise (no orphans, no low-work headers).
+                let better = super::presync::batch_work(tree, &[block.header])
+                    .is_some_and(|work| work > tree.active_work());
+                if !better {
+                    return;
+                }
                 let (accepted, error) = tree.accept(&[block.header], now.unix_secs());
                 match error {
                     None => {}
@@ -419,11 +426,13 @@ mod tests {
         tree.set_active_tip(chain[2].hash());
         let mut other = TestChainBuilder::new(Network::Regtest.params());
         let rival = other.build(Address([9; 20]), vec![]);
+        let rival_hash = rival.hash();
         dl.on_block(2, Box::new(rival), &mut tree, now(70), &mut out);
         assert!(!out
             .take_outputs()
             .iter()
             .any(|o| matches!(o, Output::SubmitBlock { .. })));
+        assert!(!tree.contains(&rival_hash), "not even its header is kept");
     }
 
     #[test]

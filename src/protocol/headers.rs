@@ -210,6 +210,31 @@ impl HeaderTree {
         })
     }
 
+    /// The ends of branches whose last header has no block yet ("headers-only" in
+    /// getchaintips): each leaf of the tree without a body, with its height and how many
+    /// blocks separate it from the active chain. Most work first, at most `max`.
+    pub fn header_only_tips(&self, max: usize) -> Vec<(Hash256, u64, u64)> {
+        if self.without_body == 0 {
+            return Vec::new();
+        }
+        let parents: std::collections::HashSet<&Hash256> =
+            self.nodes.values().map(|n| &n.header.prev_hash).collect();
+        let mut leaves: Vec<(&Hash256, &Node)> = self
+            .nodes
+            .iter()
+            .filter(|(h, n)| !n.has_body && !n.invalid && !parents.contains(h))
+            .collect();
+        leaves.sort_by_key(|(h, n)| (std::cmp::Reverse(n.work), **h));
+        leaves
+            .into_iter()
+            .take(max)
+            .map(|(hash, node)| {
+                let fork = self.last_common_active(hash).unwrap_or(0);
+                (*hash, node.height, node.height - fork)
+            })
+            .collect()
+    }
+
     pub fn headers_without_body(&self) -> usize {
         self.without_body
     }

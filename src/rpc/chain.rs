@@ -11,6 +11,7 @@ use crate::chain::work::difficulty;
 use crate::chain::{ChainError, ChainHandle, SubmitOutcome, VerifyReport};
 use crate::encoding;
 use crate::net::counts::PeerCounts;
+use crate::net::service::{NetCommand, NetHandle};
 use crate::params::MEDIAN_TIME_SPAN;
 use crate::types::pow::target_from_compact;
 use crate::types::{Address, Block, Hash256, Transaction};
@@ -61,6 +62,8 @@ pub struct ChainRpc {
     shutdown: CancellationToken,
     /// What the network service publishes: the best header it has checked.
     network: Option<Arc<PeerCounts>>,
+    /// The network service, for the header tree's header-only branches.
+    net: Option<NetHandle>,
 }
 
 /// The chain methods as a module to merge into the server's.
@@ -70,6 +73,7 @@ pub fn chain_rpc_module(chain: ChainHandle) -> RpcModule<ChainRpc> {
         mempool: None,
         shutdown: CancellationToken::new(),
         network: None,
+        net: None,
     }
     .into_rpc()
 }
@@ -80,13 +84,14 @@ pub fn chain_rpc_module_with_mempool(
     chain: ChainHandle,
     mempool: Arc<dyn MempoolTxLookup>,
     shutdown: CancellationToken,
-    network: Arc<PeerCounts>,
+    net: NetHandle,
 ) -> RpcModule<ChainRpc> {
     ChainRpc {
         chain,
         mempool: Some(mempool),
         shutdown,
-        network: Some(network),
+        network: Some(net.counts.clone()),
+        net: Some(net),
     }
     .into_rpc()
 }
@@ -105,8 +110,8 @@ pub trait ChainApi {
     fn getblock(&self, blockhash: String, verbosity: Option<u8>) -> RpcResult<Value>;
     #[method(name = "getblockheader", blocking)]
     fn getblockheader(&self, blockhash: String, verbose: Option<bool>) -> RpcResult<Value>;
-    #[method(name = "getchaintips", blocking)]
-    fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>>;
+    #[method(name = "getchaintips")]
+    async fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>>;
     #[method(name = "getdifficulty")]
     fn getdifficulty(&self) -> RpcResult<f64>;
     #[method(name = "getrawtransaction", blocking)]
@@ -373,8 +378,30 @@ impl ChainApiServer for ChainRpc {
         }
     }
 
-    fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>> {
-        self.chain.reader().chain_tips().map_err(chain_error)
+    async fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>> {
+        let chain = self.chain.clone();
+        let mut tips = tokio::task::spawn_blocking(move || chain.reader().chain_tips())
+            .await
+            .map_err(|e| error_object(code::INTERNAL_ERROR, e.to_string()))?
+            .map_err(chain_error)?;
+        // Branches the network has the headers of and not yet the blocks.
+        if let Some(net) = &self.net {
+            let headers = net
+                .call(NetCommand::HeaderTips)
+                .await
+                .map_err(|e| error_object(code::INTERNAL_ERROR, e.to_string()))?;
+            for (hash, height, branchlen) in headers {
+                tips.push(ChainTipInfo {
+                    height,
+                    hash,
+                    branchlen,
+                    status: "headers-only",
+                });
+            }
+        }
+        // As the chain orders its own: the active tip first, then by height (stable).
+        tips.sort_by_key(|t| (t.status != "active", std::cmp::Reverse(t.height)));
+        Ok(tips)
     }
 
     fn getdifficulty(&self) -> RpcResult<f64> {
