@@ -303,7 +303,18 @@ fn offline_import(datadir: &std::path::Path, fund: &[Block], blocks: &[Block]) -
         while tasks.join_next().await.is_some() {}
         handle.flush().await.unwrap();
         let elapsed = started.elapsed();
-        assert_eq!(handle.tip().height as usize, fund.len() + blocks.len());
+        let tip = handle.tip().height;
+        assert_eq!(tip as usize, fund.len() + blocks.len());
+        // The transaction index follows in the background: let it finish (untimed), or the
+        // serving nodes started on copies of this store would spend the sync indexing.
+        let deadline = Instant::now() + SYNC_DEADLINE;
+        while handle.reader().tx_index_height().unwrap() < Some(tip) {
+            assert!(
+                Instant::now() < deadline,
+                "the transaction index never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         handle.shutdown().await.unwrap();
         elapsed
     });
@@ -360,6 +371,7 @@ fn initial_sync_benchmark() {
         .iter()
         .map(|d| TestNode::start_in(d.path(), &[], |_| {}))
         .collect();
+    let mut synced = Vec::new();
     for serving in [1usize, 3] {
         let args: Vec<String> = servers[..serving]
             .iter()
@@ -372,18 +384,44 @@ fn initial_sync_benchmark() {
             count(&fresh) == total
         });
         let secs = started.elapsed().as_secs_f64();
-        let rate = total as f64 / secs;
+        synced.push((serving, total as f64 / secs, secs));
+    }
+    drop(servers);
+    // The offline rate again, after the syncs: this machine's speed drifts, so each sync is
+    // compared with the faster of the two (the stricter ratio).
+    let again = tempfile::tempdir().unwrap();
+    let offline_after =
+        SYNC_BLOCKS as f64 / offline_import(again.path(), &fund, &blocks).as_secs_f64();
+    println!(
+        "(a) offline connect again, after the syncs:   {:>8.0} blocks/s {:>9.0} transfers/s",
+        offline_after,
+        offline_after * SYNC_TXS as f64,
+    );
+    let best_offline = offline_rate.max(offline_after);
+    for (serving, rate, secs) in synced {
         println!(
-            "(a) synced from {serving} server(s): {:>8.0} blocks/s {:>9.0} transfers/s ({secs:.1} s), {:.2} of offline   target >= 0.8",
+            "(a) synced from {serving} server(s): {:>8.0} blocks/s {:>9.0} transfers/s ({secs:.1} s, node start included), {:.2} of the faster offline rate   target >= 0.8",
             rate,
             rate * SYNC_TXS as f64,
-            rate / offline_rate
+            rate / best_offline
         );
     }
 }
 
+/// `cargo bench --bench sync` runs all three; `-- a` (or `b`, `c`, in any mix) only those.
 fn main() {
-    headers_benchmark();
-    propagation_benchmark();
-    initial_sync_benchmark();
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
+    if run("b") {
+        headers_benchmark();
+    }
+    if run("c") {
+        propagation_benchmark();
+    }
+    if run("a") {
+        initial_sync_benchmark();
+    }
 }
