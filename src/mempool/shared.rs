@@ -130,12 +130,28 @@ impl SharedMempool {
         } else {
             pool.accept_verified(verified, view, now)?
         };
+        // Transactions this one made ready (they waited for its nonce) are news too, after
+        // it: a sender's transactions are announced in nonce order.
+        let promoted: Vec<AdmittedTx> = accepted
+            .promoted
+            .iter()
+            .filter_map(|txid| {
+                pool.get(txid).map(|entry| AdmittedTx {
+                    txid: *txid,
+                    tx: Arc::new(entry.transaction()),
+                    future: false,
+                })
+            })
+            .collect();
         drop(pool);
         let _ = self.events.send(AdmittedTx {
             txid: accepted.txid,
             tx: arc,
             future: accepted.future,
         });
+        for event in promoted {
+            let _ = self.events.send(event);
+        }
         Ok(accepted)
     }
 

@@ -16,16 +16,17 @@ use crate::chain::work::work_from_bytes;
 use crate::chain::{ChainError, ChainEvent, ChainHandle, SubmitOutcome};
 use crate::config::PeerSpec;
 use crate::encoding::BoundedVec;
-use crate::mempool::SharedMempool;
+use crate::mempool::shared::AdmittedTx;
+use crate::mempool::{MempoolError, SharedMempool};
 use crate::protocol::bans::BanTarget;
 use crate::protocol::headers::HeaderTree;
-use crate::protocol::BlockResult;
 use crate::protocol::{
     AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
     Persist,
 };
+use crate::protocol::{BlockResult, TxResult};
 use crate::time::{Clock, LocalTime, Now, SystemClock};
-use crate::types::{Block, Hash256};
+use crate::types::{Block, Hash256, Transaction};
 use crate::wire::message::{InvItem, InvKind};
 use crate::wire::Message;
 use std::collections::HashMap;
@@ -45,6 +46,14 @@ const BLOCK_RESULT_QUEUE: usize = 256;
 /// Blocks waiting to be served to one peer: several download windows' worth (a peer asks
 /// for at most 16 at a time); beyond it a request is answered NOTFOUND.
 const SERVE_QUEUE: usize = 256;
+/// GETDATA requests for transactions waiting for a peer's serving task (each up to 50,000
+/// items); past this they are answered NOTFOUND.
+const SERVE_TX_REQUESTS: usize = 8;
+/// Mempool answers waiting for the service: the checks in flight, and then some.
+const TX_RESULT_QUEUE: usize = 1_024;
+/// Transactions from peers checked at once: enough to keep both cores of a small machine
+/// busy while the next ones arrive.
+const TX_CHECKS: usize = 64;
 /// How long a block for a peer may wait for room in its outbox.
 const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often initial sync logs its progress: a human pace, not a line per block.
@@ -174,6 +183,8 @@ impl NetHandle {
 struct LivePeer {
     /// Blocks waiting for its serving task (`serve_peer`), once it has asked for any.
     serving: Option<mpsc::Sender<Hash256>>,
+    /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
+    serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
     /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
     quiet: bool,
     outbox: mpsc::Sender<Message>,
@@ -201,13 +212,15 @@ pub struct NetService {
     /// A header tree rebuilt from the store after chain events were missed.
     reloaded_tx: mpsc::Sender<Box<HeaderTree>>,
     reloaded: mpsc::Receiver<Box<HeaderTree>>,
-    /// For block and transaction relay: what to announce to peers and where their
-    /// transactions go.
-    #[expect(
-        dead_code,
-        reason = "read once block and transaction relay lands (a later issue; issue 10 only wires it)"
-    )]
+    /// Where peers' transactions go and what is served to them.
     mempool: SharedMempool,
+    /// Transactions the mempool admitted ready to mine (any source): announced to peers.
+    admitted: broadcast::Receiver<AdmittedTx>,
+    /// The mempool's answers for transactions handed over (`Output::SubmitTx`).
+    tx_results_tx: mpsc::Sender<(PeerId, Hash256, TxResult)>,
+    tx_results: mpsc::Receiver<(PeerId, Hash256, TxResult)>,
+    /// Transactions from peers being checked at once, at most (each on a blocking thread).
+    tx_checks: Arc<tokio::sync::Semaphore>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -244,6 +257,8 @@ impl NetService {
         let core = core.with_headers(load_header_tree(&chain));
         let mut core = core;
         let (block_results_tx, block_results) = mpsc::channel(BLOCK_RESULT_QUEUE);
+        let (tx_results_tx, tx_results) = mpsc::channel(TX_RESULT_QUEUE);
+        let admitted = mempool.subscribe();
         let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -305,6 +320,10 @@ impl NetService {
             reloaded_tx,
             reloaded,
             mempool,
+            admitted,
+            tx_results_tx,
+            tx_results,
+            tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
         };
         (service, handle)
     }
@@ -350,6 +369,10 @@ impl NetService {
                     self.feed(Input::BlockProcessed { peer, hash, result });
                 }
                 Some(tree) = self.reloaded.recv() => self.feed(Input::HeadersReloaded(tree)),
+                Some((peer, txid, result)) = self.tx_results.recv() => {
+                    self.feed(Input::TxProcessed { peer, txid, result });
+                }
+                admitted = self.admitted.recv() => self.on_admitted(admitted),
                 _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
                 _ = progress.tick() => mark = self.log_sync_progress(mark),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
@@ -494,6 +517,7 @@ impl NetService {
                     peer,
                     LivePeer {
                         serving: None,
+                        serving_txs: None,
                         quiet: false,
                         outbox,
                         stats,
@@ -695,6 +719,8 @@ impl NetService {
                 Output::SetTimer(at) => self.next_tick = at,
                 Output::SubmitBlock { peer, block } => self.submit_block(peer, block),
                 Output::ServeBlocks { peer, hashes } => self.serve_blocks(peer, hashes),
+                Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
+                Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::Event(event) => log_event(&event),
                 Output::Persist(what) => {
                     let handed = match self.writer.as_ref().and_then(|w| w.try_reserve()) {
@@ -784,6 +810,86 @@ impl NetService {
             };
             let _ = results.send((peer, hash, result)).await;
         });
+    }
+
+    /// A transaction the mempool admitted: announced if ready to mine. One that waits for
+    /// an earlier nonce is announced when that arrives (the pool reports it promoted).
+    fn on_admitted(&mut self, admitted: Result<AdmittedTx, broadcast::error::RecvError>) {
+        match admitted {
+            Ok(AdmittedTx { txid, tx, future }) => {
+                if let (false, Transaction::Transfer(t)) = (future, tx.as_ref()) {
+                    self.feed(Input::TxAccepted {
+                        txid,
+                        sender: t.sender(),
+                        nonce: t.nonce,
+                    });
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "mempool events missed: those transactions are not announced"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => {}
+        }
+    }
+
+    /// Checks a peer's transaction on a blocking thread (at most `TX_CHECKS` at once) and
+    /// feeds the pool's answer back.
+    fn submit_tx(&mut self, peer: PeerId, tx: Box<Transaction>) {
+        let (pool, chain, results) = (
+            self.mempool.clone(),
+            self.chain.clone(),
+            self.tx_results_tx.clone(),
+        );
+        let permits = self.tx_checks.clone();
+        self.tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let txid = tx.txid();
+            let checked = tokio::task::spawn_blocking(move || {
+                pool.submit(*tx, chain.reader(), crate::time::unix_secs())
+            })
+            .await;
+            let result = match checked {
+                Ok(Ok(_)) => TxResult::Accepted,
+                Ok(Err(
+                    e @ (MempoolError::BadSignature
+                    | MempoolError::BadAmount
+                    | MempoolError::Coinbase),
+                )) => TxResult::Invalid(e.code().to_string()),
+                Ok(Err(e)) => TxResult::Refused(e.code().to_string()),
+                Err(_) => TxResult::Refused("not checked".to_string()),
+            };
+            let _ = results.send((peer, txid, result)).await;
+        });
+    }
+
+    /// Queues a GETDATA's transactions for the peer's transaction-serving task, which copies
+    /// them out of the mempool and waits for room in the peer's outbox. A request that does
+    /// not fit the queue is answered NOTFOUND.
+    fn serve_txs(&mut self, peer: PeerId, txids: Vec<Hash256>) {
+        let Some(live) = self.live.get_mut(&peer) else {
+            return;
+        };
+        let queue = match &live.serving_txs {
+            Some(queue) if !queue.is_closed() => queue.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(SERVE_TX_REQUESTS);
+                let (outbox, pool) = (live.outbox.clone(), self.mempool.clone());
+                self.tasks
+                    .spawn(serve_peer_txs(rx, outbox, pool, live.stop.clone()));
+                live.serving_txs = Some(tx.clone());
+                tx
+            }
+        };
+        if let Err(refused) = queue.try_send(txids) {
+            let _ = live
+                .outbox
+                .try_send(not_found(InvKind::Tx, &refused.into_inner()));
+        }
     }
 
     /// Queues blocks for the peer's serving task (started on its first request): it reads
@@ -907,14 +1013,60 @@ async fn serve_peer(
 }
 
 fn not_found_blocks(hashes: &[Hash256]) -> Message {
+    not_found(InvKind::Block, hashes)
+}
+
+fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {
     let items = hashes
         .iter()
-        .map(|hash| InvItem {
-            kind: InvKind::Block,
-            hash: *hash,
-        })
+        .map(|hash| InvItem { kind, hash: *hash })
         .collect();
     Message::NotFound(BoundedVec::truncating(items))
+}
+
+/// A peer's transaction-serving task: for each GETDATA, the transactions the mempool holds
+/// (copied under its lock, in one short look) as TX messages, then one NOTFOUND for the rest.
+async fn serve_peer_txs(
+    mut queue: mpsc::Receiver<Vec<Hash256>>,
+    outbox: mpsc::Sender<Message>,
+    pool: SharedMempool,
+    stop: CancellationToken,
+) {
+    loop {
+        let txids = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = queue.recv() => match next {
+                Some(txids) => txids,
+                None => return,
+            },
+        };
+        let mut found = Vec::with_capacity(txids.len());
+        let mut missing = Vec::new();
+        {
+            let pool = pool.lock();
+            for txid in txids {
+                match pool.get(&txid) {
+                    Some(entry) => found.push(entry.transaction()),
+                    None => missing.push(txid),
+                }
+            }
+        }
+        for tx in found {
+            let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(Message::Tx(tx))).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+        if !missing.is_empty() {
+            let message = not_found(InvKind::Tx, &missing);
+            if !matches!(
+                tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+        }
+    }
 }
 
 fn store_job(what: Persist) -> StoreJob {

@@ -366,6 +366,7 @@ mod tests {
                     conn_type: ConnType::Outbound,
                     seen_as: None,
                     height: 0,
+                    relay: true,
                 },
                 Internal::PeerHas {
                     peer,

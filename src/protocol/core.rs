@@ -27,6 +27,7 @@ use super::peermgr::{AddedNodeSnapshot, PeerMgr, Views};
 use super::pingmgr::PingMgr;
 use super::scoremgr::ScoreMgr;
 use super::syncmgr::SyncMgr;
+use super::txrelay::{RelayCounts, TxRelay};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::NodeId;
 use crate::wire::message::{InvKind, InvList};
@@ -66,6 +67,8 @@ pub struct PeerSnapshot {
     pub synced_blocks: Option<u64>,
     /// Heights of the blocks requested from it and not yet received.
     pub inflight: Vec<u64>,
+    /// Transactions announced to it, asked of it, received from it.
+    pub relay: RelayCounts,
 }
 
 pub struct Core {
@@ -77,14 +80,23 @@ pub struct Core {
     scores: ScoreMgr,
     sync: SyncMgr,
     blocks: BlockDl,
+    relay: TxRelay,
+    /// The transaction relay's own RNG (trickle times), so relay leaves every other random
+    /// choice as it was.
+    relay_rng: StdRng,
     tree: HeaderTree,
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
+    /// The next regular tick (each `TICK_INTERVAL`); an announcement batch may be due
+    /// before it.
+    full_tick: Option<LocalTime>,
 }
 
 /// Mixed into the seed for the pre-sync salt's own generator ("presync" in ASCII).
 const PRESYNC_SALT_DOMAIN: u64 = 0x0070_7265_7379_6e63;
+/// Mixed into the seed for the relay manager's generator ("txrelay").
+const RELAY_RNG_DOMAIN: u64 = 0x0074_7872_656c_6179;
 
 impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
@@ -92,6 +104,7 @@ impl Core {
         // The pre-sync salt is derived from the seed rather than drawn from the RNG, so it
         // leaves every other random choice as it was.
         let salt = StdRng::seed_from_u64(cfg.rng_seed ^ PRESYNC_SALT_DOMAIN).gen();
+        let relay_rng = StdRng::seed_from_u64(cfg.rng_seed ^ RELAY_RNG_DOMAIN);
         Core {
             sync: SyncMgr::new(salt, cfg.minimum_chain_work),
             rng: StdRng::seed_from_u64(cfg.rng_seed),
@@ -101,9 +114,12 @@ impl Core {
             pings: PingMgr::default(),
             scores: ScoreMgr::new(bans),
             blocks: BlockDl::default(),
+            relay: TxRelay::default(),
+            relay_rng,
             tree,
             out: Outbox::default(),
             timer: None,
+            full_tick: None,
         }
     }
 
@@ -141,8 +157,14 @@ impl Core {
             self.announce_if_kept(peer);
         }
         self.scores.persist_changes(&mut self.out);
-        if self.timer.is_none_or(|t| t <= now.local) {
-            let next = now.local + TICK_INTERVAL;
+        if self.full_tick.is_none_or(|t| t <= now.local) {
+            self.full_tick = Some(now.local + TICK_INTERVAL);
+        }
+        let mut next = self.full_tick.expect("set above");
+        if let Some(due) = self.relay.next_due() {
+            next = next.min(due.max(now.local));
+        }
+        if self.timer != Some(next) || next <= now.local {
             self.timer = Some(next);
             self.out.push(Output::SetTimer(next));
         }
@@ -167,6 +189,8 @@ impl Core {
             scores,
             sync,
             blocks,
+            relay,
+            relay_rng,
             tree,
             out,
             ..
@@ -198,7 +222,14 @@ impl Core {
                 addrs.tick(now, out);
                 sync.tick(tree, now, out);
                 blocks.tick(tree, now, out);
+                relay.tick(now, relay_rng, out);
             }
+            Input::TxProcessed { peer, txid, result } => relay.processed(peer, txid, &result, out),
+            Input::TxAccepted {
+                txid,
+                sender,
+                nonce,
+            } => relay.accepted(txid, sender, nonce),
             Input::Discovered {
                 addrs: found,
                 source,
@@ -309,12 +340,17 @@ impl Core {
                 self.sync
                     .on_headers(peer, list.as_slice(), &mut self.tree, now, out)
             }
-            Message::Inv(items) => self.sync.on_inv(peer, &items, &self.tree, now, out),
+            Message::Inv(items) => {
+                self.sync.on_inv(peer, &items, &self.tree, now, out);
+                self.relay.on_inv(peer, &items, now, out);
+            }
             Message::Block(block) => self.blocks.on_block(peer, block, &mut self.tree, now, out),
-            Message::NotFound(items) => self.blocks.on_not_found(peer, &items, &self.tree),
+            Message::NotFound(items) => {
+                self.blocks.on_not_found(peer, &items, &self.tree);
+                self.relay.on_not_found(peer, &items, now, out);
+            }
             Message::GetData(items) => serve(peer, items, &self.tree, out),
-            // Until transactions are relayed (the inventory manager), none is asked for.
-            Message::Tx(_) => out.misbehaved(peer, Misbehaviour::Unrequested),
+            Message::Tx(tx) => self.relay.on_tx(peer, tx, out),
         }
     }
 
@@ -338,6 +374,7 @@ impl Core {
             self.sync
                 .on_internal(&event, &self.tree, now, &mut self.out);
             self.blocks.on_internal(&event, &self.tree);
+            self.relay.on_internal(&event, now, &mut self.relay_rng);
         }
     }
 
@@ -418,6 +455,7 @@ impl Core {
                         .iter()
                         .filter_map(|h| self.tree.height_of(h))
                         .collect(),
+                    relay: self.relay.counts_of(p.id),
                 }
             })
             .collect()
@@ -434,11 +472,17 @@ impl Core {
 }
 
 /// GETDATA: blocks we have are served from the store by the shell (at most
-/// `MAX_BLOCKS_SERVED` a request); everything else is not found.
+/// `MAX_BLOCKS_SERVED` a request), transactions from the mempool (the shell sends NOTFOUND
+/// for those it does not hold); unknown blocks are not found.
 fn serve(peer: PeerId, items: InvList, tree: &HeaderTree, out: &mut Outbox) {
     let mut blocks = Vec::new();
+    let mut txids = Vec::new();
     let mut missing = Vec::new();
     for item in items.into_inner() {
+        if item.kind == InvKind::Tx {
+            txids.push(item.hash);
+            continue;
+        }
         let have = item.kind == InvKind::Block
             && blocks.len() < MAX_BLOCKS_SERVED
             && tree.has_body(&item.hash);
@@ -447,6 +491,9 @@ fn serve(peer: PeerId, items: InvList, tree: &HeaderTree, out: &mut Outbox) {
         } else {
             missing.push(item);
         }
+    }
+    if !txids.is_empty() {
+        out.push(Output::ServeTxs { peer, txids });
     }
     if !blocks.is_empty() {
         out.push(Output::ServeBlocks {

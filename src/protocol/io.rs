@@ -10,7 +10,7 @@ use super::bans::{BanChanges, BanTarget, Misbehaviour};
 use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::time::LocalTime;
-use crate::types::{Block, Hash256, Header, NodeId};
+use crate::types::{Address, Block, Hash256, Header, NodeId, Transaction};
 use crate::wire::message::{InvItem, InvKind, InvList, LocatorRequest};
 use crate::wire::{Message, Reject, TimestampedAddress, Version, WireError};
 use std::collections::VecDeque;
@@ -182,6 +182,19 @@ pub enum Input {
         hash: Hash256,
         result: BlockResult,
     },
+    /// The mempool's answer for a transaction handed over with `Output::SubmitTx`.
+    TxProcessed {
+        peer: PeerId,
+        txid: Hash256,
+        result: TxResult,
+    },
+    /// The mempool admitted a transaction ready to mine (from a peer, RPC or the wallet, or
+    /// promoted when its missing earlier nonce arrived): to be announced.
+    TxAccepted {
+        txid: Hash256,
+        sender: Address,
+        nonce: u64,
+    },
     /// The chain's events were missed: the header tree, rebuilt from the store, replaces the
     /// core's.
     HeadersReloaded(Box<super::headers::HeaderTree>),
@@ -257,6 +270,18 @@ pub enum Output {
         peer: PeerId,
         hashes: Vec<Hash256>,
     },
+    /// Hand this transaction (asked for and received from `peer`) to the mempool; answer
+    /// with `Input::TxProcessed`.
+    SubmitTx {
+        peer: PeerId,
+        tx: Box<Transaction>,
+    },
+    /// Send the peer these transactions from the mempool as TX messages (one NOTFOUND for
+    /// those it no longer holds).
+    ServeTxs {
+        peer: PeerId,
+        txids: Vec<Hash256>,
+    },
     /// Feed `Input::Tick` at this time (the latest request replaces earlier ones).
     SetTimer(LocalTime),
     /// Something subscribers and metrics may publish.
@@ -310,6 +335,19 @@ pub enum BlockResult {
     NotProcessed(String),
 }
 
+/// What the mempool made of a transaction a peer sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxResult {
+    /// Admitted (announced separately, with `Input::TxAccepted`, once ready to mine).
+    Accepted,
+    /// Not admitted for a reason that is not the sender's fault (already known, a fee below
+    /// our minimum, a nonce already used, the pool full).
+    Refused(String),
+    /// It can never be valid (a bad signature, a bad amount, a coinbase): the sender relayed
+    /// a transaction it did not check.
+    Invalid(String),
+}
+
 /// What the peer store must save.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Persist {
@@ -341,6 +379,8 @@ pub enum Internal {
         conn_type: ConnType,
         seen_as: Option<SocketAddr>,
         height: u64,
+        /// Its VERSION asked for transaction announcements.
+        relay: bool,
     },
     /// A manager wants the peer gone; the coordinator asks the shell once.
     DisconnectRequested {

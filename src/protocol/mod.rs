@@ -21,11 +21,12 @@ pub mod pingmgr;
 pub mod presync;
 pub mod scoremgr;
 pub mod syncmgr;
+pub mod txrelay;
 
 pub use self::config::CoreConfig;
 pub use self::core::{Core, PeerSnapshot, TICK_INTERVAL};
 pub use self::io::{
     BlockResult, Command, CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event,
-    Input, Output, PeerId, Persist,
+    Input, Output, PeerId, Persist, TxResult,
 };
 pub use self::peermgr::AddedNodeSnapshot;

@@ -755,6 +755,7 @@ impl PeerMgr {
             conn_type: p.conn_type,
             seen_as,
             height: version.best_height,
+            relay: version.relay,
         });
         out.event(Event::PeerNegotiated {
             peer,

@@ -175,6 +175,7 @@ mod tests {
                 conn_type: ConnType::Inbound,
                 seen_as: None,
                 height: 0,
+                relay: true,
             },
             now,
         );

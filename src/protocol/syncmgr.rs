@@ -504,6 +504,7 @@ mod tests {
             conn_type: ConnType::Outbound,
             seen_as: None,
             height,
+            relay: true,
         };
         mgr.on_internal(&negotiated, tree, now(0), out);
     }

@@ -1,0 +1,619 @@
+//! The transaction relay manager: announcing transactions the mempool admitted (INV, batched
+//! and trickled per peer on seeded random intervals, a sender's nonces in order, never to a
+//! peer known to have the transaction), and fetching transactions peers announce (GETDATA
+//! from one announcer at a time, outbound announcers first, the next announcer after a
+//! timeout or NOTFOUND), handing them to the mempool and scoring consensus-invalid ones.
+//!
+//! Owns, per peer, the bounded set of transactions it is known to have, its announcement
+//! queue and trickle time, its requests in flight; and the node's table of wanted
+//! transactions and bounded memory of recently handled ones. Never reads the mempool: what
+//! the pool admitted and what it made of a fetched transaction arrive as inputs
+//! (`TxAccepted`, `TxProcessed`), and GETDATA for transactions is answered by the shell.
+
+use super::bans::Misbehaviour;
+use super::io::{ConnType, Internal, Outbox, Output, PeerId, TxResult};
+use crate::time::{LocalDuration, LocalTime, Now};
+use crate::types::{Address, Hash256, Transaction};
+use crate::wire::limits::MAX_INV_ITEMS;
+use crate::wire::message::{InvItem, InvKind, InvList};
+use rand::Rng;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// Mean time between announcement batches to an outbound peer (Bitcoin Core: 2 s; shorter
+/// here, where a whole batch goes in one INV).
+pub const TRICKLE_OUTBOUND_MEAN: LocalDuration = LocalDuration::from_millis(100);
+/// Mean time between batches to an inbound peer: longer, so a spy that connects to many
+/// nodes learns less from who announces first.
+pub const TRICKLE_INBOUND_MEAN: LocalDuration = LocalDuration::from_millis(500);
+/// Transactions a peer is remembered to have (~16 bytes each): the last ones it announced,
+/// sent or was sent.
+const MAX_KNOWN_PER_PEER: usize = 20_000;
+/// Announcements waiting for a peer's next batch; past this the oldest are not announced.
+const MAX_QUEUED_PER_PEER: usize = 50_000;
+/// Transactions a peer may have announced and we not yet fetched (Bitcoin Core's 5,000, a
+/// little higher for floods).
+const MAX_ANNOUNCED_PER_PEER: usize = 10_000;
+/// Requests in flight to one peer.
+const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
+/// Transactions wanted at once, from all peers.
+const MAX_WANTED: usize = 100_000;
+/// A GETDATA for a transaction unanswered this long goes to the next announcer.
+pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
+/// Recently handled transactions (admitted, refused or already known) never fetched again:
+/// about an hour of a busy network.
+const MAX_RECENT: usize = 200_000;
+
+#[derive(Debug)]
+struct RelayPeer {
+    outbound: bool,
+    /// It takes transaction announcements (VERSION `relay`, not a feeler).
+    relay: bool,
+    known: BoundedSet,
+    /// (sender, nonce, txid) to announce at the next trickle.
+    queue: Vec<(Address, u64, Hash256)>,
+    next_trickle: LocalTime,
+    /// Wanted transactions it announced.
+    announced: usize,
+    in_flight: usize,
+}
+
+#[derive(Debug)]
+struct Wanted {
+    /// Who announced it and was not tried yet, in order of announcement.
+    announcers: Vec<PeerId>,
+    /// The announcer asked, and when.
+    requested: Option<(PeerId, LocalTime)>,
+}
+
+/// Insert-ordered set with a cap: the oldest entries go first.
+#[derive(Debug, Default)]
+struct BoundedSet {
+    set: HashSet<Hash256>,
+    order: VecDeque<Hash256>,
+    cap: usize,
+}
+
+impl BoundedSet {
+    fn new(cap: usize) -> BoundedSet {
+        BoundedSet {
+            cap,
+            ..BoundedSet::default()
+        }
+    }
+
+    fn insert(&mut self, hash: Hash256) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+            if self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, hash: &Hash256) -> bool {
+        self.set.contains(hash)
+    }
+}
+
+/// Counters for getpeerinfo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RelayCounts {
+    pub tx_announced: u64,
+    pub tx_requested: u64,
+    pub tx_received: u64,
+}
+
+#[derive(Debug)]
+pub struct TxRelay {
+    peers: BTreeMap<PeerId, RelayPeer>,
+    counts: BTreeMap<PeerId, RelayCounts>,
+    wanted: BTreeMap<Hash256, Wanted>,
+    /// Wanted transactions not in flight: the ones `request` looks at.
+    unrequested: std::collections::BTreeSet<Hash256>,
+    recent: BoundedSet,
+}
+
+impl Default for TxRelay {
+    fn default() -> TxRelay {
+        TxRelay {
+            peers: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+            unrequested: std::collections::BTreeSet::new(),
+            recent: BoundedSet::new(MAX_RECENT),
+        }
+    }
+}
+
+impl TxRelay {
+    pub fn on_internal(&mut self, event: &Internal, now: Now, rng: &mut impl Rng) {
+        match *event {
+            Internal::PeerNegotiated {
+                peer,
+                conn_type,
+                relay,
+                ..
+            } => {
+                let outbound = conn_type != ConnType::Inbound;
+                let mut p = RelayPeer {
+                    outbound,
+                    relay: relay && conn_type != ConnType::Feeler,
+                    known: BoundedSet::new(MAX_KNOWN_PER_PEER),
+                    queue: Vec::new(),
+                    next_trickle: now.local,
+                    announced: 0,
+                    in_flight: 0,
+                };
+                p.next_trickle = now.local + trickle_delay(outbound, rng);
+                self.peers.insert(peer, p);
+                self.counts.insert(peer, RelayCounts::default());
+            }
+            Internal::PeerDisconnecting { peer } | Internal::PeerGone { peer, .. } => {
+                if self.peers.remove(&peer).is_some() {
+                    self.forget(peer);
+                }
+                if matches!(event, Internal::PeerGone { .. }) {
+                    self.counts.remove(&peer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops `peer` from every wanted transaction; those it was asked for go elsewhere.
+    fn forget(&mut self, peer: PeerId) {
+        let mut orphaned = Vec::new();
+        for (txid, w) in self.wanted.iter_mut() {
+            w.announcers.retain(|&a| a != peer);
+            if w.requested.is_some_and(|(p, _)| p == peer) {
+                w.requested = None;
+                self.unrequested.insert(*txid);
+            }
+            if w.requested.is_none() && w.announcers.is_empty() {
+                orphaned.push(*txid);
+            }
+        }
+        for txid in orphaned {
+            self.wanted.remove(&txid);
+            self.unrequested.remove(&txid);
+        }
+    }
+
+    pub fn counts_of(&self, peer: PeerId) -> RelayCounts {
+        self.counts.get(&peer).copied().unwrap_or_default()
+    }
+
+    /// Transactions wanted and not yet received (getmempoolinfo could show it).
+    pub fn wanted_len(&self) -> usize {
+        self.wanted.len()
+    }
+
+    /// INV: transactions we have not handled recently are wanted from this announcer.
+    pub fn on_inv(&mut self, peer: PeerId, items: &InvList, now: Now, out: &mut Outbox) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
+            p.known.insert(item.hash);
+            if self.recent.contains(&item.hash) {
+                continue;
+            }
+            if let Some(w) = self.wanted.get_mut(&item.hash) {
+                let listed = w.announcers.contains(&peer)
+                    || w.requested.is_some_and(|(asked, _)| asked == peer);
+                if !listed && p.announced < MAX_ANNOUNCED_PER_PEER {
+                    w.announcers.push(peer);
+                    p.announced += 1;
+                }
+                continue;
+            }
+            if self.wanted.len() >= MAX_WANTED || p.announced >= MAX_ANNOUNCED_PER_PEER {
+                continue;
+            }
+            p.announced += 1;
+            self.wanted.insert(
+                item.hash,
+                Wanted {
+                    announcers: vec![peer],
+                    requested: None,
+                },
+            );
+            self.unrequested.insert(item.hash);
+        }
+        self.request(now, out);
+    }
+
+    /// Asks for every wanted transaction not in flight, from its best announcer with room:
+    /// outbound before inbound, then in order of announcement. One GETDATA per peer.
+    fn request(&mut self, now: Now, out: &mut Outbox) {
+        let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
+        let mut placed = Vec::new();
+        for txid in &self.unrequested {
+            let Some(w) = self.wanted.get_mut(txid) else {
+                placed.push(*txid);
+                continue;
+            };
+            let peers = &self.peers;
+            let has_room = |a: &PeerId| {
+                peers
+                    .get(a)
+                    .is_some_and(|p| p.in_flight < MAX_IN_FLIGHT_PER_PEER)
+            };
+            let choice = w
+                .announcers
+                .iter()
+                .position(|a| has_room(a) && peers[a].outbound)
+                .or_else(|| w.announcers.iter().position(has_room));
+            let Some(index) = choice else {
+                if w.announcers.is_empty() {
+                    // Nobody left to ask.
+                    self.wanted.remove(txid);
+                    placed.push(*txid);
+                }
+                continue;
+            };
+            let peer = w.announcers.remove(index);
+            w.requested = Some((peer, now.local));
+            placed.push(*txid);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.in_flight += 1;
+                p.announced = p.announced.saturating_sub(1);
+            }
+            self.counts.entry(peer).or_default().tx_requested += 1;
+            batches.entry(peer).or_default().push(InvItem {
+                kind: InvKind::Tx,
+                hash: *txid,
+            });
+        }
+        for txid in placed {
+            self.unrequested.remove(&txid);
+        }
+        for (peer, items) in batches {
+            for chunk in items.chunks(MAX_INV_ITEMS) {
+                out.send(
+                    peer,
+                    crate::wire::Message::GetData(InvList::truncating(chunk.to_vec())),
+                );
+            }
+        }
+    }
+
+    /// TX: a transaction we asked this peer for goes to the mempool. One we did not ask for
+    /// is scored, unless the peer announced it (a late answer after a timeout).
+    pub fn on_tx(&mut self, peer: PeerId, tx: Transaction, out: &mut Outbox) {
+        let txid = tx.txid();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.known.insert(txid);
+        let asked = self
+            .wanted
+            .get(&txid)
+            .is_some_and(|w| w.requested.is_some_and(|(a, _)| a == peer));
+        if asked {
+            let w = self.wanted.remove(&txid).expect("just looked up");
+            p.in_flight = p.in_flight.saturating_sub(1);
+            for other in w.announcers {
+                if let Some(o) = self.peers.get_mut(&other) {
+                    o.announced = o.announced.saturating_sub(1);
+                }
+            }
+            self.recent.insert(txid);
+            self.counts.entry(peer).or_default().tx_received += 1;
+            out.push(Output::SubmitTx {
+                peer,
+                tx: Box::new(tx),
+            });
+        } else if !self.recent.contains(&txid) && !self.wanted.contains_key(&txid) {
+            out.misbehaved(peer, Misbehaviour::Unrequested);
+        }
+    }
+
+    /// NOTFOUND: the peer no longer has these; ask the next announcer.
+    pub fn on_not_found(&mut self, peer: PeerId, items: &InvList, now: Now, out: &mut Outbox) {
+        let mut freed = false;
+        for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
+            if let Some(w) = self.wanted.get_mut(&item.hash) {
+                if w.requested.is_some_and(|(a, _)| a == peer) {
+                    w.requested = None;
+                    self.unrequested.insert(item.hash);
+                    freed = true;
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.in_flight = p.in_flight.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        if freed {
+            self.request(now, out);
+        }
+    }
+
+    /// The mempool's verdict on a transaction a peer sent.
+    pub fn processed(&mut self, peer: PeerId, txid: Hash256, result: &TxResult, out: &mut Outbox) {
+        self.recent.insert(txid);
+        if let TxResult::Invalid(reason) = result {
+            tracing::debug!(peer, %txid, %reason, "peer sent an invalid transaction");
+            out.misbehaved(peer, Misbehaviour::InvalidTx);
+        }
+    }
+
+    /// The mempool admitted a transaction (from a peer, RPC or the wallet): every relaying
+    /// peer not known to have it gets it in its next batch.
+    pub fn accepted(&mut self, txid: Hash256, sender: Address, nonce: u64) {
+        self.recent.insert(txid);
+        for p in self.peers.values_mut().filter(|p| p.relay) {
+            if !p.known.contains(&txid) && p.queue.len() < MAX_QUEUED_PER_PEER {
+                p.queue.push((sender, nonce, txid));
+            }
+        }
+    }
+
+    /// Sends each peer whose trickle time has come its batch (a sender's transactions in
+    /// nonce order), gives up requests past the timeout and asks the next announcer.
+    pub fn tick(&mut self, now: Now, rng: &mut impl Rng, out: &mut Outbox) {
+        for (peer, p) in self.peers.iter_mut() {
+            if p.next_trickle > now.local {
+                continue;
+            }
+            p.next_trickle = now.local + trickle_delay(p.outbound, rng);
+            if p.queue.is_empty() {
+                continue;
+            }
+            let mut batch = std::mem::take(&mut p.queue);
+            batch.sort_unstable();
+            let mut items = Vec::with_capacity(batch.len());
+            for (_, _, txid) in batch {
+                if !p.known.contains(&txid) {
+                    p.known.insert(txid);
+                    items.push(InvItem {
+                        kind: InvKind::Tx,
+                        hash: txid,
+                    });
+                }
+            }
+            self.counts.entry(*peer).or_default().tx_announced += items.len() as u64;
+            for chunk in items.chunks(MAX_INV_ITEMS) {
+                out.send(
+                    *peer,
+                    crate::wire::Message::Inv(InvList::truncating(chunk.to_vec())),
+                );
+            }
+        }
+        let mut expired = false;
+        for (txid, w) in self.wanted.iter_mut() {
+            if let Some((asked, at)) = w.requested {
+                if now.local.since(at) >= TX_REQUEST_TIMEOUT {
+                    w.requested = None;
+                    self.unrequested.insert(*txid);
+                    expired = true;
+                    if let Some(p) = self.peers.get_mut(&asked) {
+                        p.in_flight = p.in_flight.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        if expired || !self.unrequested.is_empty() {
+            self.request(now, out);
+        }
+    }
+
+    /// When the next batch is due (a peer with announcements queued), for the core's timer.
+    pub fn next_due(&self) -> Option<LocalTime> {
+        self.peers
+            .values()
+            .filter(|p| !p.queue.is_empty())
+            .map(|p| p.next_trickle)
+            .min()
+    }
+}
+
+/// An exponentially distributed delay with the peer's mean (a Poisson process, as Bitcoin
+/// Core's trickle): batches do not line up across peers, so timing reveals less.
+fn trickle_delay(outbound: bool, rng: &mut impl Rng) -> LocalDuration {
+    let mean = if outbound {
+        TRICKLE_OUTBOUND_MEAN
+    } else {
+        TRICKLE_INBOUND_MEAN
+    };
+    let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let ms = (-u.ln() * mean.as_millis() as f64).min(mean.as_millis() as f64 * 10.0);
+    LocalDuration::from_millis(ms as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::LocalTime;
+    use crate::wire::Message;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn now(ms: u64) -> Now {
+        Now {
+            local: LocalTime::from_millis(ms),
+            unix_ms: 1_800_000_000_000 + ms,
+        }
+    }
+
+    fn negotiated(relay: &mut TxRelay, peer: PeerId, conn_type: ConnType, rng: &mut StdRng) {
+        let event = Internal::PeerNegotiated {
+            peer,
+            addr: "1.2.3.4:8333".parse().unwrap(),
+            conn_type,
+            seen_as: None,
+            height: 0,
+            relay: true,
+        };
+        relay.on_internal(&event, now(0), rng);
+    }
+
+    fn txid(n: u8) -> Hash256 {
+        Hash256([n; 32])
+    }
+
+    fn inv(ids: &[Hash256]) -> InvList {
+        InvList::truncating(
+            ids.iter()
+                .map(|h| InvItem {
+                    kind: InvKind::Tx,
+                    hash: *h,
+                })
+                .collect(),
+        )
+    }
+
+    /// (peer, kind of message, the hashes in it) for every INV/GETDATA sent.
+    fn sent(out: &mut Outbox) -> Vec<(PeerId, &'static str, Vec<Hash256>)> {
+        out.take_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(peer, Message::Inv(items)) => Some((
+                    peer,
+                    "inv",
+                    items.as_slice().iter().map(|i| i.hash).collect(),
+                )),
+                Output::Send(peer, Message::GetData(items)) => Some((
+                    peer,
+                    "getdata",
+                    items.as_slice().iter().map(|i| i.hash).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn misbehaved(out: &mut Outbox) -> Vec<Misbehaviour> {
+        let mut found = Vec::new();
+        while let Some(e) = out.next_internal() {
+            if let Internal::Misbehaved { what, .. } = e {
+                found.push(what);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn an_admitted_transaction_is_announced_once_in_nonce_order_and_not_to_whoever_has_it() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Inbound, &mut rng);
+        // Peer 2 announced tx 9: it is not told about it.
+        relay.on_inv(2, &inv(&[txid(9)]), now(0), &mut out);
+        out.take_outputs();
+        let sender = Address([5; 20]);
+        relay.accepted(txid(9), sender, 1);
+        relay.accepted(txid(8), sender, 2);
+        relay.accepted(txid(7), sender, 0);
+        assert!(relay.next_due().is_some());
+        // Trickle times are at most ten means away.
+        relay.tick(now(10_000), &mut rng, &mut out);
+        let batches = sent(&mut out);
+        let to = |peer: PeerId| -> Vec<Vec<Hash256>> {
+            batches
+                .iter()
+                .filter(|(p, kind, _)| *p == peer && *kind == "inv")
+                .map(|(_, _, h)| h.clone())
+                .collect()
+        };
+        assert_eq!(
+            to(1),
+            vec![vec![txid(7), txid(9), txid(8)]],
+            "nonces 0, 1, 2"
+        );
+        assert_eq!(to(2), vec![vec![txid(7), txid(8)]]);
+        // Once.
+        relay.accepted(txid(7), sender, 0);
+        relay.tick(now(20_000), &mut rng, &mut out);
+        assert!(sent(&mut out).iter().all(|(_, kind, _)| *kind != "inv"));
+        assert_eq!(relay.counts_of(1).tx_announced, 3);
+    }
+
+    fn some_tx(to: u8) -> Transaction {
+        crate::chain::testkit::TestChainBuilder::new(crate::params::Network::Regtest.params())
+            .build(Address([to; 20]), vec![])
+            .transactions[0]
+            .clone()
+    }
+
+    #[test]
+    fn an_announced_transaction_is_asked_of_one_announcer_outbound_first_then_the_next() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Inbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 3, ConnType::Inbound, &mut rng);
+        let tx = some_tx(1);
+        let id = tx.txid();
+        // Announced by inbound 1 and outbound 2 before a request went out: asked of 2.
+        relay.peers.get_mut(&1).unwrap().known.insert(id);
+        relay.wanted.insert(
+            id,
+            Wanted {
+                announcers: vec![1, 2],
+                requested: None,
+            },
+        );
+        relay.unrequested.insert(id);
+        relay.request(now(0), &mut out);
+        assert_eq!(sent(&mut out), vec![(2, "getdata", vec![id])]);
+        // A third announcer asks nobody more.
+        relay.on_inv(3, &inv(&[id]), now(10), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // Peer 2 says NOTFOUND: asked of 1, the first of the rest.
+        relay.on_not_found(2, &inv(&[id]), now(20), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        // Peer 1 never answers: after the timeout, asked of 3.
+        relay.tick(now(20 + TX_REQUEST_TIMEOUT.as_millis()), &mut rng, &mut out);
+        assert!(sent(&mut out).contains(&(3, "getdata", vec![id])));
+        // Peer 1's late answer is neither scored nor taken; peer 3's goes to the mempool.
+        relay.on_tx(1, tx.clone(), &mut out);
+        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_outputs().is_empty());
+        relay.on_tx(3, tx, &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::SubmitTx { peer: 3, .. }]
+        ));
+        // A transaction nobody announced is scored.
+        relay.on_tx(2, some_tx(2), &mut out);
+        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
+    }
+
+    #[test]
+    fn a_requested_transaction_goes_to_the_mempool_once_and_an_invalid_one_is_scored() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        let tx =
+            crate::chain::testkit::TestChainBuilder::new(crate::params::Network::Regtest.params())
+                .build(Address([1; 20]), vec![])
+                .transactions[0]
+                .clone();
+        let id = tx.txid();
+        relay.on_inv(1, &inv(&[id]), now(0), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        relay.on_tx(1, tx.clone(), &mut out);
+        let submitted = out
+            .take_outputs()
+            .into_iter()
+            .filter(|o| matches!(o, Output::SubmitTx { peer: 1, .. }))
+            .count();
+        assert_eq!(submitted, 1);
+        assert_eq!(relay.counts_of(1).tx_received, 1);
+        relay.processed(1, id, &TxResult::Invalid("bad-signature".into()), &mut out);
+        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::InvalidTx]);
+        // Handled: announced again, it is not fetched again, and sent again it is ignored.
+        relay.on_inv(1, &inv(&[id]), now(10), &mut out);
+        assert!(sent(&mut out).is_empty());
+        relay.on_tx(1, tx, &mut out);
+        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_outputs().is_empty());
+    }
+}

@@ -1,0 +1,93 @@
+//! Transactions over the network between real `noded` processes on 127.0.0.1, driven over
+//! JSON-RPC only: a transaction sent at one end of a line reaches every mempool, is mined at
+//! the other end, and leaves every mempool; a sender's later nonces follow.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const LINE: usize = 5;
+
+fn mempool(node: &TestNode) -> Vec<Value> {
+    node.rpc("getrawmempool", json!([]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn best(node: &TestNode) -> Value {
+    node.rpc("getbestblockhash", json!([])).unwrap()
+}
+
+/// Five nodes, each `--addnode` the one before: a line.
+fn line() -> Vec<TestNode> {
+    let mut nodes = vec![TestNode::start(&[])];
+    for i in 1..LINE {
+        let before = nodes[i - 1].p2p_addr().to_string();
+        nodes.push(TestNode::start(&["--addnode", &before]));
+    }
+    nodes
+}
+
+#[test]
+fn a_transaction_sent_at_one_end_reaches_every_mempool_and_leaves_them_when_mined() {
+    let nodes = line();
+    let (first, last) = (&nodes[0], &nodes[LINE - 1]);
+    // Coin to spend, known to every node.
+    first.rpc("generate", json!([1])).unwrap();
+    wait_until(DEADLINE, "the block to reach the line's end", || {
+        nodes.iter().all(|n| best(n) == best(first))
+    });
+    let payee = last.rpc("getnewaddress", json!([])).unwrap();
+    let sent: Vec<Value> = (0..3)
+        .map(|_| {
+            first
+                .rpc("sendtoaddress", json!([payee, 1_000_000]))
+                .unwrap()
+        })
+        .collect();
+    wait_until(DEADLINE, "the transactions in all five mempools", || {
+        nodes.iter().all(|n| {
+            let pool = mempool(n);
+            sent.iter().all(|t| pool.contains(t))
+        })
+    });
+    // Nonces 0, 1, 2 arrived in order: none waits as a future transaction anywhere.
+    for node in &nodes {
+        for txid in &sent {
+            let entry = node.rpc("getmempoolentry", json!([txid])).unwrap();
+            assert_eq!(entry["future"], json!(false), "{entry}");
+        }
+    }
+    // The middle node fetched each once, and never announced one to the peer it came from
+    // (gossip may have added peers beyond the line: the counts hold per peer).
+    let middle = &nodes[LINE / 2];
+    let peers = middle.rpc("getpeerinfo", json!([])).unwrap();
+    let peers = peers.as_array().unwrap();
+    let count = |p: &Value, key: &str| p[key].as_u64().unwrap();
+    let received: u64 = peers.iter().map(|p| count(p, "tx_received")).sum();
+    assert_eq!(received, 3, "{peers:?}");
+    for p in peers {
+        assert!(
+            count(p, "tx_announced") + count(p, "tx_received") <= 3,
+            "a transaction went back where it came from: {p}"
+        );
+    }
+    assert!(
+        peers.iter().any(|p| count(p, "tx_announced") == 3),
+        "{peers:?}"
+    );
+    // Mined at the other end: gone from every mempool, the payee paid.
+    last.rpc("generate", json!([1])).unwrap();
+    wait_until(DEADLINE, "every mempool to empty", || {
+        nodes
+            .iter()
+            .all(|n| mempool(n).is_empty() && best(n) == best(last))
+    });
+    let paid = first.rpc("getaccount", json!([payee])).unwrap();
+    assert_eq!(paid["balance"], json!(3_000_000), "{paid}");
+}
