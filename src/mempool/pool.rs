@@ -381,6 +381,11 @@ impl Mempool {
         self.chain_events
     }
 
+    /// Every transaction ready to mine: per account, in nonce order.
+    pub fn pending_entries(&self) -> impl Iterator<Item = &MempoolEntry> {
+        self.accounts.values().flat_map(|a| a.pending.iter())
+    }
+
     /// Every held transaction: per account, pending in nonce order, then future.
     pub fn entries(&self) -> impl Iterator<Item = &MempoolEntry> {
         self.accounts

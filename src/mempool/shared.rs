@@ -188,7 +188,26 @@ impl SharedMempool {
         now: u64,
     ) -> BlockUpdate {
         let view = PrefetchedAccounts::read(store, transfer_senders(block));
-        self.lock().block_disconnected(block, &view, now)
+        let mut pool = self.lock();
+        let update = pool.block_disconnected(block, &view, now);
+        // Taken back and ready to mine: news for peers that never had them.
+        let back: Vec<AdmittedTx> = update
+            .txids
+            .iter()
+            .filter(|txid| !pool.is_future(txid))
+            .filter_map(|txid| {
+                pool.get(txid).map(|entry| AdmittedTx {
+                    txid: *txid,
+                    tx: Arc::new(entry.transaction()),
+                    future: false,
+                })
+            })
+            .collect();
+        drop(pool);
+        for event in back {
+            let _ = self.events.send(event);
+        }
+        update
     }
 
     /// `Mempool::revalidate_all`: the pool's senders are listed under the lock, read from

@@ -20,6 +20,7 @@ use crate::mempool::shared::AdmittedTx;
 use crate::mempool::{MempoolError, SharedMempool};
 use crate::protocol::bans::BanTarget;
 use crate::protocol::headers::HeaderTree;
+use crate::protocol::io::Announceable;
 use crate::protocol::{
     AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
     Persist,
@@ -49,11 +50,15 @@ const SERVE_QUEUE: usize = 256;
 /// GETDATA requests for transactions waiting for a peer's serving task (each up to 50,000
 /// items); past this they are answered NOTFOUND.
 const SERVE_TX_REQUESTS: usize = 8;
+/// Mempool transactions announced to a peer when it connects, at most (the announcement
+/// queue's own bound).
+const MEMPOOL_ANNOUNCED_ON_CONNECT: usize = 50_000;
 /// Mempool answers waiting for the service: the checks in flight, and then some.
 const TX_RESULT_QUEUE: usize = 1_024;
-/// Transactions from peers checked at once: enough to keep both cores of a small machine
-/// busy while the next ones arrive.
-const TX_CHECKS: usize = 64;
+/// Transactions from peers checked at once (one per peer at a time, in its order).
+const TX_CHECKS: usize = 16;
+/// A peer's transactions waiting for the mempool: as many as the core asks of one peer.
+const TX_CHECK_QUEUE: usize = crate::protocol::txrelay::MAX_IN_FLIGHT_PER_PEER;
 /// How long a block for a peer may wait for room in its outbox.
 const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often initial sync logs its progress: a human pace, not a line per block.
@@ -183,6 +188,8 @@ impl NetHandle {
 struct LivePeer {
     /// Blocks waiting for its serving task (`serve_peer`), once it has asked for any.
     serving: Option<mpsc::Sender<Hash256>>,
+    /// Its transactions waiting for the mempool (`check_peer_txs`), in arrival order.
+    checking: Option<mpsc::Sender<Box<Transaction>>>,
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
     serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
     /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
@@ -221,6 +228,8 @@ pub struct NetService {
     tx_results: mpsc::Receiver<(PeerId, Hash256, TxResult)>,
     /// Transactions from peers being checked at once, at most (each on a blocking thread).
     tx_checks: Arc<tokio::sync::Semaphore>,
+    /// Mempool listings taken for new peers during this turn (`Output::ListMempool`).
+    listed: Vec<(PeerId, Vec<Announceable>)>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -324,6 +333,7 @@ impl NetService {
             tx_results_tx,
             tx_results,
             tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
+            listed: Vec::new(),
         };
         (service, handle)
     }
@@ -517,6 +527,7 @@ impl NetService {
                     peer,
                     LivePeer {
                         serving: None,
+                        checking: None,
                         serving_txs: None,
                         quiet: false,
                         outbox,
@@ -681,7 +692,28 @@ impl NetService {
 
     /// Carries out what the core decided, mechanically: no protocol decision is made here.
     fn execute(&mut self) {
-        for output in self.core.drain_outputs() {
+        let outputs = self.core.drain_outputs();
+        self.run_outputs(outputs);
+        // Mempool listings asked for meanwhile go in now, and what they lead to out.
+        let listed = std::mem::take(&mut self.listed);
+        if !listed.is_empty() {
+            for (peer, txs) in listed {
+                self.feed(Input::MempoolContents { peer, txs });
+            }
+            let outputs = self.core.drain_outputs();
+            self.run_outputs(outputs);
+        }
+        // Handed back after the loop: the core emits them again at a later turn.
+        for what in std::mem::take(&mut self.deferred) {
+            if let Persist::LearnedIdentity { peer, .. } = &what {
+                tracing::warn!(%peer, "peer store busy: a learned identity was not stored");
+            }
+            self.feed(Input::PersistDeferred(what));
+        }
+    }
+
+    fn run_outputs(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
             match output {
                 Output::Send(peer, message) => {
                     let Some(live) = self.live.get(&peer) else {
@@ -720,6 +752,7 @@ impl NetService {
                 Output::SubmitBlock { peer, block } => self.submit_block(peer, block),
                 Output::ServeBlocks { peer, hashes } => self.serve_blocks(peer, hashes),
                 Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
+                Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::Event(event) => log_event(&event),
                 Output::Persist(what) => {
@@ -738,13 +771,6 @@ impl NetService {
                     }
                 }
             }
-        }
-        // Handed back after the loop: the core emits them again at a later turn.
-        for what in std::mem::take(&mut self.deferred) {
-            if let Persist::LearnedIdentity { peer, .. } = &what {
-                tracing::warn!(%peer, "peer store busy: a learned identity was not stored");
-            }
-            self.feed(Input::PersistDeferred(what));
         }
     }
 
@@ -835,36 +861,54 @@ impl NetService {
         }
     }
 
-    /// Checks a peer's transaction on a blocking thread (at most `TX_CHECKS` at once) and
-    /// feeds the pool's answer back.
+    /// The pool's ready transactions for a peer that just completed its handshake (one
+    /// short look under the pool's lock; at most what a peer's announcement queue holds).
+    fn list_mempool(&mut self, peer: PeerId) {
+        let txs: Vec<_> = self
+            .mempool
+            .lock()
+            .pending_entries()
+            .take(MEMPOOL_ANNOUNCED_ON_CONNECT)
+            .map(|e| (e.txid, e.sender, e.nonce()))
+            .collect();
+        if !txs.is_empty() {
+            self.listed.push((peer, txs));
+        }
+    }
+
+    /// Queues a peer's transaction for its checking task, which hands them to the mempool
+    /// one after another in the order they came (a sender's nonces arrive in order, and so
+    /// enter the pool in order) and feeds each answer back. A full queue (more than the core
+    /// ever has in flight to one peer) refuses it at once.
     fn submit_tx(&mut self, peer: PeerId, tx: Box<Transaction>) {
-        let (pool, chain, results) = (
-            self.mempool.clone(),
-            self.chain.clone(),
-            self.tx_results_tx.clone(),
-        );
-        let permits = self.tx_checks.clone();
-        self.tasks.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            let txid = tx.txid();
-            let checked = tokio::task::spawn_blocking(move || {
-                pool.submit(*tx, chain.reader(), crate::time::unix_secs())
-            })
-            .await;
-            let result = match checked {
-                Ok(Ok(_)) => TxResult::Accepted,
-                Ok(Err(
-                    e @ (MempoolError::BadSignature
-                    | MempoolError::BadAmount
-                    | MempoolError::Coinbase),
-                )) => TxResult::Invalid(e.code().to_string()),
-                Ok(Err(e)) => TxResult::Refused(e.code().to_string()),
-                Err(_) => TxResult::Refused("not checked".to_string()),
-            };
-            let _ = results.send((peer, txid, result)).await;
-        });
+        let Some(live) = self.live.get_mut(&peer) else {
+            return;
+        };
+        let queue = match &live.checking {
+            Some(queue) if !queue.is_closed() => queue.clone(),
+            _ => {
+                let (queue, rx) = mpsc::channel(TX_CHECK_QUEUE);
+                self.tasks.spawn(check_peer_txs(
+                    peer,
+                    rx,
+                    self.mempool.clone(),
+                    self.chain.clone(),
+                    self.tx_results_tx.clone(),
+                    self.tx_checks.clone(),
+                    live.stop.clone(),
+                ));
+                live.checking = Some(queue.clone());
+                queue
+            }
+        };
+        if let Err(refused) = queue.try_send(tx) {
+            let txid = refused.into_inner().txid();
+            self.feed(Input::TxProcessed {
+                peer,
+                txid,
+                result: TxResult::Refused("busy".to_string()),
+            });
+        }
     }
 
     /// Queues a GETDATA's transactions for the peer's transaction-serving task, which copies
@@ -1022,6 +1066,48 @@ fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {
         .map(|hash| InvItem { kind, hash: *hash })
         .collect();
     Message::NotFound(BoundedVec::truncating(items))
+}
+
+/// A peer's transaction-checking task: each transaction to the mempool on a blocking thread
+/// (at most `TX_CHECKS` across peers at once), in order, and the answer back to the service.
+async fn check_peer_txs(
+    peer: PeerId,
+    mut queue: mpsc::Receiver<Box<Transaction>>,
+    pool: SharedMempool,
+    chain: ChainHandle,
+    results: mpsc::Sender<(PeerId, Hash256, TxResult)>,
+    permits: Arc<tokio::sync::Semaphore>,
+    stop: CancellationToken,
+) {
+    loop {
+        let tx = tokio::select! {
+            _ = stop.cancelled() => return,
+            next = queue.recv() => match next {
+                Some(tx) => tx,
+                None => return,
+            },
+        };
+        let Ok(_permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let txid = tx.txid();
+        let (pool, chain) = (pool.clone(), chain.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            pool.submit(*tx, chain.reader(), crate::time::unix_secs())
+        })
+        .await;
+        let result = match checked {
+            Ok(Ok(_)) => TxResult::Accepted,
+            Ok(Err(
+                e @ (MempoolError::BadSignature | MempoolError::BadAmount | MempoolError::Coinbase),
+            )) => TxResult::Invalid(e.code().to_string()),
+            Ok(Err(e)) => TxResult::Refused(e.code().to_string()),
+            Err(_) => TxResult::Refused("not checked".to_string()),
+        };
+        if results.send((peer, txid, result)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A peer's transaction-serving task: for each GETDATA, the transactions the mempool holds

@@ -230,6 +230,7 @@ impl Core {
                 sender,
                 nonce,
             } => relay.accepted(txid, sender, nonce),
+            Input::MempoolContents { peer, txs } => relay.mempool_contents(peer, txs),
             Input::Discovered {
                 addrs: found,
                 source,
@@ -374,7 +375,8 @@ impl Core {
             self.sync
                 .on_internal(&event, &self.tree, now, &mut self.out);
             self.blocks.on_internal(&event, &self.tree);
-            self.relay.on_internal(&event, now, &mut self.relay_rng);
+            self.relay
+                .on_internal(&event, now, &mut self.relay_rng, &mut self.out);
         }
     }
 

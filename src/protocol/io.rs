@@ -195,6 +195,12 @@ pub enum Input {
         sender: Address,
         nonce: u64,
     },
+    /// The mempool's transactions ready to mine (txid, sender, nonce), as asked for with
+    /// `Output::ListMempool`.
+    MempoolContents {
+        peer: PeerId,
+        txs: Vec<Announceable>,
+    },
     /// The chain's events were missed: the header tree, rebuilt from the store, replaces the
     /// core's.
     HeadersReloaded(Box<super::headers::HeaderTree>),
@@ -282,6 +288,11 @@ pub enum Output {
         peer: PeerId,
         txids: Vec<Hash256>,
     },
+    /// Feed `Input::MempoolContents` for this peer: what it may lack, announced once it
+    /// has completed its handshake.
+    ListMempool {
+        peer: PeerId,
+    },
     /// Feed `Input::Tick` at this time (the latest request replaces earlier ones).
     SetTimer(LocalTime),
     /// Something subscribers and metrics may publish.
@@ -334,6 +345,10 @@ pub enum BlockResult {
     /// The chain could not take it (shutting down, a store error): nobody is to blame.
     NotProcessed(String),
 }
+
+/// A transaction to announce: txid, sender, nonce (announcements are sorted by sender and
+/// nonce).
+pub type Announceable = (Hash256, Address, u64);
 
 /// What the mempool made of a transaction a peer sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

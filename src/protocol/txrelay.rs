@@ -11,7 +11,7 @@
 //! (`TxAccepted`, `TxProcessed`), and GETDATA for transactions is answered by the shell.
 
 use super::bans::Misbehaviour;
-use super::io::{ConnType, Internal, Outbox, Output, PeerId, TxResult};
+use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Hash256, Transaction};
 use crate::wire::limits::MAX_INV_ITEMS;
@@ -34,14 +34,20 @@ const MAX_QUEUED_PER_PEER: usize = 50_000;
 /// little higher for floods).
 const MAX_ANNOUNCED_PER_PEER: usize = 10_000;
 /// Requests in flight to one peer.
-const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
 /// Transactions wanted at once, from all peers.
 const MAX_WANTED: usize = 100_000;
 /// A GETDATA for a transaction unanswered this long goes to the next announcer.
 pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
-/// Recently handled transactions (admitted, refused or already known) never fetched again:
-/// about an hour of a busy network.
+/// Recently handled transactions (admitted or invalid) never fetched again: about an hour
+/// of a busy network.
 const MAX_RECENT: usize = 200_000;
+/// Transactions the mempool refused (fee, nonce, funds, room): not fetched again until the
+/// chain's tip moves, which may change the verdict (Bitcoin Core's recent rejects).
+const MAX_REJECTS: usize = 50_000;
+/// Refusals that say nothing about the transaction itself (`TxResult::Refused` codes): it
+/// may be taken when offered again.
+const RETRYABLE: [&str; 3] = ["too-many-future", "busy", "not checked"];
 
 #[derive(Debug)]
 struct RelayPeer {
@@ -110,9 +116,15 @@ pub struct TxRelay {
     peers: BTreeMap<PeerId, RelayPeer>,
     counts: BTreeMap<PeerId, RelayCounts>,
     wanted: BTreeMap<Hash256, Wanted>,
-    /// Wanted transactions not in flight: the ones `request` looks at.
-    unrequested: std::collections::BTreeSet<Hash256>,
+    /// Wanted transactions not in flight, in the order they were announced (a sender's
+    /// nonces in order: they are asked for, sent and checked in that order). Entries no
+    /// longer wanted are skipped when met.
+    unrequested: VecDeque<Hash256>,
     recent: BoundedSet,
+    rejects: BoundedSet,
+    /// Handed to the mempool, verdict pending, and whose they were (at most what is in
+    /// flight to all peers; a peer's are forgotten when it goes, its checks with it).
+    checking: BTreeMap<Hash256, PeerId>,
 }
 
 impl Default for TxRelay {
@@ -121,15 +133,24 @@ impl Default for TxRelay {
             peers: BTreeMap::new(),
             counts: BTreeMap::new(),
             wanted: BTreeMap::new(),
-            unrequested: std::collections::BTreeSet::new(),
+            unrequested: VecDeque::new(),
             recent: BoundedSet::new(MAX_RECENT),
+            rejects: BoundedSet::new(MAX_REJECTS),
+            checking: BTreeMap::new(),
         }
     }
 }
 
 impl TxRelay {
-    pub fn on_internal(&mut self, event: &Internal, now: Now, rng: &mut impl Rng) {
+    pub fn on_internal(
+        &mut self,
+        event: &Internal,
+        now: Now,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
         match *event {
+            Internal::TipChanged { .. } => self.rejects = BoundedSet::new(MAX_REJECTS),
             Internal::PeerNegotiated {
                 peer,
                 conn_type,
@@ -147,6 +168,10 @@ impl TxRelay {
                     in_flight: 0,
                 };
                 p.next_trickle = now.local + trickle_delay(outbound, rng);
+                if p.relay {
+                    // What we hold that it may lack: a peer that was away catches up.
+                    out.push(Output::ListMempool { peer });
+                }
                 self.peers.insert(peer, p);
                 self.counts.insert(peer, RelayCounts::default());
             }
@@ -156,6 +181,7 @@ impl TxRelay {
                 }
                 if matches!(event, Internal::PeerGone { .. }) {
                     self.counts.remove(&peer);
+                    self.checking.retain(|_, from| *from != peer);
                 }
             }
             _ => {}
@@ -169,7 +195,7 @@ impl TxRelay {
             w.announcers.retain(|&a| a != peer);
             if w.requested.is_some_and(|(p, _)| p == peer) {
                 w.requested = None;
-                self.unrequested.insert(*txid);
+                self.unrequested.push_back(*txid);
             }
             if w.requested.is_none() && w.announcers.is_empty() {
                 orphaned.push(*txid);
@@ -177,7 +203,6 @@ impl TxRelay {
         }
         for txid in orphaned {
             self.wanted.remove(&txid);
-            self.unrequested.remove(&txid);
         }
     }
 
@@ -197,7 +222,10 @@ impl TxRelay {
         };
         for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
             p.known.insert(item.hash);
-            if self.recent.contains(&item.hash) {
+            if self.recent.contains(&item.hash)
+                || self.rejects.contains(&item.hash)
+                || self.checking.contains_key(&item.hash)
+            {
                 continue;
             }
             if let Some(w) = self.wanted.get_mut(&item.hash) {
@@ -220,7 +248,7 @@ impl TxRelay {
                     requested: None,
                 },
             );
-            self.unrequested.insert(item.hash);
+            self.unrequested.push_back(item.hash);
         }
         self.request(now, out);
     }
@@ -229,10 +257,9 @@ impl TxRelay {
     /// outbound before inbound, then in order of announcement. One GETDATA per peer.
     fn request(&mut self, now: Now, out: &mut Outbox) {
         let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
-        let mut placed = Vec::new();
-        for txid in &self.unrequested {
-            let Some(w) = self.wanted.get_mut(txid) else {
-                placed.push(*txid);
+        let mut waiting = VecDeque::new();
+        while let Some(txid) = self.unrequested.pop_front() {
+            let Some(w) = self.wanted.get_mut(&txid).filter(|w| w.requested.is_none()) else {
                 continue;
             };
             let peers = &self.peers;
@@ -249,14 +276,14 @@ impl TxRelay {
             let Some(index) = choice else {
                 if w.announcers.is_empty() {
                     // Nobody left to ask.
-                    self.wanted.remove(txid);
-                    placed.push(*txid);
+                    self.wanted.remove(&txid);
+                } else {
+                    waiting.push_back(txid);
                 }
                 continue;
             };
             let peer = w.announcers.remove(index);
             w.requested = Some((peer, now.local));
-            placed.push(*txid);
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight += 1;
                 p.announced = p.announced.saturating_sub(1);
@@ -264,12 +291,10 @@ impl TxRelay {
             self.counts.entry(peer).or_default().tx_requested += 1;
             batches.entry(peer).or_default().push(InvItem {
                 kind: InvKind::Tx,
-                hash: *txid,
+                hash: txid,
             });
         }
-        for txid in placed {
-            self.unrequested.remove(&txid);
-        }
+        self.unrequested = waiting;
         for (peer, items) in batches {
             for chunk in items.chunks(MAX_INV_ITEMS) {
                 out.send(
@@ -300,13 +325,17 @@ impl TxRelay {
                     o.announced = o.announced.saturating_sub(1);
                 }
             }
-            self.recent.insert(txid);
+            self.checking.insert(txid, peer);
             self.counts.entry(peer).or_default().tx_received += 1;
             out.push(Output::SubmitTx {
                 peer,
                 tx: Box::new(tx),
             });
-        } else if !self.recent.contains(&txid) && !self.wanted.contains_key(&txid) {
+        } else if !self.recent.contains(&txid)
+            && !self.rejects.contains(&txid)
+            && !self.checking.contains_key(&txid)
+            && !self.wanted.contains_key(&txid)
+        {
             out.misbehaved(peer, Misbehaviour::Unrequested);
         }
     }
@@ -318,7 +347,7 @@ impl TxRelay {
             if let Some(w) = self.wanted.get_mut(&item.hash) {
                 if w.requested.is_some_and(|(a, _)| a == peer) {
                     w.requested = None;
-                    self.unrequested.insert(item.hash);
+                    self.unrequested.push_back(item.hash);
                     freed = true;
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.in_flight = p.in_flight.saturating_sub(1);
@@ -333,10 +362,16 @@ impl TxRelay {
 
     /// The mempool's verdict on a transaction a peer sent.
     pub fn processed(&mut self, peer: PeerId, txid: Hash256, result: &TxResult, out: &mut Outbox) {
-        self.recent.insert(txid);
-        if let TxResult::Invalid(reason) = result {
-            tracing::debug!(peer, %txid, %reason, "peer sent an invalid transaction");
-            out.misbehaved(peer, Misbehaviour::InvalidTx);
+        self.checking.remove(&txid);
+        match result {
+            TxResult::Accepted => self.recent.insert(txid),
+            TxResult::Invalid(reason) => {
+                tracing::debug!(peer, %txid, %reason, "peer sent an invalid transaction");
+                self.recent.insert(txid);
+                out.misbehaved(peer, Misbehaviour::InvalidTx);
+            }
+            TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {}
+            TxResult::Refused(_) => self.rejects.insert(txid),
         }
     }
 
@@ -346,6 +381,22 @@ impl TxRelay {
         self.recent.insert(txid);
         for p in self.peers.values_mut().filter(|p| p.relay) {
             if !p.known.contains(&txid) && p.queue.len() < MAX_QUEUED_PER_PEER {
+                p.queue.push((sender, nonce, txid));
+            }
+        }
+    }
+
+    /// The mempool's ready transactions, for a peer that just completed its handshake:
+    /// queued for it (those it is known to have excepted).
+    pub fn mempool_contents(&mut self, peer: PeerId, txs: Vec<Announceable>) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.relay) else {
+            return;
+        };
+        for (txid, sender, nonce) in txs {
+            if p.queue.len() >= MAX_QUEUED_PER_PEER {
+                break;
+            }
+            if !p.known.contains(&txid) {
                 p.queue.push((sender, nonce, txid));
             }
         }
@@ -387,7 +438,7 @@ impl TxRelay {
             if let Some((asked, at)) = w.requested {
                 if now.local.since(at) >= TX_REQUEST_TIMEOUT {
                     w.requested = None;
-                    self.unrequested.insert(*txid);
+                    self.unrequested.push_back(*txid);
                     expired = true;
                     if let Some(p) = self.peers.get_mut(&asked) {
                         p.in_flight = p.in_flight.saturating_sub(1);
@@ -447,7 +498,7 @@ mod tests {
             height: 0,
             relay: true,
         };
-        relay.on_internal(&event, now(0), rng);
+        relay.on_internal(&event, now(0), rng, &mut Outbox::default());
     }
 
     fn txid(n: u8) -> Hash256 {
@@ -559,7 +610,7 @@ mod tests {
                 requested: None,
             },
         );
-        relay.unrequested.insert(id);
+        relay.unrequested.push_back(id);
         relay.request(now(0), &mut out);
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![id])]);
         // A third announcer asks nobody more.

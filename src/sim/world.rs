@@ -773,7 +773,7 @@ impl Sim {
             Output::ServeBlocks { peer, hashes } => self.serve_blocks(node, peer, hashes),
             // The simulated nodes have no mempool: no transaction is ever admitted, so none
             // is announced, and a GETDATA for one goes unanswered.
-            Output::SubmitTx { .. } | Output::ServeTxs { .. } => {}
+            Output::SubmitTx { .. } | Output::ServeTxs { .. } | Output::ListMempool { .. } => {}
         }
     }
 
