@@ -224,7 +224,9 @@ impl Core {
                 blocks.tick(tree, now, out);
                 relay.tick(now, relay_rng, out);
             }
-            Input::TxProcessed { peer, txid, result } => relay.processed(peer, txid, &result, out),
+            Input::TxProcessed { peer, txid, result } => {
+                relay.processed(peer, txid, &result, now, out)
+            }
             Input::TxAccepted {
                 txid,
                 sender,

@@ -30,13 +30,15 @@ pub const TRICKLE_INBOUND_MEAN: LocalDuration = LocalDuration::from_millis(500);
 const MAX_KNOWN_PER_PEER: usize = 20_000;
 /// Announcements waiting for a peer's next batch; past this the oldest are not announced.
 const MAX_QUEUED_PER_PEER: usize = 50_000;
-/// Transactions a peer may have announced and we not yet fetched (Bitcoin Core's 5,000, a
-/// little higher for floods).
-const MAX_ANNOUNCED_PER_PEER: usize = 10_000;
-/// Requests in flight to one peer.
+/// Transactions a peer may have announced and we not yet fetched (Bitcoin Core's 5,000 is
+/// too few for a flood: what does not fit is lost until announced again); the total below
+/// bounds memory.
+const MAX_ANNOUNCED_PER_PEER: usize = 50_000;
+/// Transactions asked of one peer and not yet judged by the mempool (requested, or received
+/// and being checked): what its checking queue in the shell must hold.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
-/// Transactions wanted at once, from all peers.
-const MAX_WANTED: usize = 100_000;
+/// Transactions wanted at once, from all peers (~150 bytes each: 30 MB at most).
+const MAX_WANTED: usize = 200_000;
 /// A GETDATA for a transaction unanswered this long goes to the next announcer.
 pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
 /// Recently handled transactions (admitted or invalid) never fetched again: about an hour
@@ -319,7 +321,7 @@ impl TxRelay {
             .is_some_and(|w| w.requested.is_some_and(|(a, _)| a == peer));
         if asked {
             let w = self.wanted.remove(&txid).expect("just looked up");
-            p.in_flight = p.in_flight.saturating_sub(1);
+            // Its slot stays taken until the mempool's verdict (`processed`): backpressure.
             for other in w.announcers {
                 if let Some(o) = self.peers.get_mut(&other) {
                     o.announced = o.announced.saturating_sub(1);
@@ -361,8 +363,23 @@ impl TxRelay {
     }
 
     /// The mempool's verdict on a transaction a peer sent.
-    pub fn processed(&mut self, peer: PeerId, txid: Hash256, result: &TxResult, out: &mut Outbox) {
-        self.checking.remove(&txid);
+    pub fn processed(
+        &mut self,
+        peer: PeerId,
+        txid: Hash256,
+        result: &TxResult,
+        now: Now,
+        out: &mut Outbox,
+    ) {
+        if self.checking.remove(&txid).is_some() {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.in_flight = p.in_flight.saturating_sub(1);
+                // Refill in batches, not one GETDATA per verdict.
+                if p.in_flight == MAX_IN_FLIGHT_PER_PEER / 2 {
+                    self.request(now, out);
+                }
+            }
+        }
         match result {
             TxResult::Accepted => self.recent.insert(txid),
             TxResult::Invalid(reason) => {
@@ -658,7 +675,13 @@ mod tests {
             .count();
         assert_eq!(submitted, 1);
         assert_eq!(relay.counts_of(1).tx_received, 1);
-        relay.processed(1, id, &TxResult::Invalid("bad-signature".into()), &mut out);
+        relay.processed(
+            1,
+            id,
+            &TxResult::Invalid("bad-signature".into()),
+            now(5),
+            &mut out,
+        );
         assert_eq!(misbehaved(&mut out), vec![Misbehaviour::InvalidTx]);
         // Handled: announced again, it is not fetched again, and sent again it is ignored.
         relay.on_inv(1, &inv(&[id]), now(10), &mut out);

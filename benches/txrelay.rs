@@ -1,0 +1,247 @@
+//! Transaction flood benchmark (issue 12 (a) and (b)), the same shape as the rust-libp2p
+//! gossipsub harness in ../shared/bench/libp2p-ref: 50,000 signed transfers (64 senders)
+//! enter node 0 from a peer of its own, and every node verifies each before it forwards.
+//! Topologies: five nodes in a line (node i dials node i-1) and ten in the harness's mesh
+//! (seed 1). Every node is a real `noded` process on 127.0.0.1 over TLS 1.3.
+//!
+//! Prints, per topology: seconds from the first announcement to the last acceptance at any
+//! node, transactions per second, and p50/p99 latency. Acceptance is sampled: each node's
+//! mempool size is read every `POLL` and the k-th transaction counts as accepted at a node
+//! when its pool first holds k (transactions enter every pool in announcement order, a
+//! sender's nonces in order); a latency is the latest acceptance over the nodes less the
+//! moment the injecting peer announced it, so it carries up to `POLL` of sampling error.
+//!
+//! Run with `cargo bench --bench txrelay` (`-- line` or `-- mesh` for one topology).
+
+#[path = "support/blocks.rs"]
+mod blocks;
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/peer.rs"]
+mod peer;
+
+use blocks::{funding, sign_all};
+use common::{wait_until, TestNode};
+use noded::chain::testkit::Keys;
+use noded::encoding::BoundedVec;
+use noded::params::REGTEST;
+use noded::types::{Hash256, Transaction};
+use noded::wire::message::{InvItem, InvKind};
+use noded::wire::Message;
+use peer::TestPeer;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Transactions in the flood (the harness's N).
+const FLOOD: usize = 50_000;
+/// Senders (the harness's 64 keys).
+const SENDERS: usize = 64;
+/// How often each node's mempool size is read.
+const POLL: Duration = Duration::from_millis(20);
+/// A run that has not completed by then is reported as incomplete.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// The harness's mesh with seed 1: node i dials these (see its README).
+const MESH_DIALS: [&[usize]; 10] = [
+    &[],
+    &[0],
+    &[0, 1],
+    &[0, 1, 2],
+    &[0, 1, 2, 3],
+    &[0, 1, 3, 4],
+    &[0, 2, 3, 4],
+    &[0, 1, 2, 3],
+    &[0, 5, 6, 7],
+    &[0, 3, 5, 8],
+];
+
+fn pool_size(node: &TestNode) -> usize {
+    node.rpc("getmempoolinfo", json!([])).unwrap()["size"]
+        .as_u64()
+        .unwrap() as usize
+}
+
+/// Nodes where node i `--connect`s to each of `dials[i]` (and nothing else).
+fn start(dials: &[&[usize]]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for targets in dials {
+        let mut args = Vec::new();
+        for &t in targets.iter() {
+            args.push("--connect".to_string());
+            args.push(nodes[t].p2p_addr().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(TestNode::start(&args));
+    }
+    wait_until(Duration::from_secs(60), "the topology to connect", || {
+        nodes
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.ready_peers().len() >= dials[i].len().max(1))
+    });
+    nodes
+}
+
+/// The flood: 782 or 781 transfers from each of 64 funded senders, nonces in order.
+fn flood(keys: &Keys) -> Vec<Transaction> {
+    let specs: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let sender = 1 + i % SENDERS;
+            let nonce = (i / SENDERS) as u64;
+            (sender, keys.address(1_000 + i % 97), 1, 200, nonce)
+        })
+        .collect();
+    sign_all(keys, &specs)
+}
+
+struct Figures {
+    seconds: f64,
+    complete: bool,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Figures {
+    let nodes = start(dials);
+    let funding_blocks = funding(keys);
+    for block in &funding_blocks {
+        nodes[0].submit_block(block).unwrap();
+    }
+    let tip = nodes[0].rpc("getbestblockhash", json!([])).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the funding to reach every node",
+        || {
+            nodes
+                .iter()
+                .all(|n| n.rpc("getbestblockhash", json!([])).unwrap() == tip)
+        },
+    );
+    let by_id: HashMap<Hash256, Transaction> = txs.iter().map(|t| (t.txid(), t.clone())).collect();
+    let order: Vec<Hash256> = txs.iter().map(Transaction::txid).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = nodes[0].p2p_addr();
+    // The injecting peer: announces everything at once, then serves what node 0 asks for.
+    let (announced_tx, announced_rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let mut peer = TestPeer::connect(addr, REGTEST.magic).await.unwrap();
+        peer.handshake().await;
+        let items: Vec<InvItem> = order
+            .iter()
+            .map(|h| InvItem {
+                kind: InvKind::Tx,
+                hash: *h,
+            })
+            .collect();
+        let _ = announced_tx.send(Instant::now());
+        peer.send(Message::Inv(BoundedVec::new(items).unwrap()))
+            .await
+            .unwrap();
+        loop {
+            let next =
+                tokio::time::timeout(RUN_LIMIT, futures::StreamExt::next(&mut peer.framed)).await;
+            match next {
+                Ok(Some(Ok(Message::GetData(items)))) => {
+                    for item in items.as_slice() {
+                        if let Some(tx) = by_id.get(&item.hash) {
+                            if peer.send(Message::Tx(tx.clone())).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Ok(Some(Ok(Message::Ping(nonce)))) => {
+                    let _ = peer.send(Message::Pong(nonce)).await;
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => return,
+            }
+        }
+    });
+    let started = announced_rx.recv().unwrap();
+    // accepted[i][k]: when node i's pool first held k + 1 transactions.
+    let mut accepted: Vec<Vec<Duration>> = vec![Vec::with_capacity(FLOOD); nodes.len()];
+    let complete = loop {
+        let now = started.elapsed();
+        for (i, node) in nodes.iter().enumerate() {
+            let size = pool_size(node).min(FLOOD);
+            while accepted[i].len() < size {
+                accepted[i].push(now);
+            }
+        }
+        if accepted.iter().all(|a| a.len() == FLOOD) {
+            break true;
+        }
+        if now > RUN_LIMIT {
+            break false;
+        }
+        std::thread::sleep(POLL);
+    };
+    drop(runtime);
+    let mut latencies: Vec<f64> = (0..FLOOD)
+        .map(|k| {
+            accepted
+                .iter()
+                .map(|a| a.get(k).copied().unwrap_or(RUN_LIMIT))
+                .max()
+                .unwrap()
+                .as_secs_f64()
+                * 1_000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let seconds = if complete {
+        accepted
+            .iter()
+            .map(|a| a.last().copied().unwrap_or(RUN_LIMIT))
+            .max()
+            .unwrap()
+            .as_secs_f64()
+    } else {
+        let held: Vec<usize> = accepted.iter().map(Vec::len).collect();
+        println!("incomplete after {RUN_LIMIT:?}: the pools hold {held:?} of {FLOOD}");
+        RUN_LIMIT.as_secs_f64()
+    };
+    let figures = Figures {
+        seconds,
+        complete,
+        p50_ms: latencies[FLOOD / 2],
+        p99_ms: latencies[FLOOD * 99 / 100],
+    };
+    println!(
+        "noded  txflood {label:<8} n={FLOOD} seconds={:.3} tx_per_s={:.0} p50_ms={:.1} p99_ms={:.1} complete={}",
+        figures.seconds,
+        FLOOD as f64 / figures.seconds,
+        figures.p50_ms,
+        figures.p99_ms,
+        u8::from(figures.complete),
+    );
+    figures
+}
+
+fn main() {
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |name: &str| picked.is_empty() || picked.iter().any(|p| p == name);
+    let keys = Keys::new(2_001);
+    let built = Instant::now();
+    let txs = flood(&keys);
+    println!(
+        "signed {FLOOD} transfers from {SENDERS} senders in {:.1?}",
+        built.elapsed()
+    );
+    if want("line") {
+        let line: Vec<&[usize]> = vec![&[], &[0], &[1], &[2], &[3]];
+        run("5/line", &line, &keys, &txs);
+    }
+    if want("mesh") {
+        run("10/mesh", &MESH_DIALS, &keys, &txs);
+    }
+    println!("targets: 5/line >= 30,000 tx/s (gossipsub ~8,700); 10/mesh >= 15,000 tx/s (gossipsub ~2,800)");
+}
