@@ -61,14 +61,25 @@ fn pool_size(node: &TestNode) -> usize {
         .unwrap() as usize
 }
 
-/// Nodes where node i `--connect`s to each of `dials[i]` (and nothing else).
+/// Nodes where node i `--connect`s to each of `dials[i]` (and nothing else). A node that
+/// dials nobody is given a closed ephemeral port to `--connect` to, so that it makes no
+/// outbound connections of its own (as the harness's node 0).
 fn start(dials: &[&[usize]]) -> Vec<TestNode> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     let mut nodes: Vec<TestNode> = Vec::new();
     for targets in dials {
         let mut args = Vec::new();
         for &t in targets.iter() {
             args.push("--connect".to_string());
             args.push(nodes[t].p2p_addr().to_string());
+        }
+        if targets.is_empty() {
+            args.push("--connect".to_string());
+            args.push(closed.clone());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(TestNode::start(&args));
@@ -204,6 +215,25 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
     } else {
         let held: Vec<usize> = accepted.iter().map(Vec::len).collect();
         println!("incomplete after {RUN_LIMIT:?}: the pools hold {held:?} of {FLOOD}");
+        for (i, node) in nodes.iter().enumerate() {
+            let peers = node.rpc("getpeerinfo", json!([])).unwrap();
+            let summary: Vec<String> = peers
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: announced {} requested {} received {} banscore {}",
+                        p["addr"],
+                        p["tx_announced"],
+                        p["tx_requested"],
+                        p["tx_received"],
+                        p["banscore"]
+                    )
+                })
+                .collect();
+            println!("  node {i}: {summary:?}");
+        }
         RUN_LIMIT.as_secs_f64()
     };
     let figures = Figures {

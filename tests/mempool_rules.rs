@@ -607,3 +607,78 @@ fn a_stale_pool_resyncs_an_account_when_it_sees_newer_state() {
     assert_eq!(p.next_nonce(&addr(1), after[&addr(1)]), 3);
     p.check_invariants();
 }
+
+#[test]
+fn a_batch_is_judged_as_its_transactions_would_be_one_by_one() {
+    use noded::mempool::SharedMempool;
+    let v = view(&[(1, 1_000_000), (2, 1_000_000)]);
+    let Transaction::Transfer(mut forged) = tx(2, 0, 1, 200) else {
+        unreachable!()
+    };
+    forged.amount = Amount(2);
+    let batch = vec![
+        tx(1, 1, 1, 200), // ahead of its nonce: future, promoted by the next
+        tx(1, 0, 1, 200),
+        Transaction::Transfer(forged), // a bad signature amid good ones
+        tx(2, 0, 1, 200),
+        tx(1, 0, 1, 200), // a duplicate of the second
+        tx(1, 2, 1, 1),   // fee below the relay minimum: refused before its signature
+    ];
+    let run = |batch: Vec<Transaction>| {
+        let shared = SharedMempool::new(pool());
+        let mut events = shared.subscribe();
+        let verdicts = shared.submit_batch(batch, &v, 0, 2);
+        let mut admitted = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            admitted.push((e.txid, e.future));
+        }
+        let held = shared.lock().len();
+        (verdicts, admitted, held)
+    };
+    let (verdicts, admitted, held) = run(batch.clone());
+    let codes: Vec<&str> = verdicts
+        .iter()
+        .map(|(_, v)| match v {
+            Ok(a) if a.future => "future",
+            Ok(_) => "accepted",
+            Err(e) => e.code(),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "future",
+            "accepted",
+            "bad-signature",
+            "accepted",
+            "duplicate",
+            "fee-too-low"
+        ]
+    );
+    for (i, (txid, _)) in verdicts.iter().enumerate() {
+        assert_eq!(*txid, batch[i].txid());
+    }
+    assert_eq!(held, 3);
+    // Announced once ready: nonce 1 waits, then comes after nonce 0 promoted it.
+    let ids: Vec<Hash256> = batch.iter().map(Transaction::txid).collect();
+    assert_eq!(
+        admitted,
+        vec![
+            (ids[0], true),
+            (ids[1], false),
+            (ids[0], false),
+            (ids[3], false)
+        ]
+    );
+    // One by one, the same.
+    let mut p = pool();
+    let one_by_one: Vec<&str> = batch
+        .into_iter()
+        .map(|t| match p.accept(t, &v, 0) {
+            Ok(a) if a.future => "future",
+            Ok(_) => "accepted",
+            Err(e) => e.code(),
+        })
+        .collect();
+    assert_eq!(one_by_one, codes);
+}

@@ -24,10 +24,12 @@ pub const DEFAULT_EXPIRY_SECS: u64 = 14 * 24 * 60 * 60;
 pub const DEFAULT_MIN_RELAY_FEE_PER_KB: u64 = 1000;
 /// A replacement must pay at least this many percent more fee than the one it replaces.
 pub const DEFAULT_REPLACEMENT_BUMP_PERCENT: u64 = 10;
-/// Future (nonce-gapped) transactions held per account.
-pub const DEFAULT_MAX_FUTURE_PER_ACCOUNT: usize = 64;
-/// Future transactions held in total.
-pub const DEFAULT_MAX_FUTURE_TOTAL: usize = 4096;
+/// Future (nonce-gapped) transactions held per account: relayed transactions come from
+/// several peers at once, so a busy sender's nonces arrive out of order by hundreds (64 lost
+/// transactions in a ten-node flood).
+pub const DEFAULT_MAX_FUTURE_PER_ACCOUNT: usize = 1024;
+/// Future transactions held in total (a few MB; evicted first when the pool is full).
+pub const DEFAULT_MAX_FUTURE_TOTAL: usize = 16_384;
 /// Transactions (pending and future) held per account.
 pub const DEFAULT_MAX_TXS_PER_ACCOUNT: usize = 4096;
 
@@ -86,8 +88,9 @@ impl VerifiedTransfer {
         Ok(VerifiedTransfer::trusted(transfer))
     }
 
-    /// A transfer from a block the chain validated (signature included).
-    fn trusted(transfer: Transfer) -> VerifiedTransfer {
+    /// A transfer whose signature was checked with the consensus rule elsewhere: in a block
+    /// the chain validated, or in a batch (`SharedMempool::submit_batch`).
+    pub(crate) fn trusted(transfer: Transfer) -> VerifiedTransfer {
         let tx = Transaction::Transfer(transfer);
         let bytes = encoding::encode(&tx);
         let txid = crate::types::sha256d(&bytes);

@@ -57,6 +57,9 @@ const MEMPOOL_ANNOUNCED_ON_CONNECT: usize = 50_000;
 const TX_RESULT_QUEUE: usize = 1_024;
 /// Transactions from peers checked at once (one per peer at a time, in its order).
 const TX_CHECKS: usize = 16;
+/// Transactions of one peer checked as one batch, at most: large enough that the signature
+/// batch pays off, small enough that the pool's lock is held briefly for their admission.
+const TX_CHECK_BATCH: usize = 256;
 /// A peer's transactions waiting for the mempool: as many as the core asks of one peer.
 const TX_CHECK_QUEUE: usize = crate::protocol::txrelay::MAX_IN_FLIGHT_PER_PEER;
 /// How long a block for a peer may wait for room in its outbox.
@@ -1068,8 +1071,10 @@ fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {
     Message::NotFound(BoundedVec::truncating(items))
 }
 
-/// A peer's transaction-checking task: each transaction to the mempool on a blocking thread
-/// (at most `TX_CHECKS` across peers at once), in order, and the answer back to the service.
+/// A peer's transaction-checking task: what has queued up (at most `TX_CHECK_BATCH`) goes
+/// to the mempool as one batch on a blocking thread (its signatures verified together over
+/// both cores; at most `TX_CHECKS` peers' batches at once), in order, and each answer back
+/// to the service.
 async fn check_peer_txs(
     peer: PeerId,
     mut queue: mpsc::Receiver<Box<Transaction>>,
@@ -1080,7 +1085,7 @@ async fn check_peer_txs(
     stop: CancellationToken,
 ) {
     loop {
-        let tx = tokio::select! {
+        let first = tokio::select! {
             _ = stop.cancelled() => return,
             next = queue.recv() => match next {
                 Some(tx) => tx,
@@ -1090,22 +1095,46 @@ async fn check_peer_txs(
         let Ok(_permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let txid = tx.txid();
+        // Whatever else arrived meanwhile joins the batch.
+        let mut batch = vec![*first];
+        while batch.len() < TX_CHECK_BATCH {
+            match queue.try_recv() {
+                Ok(tx) => batch.push(*tx),
+                Err(_) => break,
+            }
+        }
+        let txids: Vec<Hash256> = batch.iter().map(Transaction::txid).collect();
         let (pool, chain) = (pool.clone(), chain.clone());
+        let threads = crate::chain::signatures::default_threads();
         let checked = tokio::task::spawn_blocking(move || {
-            pool.submit(*tx, chain.reader(), crate::time::unix_secs())
+            pool.submit_batch(batch, chain.reader(), crate::time::unix_secs(), threads)
         })
         .await;
-        let result = match checked {
-            Ok(Ok(_)) => TxResult::Accepted,
-            Ok(Err(
-                e @ (MempoolError::BadSignature | MempoolError::BadAmount | MempoolError::Coinbase),
-            )) => TxResult::Invalid(e.code().to_string()),
-            Ok(Err(e)) => TxResult::Refused(e.code().to_string()),
-            Err(_) => TxResult::Refused("not checked".to_string()),
+        let verdicts: Vec<(Hash256, TxResult)> = match checked {
+            Ok(verdicts) => verdicts
+                .into_iter()
+                .map(|(txid, verdict)| {
+                    let result = match verdict {
+                        Ok(_) => TxResult::Accepted,
+                        Err(
+                            e @ (MempoolError::BadSignature
+                            | MempoolError::BadAmount
+                            | MempoolError::Coinbase),
+                        ) => TxResult::Invalid(e.code().to_string()),
+                        Err(e) => TxResult::Refused(e.code().to_string()),
+                    };
+                    (txid, result)
+                })
+                .collect(),
+            Err(_) => txids
+                .into_iter()
+                .map(|txid| (txid, TxResult::Refused("not checked".to_string())))
+                .collect(),
         };
-        if results.send((peer, txid, result)).await.is_err() {
-            return;
+        for (txid, result) in verdicts {
+            if results.send((peer, txid, result)).await.is_err() {
+                return;
+            }
         }
     }
 }

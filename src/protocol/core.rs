@@ -353,7 +353,7 @@ impl Core {
                 self.relay.on_not_found(peer, &items, now, out);
             }
             Message::GetData(items) => serve(peer, items, &self.tree, out),
-            Message::Tx(tx) => self.relay.on_tx(peer, tx, out),
+            Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
         }
     }
 

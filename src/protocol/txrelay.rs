@@ -63,6 +63,9 @@ struct RelayPeer {
     /// Wanted transactions it announced.
     announced: usize,
     in_flight: usize,
+    /// When it last answered a request (TX or NOTFOUND): a peer working through a long
+    /// GETDATA is slow, not unresponsive.
+    last_answer: LocalTime,
 }
 
 #[derive(Debug)]
@@ -168,6 +171,7 @@ impl TxRelay {
                     next_trickle: now.local,
                     announced: 0,
                     in_flight: 0,
+                    last_answer: now.local,
                 };
                 p.next_trickle = now.local + trickle_delay(outbound, rng);
                 if p.relay {
@@ -309,12 +313,13 @@ impl TxRelay {
 
     /// TX: a transaction we asked this peer for goes to the mempool. One we did not ask for
     /// is scored, unless the peer announced it (a late answer after a timeout).
-    pub fn on_tx(&mut self, peer: PeerId, tx: Transaction, out: &mut Outbox) {
+    pub fn on_tx(&mut self, peer: PeerId, tx: Transaction, now: Now, out: &mut Outbox) {
         let txid = tx.txid();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
         p.known.insert(txid);
+        p.last_answer = now.local;
         let asked = self
             .wanted
             .get(&txid)
@@ -344,6 +349,9 @@ impl TxRelay {
 
     /// NOTFOUND: the peer no longer has these; ask the next announcer.
     pub fn on_not_found(&mut self, peer: PeerId, items: &InvList, now: Now, out: &mut Outbox) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.last_answer = now.local;
+        }
         let mut freed = false;
         for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
             if let Some(w) = self.wanted.get_mut(&item.hash) {
@@ -453,7 +461,15 @@ impl TxRelay {
         let mut expired = false;
         for (txid, w) in self.wanted.iter_mut() {
             if let Some((asked, at)) = w.requested {
-                if now.local.since(at) >= TX_REQUEST_TIMEOUT {
+                // Counted from the peer's last answer if later: requests wait their turn.
+                let since = self.peers.get(&asked).map_or(at, |p| at.max(p.last_answer));
+                if now.local.since(since) >= TX_REQUEST_TIMEOUT {
+                    if w.announcers.is_empty() {
+                        // Nobody else to ask: a busy peer is waited for (its liveness is the
+                        // ping manager's business), not given up on.
+                        w.requested = Some((asked, now.local));
+                        continue;
+                    }
                     w.requested = None;
                     self.unrequested.push_back(*txid);
                     expired = true;
@@ -640,16 +656,16 @@ mod tests {
         relay.tick(now(20 + TX_REQUEST_TIMEOUT.as_millis()), &mut rng, &mut out);
         assert!(sent(&mut out).contains(&(3, "getdata", vec![id])));
         // Peer 1's late answer is neither scored nor taken; peer 3's goes to the mempool.
-        relay.on_tx(1, tx.clone(), &mut out);
+        relay.on_tx(1, tx.clone(), now(0), &mut out);
         assert!(misbehaved(&mut out).is_empty());
         assert!(out.take_outputs().is_empty());
-        relay.on_tx(3, tx, &mut out);
+        relay.on_tx(3, tx, now(0), &mut out);
         assert!(matches!(
             out.take_outputs()[..],
             [Output::SubmitTx { peer: 3, .. }]
         ));
         // A transaction nobody announced is scored.
-        relay.on_tx(2, some_tx(2), &mut out);
+        relay.on_tx(2, some_tx(2), now(0), &mut out);
         assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
     }
 
@@ -667,7 +683,7 @@ mod tests {
         let id = tx.txid();
         relay.on_inv(1, &inv(&[id]), now(0), &mut out);
         assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
-        relay.on_tx(1, tx.clone(), &mut out);
+        relay.on_tx(1, tx.clone(), now(0), &mut out);
         let submitted = out
             .take_outputs()
             .into_iter()
@@ -686,7 +702,7 @@ mod tests {
         // Handled: announced again, it is not fetched again, and sent again it is ignored.
         relay.on_inv(1, &inv(&[id]), now(10), &mut out);
         assert!(sent(&mut out).is_empty());
-        relay.on_tx(1, tx, &mut out);
+        relay.on_tx(1, tx, now(0), &mut out);
         assert!(misbehaved(&mut out).is_empty());
         assert!(out.take_outputs().is_empty());
     }
