@@ -287,9 +287,14 @@ impl SyncMgr {
                 next,
             } => {
                 let (accepted, error) = tree.accept(&ready, now.unix_secs());
-                if error.is_some() {
-                    out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
-                    return None;
+                match error {
+                    None => {}
+                    // No room for headers without blocks: not the peer's fault; the pass ends.
+                    Some(HeaderError::Full) => return None,
+                    Some(_) => {
+                        out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                        return None;
+                    }
                 }
                 if accepted.new > 0 {
                     out.internal(Internal::HeadersAdded);
