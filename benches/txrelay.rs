@@ -11,7 +11,10 @@
 //! sender's nonces in order); a latency is the latest acceptance over the nodes less the
 //! moment the injecting peer announced it, so it carries up to `POLL` of sampling error.
 //!
-//! Run with `cargo bench --bench txrelay` (`-- line` or `-- mesh` for one topology).
+//! Then mempool intake at one node (`-- intake`): the flood as P2P TX messages and as
+//! JSON-RPC batches of 1,000 `sendrawtransaction`, with the node's CPU time per transaction.
+//!
+//! Run with `cargo bench --bench txrelay` (`-- line`, `-- mesh` or `-- intake` for one part).
 
 #[path = "support/blocks.rs"]
 mod blocks;
@@ -88,7 +91,7 @@ fn start(dials: &[&[usize]]) -> Vec<TestNode> {
         nodes
             .iter()
             .enumerate()
-            .all(|(i, n)| n.ready_peers().len() >= dials[i].len().max(1))
+            .all(|(i, n)| n.ready_peers().len() >= dials[i].len().max(1).min(dials.len() - 1))
     });
     nodes
 }
@@ -112,22 +115,9 @@ struct Figures {
     p99_ms: f64,
 }
 
-fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Figures {
-    let nodes = start(dials);
-    let funding_blocks = funding(keys);
-    for block in &funding_blocks {
-        nodes[0].submit_block(block).unwrap();
-    }
-    let tip = nodes[0].rpc("getbestblockhash", json!([])).unwrap();
-    wait_until(
-        Duration::from_secs(60),
-        "the funding to reach every node",
-        || {
-            nodes
-                .iter()
-                .all(|n| n.rpc("getbestblockhash", json!([])).unwrap() == tip)
-        },
-    );
+/// Connects a peer to node 0 that announces the whole flood at once and then serves what
+/// node 0 asks for; returns its runtime (dropping it ends the peer) and when it announced.
+fn inject(nodes: &[TestNode], txs: &[Transaction]) -> (tokio::runtime::Runtime, Instant) {
     let by_id: HashMap<Hash256, Transaction> = txs.iter().map(|t| (t.txid(), t.clone())).collect();
     let order: Vec<Hash256> = txs.iter().map(Transaction::txid).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +164,46 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
         }
     });
     let started = announced_rx.recv().unwrap();
+    (runtime, started)
+}
+
+/// The funding blocks, submitted at node 0, on every node.
+fn fund(nodes: &[TestNode], keys: &Keys) {
+    let funding_blocks = funding(keys);
+    for block in &funding_blocks {
+        nodes[0].submit_block(block).unwrap();
+    }
+    let tip = nodes[0].rpc("getbestblockhash", json!([])).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the funding to reach every node",
+        || {
+            nodes
+                .iter()
+                .all(|n| n.rpc("getbestblockhash", json!([])).unwrap() == tip)
+        },
+    );
+}
+
+/// Injects the flood at node 0 from a peer of its own; how long until node 0's pool holds
+/// all of it (`None`: not within `RUN_LIMIT`).
+fn inject_and_wait(nodes: &[TestNode], txs: &[Transaction]) -> Option<Duration> {
+    let (runtime, started) = inject(nodes, txs);
+    while pool_size(&nodes[0]) < FLOOD {
+        if started.elapsed() > RUN_LIMIT {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+    let took = started.elapsed();
+    drop(runtime);
+    Some(took)
+}
+
+fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Figures {
+    let nodes = start(dials);
+    fund(&nodes, keys);
+    let (runtime, started) = inject(&nodes, txs);
     // accepted[i][k]: when node i's pool first held k + 1 transactions.
     let mut accepted: Vec<Vec<Duration>> = vec![Vec::with_capacity(FLOOD); nodes.len()];
     let complete = loop {
@@ -253,6 +283,91 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
     figures
 }
 
+/// The node's CPU time so far (user + system), from /proc (clock ticks of 10 ms: Linux's
+/// `CLK_TCK` of 100).
+fn cpu_time(node: &TestNode) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.child.id())).unwrap();
+    // The fields after the command name (in parentheses): utime and stime are the 12th and
+    // 13th of them.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// One HTTP POST of a JSON-RPC batch to the node; the whole reply.
+fn post_batch(node: &TestNode, calls: &[serde_json::Value]) -> String {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let body = serde_json::to_vec(calls).unwrap();
+    let mut stream = std::net::TcpStream::connect(node.rpc_addr).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(&node.cookie);
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// Mempool intake at one node: the flood as P2P TX messages from a peer, then (on a fresh
+/// node) as JSON-RPC batches of 1,000 `sendrawtransaction`. Wall time until the pool holds
+/// every transaction, and the node's CPU time per transaction.
+fn intake(keys: &Keys, txs: &[Transaction]) {
+    {
+        let nodes = start(&[&[]]);
+        fund(&nodes, keys);
+        let cpu_before = cpu_time(&nodes[0]);
+        let took = inject_and_wait(&nodes, txs);
+        report("P2P TX", took, cpu_time(&nodes[0]) - cpu_before);
+    }
+    let nodes = start(&[&[]]);
+    fund(&nodes, keys);
+    let cpu_before = cpu_time(&nodes[0]);
+    let started = Instant::now();
+    for chunk in txs.chunks(1_000) {
+        let calls: Vec<serde_json::Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                json!({
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "sendrawtransaction",
+                    "params": [hex::encode(noded::encoding::encode(tx))],
+                })
+            })
+            .collect();
+        let reply = post_batch(&nodes[0], &calls);
+        assert!(
+            !reply.contains("\"error\""),
+            "a transaction was refused: {}",
+            &reply[..reply.len().min(400)]
+        );
+    }
+    let took = (pool_size(&nodes[0]) == FLOOD).then(|| started.elapsed());
+    report(
+        "RPC sendrawtransaction",
+        took,
+        cpu_time(&nodes[0]) - cpu_before,
+    );
+}
+
+fn report(how: &str, took: Option<Duration>, cpu: Duration) {
+    match took {
+        Some(took) => println!(
+            "noded  intake {how:<24} n={FLOOD} seconds={:.3} tx_per_s={:.0} cpu_us_per_tx={:.1}",
+            took.as_secs_f64(),
+            FLOOD as f64 / took.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / FLOOD as f64
+        ),
+        None => println!("noded  intake {how:<24} incomplete"),
+    }
+}
+
 fn main() {
     let picked: Vec<String> = std::env::args()
         .skip(1)
@@ -272,6 +387,9 @@ fn main() {
     }
     if want("mesh") {
         run("10/mesh", &MESH_DIALS, &keys, &txs);
+    }
+    if want("intake") {
+        intake(&keys, &txs);
     }
     println!("targets: 5/line >= 30,000 tx/s (gossipsub ~8,700); 10/mesh >= 15,000 tx/s (gossipsub ~2,800)");
 }
