@@ -15,7 +15,6 @@ use super::tls::TlsIdentity;
 use crate::chain::work::work_from_bytes;
 use crate::chain::{ChainError, ChainEvent, ChainHandle, SubmitOutcome};
 use crate::config::PeerSpec;
-use crate::encoding::BoundedVec;
 use crate::mempool::shared::AdmittedTx;
 use crate::mempool::{MempoolError, SharedMempool};
 use crate::protocol::bans::BanTarget;
@@ -28,7 +27,7 @@ use crate::protocol::{
 use crate::protocol::{BlockResult, TxResult};
 use crate::time::{Clock, LocalTime, Now, SystemClock};
 use crate::types::{Block, Hash256, Transaction};
-use crate::wire::message::{InvItem, InvKind};
+use crate::wire::message::{inv_list, InvKind};
 use crate::wire::Message;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -965,7 +964,7 @@ impl NetService {
             }
         }
         if !refused.is_empty() {
-            let _ = live.outbox.try_send(not_found_blocks(&refused));
+            let _ = live.outbox.try_send(not_found(InvKind::Block, &refused));
         }
     }
 
@@ -1050,7 +1049,7 @@ async fn serve_peer(
         let read = tokio::task::spawn_blocking(move || reader.reader().block(&hash)).await;
         let message = match read {
             Ok(Ok(Some(block))) => Message::Block(Box::new(block)),
-            _ => not_found_blocks(&[hash]),
+            _ => not_found(InvKind::Block, &[hash]),
         };
         let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -1059,16 +1058,8 @@ async fn serve_peer(
     }
 }
 
-fn not_found_blocks(hashes: &[Hash256]) -> Message {
-    not_found(InvKind::Block, hashes)
-}
-
 fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {
-    let items = hashes
-        .iter()
-        .map(|hash| InvItem { kind, hash: *hash })
-        .collect();
-    Message::NotFound(BoundedVec::truncating(items))
+    Message::NotFound(inv_list(kind, hashes))
 }
 
 /// A peer's transaction-checking task: what has queued up (at most `TX_CHECK_BATCH`) goes

@@ -178,7 +178,7 @@ impl BlockDl {
             batches.entry(peer).or_default().push(hash);
         }
         for (peer, hashes) in batches {
-            out.get_blocks_data(peer, &hashes);
+            out.get_data(peer, InvKind::Block, &hashes);
         }
     }
 

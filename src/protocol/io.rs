@@ -11,7 +11,8 @@ use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::time::LocalTime;
 use crate::types::{Address, Block, Hash256, Header, NodeId, Transaction};
-use crate::wire::message::{InvItem, InvKind, InvList, LocatorRequest};
+use crate::wire::limits::MAX_INV_ITEMS;
+use crate::wire::message::{inv_list, InvKind, InvList, LocatorRequest};
 use crate::wire::{Message, Reject, TimestampedAddress, Version, WireError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -539,34 +540,18 @@ impl Outbox {
         self.send(peer, Message::Headers(BoundedVec::truncating(headers)));
     }
 
-    /// INV of block hashes.
-    pub fn inv_blocks(&mut self, peer: PeerId, hashes: &[Hash256]) {
-        if hashes.is_empty() {
-            return;
+    /// INV of `hashes` of one kind, in messages of at most `MAX_INV_ITEMS` (none if empty).
+    pub fn inv(&mut self, peer: PeerId, kind: InvKind, hashes: &[Hash256]) {
+        for chunk in hashes.chunks(MAX_INV_ITEMS) {
+            self.send(peer, Message::Inv(inv_list(kind, chunk)));
         }
-        let items = hashes
-            .iter()
-            .map(|hash| InvItem {
-                kind: InvKind::Block,
-                hash: *hash,
-            })
-            .collect();
-        self.send(peer, Message::Inv(BoundedVec::truncating(items)));
     }
 
-    /// GETDATA of block hashes.
-    pub fn get_blocks_data(&mut self, peer: PeerId, hashes: &[Hash256]) {
-        if hashes.is_empty() {
-            return;
+    /// GETDATA of `hashes` of one kind, in messages of at most `MAX_INV_ITEMS`.
+    pub fn get_data(&mut self, peer: PeerId, kind: InvKind, hashes: &[Hash256]) {
+        for chunk in hashes.chunks(MAX_INV_ITEMS) {
+            self.send(peer, Message::GetData(inv_list(kind, chunk)));
         }
-        let items = hashes
-            .iter()
-            .map(|hash| InvItem {
-                kind: InvKind::Block,
-                hash: *hash,
-            })
-            .collect();
-        self.send(peer, Message::GetData(BoundedVec::truncating(items)));
     }
 
     pub fn not_found(&mut self, peer: PeerId, items: InvList) {

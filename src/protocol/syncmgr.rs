@@ -373,7 +373,7 @@ impl SyncMgr {
             &request.stop,
             MAX_GETBLOCKS_ANSWER,
         );
-        out.inv_blocks(peer, &hashes);
+        out.inv(peer, InvKind::Block, &hashes);
     }
 
     /// A peer sent or announced a block: it has it.
@@ -409,7 +409,7 @@ impl SyncMgr {
                 let headers = tree.headers_after(&locator, &tip, MAX_ANNOUNCED_HEADERS);
                 out.headers(*peer, headers);
             } else {
-                out.inv_blocks(*peer, &[tip]);
+                out.inv(*peer, InvKind::Block, &[tip]);
             }
         }
     }

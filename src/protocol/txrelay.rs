@@ -14,8 +14,7 @@ use super::bans::Misbehaviour;
 use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Hash256, Transaction};
-use crate::wire::limits::MAX_INV_ITEMS;
-use crate::wire::message::{InvItem, InvKind, InvList};
+use crate::wire::message::{InvKind, InvList};
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
@@ -133,6 +132,9 @@ pub struct TxRelay {
     /// nonces in order: they are asked for, sent and checked in that order). Entries no
     /// longer wanted are skipped when met.
     unrequested: VecDeque<Hash256>,
+    /// The earliest trickle time of a peer with announcements queued (a departed peer's may
+    /// linger until the next tick: one early tick).
+    due: Option<LocalTime>,
     recent: BoundedSet,
     rejects: BoundedSet,
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
@@ -147,6 +149,7 @@ impl Default for TxRelay {
             counts: BTreeMap::new(),
             wanted: BTreeMap::new(),
             unrequested: VecDeque::new(),
+            due: None,
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
@@ -270,7 +273,7 @@ impl TxRelay {
     /// Asks for every wanted transaction not in flight, from its best announcer with room:
     /// outbound before inbound, then in order of announcement. One GETDATA per peer.
     fn request(&mut self, now: Now, out: &mut Outbox) {
-        let mut batches: BTreeMap<PeerId, Vec<InvItem>> = BTreeMap::new();
+        let mut batches: BTreeMap<PeerId, Vec<Hash256>> = BTreeMap::new();
         let mut waiting = VecDeque::new();
         while let Some(txid) = self.unrequested.pop_front() {
             let Some(w) = self.wanted.get_mut(&txid).filter(|w| w.requested.is_none()) else {
@@ -303,19 +306,11 @@ impl TxRelay {
                 p.announced = p.announced.saturating_sub(1);
             }
             self.counts.entry(peer).or_default().tx_requested += 1;
-            batches.entry(peer).or_default().push(InvItem {
-                kind: InvKind::Tx,
-                hash: txid,
-            });
+            batches.entry(peer).or_default().push(txid);
         }
         self.unrequested = waiting;
-        for (peer, items) in batches {
-            for chunk in items.chunks(MAX_INV_ITEMS) {
-                out.send(
-                    peer,
-                    crate::wire::Message::GetData(InvList::truncating(chunk.to_vec())),
-                );
-            }
+        for (peer, txids) in batches {
+            out.get_data(peer, InvKind::Tx, &txids);
         }
     }
 
@@ -415,6 +410,7 @@ impl TxRelay {
         for p in self.peers.values_mut().filter(|p| p.relay) {
             if !p.known.contains(&txid) && p.queue.len() < MAX_QUEUED_PER_PEER {
                 p.queue.push((sender, nonce, txid));
+                Self::queued_for(&mut self.due, p.next_trickle);
             }
         }
     }
@@ -431,6 +427,7 @@ impl TxRelay {
             }
             if !p.known.contains(&txid) {
                 p.queue.push((sender, nonce, txid));
+                Self::queued_for(&mut self.due, p.next_trickle);
             }
         }
     }
@@ -438,32 +435,23 @@ impl TxRelay {
     /// Sends each peer whose trickle time has come its batch (a sender's transactions in
     /// nonce order), gives up requests past the timeout and asks the next announcer.
     pub fn tick(&mut self, now: Now, rng: &mut impl Rng, out: &mut Outbox) {
+        self.due = None;
         for (peer, p) in self.peers.iter_mut() {
-            if p.next_trickle > now.local {
-                continue;
-            }
-            p.next_trickle = now.local + trickle_delay(p.outbound, rng);
-            if p.queue.is_empty() {
-                continue;
-            }
-            let mut batch = std::mem::take(&mut p.queue);
-            batch.sort_unstable();
-            let mut items = Vec::with_capacity(batch.len());
-            for (_, _, txid) in batch {
-                if !p.known.contains(&txid) {
-                    p.known.insert(txid);
-                    items.push(InvItem {
-                        kind: InvKind::Tx,
-                        hash: txid,
-                    });
+            if p.next_trickle <= now.local {
+                p.next_trickle = now.local + trickle_delay(p.outbound, rng);
+                let mut batch = std::mem::take(&mut p.queue);
+                batch.sort_unstable();
+                let mut txids = Vec::with_capacity(batch.len());
+                for (_, _, txid) in batch {
+                    if !p.known.contains(&txid) {
+                        p.known.insert(txid);
+                        txids.push(txid);
+                    }
                 }
-            }
-            self.counts.entry(*peer).or_default().tx_announced += items.len() as u64;
-            for chunk in items.chunks(MAX_INV_ITEMS) {
-                out.send(
-                    *peer,
-                    crate::wire::Message::Inv(InvList::truncating(chunk.to_vec())),
-                );
+                self.counts.entry(*peer).or_default().tx_announced += txids.len() as u64;
+                out.inv(*peer, InvKind::Tx, &txids);
+            } else if !p.queue.is_empty() {
+                self.due = Some(self.due.map_or(p.next_trickle, |d| d.min(p.next_trickle)));
             }
         }
         let mut expired = false;
@@ -493,12 +481,14 @@ impl TxRelay {
     }
 
     /// When the next batch is due (a peer with announcements queued), for the core's timer.
+    /// Kept as announcements are queued, not searched for: the core asks after every input.
     pub fn next_due(&self) -> Option<LocalTime> {
-        self.peers
-            .values()
-            .filter(|p| !p.queue.is_empty())
-            .map(|p| p.next_trickle)
-            .min()
+        self.due
+    }
+
+    /// A peer's queue is not empty any more: its trickle time may be the next one due.
+    fn queued_for(due: &mut Option<LocalTime>, next_trickle: LocalTime) {
+        *due = Some(due.map_or(next_trickle, |d| d.min(next_trickle)));
     }
 }
 
@@ -519,6 +509,7 @@ fn trickle_delay(outbound: bool, rng: &mut impl Rng) -> LocalDuration {
 mod tests {
     use super::*;
     use crate::time::LocalTime;
+    use crate::wire::message::InvItem;
     use crate::wire::Message;
     use rand::rngs::StdRng;
     use rand::SeedableRng;

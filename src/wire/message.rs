@@ -79,6 +79,17 @@ pub struct InvItem {
 
 pub type InvList = BoundedVec<InvItem, MAX_INV_ITEMS>;
 
+/// Items of one kind for `hashes`, in order (at most `MAX_INV_ITEMS`: callers chunk longer
+/// lists).
+pub fn inv_list(kind: InvKind, hashes: &[Hash256]) -> InvList {
+    BoundedVec::truncating(
+        hashes
+            .iter()
+            .map(|hash| InvItem { kind, hash: *hash })
+            .collect(),
+    )
+}
+
 /// GETHEADERS and GETBLOCKS: "I have these (newest first); send what follows, up to `stop`".
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct LocatorRequest {
