@@ -98,6 +98,18 @@ pub struct Now {
     pub unix_ms: u64,
 }
 
+/// A fixed wall-clock epoch (Unix ms, January 2027) for tests, benchmarks and the
+/// simulator, so that what they record does not depend on when they run.
+pub const FIXED_EPOCH_MS: u64 = 1_800_000_000_000;
+
+/// `ms` milliseconds into a run on both clocks: monotonic `ms`, wall `FIXED_EPOCH_MS + ms`.
+pub fn after_epoch(ms: u64) -> Now {
+    Now {
+        local: LocalTime::from_millis(ms),
+        unix_ms: FIXED_EPOCH_MS + ms,
+    }
+}
+
 impl Now {
     pub fn unix_secs(self) -> u64 {
         self.unix_ms / 1_000

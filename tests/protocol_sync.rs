@@ -9,20 +9,13 @@ use noded::params::Network;
 use noded::protocol::addrman::AddrMan;
 use noded::protocol::bans::BanList;
 use noded::protocol::{BlockResult, Core, CoreConfig, DisconnectReason, Input, Output};
-use noded::time::{LocalTime, Now};
+use noded::time::FIXED_EPOCH_MS;
 use noded::types::{Address, Block, Hash256, NodeId};
 use noded::wire::{Message, NetAddress, Version, PROTOCOL_VERSION};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
-const EPOCH_MS: u64 = 1_800_000_000_000;
-
-fn now(ms: u64) -> Now {
-    Now {
-        local: LocalTime::from_millis(ms),
-        unix_ms: EPOCH_MS + ms,
-    }
-}
+use noded::time::after_epoch as now;
 
 struct Node {
     core: Core,
@@ -190,7 +183,7 @@ impl Net {
         let version = Message::Version(Version {
             protocol_version: PROTOCOL_VERSION,
             services: 1,
-            timestamp: (EPOCH_MS / 1000) as i64,
+            timestamp: (FIXED_EPOCH_MS / 1000) as i64,
             receiver: NetAddress::new(addr_of(b), 0),
             sender: NetAddress::new(addr_of(a), 0),
             nonce: pa,

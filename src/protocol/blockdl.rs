@@ -332,12 +332,7 @@ mod tests {
     use crate::types::{Address, NodeId};
     use crate::wire::Message;
 
-    fn now(ms: u64) -> Now {
-        Now {
-            local: LocalTime::from_millis(ms),
-            unix_ms: 1_800_000_000_000 + ms,
-        }
-    }
+    use crate::time::after_epoch as now;
 
     fn blocks(n: usize) -> Vec<Block> {
         let mut b = TestChainBuilder::new(Network::Regtest.params());

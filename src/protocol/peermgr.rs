@@ -952,12 +952,7 @@ mod tests {
 
     const T0: u64 = 1_800_000_000_000;
 
-    fn at(ms: u64) -> Now {
-        Now {
-            local: LocalTime::from_millis(ms),
-            unix_ms: T0 + ms,
-        }
-    }
+    use crate::time::after_epoch as at;
 
     fn id(n: u8) -> NodeId {
         NodeId([n; 32])

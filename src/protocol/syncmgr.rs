@@ -470,16 +470,10 @@ mod tests {
     use super::*;
     use crate::chain::testkit::TestChainBuilder;
     use crate::params::Network;
-    use crate::time::LocalTime;
     use crate::types::{Address, NodeId};
     use crate::wire::Message;
 
-    fn now(ms: u64) -> Now {
-        Now {
-            local: LocalTime::from_millis(ms),
-            unix_ms: 1_800_000_000_000 + ms,
-        }
-    }
+    use crate::time::after_epoch as now;
 
     fn headers(n: usize) -> Vec<Header> {
         let mut b = TestChainBuilder::new(Network::Regtest.params());

@@ -508,18 +508,12 @@ fn trickle_delay(outbound: bool, rng: &mut impl Rng) -> LocalDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::LocalTime;
     use crate::wire::message::InvItem;
     use crate::wire::Message;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    fn now(ms: u64) -> Now {
-        Now {
-            local: LocalTime::from_millis(ms),
-            unix_ms: 1_800_000_000_000 + ms,
-        }
-    }
+    use crate::time::after_epoch as now;
 
     fn negotiated(relay: &mut TxRelay, peer: PeerId, conn_type: ConnType, rng: &mut StdRng) {
         let event = Internal::PeerNegotiated {

@@ -20,7 +20,7 @@ pub const DEFAULT_JITTER: f64 = 0.1;
 
 /// The wall clock (Unix ms) at virtual time zero: a fixed date, so VERSION and ADDR
 /// timestamps, and so the trace, do not depend on when the simulation runs (2027-01-15).
-pub const DEFAULT_UNIX_EPOCH_MS: u64 = 1_800_000_000_000;
+pub const DEFAULT_UNIX_EPOCH_MS: u64 = crate::time::FIXED_EPOCH_MS;
 
 /// Outbound full-relay peers each node keeps unless set: the protocol's default.
 pub const DEFAULT_OUTBOUND: usize = 8;
