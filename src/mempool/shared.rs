@@ -58,6 +58,21 @@ impl AccountView for PrefetchedAccounts<'_> {
     }
 }
 
+/// Admitted-transaction events for those of `txids` the pool holds ready to mine.
+fn ready_events(pool: &Mempool, txids: &[Txid]) -> Vec<AdmittedTx> {
+    txids
+        .iter()
+        .filter(|txid| !pool.is_future(txid))
+        .filter_map(|txid| {
+            pool.get(txid).map(|entry| AdmittedTx {
+                txid: *txid,
+                tx: Arc::new(entry.transaction()),
+                future: false,
+            })
+        })
+        .collect()
+}
+
 fn transfer_sender(tx: &Transaction) -> Option<Address> {
     match tx {
         Transaction::Transfer(t) => Some(t.sender()),
@@ -113,49 +128,18 @@ impl SharedMempool {
     }
 
     /// Validates and admits a transaction: the cheap checks under the lock, the signature
-    /// without it, then admission under it again.
+    /// without it, then admission under it again (`submit_batch` of one).
     pub fn submit(
         &self,
         tx: Transaction,
         view: &dyn AccountView,
         now: u64,
     ) -> Result<Accepted, MempoolError> {
-        let chain_events = self.lock().chain_events();
-        let prefetched = PrefetchedAccounts::read(view, transfer_sender(&tx));
-        self.lock().precheck(&tx, &prefetched)?;
-        let arc = Arc::new(tx.clone());
-        let verified = VerifiedTransfer::verify(tx, self.magic)?;
-        let mut pool = self.lock();
-        // A block applied meanwhile may have moved the sender past what was read: then read
-        // again, under the lock, as the pool's own state requires.
-        let accepted = if pool.chain_events() == chain_events {
-            pool.accept_verified(verified, &prefetched, now)?
-        } else {
-            pool.accept_verified(verified, view, now)?
-        };
-        // Transactions this one made ready (they waited for its nonce) are news too, after
-        // it: a sender's transactions are announced in nonce order.
-        let promoted: Vec<AdmittedTx> = accepted
-            .promoted
-            .iter()
-            .filter_map(|txid| {
-                pool.get(txid).map(|entry| AdmittedTx {
-                    txid: *txid,
-                    tx: Arc::new(entry.transaction()),
-                    future: false,
-                })
-            })
-            .collect();
-        drop(pool);
-        let _ = self.events.send(AdmittedTx {
-            txid: accepted.txid,
-            tx: arc,
-            future: accepted.future,
-        });
-        for event in promoted {
-            let _ = self.events.send(event);
-        }
-        Ok(accepted)
+        let (_, verdict) = self
+            .submit_batch(vec![tx], view, now, 1)
+            .pop()
+            .expect("one verdict for one transaction");
+        verdict
     }
 
     /// Validates and admits a run of transactions as `submit` would each, in order, at a
@@ -225,15 +209,9 @@ impl SharedMempool {
                         tx: Arc::new(txs[i].clone()),
                         future: a.future,
                     });
-                    for txid in &a.promoted {
-                        if let Some(entry) = pool.get(txid) {
-                            events.push(AdmittedTx {
-                                txid: *txid,
-                                tx: Arc::new(entry.transaction()),
-                                future: false,
-                            });
-                        }
-                    }
+                    // Transactions this one made ready (they waited for its nonce) are news
+                    // too, after it: a sender's transactions are announced in nonce order.
+                    events.extend(ready_events(&pool, &a.promoted));
                 }
                 verdicts[i] = Some(accepted);
             }
@@ -284,18 +262,7 @@ impl SharedMempool {
         let mut pool = self.lock();
         let update = pool.block_disconnected(block, &view, now);
         // Taken back and ready to mine: news for peers that never had them.
-        let back: Vec<AdmittedTx> = update
-            .txids
-            .iter()
-            .filter(|txid| !pool.is_future(txid))
-            .filter_map(|txid| {
-                pool.get(txid).map(|entry| AdmittedTx {
-                    txid: *txid,
-                    tx: Arc::new(entry.transaction()),
-                    future: false,
-                })
-            })
-            .collect();
+        let back = ready_events(&pool, &update.txids);
         drop(pool);
         for event in back {
             let _ = self.events.send(event);
