@@ -18,7 +18,7 @@ mod blocks;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use blocks::{funding, sign_all, TXS_PER_BLOCK};
+use blocks::{funding, next_block, sign_all, TXS_PER_BLOCK};
 use common::{wait_until, TestNode};
 use noded::chain::testkit::{make_block, Keys};
 use noded::encoding::{BoundedString, BoundedVec};
@@ -165,15 +165,7 @@ fn transfer_chain(keys: &Keys, count: usize) -> (Vec<Block>, Vec<Block>) {
                 )
             })
             .collect();
-        let txs = sign_all(keys, &specs);
-        let block = make_block(
-            &REGTEST,
-            &parent,
-            height,
-            parent.time + 1,
-            keys.address(0),
-            txs,
-        );
+        let block = next_block(keys, &parent, height, sign_all(keys, &specs));
         parent = block.header;
         loaded.push(block);
     }
@@ -258,14 +250,7 @@ fn sync_chain(keys: &Keys) -> (Vec<Block>, Vec<Block>) {
     let mut out = Vec::with_capacity(SYNC_BLOCKS);
     for _ in 0..SYNC_BLOCKS {
         let txs: Vec<_> = signed.by_ref().take(SYNC_TXS).collect();
-        let block = make_block(
-            &REGTEST,
-            &parent,
-            height,
-            parent.time + 1,
-            keys.address(0),
-            txs,
-        );
+        let block = next_block(keys, &parent, height, txs);
         parent = block.header;
         height += 1;
         out.push(block);

@@ -4,7 +4,7 @@
 
 use noded::chain::testkit::{make_block, Keys};
 use noded::params::REGTEST;
-use noded::types::{Address, Block, Transaction};
+use noded::types::{Address, Block, Header, Transaction};
 
 /// Transfers per benchmark block.
 pub const TXS_PER_BLOCK: usize = 1_000;
@@ -36,19 +36,29 @@ pub fn sign_all(keys: &Keys, specs: &[(usize, Address, u64, u64, u64)]) -> Vec<T
     })
 }
 
+/// The block after `parent` (at `parent_height`), a second later, carrying `txs`, its
+/// coinbase paying the funder (key 0).
+pub fn next_block(
+    keys: &Keys,
+    parent: &Header,
+    parent_height: u64,
+    txs: Vec<Transaction>,
+) -> Block {
+    make_block(
+        &REGTEST,
+        parent,
+        parent_height,
+        parent.time + 1,
+        keys.address(0),
+        txs,
+    )
+}
+
 /// Funding: block 1 pays the funder (key 0); blocks 2 and 3 carry 1,000 transfers each from
 /// the funder to senders 1..=2000.
 pub fn funding(keys: &Keys) -> Vec<Block> {
     let genesis = REGTEST.genesis_block().header;
-    let b1 = make_block(
-        &REGTEST,
-        &genesis,
-        0,
-        genesis.time + 1,
-        keys.address(0),
-        vec![],
-    );
-    let mut blocks = vec![b1];
+    let mut blocks = vec![next_block(keys, &genesis, 0, vec![])];
     for part in 0..2 {
         let specs: Vec<_> = (0..TXS_PER_BLOCK)
             .map(|i| {
@@ -58,15 +68,7 @@ pub fn funding(keys: &Keys) -> Vec<Block> {
             .collect();
         let txs = sign_all(keys, &specs);
         let parent = blocks.last().unwrap().header;
-        let height = blocks.len() as u64;
-        blocks.push(make_block(
-            &REGTEST,
-            &parent,
-            height,
-            parent.time + 1,
-            keys.address(0),
-            txs,
-        ));
+        blocks.push(next_block(keys, &parent, blocks.len() as u64, txs));
     }
     blocks
 }
