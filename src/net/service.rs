@@ -52,6 +52,8 @@ const SERVE_TX_REQUESTS: usize = 8;
 /// Mempool transactions announced to a peer when it connects, at most (the announcement
 /// queue's own bound).
 const MEMPOOL_ANNOUNCED_ON_CONNECT: usize = 50_000;
+/// Mempool listings for new peers waiting for the service (each task waits for room).
+const LISTING_QUEUE: usize = 16;
 /// Mempool answers waiting for the service: the checks in flight, and then some.
 const TX_RESULT_QUEUE: usize = 1_024;
 /// Transactions from peers checked at once (one per peer at a time, in its order).
@@ -230,8 +232,9 @@ pub struct NetService {
     tx_results: mpsc::Receiver<(PeerId, Hash256, TxResult)>,
     /// Transactions from peers being checked at once, at most (each on a blocking thread).
     tx_checks: Arc<tokio::sync::Semaphore>,
-    /// Mempool listings taken for new peers during this turn (`Output::ListMempool`).
-    listed: Vec<(PeerId, Vec<Announceable>)>,
+    /// Mempool listings for new peers (`Output::ListMempool`), taken off the network task.
+    listed_tx: mpsc::Sender<(PeerId, Vec<Announceable>)>,
+    listed: mpsc::Receiver<(PeerId, Vec<Announceable>)>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -269,6 +272,7 @@ impl NetService {
         let mut core = core;
         let (block_results_tx, block_results) = mpsc::channel(BLOCK_RESULT_QUEUE);
         let (tx_results_tx, tx_results) = mpsc::channel(TX_RESULT_QUEUE);
+        let (listed_tx, listed) = mpsc::channel(LISTING_QUEUE);
         let admitted = mempool.subscribe();
         let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -335,7 +339,8 @@ impl NetService {
             tx_results_tx,
             tx_results,
             tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
-            listed: Vec::new(),
+            listed_tx,
+            listed,
         };
         (service, handle)
     }
@@ -381,6 +386,9 @@ impl NetService {
                     self.feed(Input::BlockProcessed { peer, hash, result });
                 }
                 Some(tree) = self.reloaded.recv() => self.feed(Input::HeadersReloaded(tree)),
+                Some((peer, txs)) = self.listed.recv() => {
+                    self.feed(Input::MempoolContents { peer, txs });
+                }
                 Some((peer, txid, result)) = self.tx_results.recv() => {
                     self.feed(Input::TxProcessed { peer, txid, result });
                 }
@@ -696,15 +704,6 @@ impl NetService {
     fn execute(&mut self) {
         let outputs = self.core.drain_outputs();
         self.run_outputs(outputs);
-        // Mempool listings asked for meanwhile go in now, and what they lead to out.
-        let listed = std::mem::take(&mut self.listed);
-        if !listed.is_empty() {
-            for (peer, txs) in listed {
-                self.feed(Input::MempoolContents { peer, txs });
-            }
-            let outputs = self.core.drain_outputs();
-            self.run_outputs(outputs);
-        }
         // Handed back after the loop: the core emits them again at a later turn.
         for what in std::mem::take(&mut self.deferred) {
             if let Persist::LearnedIdentity { peer, .. } = &what {
@@ -864,18 +863,23 @@ impl NetService {
     }
 
     /// The pool's ready transactions for a peer that just completed its handshake (one
-    /// short look under the pool's lock; at most what a peer's announcement queue holds).
+    /// short look under the pool's lock, on a blocking thread; at most what a peer's
+    /// announcement queue holds), fed back as `Input::MempoolContents`.
     fn list_mempool(&mut self, peer: PeerId) {
-        let txs: Vec<_> = self
-            .mempool
-            .lock()
-            .pending_entries()
-            .take(MEMPOOL_ANNOUNCED_ON_CONNECT)
-            .map(|e| (e.txid, e.sender, e.nonce()))
-            .collect();
-        if !txs.is_empty() {
-            self.listed.push((peer, txs));
-        }
+        let (pool, listed) = (self.mempool.clone(), self.listed_tx.clone());
+        self.tasks.spawn(async move {
+            let txs = tokio::task::spawn_blocking(move || {
+                pool.lock()
+                    .pending_entries()
+                    .take(MEMPOOL_ANNOUNCED_ON_CONNECT)
+                    .map(|e| (e.txid, e.sender, e.nonce()))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            if let Some(txs) = txs.ok().filter(|t| !t.is_empty()) {
+                let _ = listed.send((peer, txs)).await;
+            }
+        });
     }
 
     /// Queues a peer's transaction for its checking task, which hands them to the mempool
