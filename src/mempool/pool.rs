@@ -88,9 +88,18 @@ impl VerifiedTransfer {
         Ok(VerifiedTransfer::trusted(transfer))
     }
 
-    /// A transfer whose signature was checked with the consensus rule elsewhere: in a block
-    /// the chain validated, or in a batch (`SharedMempool::submit_batch`).
-    pub(crate) fn trusted(transfer: Transfer) -> VerifiedTransfer {
+    /// A transfer whose signature was checked elsewhere, with its id and encoded size
+    /// already known (`SharedMempool::submit_batch` computes them once).
+    pub(crate) fn trusted_known(transfer: Transfer, txid: Txid, size: usize) -> VerifiedTransfer {
+        VerifiedTransfer {
+            transfer,
+            txid,
+            size,
+        }
+    }
+
+    /// A transfer from a block the chain validated (signature included).
+    fn trusted(transfer: Transfer) -> VerifiedTransfer {
         let tx = Transaction::Transfer(transfer);
         let bytes = encoding::encode(&tx);
         let txid = crate::types::sha256d(&bytes);
@@ -440,11 +449,21 @@ impl Mempool {
     /// minimum relay fee, and a nonce already used on chain. A caller runs this before paying
     /// for signature verification.
     pub fn precheck(&self, tx: &Transaction, view: &dyn AccountView) -> Result<(), MempoolError> {
+        self.precheck_txid(tx, &tx.txid(), view)
+    }
+
+    /// `precheck` for a transaction whose id the caller has computed already.
+    pub fn precheck_txid(
+        &self,
+        tx: &Transaction,
+        txid: &Txid,
+        view: &dyn AccountView,
+    ) -> Result<(), MempoolError> {
         let t = match tx {
             Transaction::Coinbase(_) => return Err(MempoolError::Coinbase),
             Transaction::Transfer(t) => t,
         };
-        let txid = tx.txid();
+        let txid = *txid;
         let size = crate::types::transaction::MAX_TX_SIZE;
         self.check_stateless(t, &txid, size)?;
         let state = view.account(&t.sender());

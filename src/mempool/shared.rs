@@ -153,7 +153,14 @@ impl SharedMempool {
         now: u64,
         threads: usize,
     ) -> Vec<(Txid, Result<Accepted, MempoolError>)> {
-        let txids: Vec<Txid> = txs.iter().map(Transaction::txid).collect();
+        // Each encoding once: its hash is the txid, its length the size admission charges.
+        let (txids, sizes): (Vec<Txid>, Vec<usize>) = txs
+            .iter()
+            .map(|tx| {
+                let bytes = crate::encoding::encode(tx);
+                (crate::types::sha256d(&bytes), bytes.len())
+            })
+            .unzip();
         let mut senders: Vec<Address> = txs.iter().filter_map(transfer_sender).collect();
         senders.sort_unstable();
         senders.dedup();
@@ -162,8 +169,8 @@ impl SharedMempool {
         let mut verdicts: Vec<Option<Result<Accepted, MempoolError>>> = vec![None; txs.len()];
         {
             let pool = self.lock();
-            for (tx, verdict) in txs.iter().zip(verdicts.iter_mut()) {
-                if let Err(e) = pool.precheck(tx, &prefetched) {
+            for ((tx, txid), verdict) in txs.iter().zip(&txids).zip(verdicts.iter_mut()) {
+                if let Err(e) = pool.precheck_txid(tx, txid, &prefetched) {
                     *verdict = Some(Err(e));
                 }
             }
@@ -196,7 +203,8 @@ impl SharedMempool {
                     verdicts[i] = Some(Err(MempoolError::BadSignature));
                     continue;
                 }
-                let verified = VerifiedTransfer::trusted(transfers[k].clone());
+                let verified =
+                    VerifiedTransfer::trusted_known(transfers[k].clone(), txids[i], sizes[i]);
                 // A block applied meanwhile: read the sender again, as `submit` does.
                 let accepted = if unchanged {
                     pool.accept_verified(verified, &prefetched, now)
