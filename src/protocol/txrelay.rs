@@ -439,6 +439,9 @@ impl TxRelay {
         for (peer, p) in self.peers.iter_mut() {
             if p.next_trickle <= now.local {
                 p.next_trickle = now.local + trickle_delay(p.outbound, rng);
+                if p.queue.is_empty() {
+                    continue;
+                }
                 let mut batch = std::mem::take(&mut p.queue);
                 batch.sort_unstable();
                 let mut txids = Vec::with_capacity(batch.len());
