@@ -17,4 +17,4 @@ pub use pool::{
     Accepted, BlockUpdate, Mempool, MempoolConfig, MempoolEntry, MempoolInfo, Txid,
     VerifiedTransfer,
 };
-pub use shared::{follow_chain, AdmittedTx, SharedMempool};
+pub use shared::{follow_chain, AdmittedTx, RemovedTxs, SharedMempool};

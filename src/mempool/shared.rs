@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 /// second; each event is an `Arc` and a txid.
 pub const EVENT_CAPACITY: usize = 65_536;
 
+/// Removal notices (each one pool operation's removals) buffered per subscriber; one
+/// operation can remove thousands, so a notice is a batch and few are ever outstanding.
+pub const REMOVAL_CAPACITY: usize = 1_024;
+
 /// How often `follow_chain` drops expired transactions.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -100,21 +104,39 @@ pub struct AdmittedTx {
     pub future: bool,
 }
 
+/// Transactions one pool operation removed, each with why: `confirmed` (a block included
+/// it), `replaced`, or the rule it now breaks (expiry and eviction included).
+#[derive(Clone, Debug, Default)]
+pub struct RemovedTxs(pub Arc<Vec<(Txid, String)>>);
+
+impl RemovedTxs {
+    fn new(removed: Vec<(Txid, String)>) -> RemovedTxs {
+        RemovedTxs(Arc::new(removed))
+    }
+}
+
+fn with_reasons(removed: &[(Txid, MempoolError)]) -> impl Iterator<Item = (Txid, String)> + '_ {
+    removed.iter().map(|(txid, e)| (*txid, e.to_string()))
+}
+
 #[derive(Clone)]
 pub struct SharedMempool {
     inner: Arc<Mutex<Mempool>>,
     magic: NetworkMagic,
     events: broadcast::Sender<AdmittedTx>,
+    removals: broadcast::Sender<RemovedTxs>,
 }
 
 impl SharedMempool {
     pub fn new(pool: Mempool) -> SharedMempool {
         let magic = pool.magic();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (removals, _) = broadcast::channel(REMOVAL_CAPACITY);
         SharedMempool {
             inner: Arc::new(Mutex::new(pool)),
             magic,
             events,
+            removals,
         }
     }
 
@@ -195,6 +217,7 @@ impl SharedMempool {
             }
         }
         let mut events = Vec::new();
+        let mut removed = Vec::new();
         {
             let mut pool = self.lock();
             let unchanged = pool.chain_events() == chain_events;
@@ -212,6 +235,8 @@ impl SharedMempool {
                     pool.accept_verified(verified, view, now)
                 };
                 if let Ok(a) = &accepted {
+                    removed.extend(a.replaced.map(|txid| (txid, "replaced".to_string())));
+                    removed.extend(with_reasons(&a.removed));
                     events.push(AdmittedTx {
                         txid: a.txid,
                         tx: Arc::new(txs[i].clone()),
@@ -227,6 +252,7 @@ impl SharedMempool {
         for event in events {
             let _ = self.events.send(event);
         }
+        self.announce_removed(|| removed);
         txids
             .into_iter()
             .zip(verdicts)
@@ -256,7 +282,12 @@ impl SharedMempool {
             senders.retain(|s| pool.has_sender(s));
         }
         let view = PrefetchedAccounts::read(store, senders);
-        self.lock().block_connected(block, &view)
+        let update = self.lock().block_connected(block, &view);
+        self.announce_removed(|| {
+            let confirmed = update.txids.iter().map(|t| (*t, "confirmed".to_string()));
+            confirmed.chain(with_reasons(&update.removed)).collect()
+        });
+        update
     }
 
     /// `Mempool::block_disconnected`, reading the store before the lock as `block_connected`.
@@ -275,6 +306,7 @@ impl SharedMempool {
         for event in back {
             let _ = self.events.send(event);
         }
+        self.announce_removed(|| with_reasons(&update.removed).collect());
         update
     }
 
@@ -282,7 +314,28 @@ impl SharedMempool {
     /// `store` without it, then revalidated under it.
     pub fn revalidate_all(&self, store: &dyn AccountView) -> Vec<(Txid, MempoolError)> {
         let view = self.prefetch_senders(store);
-        self.lock().revalidate_all(&view)
+        let removed = self.lock().revalidate_all(&view);
+        self.announce_removed(|| with_reasons(&removed).collect());
+        removed
+    }
+
+    /// `Mempool::expire`, announced.
+    pub fn expire(&self, now: u64) -> Vec<(Txid, MempoolError)> {
+        let removed = self.lock().expire(now);
+        self.announce_removed(|| with_reasons(&removed).collect());
+        removed
+    }
+
+    /// Tells subscribers, if any, what `removed` lists (built only when someone listens: a
+    /// block confirms thousands).
+    fn announce_removed(&self, removed: impl FnOnce() -> Vec<(Txid, String)>) {
+        if self.removals.receiver_count() == 0 {
+            return;
+        }
+        let removed = removed();
+        if !removed.is_empty() {
+            let _ = self.removals.send(RemovedTxs::new(removed));
+        }
     }
 
     /// The states of every account with transactions in the pool, read from `store` without
@@ -295,6 +348,11 @@ impl SharedMempool {
     /// Admitted transactions from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AdmittedTx> {
         self.events.subscribe()
+    }
+
+    /// Removed transactions from now on.
+    pub fn subscribe_removals(&self) -> broadcast::Receiver<RemovedTxs> {
+        self.removals.subscribe()
     }
 }
 
@@ -324,7 +382,7 @@ pub async fn follow_chain(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = expiry.tick() => {
-                let removed = pool.lock().expire(crate::time::unix_secs());
+                let removed = pool.expire(crate::time::unix_secs());
                 if !removed.is_empty() {
                     tracing::debug!(count = removed.len(), "mempool: expired transactions dropped");
                 }

@@ -159,6 +159,33 @@ pub struct NetHandle {
     commands: mpsc::Sender<NetCommand>,
     pub counts: Arc<PeerCounts>,
     pub totals: Arc<Totals>,
+    notices: broadcast::Sender<PeerNotice>,
+}
+
+/// Peer notices buffered for subscribers that have not read them yet: a subscriber further
+/// behind is told it lagged (and `subscribe_peers` drops it) rather than held up.
+pub const PEER_NOTICE_CAPACITY: usize = 1_024;
+
+/// A peer coming, going or banned, as `subscribe_peers` publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum PeerNotice {
+    Connected {
+        peer: PeerId,
+        addr: String,
+        nodeid: String,
+        connection_type: &'static str,
+    },
+    Disconnected {
+        peer: PeerId,
+        reason: String,
+    },
+    Banned {
+        target: String,
+        /// Unix time (seconds) the ban ends.
+        until: u64,
+        reason: String,
+    },
 }
 
 /// Bytes of closed connections, so getnettotals counts them too.
@@ -173,6 +200,11 @@ pub struct Totals {
 pub struct ServiceGone;
 
 impl NetHandle {
+    /// Peer notices from now on.
+    pub fn subscribe_peers(&self) -> broadcast::Receiver<PeerNotice> {
+        self.notices.subscribe()
+    }
+
     pub async fn call<T>(
         &self,
         make: impl FnOnce(Reply<T>) -> NetCommand,
@@ -249,6 +281,8 @@ pub struct NetService {
     pending_tokens: HashMap<PeerId, CancellationToken>,
     counts: Arc<PeerCounts>,
     totals: Arc<Totals>,
+    /// Peer notices for subscribers (nobody listening costs a failed send).
+    notices: broadcast::Sender<PeerNotice>,
     found_tx: mpsc::Sender<(&'static str, Vec<SocketAddr>)>,
     found_rx: mpsc::Receiver<(&'static str, Vec<SocketAddr>)>,
 }
@@ -299,10 +333,12 @@ impl NetService {
         let totals = Arc::new(Totals::default());
         let counts = Arc::new(PeerCounts::default());
         let max_inbound_per_ip = core.config().max_inbound_per_ip;
+        let (notices, _) = broadcast::channel(PEER_NOTICE_CAPACITY);
         let handle = NetHandle {
             commands: commands_tx,
             counts: counts.clone(),
             totals: totals.clone(),
+            notices: notices.clone(),
         };
         let service = NetService {
             core,
@@ -326,6 +362,7 @@ impl NetService {
             pending_tokens: HashMap::new(),
             counts,
             totals,
+            notices,
             found_tx,
             found_rx,
             chain,
@@ -582,6 +619,10 @@ impl NetService {
                     } else {
                         tracing::info!(peer, %reason, "peer disconnected");
                     }
+                    let _ = self.notices.send(PeerNotice::Disconnected {
+                        peer,
+                        reason: reason.to_string(),
+                    });
                 }
                 Input::Disconnected { peer }
             }
@@ -755,7 +796,12 @@ impl NetService {
                 Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => {
+                    log_event(&event);
+                    if let Some(notice) = notice_of(&event) {
+                        let _ = self.notices.send(notice);
+                    }
+                }
                 Output::Persist(what) => {
                     let handed = match self.writer.as_ref().and_then(|w| w.try_reserve()) {
                         Some(permit) => {
@@ -1184,6 +1230,33 @@ fn store_job(what: Persist) -> StoreJob {
         Persist::Bans(changes) => StoreJob::Bans(changes),
         Persist::Addresses(entries) => StoreJob::Addresses(entries),
         Persist::LearnedIdentity { peer, node_id } => StoreJob::Identity { peer, node_id },
+    }
+}
+
+/// What subscribers are told of a core event, if anything.
+fn notice_of(event: &Event) -> Option<PeerNotice> {
+    match event {
+        Event::PeerConnected {
+            peer,
+            addr,
+            node_id,
+            conn_type,
+        } => Some(PeerNotice::Connected {
+            peer: *peer,
+            addr: addr.to_string(),
+            nodeid: node_id.to_string(),
+            connection_type: conn_type.name(),
+        }),
+        Event::PeerNegotiated { .. } => None,
+        Event::Banned {
+            target,
+            until_unix_ms,
+            reason,
+        } => Some(PeerNotice::Banned {
+            target: target.to_string(),
+            until: until_unix_ms / 1000,
+            reason: reason.clone(),
+        }),
     }
 }
 

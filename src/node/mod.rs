@@ -24,6 +24,7 @@ use crate::rpc::mempool::mempool_rpc_module;
 use crate::rpc::mining::mining_rpc_module;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
 use crate::rpc::server::{self, RpcContext, RpcStartError};
+use crate::rpc::subscriptions::subscription_rpc_module;
 use crate::rpc::wallet::wallet_rpc_module;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -181,7 +182,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
                 chain_handle.clone(),
                 Arc::new(mempool.clone()),
                 shutdown.clone(),
-                net_handle,
+                net_handle.clone(),
             )
             .into(),
             mempool_rpc_module(mempool.clone(), chain_handle.clone()).into(),
@@ -194,6 +195,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
             )
             .into(),
             wallet_rpc_module(mining.wallet.clone(), mempool.clone(), chain_handle.clone()).into(),
+            subscription_rpc_module(chain_handle.clone(), mempool.clone(), net_handle).into(),
         ],
     )
     .await

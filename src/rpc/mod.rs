@@ -12,6 +12,7 @@ pub mod mempool;
 pub mod mining;
 pub mod net;
 pub mod server;
+pub mod subscriptions;
 pub mod wallet;
 
 pub use error::RpcError;

@@ -30,6 +30,11 @@ pub const MAX_REQUEST_BODY: u32 = (2 * MAX_BLOCK_SIZE + 64 * 1024) as u32;
 pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 /// Concurrent RPC connections accepted (TCP connections, and requests in progress).
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
+/// Kernel send buffer of an RPC connection, in bytes (Linux doubles it for bookkeeping).
+/// Left to autotuning it grows to megabytes for a WebSocket subscriber that stopped reading,
+/// hiding it from the bounded queue that drops slow subscribers (`SUBSCRIBER_BACKLOG`); this
+/// still streams a 4 MiB block's hex at loopback speed.
+pub const RPC_SEND_BUFFER: usize = 128 * 1024;
 /// Pause after a failed accept (say, out of file descriptors) so the loop does not spin.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -131,6 +136,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static (&'static str, &'static st
         .chain(super::mempool::MEMPOOL_METHODS)
         .chain(super::mining::MINING_METHODS)
         .chain(super::wallet::WALLET_METHODS)
+        .chain(super::subscriptions::SUBSCRIPTION_METHODS)
 }
 
 pub struct NodeRpc {
@@ -201,6 +207,27 @@ impl NodeApiServer for NodeRpc {
     }
 }
 
+/// Fixes `socket`'s kernel send buffer at `RPC_SEND_BUFFER` (best effort: a failure leaves
+/// the kernel's default, logged).
+fn cap_send_buffer(socket: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = RPC_SEND_BUFFER as libc::c_int;
+    // SAFETY: setsockopt on a descriptor `socket` owns for the duration of the call, with a
+    // pointer to a live c_int and its size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "RPC: cannot set the send buffer");
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for JSON-RPC on {addr} (set --rpcport or --rpcbind): {source}")]
 pub struct RpcBindError {
@@ -250,6 +277,8 @@ pub async fn start(
         .max_request_body_size(MAX_REQUEST_BODY)
         .max_connections(MAX_RPC_CONNECTIONS)
         .set_batch_request_config(BatchRequestConfig::Limit(max_batch))
+        .set_message_buffer_capacity(super::subscriptions::SUBSCRIBER_BACKLOG)
+        .max_subscriptions_per_connection(super::subscriptions::MAX_SUBSCRIPTIONS_PER_CONNECTION)
         .build();
     let listener = TcpListener::bind(addr)
         .await
@@ -293,6 +322,7 @@ pub async fn start(
                 continue;
             };
             let _ = socket.set_nodelay(true);
+            cap_send_buffer(&socket);
             let service = builder.clone().build(methods.clone(), stop.clone());
             let service = auth.service(service, peer.ip());
             let stopped = stop.clone().shutdown();

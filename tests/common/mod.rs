@@ -2,6 +2,8 @@
 //! and drive them over JSON-RPC, as a user would.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use noded::rpc::client::{self, ClientError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
