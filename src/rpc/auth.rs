@@ -11,10 +11,16 @@
 //! sharing an address with a guesser (every local client is 127.0.0.1) is never locked out.
 //! Each failed attempt is logged at WARN with its source address, up to the throttle; after
 //! that, one line per window (the first failure after it) counts those not logged.
+//!
+//! Also owns the dashboard's sessions: `POST /session` with right credentials returns a
+//! random session cookie (HttpOnly, SameSite=Strict), which is accepted in place of the
+//! credentials only on a WebSocket upgrade from the same origin, so the page never keeps a
+//! secret and another site's page cannot ride on it. The dashboard's static assets (and
+//! nothing else) are served without credentials.
 
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -38,7 +44,92 @@ pub const AUTH_THROTTLE_DELAY: Duration = Duration::from_secs(1);
 /// flood from many addresses costs bounded memory.
 pub const MAX_TRACKED_ADDRESSES: usize = 4096;
 
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "noded_session";
+
+/// Dashboard sessions alive at once; signing in beyond it ends the oldest session.
+pub const MAX_SESSIONS: usize = 32;
+
+/// How long a session lasts: a working day at the dashboard, then sign in again. Every
+/// session also ends when the node stops (they are kept in memory only).
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A session token: 32 random bytes, 64 hex digits in the cookie.
+type SessionToken = [u8; 32];
+
+/// The dashboard sessions, oldest first, bounded by `MAX_SESSIONS`.
+#[derive(Debug, Default)]
+struct Sessions {
+    live: VecDeque<(SessionToken, Instant)>,
+}
+
+impl Sessions {
+    fn create(&mut self, now: Instant) -> SessionToken {
+        self.expire(now);
+        if self.live.len() >= MAX_SESSIONS {
+            self.live.pop_front();
+        }
+        let token: SessionToken = rand::random();
+        self.live.push_back((token, now + SESSION_LIFETIME));
+        token
+    }
+
+    fn is_valid(&mut self, token: &SessionToken, now: Instant) -> bool {
+        self.expire(now);
+        // Compared with every live token in full, so timing says nothing about near misses.
+        self.live.iter().fold(false, |found, (live, _)| {
+            found | constant_time_eq(live, token)
+        })
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.live.retain(|(_, until)| *until > now);
+    }
+}
+
+/// The session token in a `Cookie` header, if there is a well-formed one.
+fn session_token(headers: &http::HeaderMap) -> Option<SessionToken> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
+        .find_map(|hex_token| {
+            let mut token = SessionToken::default();
+            hex::decode_to_slice(hex_token, &mut token).ok()?;
+            Some(token)
+        })
+}
+
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// A request a browser made from a page of this server (or a client that is not a browser
+/// and sends no `Origin`): the origin's host and port are the `Host` it addressed.
+fn is_same_origin(headers: &http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(host)) = (
+        origin.to_str(),
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    ) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
+}
 
 /// The `Authorization` header values that are accepted, and the failed-login record shared by
 /// every connection.
@@ -46,6 +137,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct AuthLayer {
     accepted: Arc<Vec<Vec<u8>>>,
     failures: Arc<Mutex<FailedLogins>>,
+    sessions: Arc<Mutex<Sessions>>,
 }
 
 /// One address's failed logins in the current window.
@@ -134,6 +226,7 @@ impl AuthLayer {
         AuthLayer {
             accepted: Arc::new(accepted),
             failures: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -151,6 +244,23 @@ impl AuthLayer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .record(peer, Instant::now())
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `headers` carry a live session cookie.
+    fn has_session(&self, headers: &http::HeaderMap) -> bool {
+        session_token(headers).is_some_and(|token| self.sessions().is_valid(&token, Instant::now()))
+    }
+
+    /// Whether a request may pass on its session cookie: a same-origin WebSocket upgrade
+    /// (the dashboard's) with a live session.
+    fn session_allows(&self, headers: &http::HeaderMap) -> bool {
+        is_websocket_upgrade(headers) && is_same_origin(headers) && self.has_session(headers)
     }
 
     fn allows(&self, header: Option<&http::HeaderValue>) -> bool {
@@ -191,6 +301,36 @@ fn unauthorized() -> HttpResponse {
         .expect("a static response is valid")
 }
 
+fn no_content() -> http::response::Builder {
+    http::Response::builder()
+        .status(http::StatusCode::NO_CONTENT)
+        .header(http::header::CACHE_CONTROL, "no-store")
+}
+
+/// `POST /session` signed in: the new session's cookie.
+fn session_created(token: &SessionToken) -> HttpResponse {
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        hex::encode(token),
+        SESSION_LIFETIME.as_secs()
+    );
+    no_content()
+        .header(http::header::SET_COOKIE, cookie)
+        .body(HttpBody::empty())
+        .expect("a valid response")
+}
+
+/// `GET /session`: 204 when the cookie is a live session, else 401 without a Basic
+/// challenge (the page asks for credentials itself; a browser prompt would get in the way).
+fn session_status(live: bool) -> HttpResponse {
+    let builder = if live {
+        no_content()
+    } else {
+        http::Response::builder().status(http::StatusCode::UNAUTHORIZED)
+    };
+    builder.body(HttpBody::empty()).expect("a valid response")
+}
+
 fn too_many_requests(retry_after: Duration) -> HttpResponse {
     http::Response::builder()
         .status(http::StatusCode::TOO_MANY_REQUESTS)
@@ -216,14 +356,33 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
-        if self
-            .layer
-            .allows(request.headers().get(http::header::AUTHORIZATION))
-        {
+        let headers = request.headers();
+        let path = request.uri().path();
+        if !is_websocket_upgrade(headers) {
+            if let Some(page) = super::dashboard::asset(request.method(), path) {
+                return Box::pin(std::future::ready(Ok(page)));
+            }
+        }
+        let signed_in = self.layer.allows(headers.get(http::header::AUTHORIZATION));
+        if path == "/session" {
+            if request.method() == http::Method::GET {
+                let live = self.layer.has_session(headers);
+                return Box::pin(std::future::ready(Ok(session_status(live))));
+            }
+            if request.method() == http::Method::POST && signed_in {
+                let token = self.layer.sessions().create(Instant::now());
+                return Box::pin(std::future::ready(Ok(session_created(&token))));
+            }
+        }
+        if signed_in || self.layer.session_allows(headers) {
             return Box::pin(self.inner.call(request));
         }
+        // The dashboard's sign-in gets no Basic challenge: a browser would put up its own
+        // password prompt over the page's form.
+        let challenge = path != "/session";
         match self.layer.failed_login(self.peer) {
-            Verdict::Refuse => Box::pin(std::future::ready(Ok(unauthorized()))),
+            Verdict::Refuse if challenge => Box::pin(std::future::ready(Ok(unauthorized()))),
+            Verdict::Refuse => Box::pin(std::future::ready(Ok(session_status(false)))),
             Verdict::Throttle { retry_after } => Box::pin(async move {
                 tokio::time::sleep(AUTH_THROTTLE_DELAY).await;
                 Ok(too_many_requests(retry_after))
@@ -260,6 +419,57 @@ mod tests {
         assert_eq!(failures.record(b, t0), Verdict::Refuse, "another address");
         let later = t0 + AUTH_FAILURE_WINDOW;
         assert_eq!(failures.record(a, later), Verdict::Refuse, "a new window");
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_expire() {
+        let mut sessions = Sessions::default();
+        let t0 = Instant::now();
+        let first = sessions.create(t0);
+        assert!(sessions.is_valid(&first, t0));
+        assert!(!sessions.is_valid(&[7u8; 32], t0));
+        for _ in 0..MAX_SESSIONS {
+            sessions.create(t0);
+        }
+        assert_eq!(sessions.live.len(), MAX_SESSIONS);
+        assert!(
+            !sessions.is_valid(&first, t0),
+            "the oldest session was ended"
+        );
+        let last = sessions.create(t0);
+        assert!(!sessions.is_valid(&last, t0 + SESSION_LIFETIME), "expired");
+        assert!(sessions.live.is_empty());
+    }
+
+    #[test]
+    fn a_session_opens_only_a_same_origin_websocket() {
+        let layer = AuthLayer::new([("__cookie__", "abc")]);
+        let token = layer.sessions().create(Instant::now());
+        let request = |cookie: &str, upgrade: bool, origin: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::HOST, "127.0.0.1:8332".parse().unwrap());
+            headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+            if upgrade {
+                headers.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+            }
+            if let Some(origin) = origin {
+                headers.insert(http::header::ORIGIN, origin.parse().unwrap());
+            }
+            headers
+        };
+        let cookie = format!("theme=dark; {SESSION_COOKIE}={}", hex::encode(token));
+        let own = Some("http://127.0.0.1:8332");
+        assert!(layer.session_allows(&request(&cookie, true, own)));
+        assert!(layer.session_allows(&request(&cookie, true, None)));
+        assert!(
+            !layer.session_allows(&request(&cookie, false, own)),
+            "plain HTTP needs the credentials"
+        );
+        assert!(!layer.session_allows(&request(&cookie, true, Some("http://evil.example"))));
+        assert!(!layer.session_allows(&request(&cookie, true, Some("http://127.0.0.1:9999"))));
+        let forged = format!("{SESSION_COOKIE}={}", hex::encode([1u8; 32]));
+        assert!(!layer.session_allows(&request(&forged, true, own)));
+        assert!(!layer.session_allows(&request("noded_session=zz", true, own)));
     }
 
     #[test]

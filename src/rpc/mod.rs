@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod chain;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod mempool;
 pub mod mining;
