@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod config;
 pub mod datadir;
+pub mod devnet;
 pub mod encoding;
 pub mod mempool;
 pub mod mining;

@@ -33,6 +33,19 @@ enum Command {
         /// Parameters; each is read as JSON if it parses, else as a string
         params: Vec<String>,
     },
+    /// Start N regtest nodes on free loopback ports, connected; Ctrl-C stops them all
+    Devnet {
+        /// How many nodes
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        nodes: usize,
+        /// How they are connected
+        #[arg(long, value_enum, default_value = "line")]
+        topology: noded::devnet::Topology,
+        /// Where their datadirs (and logs, <root>/nodeK/noded.log) go [default: a new
+        /// directory under the system temp dir]
+        #[arg(long, value_name = "DIR")]
+        datadir_root: Option<PathBuf>,
+    },
     /// Make a new wallet key offline; print its secret (hex) and address
     Keygen {
         /// Write the secret key to this file (mode 0600) instead of printing it
@@ -70,6 +83,16 @@ fn main() -> ExitCode {
             method,
             params,
         }) => run_rpc(datadir, &method, &params),
+        Some(Command::Devnet {
+            nodes,
+            topology,
+            datadir_root,
+        }) => noded::devnet::run(noded::devnet::DevnetOptions {
+            nodes,
+            topology,
+            root: datadir_root,
+        })
+        .map_err(Into::into),
         Some(Command::Keygen { out }) => noded::wallet::keygen_command(out.as_deref())
             .map(|text| println!("{text}"))
             .map_err(Into::into),

@@ -1,0 +1,120 @@
+//! `noded devnet`: five connected regtest nodes from one command, stopped by one SIGINT.
+
+mod common;
+
+use common::{wait_until, BIN, DEADLINE};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn devnet_brings_up_five_connected_nodes_and_stops_them_all_on_sigint() {
+    let root = tempfile::tempdir().unwrap();
+    let mut devnet = Command::new(BIN)
+        .args([
+            "devnet",
+            "--nodes",
+            "5",
+            "--topology",
+            "line",
+            "--datadir-root",
+        ])
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn noded devnet");
+    let mut lines = BufReader::new(devnet.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while !printed
+        .last()
+        .is_some_and(|l: &String| l.contains("Ctrl-C stops every node"))
+    {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("devnet ended early: {printed:?}"))
+            .unwrap();
+        printed.push(line);
+    }
+    let summary = &printed[0];
+    println!("{}", printed.join("\n"));
+    // "devnet: 5 regtest nodes up and connected (Line, 4 links) in 0.22 s"
+    let seconds: f64 = summary
+        .rsplit(" in ")
+        .next()
+        .and_then(|s| s.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("no start-up time in {summary:?}"));
+    assert!(seconds < 3.0, "five nodes took {seconds} s to come up");
+
+    // The table's datadirs work with `noded rpc`, and each node has its line neighbours.
+    let datadirs: Vec<_> = (1..=5)
+        .map(|i| root.path().join(format!("node{i}")))
+        .collect();
+    for (i, datadir) in datadirs.iter().enumerate() {
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.contains(&format!("rpc --datadir {}", datadir.display()))),
+            "a noded rpc line for node{}",
+            i + 1
+        );
+        let peers = noded::rpc::client::call_datadir(datadir, "getpeers", serde_json::json!([]))
+            .expect("getpeers");
+        // Its line neighbours at least: address gossip may add links, as on any network.
+        let want = if i == 0 || i == 4 { 1 } else { 2 };
+        let have = peers.as_array().unwrap().len();
+        assert!(have >= want, "node{} peers: {peers}", i + 1);
+    }
+    // A block mined at one end reaches the other.
+    noded::rpc::client::call_datadir(&datadirs[0], "generate", serde_json::json!([2]))
+        .expect("generate");
+    wait_until(DEADLINE, "the block to cross the line", || {
+        noded::rpc::client::call_datadir(&datadirs[4], "getblockcount", serde_json::json!([])).ok()
+            == Some(serde_json::json!(2))
+    });
+
+    // SIGINT, as Ctrl-C sends: every node stops cleanly and the devnet exits 0.
+    // SAFETY: kill(2) on the pid of the child spawned above, not yet reaped.
+    unsafe {
+        libc::kill(devnet.id() as libc::pid_t, libc::SIGINT);
+    }
+    let mut status = None;
+    wait_until(DEADLINE, "the devnet to exit", || {
+        status = devnet.try_wait().unwrap();
+        status.is_some()
+    });
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        status.unwrap().success(),
+        "devnet exit: {status:?}, {rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("all nodes stopped")),
+        "{rest:?}"
+    );
+    for datadir in &datadirs {
+        // A node removes its RPC files when it shuts down cleanly.
+        assert!(
+            !datadir.join(".rpcaddr").exists(),
+            "{} still up",
+            datadir.display()
+        );
+        let log = std::fs::read_to_string(datadir.join("noded.log")).unwrap();
+        assert!(
+            log.contains("noded stopped"),
+            "clean shutdown in the log: {log}"
+        );
+    }
+}
+
+#[test]
+fn devnet_refuses_a_bad_node_count_in_one_line() {
+    let out = common::run_to_exit(&["devnet", "--nodes", "0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--nodes must be between 1 and 50"),
+        "{stderr}"
+    );
+}
