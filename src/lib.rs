@@ -7,6 +7,7 @@ pub mod config;
 pub mod datadir;
 pub mod encoding;
 pub mod mempool;
+pub mod metrics;
 pub mod mining;
 pub mod net;
 pub mod node;
