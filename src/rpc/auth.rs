@@ -12,6 +12,7 @@
 //! Each failed attempt is logged at WARN with its source address, up to the throttle; after
 //! that, one line per window (the first failure after it) counts those not logged.
 
+use super::http_routes::HttpRoutes;
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct AuthLayer {
     accepted: Arc<Vec<Vec<u8>>>,
     failures: Arc<Mutex<FailedLogins>>,
+    /// Plain HTTP routes answered here, before jsonrpsee (`http_routes`).
+    routes: Option<Arc<HttpRoutes>>,
 }
 
 /// One address's failed logins in the current window.
@@ -134,7 +137,14 @@ impl AuthLayer {
         AuthLayer {
             accepted: Arc::new(accepted),
             failures: Arc::default(),
+            routes: None,
         }
+    }
+
+    /// Answers `routes` before JSON-RPC; each route makes its own auth decision.
+    pub fn with_routes(mut self, routes: HttpRoutes) -> Self {
+        self.routes = Some(Arc::new(routes));
+        self
     }
 
     /// The check in front of `inner` for one connection from `peer`.
@@ -216,10 +226,15 @@ where
     }
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
-        if self
+        let authorized = self
             .layer
-            .allows(request.headers().get(http::header::AUTHORIZATION))
-        {
+            .allows(request.headers().get(http::header::AUTHORIZATION));
+        if let Some(routes) = &self.layer.routes {
+            if let Some(response) = routes.respond(&request, authorized) {
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        }
+        if authorized {
             return Box::pin(self.inner.call(request));
         }
         match self.layer.failed_login(self.peer) {
