@@ -277,6 +277,40 @@ mod tests {
         assert_eq!(failures.record(a, later), Verdict::Refuse, "a new window");
     }
 
+    /// `/metrics` through the whole `Auth` service: the route answers before the inner
+    /// (JSON-RPC) service, and only where the bind and the credentials allow it.
+    #[tokio::test]
+    async fn metrics_route_follows_the_bind_address_through_the_auth_service() {
+        use tower::{Service, ServiceExt};
+        let b64 = base64::engine::general_purpose::STANDARD.encode("__cookie__:abc");
+        let call = |bind: &str, credentials: bool| {
+            let routes = HttpRoutes::new(Arc::default(), bind.parse().unwrap());
+            let layer = AuthLayer::new([("__cookie__", "abc")]).with_routes(routes);
+            let inner = tower::service_fn(|_: HttpRequest<()>| async {
+                Ok::<_, BoxError>(HttpResponse::new(HttpBody::from("json-rpc")))
+            });
+            let mut request = http::Request::builder().uri("/metrics");
+            if credentials {
+                request = request.header(http::header::AUTHORIZATION, format!("Basic {b64}"));
+            }
+            let request = request.body(()).unwrap();
+            let mut service = layer.service(inner, "10.0.0.9".parse().unwrap());
+            async move {
+                let response = service.ready().await.unwrap().call(request).await.unwrap();
+                let metrics = response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v == crate::metrics::CONTENT_TYPE);
+                (response.status(), metrics)
+            }
+        };
+        let ok = (http::StatusCode::OK, true);
+        assert_eq!(call("127.0.0.1:8332", false).await, ok);
+        assert_eq!(call("0.0.0.0:8332", true).await, ok);
+        let refused = call("0.0.0.0:8332", false).await;
+        assert_eq!(refused, (http::StatusCode::UNAUTHORIZED, false));
+    }
+
     #[test]
     fn the_failure_record_is_bounded() {
         let mut failures = FailedLogins::default();
