@@ -3,7 +3,9 @@
 //!
 //! Accepts the cookie credentials and, when configured, a user/password pair. Everything else
 //! (missing, malformed or wrong credentials) gets HTTP 401 before any JSON is parsed. The
-//! WebSocket upgrade is an HTTP request too, so it is covered by the same check.
+//! WebSocket upgrade is an HTTP request too, so it is covered by the same check. Plain HTTP
+//! routes (`http_routes`, e.g. `GET /metrics`) are offered each request first, with the
+//! outcome of the credential check, and make their own decision.
 //!
 //! Owns the record of failed logins per source IP address: after `MAX_AUTH_FAILURES` within
 //! `AUTH_FAILURE_WINDOW`, that address's failed attempts are answered HTTP 429 after
