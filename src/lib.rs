@@ -8,6 +8,7 @@ pub mod datadir;
 pub mod devnet;
 pub mod encoding;
 pub mod mempool;
+pub mod metrics;
 pub mod mining;
 pub mod net;
 pub mod node;

@@ -15,10 +15,12 @@ use super::store::{BlockStatus, IndexRecord, Store};
 use super::txindex::TxIndexer;
 use super::validation::{
     apply_block, check_block_stateless, check_coinbase, check_header_contextual,
-    check_header_stateless, check_signatures, precheck, touched_addresses, CheckedBlock,
+    check_header_stateless, check_signatures, check_signatures_observed, precheck,
+    touched_addresses, CheckedBlock,
 };
 use super::work::{block_work, work_to_bytes};
 use super::{ChainEvent, ChainTip};
+use crate::metrics::Metrics;
 use crate::params::NetworkParams;
 use crate::types::{Address, Block, Hash256, Header};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -150,6 +152,8 @@ pub struct Chain {
     events: broadcast::Sender<ChainEvent>,
     /// Follows the active chain with the transaction index (when the store keeps one).
     tx_indexer: Option<TxIndexer>,
+    /// The node's metrics, when it has any (tests and benchmarks run without).
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn invalid(hash: Hash256) -> impl FnOnce(BlockError) -> ChainError {
@@ -241,6 +245,7 @@ impl Chain {
             snapshot_tx,
             events,
             tx_indexer,
+            metrics: None,
         };
         chain.publish();
         chain.activate_best_chain()?;
@@ -285,6 +290,22 @@ impl Chain {
 
     pub fn index(&self) -> &BlockIndex {
         &self.index
+    }
+
+    /// Counts connects, reorgs, orphans and signature batches into `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        metrics.chain.orphan_blocks.set(self.orphans.len() as i64);
+        self.metrics = Some(metrics);
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    fn count_orphans(&self) {
+        if let Some(m) = &self.metrics {
+            m.chain.orphan_blocks.set(self.orphans.len() as i64);
+        }
     }
 
     pub fn orphan_count(&self) -> usize {
@@ -402,6 +423,7 @@ impl Chain {
         }
         if !self.index.contains(&checked.block().header.prev_hash) {
             self.orphans.insert(checked);
+            self.count_orphans();
             return Ok(SubmitOutcome::Orphan);
         }
         let started = Instant::now();
@@ -411,6 +433,7 @@ impl Chain {
         // this one: a failed parent makes them fail as descendants of an invalid block.
         if self.index.contains(&hash) {
             self.adopt_orphans(hash, now);
+            self.count_orphans();
         }
         let failures = self.activate_best_chain()?;
         accepted?;
@@ -535,8 +558,14 @@ impl Chain {
                 break;
             }
             let fork = self.index.fork_point(&best);
+            let mut depth = 0u64;
             while self.index.tip() != fork {
                 self.disconnect_tip()?;
+                depth += 1;
+            }
+            if let (Some(m), true) = (&self.metrics, depth > 0) {
+                m.chain.reorgs.inc();
+                m.chain.reorg_depth.observe(depth as f64);
             }
             for hash in self.index.path_from(&fork, &best) {
                 match self.connect(&hash) {
@@ -566,7 +595,13 @@ impl Chain {
         let verified_before = matches!(entry.status, BlockStatus::Valid | BlockStatus::Checked);
         if !verified_before && !signatures_checked {
             let started = Instant::now();
-            let checked = check_signatures(self.params, &block, self.options.verify_threads);
+            let checked = check_signatures_observed(
+                self.params,
+                &block,
+                self.options.verify_threads,
+                None,
+                self.metrics.as_ref().map(|m| &*m.signatures),
+            );
             self.stats.signatures += started.elapsed();
             checked.map_err(ConnectError::Invalid)?;
         }
@@ -584,6 +619,12 @@ impl Chain {
         self.stats.commits += applied.elapsed();
         self.stats.blocks_connected += 1;
         self.stats.transactions_connected += block.transactions.len() as u64;
+        if let Some(m) = &self.metrics {
+            m.chain.blocks_connected.inc();
+            m.chain
+                .transactions_connected
+                .inc_by(block.transactions.len() as u64);
+        }
         self.index.set_status(hash, BlockStatus::Valid);
         self.index.push_active(*hash);
         self.publish();
@@ -604,6 +645,9 @@ impl Chain {
         self.store.disconnect(&hash, height, &block)?;
         self.stats.commits += started.elapsed();
         self.stats.blocks_disconnected += 1;
+        if let Some(m) = &self.metrics {
+            m.chain.blocks_disconnected.inc();
+        }
         self.index.pop_active();
         self.publish();
         let _ = self

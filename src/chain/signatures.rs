@@ -35,6 +35,7 @@
 //! never produce. Code that must agree with block validity (the mempool) calls
 //! `verify_transfer_signature`.
 
+use crate::metrics::SignatureMetrics;
 use crate::types::{NetworkMagic, Transfer};
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -209,6 +210,23 @@ pub fn verify_transfer_signature(transfer: &Transfer, magic: NetworkMagic) -> bo
 /// Verifies a run of transfers on one thread as one batch; on failure, finds the first bad
 /// one individually. Returns the index (into `transfers`) of the first bad signature.
 pub fn verify_chunk(transfers: &[&Transfer], magic: NetworkMagic) -> Result<(), usize> {
+    verify_chunk_observed(transfers, magic, None)
+}
+
+/// `verify_chunk`, reporting the batch to `metrics` (counters only: this stays pure).
+fn verify_chunk_observed(
+    transfers: &[&Transfer],
+    magic: NetworkMagic,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<(), usize> {
+    let result = verify_chunk_inner(transfers, magic);
+    if let Some(metrics) = metrics {
+        metrics.batch(transfers.len(), result.is_ok());
+    }
+    result
+}
+
+fn verify_chunk_inner(transfers: &[&Transfer], magic: NetworkMagic) -> Result<(), usize> {
     let mut prepared = Vec::with_capacity(transfers.len());
     for (i, t) in transfers.iter().enumerate() {
         match prepare(t, magic) {
@@ -239,9 +257,22 @@ pub fn verify_transfers(
     magic: NetworkMagic,
     threads: usize,
 ) -> Result<(), usize> {
+    verify_transfers_observed(transfers, magic, threads, None)
+}
+
+/// `verify_transfers`, reporting each thread's batch to `metrics`.
+pub fn verify_transfers_observed(
+    transfers: &[&Transfer],
+    magic: NetworkMagic,
+    threads: usize,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<(), usize> {
+    if transfers.is_empty() {
+        return Ok(());
+    }
     let threads = threads.max(1);
     if threads == 1 || transfers.len() < MIN_PARALLEL_BATCH {
-        return verify_chunk(transfers, magic);
+        return verify_chunk_observed(transfers, magic, metrics);
     }
     let chunk_len = transfers.len().div_ceil(threads);
     let results: Vec<Result<(), usize>> = std::thread::scope(|scope| {
@@ -250,10 +281,12 @@ pub fn verify_transfers(
         let (_, first) = chunks.next().expect("at least one transfer");
         let handles: Vec<_> = chunks
             .map(|(n, chunk)| {
-                scope.spawn(move || verify_chunk(chunk, magic).map_err(|i| n * chunk_len + i))
+                scope.spawn(move || {
+                    verify_chunk_observed(chunk, magic, metrics).map_err(|i| n * chunk_len + i)
+                })
             })
             .collect();
-        let mut results = vec![verify_chunk(first, magic)];
+        let mut results = vec![verify_chunk_observed(first, magic, metrics)];
         for handle in handles {
             // A panic inside the verifier is a bug; treat the chunk as failed, not as valid.
             results.push(handle.join().unwrap_or(Err(0)));

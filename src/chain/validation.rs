@@ -9,6 +9,7 @@ use super::error::BlockError;
 use super::signatures;
 use super::state::{Account, AccountView};
 use super::work::{is_retarget_height, retarget_bits};
+use crate::metrics::SignatureMetrics;
 use crate::params::{NetworkParams, BLOCK_VERSION, MAX_FUTURE_BLOCK_TIME_SECS};
 use crate::types::block::MAX_BLOCK_SIZE;
 use crate::types::pow::{hash_meets_target, target_from_compact};
@@ -213,6 +214,17 @@ pub fn check_signatures_except(
     threads: usize,
     known: Option<&dyn VerifiedTransactions>,
 ) -> Result<(), BlockError> {
+    check_signatures_observed(params, block, threads, known, None)
+}
+
+/// `check_signatures_except`, reporting each verification batch to `metrics`.
+pub fn check_signatures_observed(
+    params: &NetworkParams,
+    block: &Block,
+    threads: usize,
+    known: Option<&dyn VerifiedTransactions>,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<(), BlockError> {
     let skip: Vec<bool> = match known {
         Some(known) => {
             let txids: Vec<Hash256> = block.transactions.iter().map(Transaction::txid).collect();
@@ -230,7 +242,7 @@ pub fn check_signatures_except(
             }
         }
     }
-    signatures::verify_transfers(&transfers, params.magic, threads).map_err(|i| {
+    signatures::verify_transfers_observed(&transfers, params.magic, threads, metrics).map_err(|i| {
         BlockError::BadSignature {
             index: positions.get(i).copied().unwrap_or(0),
         }
@@ -406,10 +418,22 @@ pub fn precheck_except(
     signature_threads: Option<usize>,
     known: Option<&dyn VerifiedTransactions>,
 ) -> Result<CheckedBlock, (Hash256, BlockError)> {
+    precheck_observed(params, block, signature_threads, known, None)
+}
+
+/// `precheck_except`, reporting each signature batch to `metrics`.
+pub fn precheck_observed(
+    params: &NetworkParams,
+    block: Block,
+    signature_threads: Option<usize>,
+    known: Option<&dyn VerifiedTransactions>,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<CheckedBlock, (Hash256, BlockError)> {
     let hash = block.hash();
     let summary = check_block_arrival(params, &block, &hash).map_err(|e| (hash, e))?;
     if let Some(threads) = signature_threads {
-        check_signatures_except(params, &block, threads, known).map_err(|e| (hash, e))?;
+        check_signatures_observed(params, &block, threads, known, metrics)
+            .map_err(|e| (hash, e))?;
     }
     Ok(CheckedBlock {
         block,

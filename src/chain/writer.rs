@@ -11,8 +11,9 @@
 use super::chainstate::{Chain, SubmitOutcome, TipSnapshot, VerifyReport};
 use super::error::ChainError;
 use super::reader::ChainReader;
-use super::validation::{precheck_except, CheckedBlock, VerifiedTransactions};
+use super::validation::{precheck_observed, CheckedBlock, VerifiedTransactions};
 use super::{ChainEvent, ChainTip};
+use crate::metrics::Metrics;
 use crate::params::NetworkParams;
 use crate::types::{Block, Hash256};
 use std::sync::{Arc, OnceLock};
@@ -72,6 +73,8 @@ pub struct ChainHandle {
     prechecks: Arc<Semaphore>,
     verify_threads: usize,
     verified: Arc<OnceLock<Arc<dyn VerifiedTransactions>>>,
+    /// The chain's metrics (signature batches of blocks checked off the writer count too).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The writer thread; `join` waits for it to end (after `ChainHandle::shutdown`).
@@ -100,6 +103,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
         prechecks: Arc::new(Semaphore::new(PRECHECK_CONCURRENCY)),
         verify_threads: chain.options().verify_threads,
         verified: Arc::new(OnceLock::new()),
+        metrics: chain.metrics().cloned(),
     };
     let thread = std::thread::Builder::new()
         .name("chain-writer".into())
@@ -213,8 +217,10 @@ impl ChainHandle {
                 .map_err(|_| ChainError::WriterStopped)?;
             let (params, threads) = (self.params, self.verify_threads);
             let known = self.verified.get().cloned();
+            let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
-                precheck_except(params, block, Some(threads), known.as_deref())
+                let signatures = metrics.as_ref().map(|m| &*m.signatures);
+                precheck_observed(params, block, Some(threads), known.as_deref(), signatures)
             })
             .await
             .map_err(|_| ChainError::WriterStopped)?

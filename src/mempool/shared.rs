@@ -9,9 +9,10 @@
 
 use super::error::MempoolError;
 use super::pool::{Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
-use crate::chain::signatures::verify_transfers;
+use crate::chain::signatures::verify_transfers_observed;
 use crate::chain::state::{Account, AccountView};
 use crate::chain::{ChainEvent, ChainHandle};
+use crate::metrics::SignatureMetrics;
 use crate::types::{Address, Block, NetworkMagic, Transaction, Transfer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,6 +126,10 @@ pub struct SharedMempool {
     magic: NetworkMagic,
     events: broadcast::Sender<AdmittedTx>,
     removals: broadcast::Sender<RemovedTxs>,
+    /// Where signature batches are counted, when the node has metrics (only these handles:
+    /// the registry's scrape-time refreshers hold a pool clone, so holding the registry
+    /// would make a cycle).
+    signature_metrics: Option<Arc<SignatureMetrics>>,
 }
 
 impl SharedMempool {
@@ -137,7 +142,15 @@ impl SharedMempool {
             magic,
             events,
             removals,
+            signature_metrics: None,
         }
+    }
+
+    /// Counts this pool's signature batches into `metrics` (set before the pool is cloned
+    /// out: clones made earlier keep counting nowhere).
+    pub fn with_signature_metrics(mut self, metrics: Arc<SignatureMetrics>) -> SharedMempool {
+        self.signature_metrics = Some(metrics);
+        self
     }
 
     /// The pool, for a short synchronous look or change. Never hold it across `.await`.
@@ -208,7 +221,8 @@ impl SharedMempool {
         let mut bad = vec![false; transfers.len()];
         let mut start = 0;
         while start < transfers.len() {
-            match verify_transfers(&transfers[start..], self.magic, threads) {
+            let metrics = self.signature_metrics.as_deref();
+            match verify_transfers_observed(&transfers[start..], self.magic, threads, metrics) {
                 Ok(()) => break,
                 Err(j) => {
                     bad[start + j] = true;

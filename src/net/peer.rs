@@ -8,6 +8,7 @@
 
 use super::error::PeerError;
 use super::tls::{self, TlsIdentity};
+use crate::metrics::Metrics;
 use crate::protocol::{DialId, DialTarget, PeerId};
 use crate::types::{NetworkMagic, NodeId};
 use crate::wire::{Message, MessageCodec, WireError};
@@ -160,12 +161,15 @@ pub struct PeerContext {
     pub tls: TlsIdentity,
     pub events: mpsc::Sender<PeerEvent>,
     pub budget: HeldBudget,
+    /// The node's traffic counters (per command, lock-free), beside the per-peer ones.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Counts frame bytes per command on both directions around the message codec.
 struct CountingCodec {
     inner: MessageCodec,
     stats: Arc<Mutex<PeerStats>>,
+    metrics: Arc<Metrics>,
     /// Bytes consumed since the last whole message (a frame may arrive over several reads).
     partial: usize,
     /// Frame bytes of the message `decode` returned last.
@@ -183,6 +187,7 @@ impl tokio_util::codec::Decoder for CountingCodec {
         if let Ok(Some(message)) = &result {
             let bytes = std::mem::take(&mut self.partial) as u64;
             self.last_frame_bytes = bytes as usize;
+            self.metrics.net.received(message.command(), bytes);
             let mut stats = self.stats.lock().expect("stats lock");
             stats.bytes_recv += bytes;
             *stats
@@ -203,10 +208,12 @@ impl tokio_util::codec::Encoder<Message> for CountingCodec {
     type Error = WireError;
 
     fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), WireError> {
-        let name = message.command().name();
+        let command = message.command();
+        let name = command.name();
         let before = dst.len();
         self.inner.encode(message, dst)?;
         let bytes = (dst.len() - before) as u64;
+        self.metrics.net.sent(command, bytes);
         let mut stats = self.stats.lock().expect("stats lock");
         stats.bytes_sent += bytes;
         *stats.sent_per_msg.entry(name).or_default() += bytes;
@@ -392,6 +399,7 @@ async fn run_session<S>(
     let codec = CountingCodec {
         inner: MessageCodec::new(ctx.magic),
         stats,
+        metrics: ctx.metrics.clone(),
         partial: 0,
         last_frame_bytes: 0,
     };
@@ -520,6 +528,7 @@ mod tests {
             tls: TlsIdentity::new(&ours).unwrap(),
             events: events_tx,
             budget: HeldBudget::default(),
+            metrics: Arc::default(),
         });
         let target = DialTarget {
             host: addr.ip().to_string(),
@@ -561,6 +570,7 @@ mod tests {
             tls: TlsIdentity::new(&identity).unwrap(),
             events: events_tx,
             budget: HeldBudget::new(64 * 1024 * 1024, per_peer),
+            metrics: Arc::default(),
         });
         let (ours, theirs) = tokio::io::duplex(1 << 20);
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();

@@ -17,6 +17,7 @@ use crate::chain::{ChainError, ChainEvent, ChainHandle, SubmitOutcome};
 use crate::config::PeerSpec;
 use crate::mempool::shared::AdmittedTx;
 use crate::mempool::{MempoolError, SharedMempool};
+use crate::metrics::Metrics;
 use crate::protocol::bans::BanTarget;
 use crate::protocol::headers::HeaderTree;
 use crate::protocol::io::Announceable;
@@ -235,6 +236,10 @@ struct LivePeer {
     stop: CancellationToken,
     tls_version: String,
     tls_cipher: String,
+    /// Its `ConnType` name once the core took it into its peer table (`noded_peers`).
+    conn_type: Option<&'static str>,
+    /// Why the node ended it, once it asked (`noded_peer_disconnects_total`).
+    ended_by: Option<&'static str>,
 }
 
 pub struct NetService {
@@ -290,6 +295,9 @@ pub struct NetService {
 impl NetService {
     /// Builds the service. `manual` are --addnode/--connect peers; the network magic is the
     /// chain's. The handle carries the peer counts the service publishes.
+    // Every argument is a distinct part `node` hands over; a struct of them would only rename
+    // this list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         tls: TlsIdentity,
         core: Core,
@@ -298,6 +306,7 @@ impl NetService {
         discovery: Discovery,
         chain: ChainHandle,
         mempool: SharedMempool,
+        metrics: Arc<Metrics>,
     ) -> (NetService, NetHandle) {
         // Subscribed before the tree is read: a block connected in between is seen twice,
         // which the core takes in its stride, rather than not at all.
@@ -350,6 +359,7 @@ impl NetService {
                 tls,
                 events: events_tx,
                 budget: peer::HeldBudget::default(),
+                metrics,
             }),
             writer: Some(writer),
             discovery,
@@ -582,6 +592,8 @@ impl NetService {
                         stop,
                         tls_version,
                         tls_cipher,
+                        conn_type: None,
+                        ended_by: None,
                     },
                 );
                 Input::Connected {
@@ -607,6 +619,11 @@ impl NetService {
             PeerEvent::Closed { peer, reason } => {
                 self.settle_pending(peer);
                 if let Some(live) = self.live.remove(&peer) {
+                    let metrics = &self.ctx.metrics.net;
+                    if let Some(conn_type) = live.conn_type {
+                        metrics.peer_gone(conn_type);
+                    }
+                    metrics.disconnected(live.ended_by.unwrap_or("connection_lost"));
                     let stats = live.stats.lock().expect("stats lock").clone();
                     self.totals
                         .closed_sent
@@ -758,11 +775,13 @@ impl NetService {
         for output in outputs {
             match output {
                 Output::Send(peer, message) => {
-                    let Some(live) = self.live.get(&peer) else {
+                    let Some(live) = self.live.get_mut(&peer) else {
                         continue;
                     };
                     if let Err(mpsc::error::TrySendError::Full(_)) = live.outbox.try_send(message) {
-                        tracing::info!(peer, reason = %crate::protocol::DisconnectReason::SlowPeer, "stopping peer");
+                        let reason = crate::protocol::DisconnectReason::SlowPeer;
+                        tracing::info!(peer, %reason, "stopping peer");
+                        live.ended_by.get_or_insert(disconnect_label(&reason));
                         live.stop.cancel();
                     }
                 }
@@ -775,6 +794,7 @@ impl NetService {
                     }
                     if let Some(live) = self.live.get_mut(&peer) {
                         live.quiet |= routine;
+                        live.ended_by.get_or_insert(disconnect_label(&reason));
                         live.stop.cancel();
                     }
                 }
@@ -797,6 +817,7 @@ impl NetService {
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::Event(event) => {
+                    self.count_event(&event);
                     log_event(&event);
                     if let Some(notice) = notice_of(&event) {
                         let _ = self.notices.send(notice);
@@ -817,6 +838,29 @@ impl NetService {
                         tracing::debug!("peer store busy: a save waits for a later turn");
                     }
                 }
+            }
+        }
+    }
+
+    /// The protocol events the metrics follow: peers joining the table, handshakes, bans.
+    fn count_event(&mut self, event: &Event) {
+        let metrics = &self.ctx.metrics.net;
+        match event {
+            Event::PeerConnected {
+                peer, conn_type, ..
+            } => {
+                if let Some(live) = self.live.get_mut(peer) {
+                    if live.conn_type.is_none() {
+                        live.conn_type = Some(conn_type.name());
+                        metrics.peer_connected(conn_type.name());
+                    }
+                }
+            }
+            Event::PeerNegotiated { .. } => {
+                metrics.handshakes.inc();
+            }
+            Event::Banned { .. } => {
+                metrics.bans.inc();
             }
         }
     }
@@ -1260,6 +1304,33 @@ fn notice_of(event: &Event) -> Option<PeerNotice> {
     }
 }
 
+/// A disconnect reason as a `noded_peer_disconnects_total` label (`metrics::DISCONNECT_REASONS`).
+fn disconnect_label(reason: &crate::protocol::DisconnectReason) -> &'static str {
+    use crate::protocol::DisconnectReason as R;
+    match reason {
+        R::HandshakeTimeout => "handshake_timeout",
+        R::PingTimeout => "ping_timeout",
+        R::Inactivity => "inactivity",
+        R::SelfConnection => "self_connection",
+        R::DuplicateNodeId => "duplicate",
+        R::Banned => "banned",
+        R::Misbehaviour(_) => "misbehaviour",
+        R::ObsoleteVersion(_) => "obsolete_version",
+        R::WrongNetwork => "wrong_network",
+        R::Evicted => "evicted",
+        R::TooManyConnections => "too_many_connections",
+        R::TooManyFromIp => "too_many_from_ip",
+        R::Requested => "requested",
+        R::NodeIdMismatch => "node_id_mismatch",
+        R::FeelerDone => "feeler_done",
+        R::Stalling => "stalling",
+        R::MutatedBlock => "mutated_block",
+        R::HeadersChanged => "headers_changed",
+        R::SlowPeer => "slow_peer",
+        R::Closed(_) => "closed",
+    }
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::PeerConnected {
@@ -1330,4 +1401,47 @@ pub async fn resolve_dns_seeds(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::bans::Misbehaviour;
+    use crate::protocol::DisconnectReason as R;
+
+    #[test]
+    fn every_disconnect_reason_has_a_metrics_label() {
+        let reasons = [
+            R::HandshakeTimeout,
+            R::PingTimeout,
+            R::Inactivity,
+            R::SelfConnection,
+            R::DuplicateNodeId,
+            R::Banned,
+            R::Misbehaviour(Misbehaviour::MalformedFrame),
+            R::ObsoleteVersion(1),
+            R::WrongNetwork,
+            R::Evicted,
+            R::TooManyConnections,
+            R::TooManyFromIp,
+            R::Requested,
+            R::NodeIdMismatch,
+            R::FeelerDone,
+            R::Stalling,
+            R::MutatedBlock,
+            R::HeadersChanged,
+            R::SlowPeer,
+            R::Closed("eof".into()),
+        ];
+        let mut labels: Vec<&str> = reasons.iter().map(disconnect_label).collect();
+        for label in &labels {
+            assert!(
+                crate::metrics::DISCONNECT_REASONS.contains(label),
+                "{label}"
+            );
+        }
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), reasons.len(), "one label per reason");
+    }
 }

@@ -10,7 +10,9 @@ use crate::chain::{writer as chain_writer, Chain, ChainError, ChainOptions};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, COOKIE_USER};
 use crate::mempool::{follow_chain, Mempool, MempoolConfig, SharedMempool};
+use crate::metrics::Metrics;
 use crate::mining::services::Services;
+use crate::net::counts::PeerCounts;
 use crate::net::identity::{Identity, IdentityError};
 use crate::net::service::{Discovery, LanSettings, NetService};
 use crate::net::store::{PeerStore, PeerStoreError};
@@ -20,6 +22,7 @@ use crate::protocol::addrman::AddrMan;
 use crate::protocol::{Core, CoreConfig};
 use crate::rpc::auth::AuthLayer;
 use crate::rpc::chain::chain_rpc_module_with_mempool;
+use crate::rpc::http_routes::HttpRoutes;
 use crate::rpc::mempool::mempool_rpc_module;
 use crate::rpc::mining::mining_rpc_module;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
@@ -27,6 +30,7 @@ use crate::rpc::server::{self, RpcContext, RpcStartError};
 use crate::rpc::subscriptions::subscription_rpc_module;
 use crate::rpc::wallet::wallet_rpc_module;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -118,12 +122,16 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         max_pending_blocks: config.state_flush_blocks,
         ..ChainOptions::default()
     };
-    let chain = Chain::open(&chain_path, params, options)?;
+    let mut chain = Chain::open(&chain_path, params, options)?;
+    // One registry per node, handed to the parts that count into it.
+    let metrics = Arc::new(Metrics::new());
+    chain.set_metrics(metrics.clone());
     let (chain_handle, chain_thread) = chain_writer::spawn(chain);
 
     // The mempool follows the chain from before anything can submit a block (the miner, RPC,
     // peers), so it sees every connect and disconnect.
-    let mempool = SharedMempool::new(Mempool::new(mempool_config(&config), params.magic));
+    let mempool = SharedMempool::new(Mempool::new(mempool_config(&config), params.magic))
+        .with_signature_metrics(metrics.signatures.clone());
     let mempool_follower = tokio::spawn(follow_chain(
         mempool.clone(),
         chain_handle.clone(),
@@ -144,8 +152,10 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         discovery,
         chain_handle.clone(),
         mempool.clone(),
+        metrics.clone(),
     );
     let peer_counts = net_handle.counts.clone();
+    scrape_sources(&metrics, &chain_handle, &mempool, &peer_counts);
     let net_methods = NetRpc::new(
         net_handle.clone(),
         NetFacts {
@@ -170,11 +180,12 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         chain: chain_handle.tip_receiver(),
         peers: peer_counts.clone(),
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
     };
     let (rpc_handle, rpc_addr) = match server::start(
         config.rpc_addr,
         config.rpc_max_batch,
-        AuthLayer::new(credentials),
+        AuthLayer::new(credentials).with_routes(HttpRoutes::new(metrics.clone(), config.rpc_addr)),
         ctx,
         vec![
             net_methods.into(),
@@ -265,6 +276,47 @@ async fn wait_for_shutdown(shutdown: &CancellationToken) -> Result<(), NodeError
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// The gauges read at scrape time rather than kept current: the tip and best header (a watch
+/// channel and an atomic), and the mempool's size (one short look under its lock). The
+/// refreshers hold gauge handles, not the registry, so nothing here is a reference cycle.
+fn scrape_sources(
+    metrics: &Metrics,
+    chain: &chain_writer::ChainHandle,
+    mempool: &SharedMempool,
+    peers: &Arc<PeerCounts>,
+) {
+    let (tip, peers) = (chain.tip_receiver(), peers.clone());
+    let (tip_height, header_height) = (
+        metrics.chain.tip_height.clone(),
+        metrics.chain.header_height.clone(),
+    );
+    metrics.on_scrape(move || {
+        let tip = *tip.borrow();
+        let headers = peers.headers.load(Ordering::Relaxed).max(tip.header_height);
+        tip_height.set(saturating_i64(tip.height));
+        header_height.set(saturating_i64(headers.max(tip.height)));
+    });
+    let pool = mempool.clone();
+    let (txs, bytes, future) = (
+        metrics.mempool.transactions.clone(),
+        metrics.mempool.bytes.clone(),
+        metrics.mempool.future_transactions.clone(),
+    );
+    metrics.on_scrape(move || {
+        let (len, size, waiting) = {
+            let pool = pool.lock();
+            (pool.len(), pool.bytes(), pool.future_len())
+        };
+        txs.set(saturating_i64(len as u64));
+        bytes.set(saturating_i64(size as u64));
+        future.set(saturating_i64(waiting as u64));
+    });
+}
+
+fn saturating_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// The mempool's limits from the node's configuration; the rest are the pool's defaults.

@@ -3,7 +3,9 @@
 //!
 //! Accepts the cookie credentials and, when configured, a user/password pair. Everything else
 //! (missing, malformed or wrong credentials) gets HTTP 401 before any JSON is parsed. The
-//! WebSocket upgrade is an HTTP request too, so it is covered by the same check.
+//! WebSocket upgrade is an HTTP request too, so it is covered by the same check. Plain HTTP
+//! routes (`http_routes`, e.g. `GET /metrics`) are offered each request first, with the
+//! outcome of the credential check, and make their own decision.
 //!
 //! Owns the record of failed logins per source IP address: after `MAX_AUTH_FAILURES` within
 //! `AUTH_FAILURE_WINDOW`, that address's failed attempts are answered HTTP 429 after
@@ -18,6 +20,7 @@
 //! secret and another site's page cannot ride on it. The dashboard's static assets (and
 //! nothing else) are served without credentials.
 
+use super::http_routes::HttpRoutes;
 use base64::Engine;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use std::collections::{HashMap, VecDeque};
@@ -138,6 +141,8 @@ pub struct AuthLayer {
     accepted: Arc<Vec<Vec<u8>>>,
     failures: Arc<Mutex<FailedLogins>>,
     sessions: Arc<Mutex<Sessions>>,
+    /// Plain HTTP routes answered here, before jsonrpsee (`http_routes`).
+    routes: Option<Arc<HttpRoutes>>,
 }
 
 /// One address's failed logins in the current window.
@@ -227,7 +232,14 @@ impl AuthLayer {
             accepted: Arc::new(accepted),
             failures: Arc::default(),
             sessions: Arc::default(),
+            routes: None,
         }
+    }
+
+    /// Answers `routes` before JSON-RPC; each route makes its own auth decision.
+    pub fn with_routes(mut self, routes: HttpRoutes) -> Self {
+        self.routes = Some(Arc::new(routes));
+        self
     }
 
     /// The check in front of `inner` for one connection from `peer`.
@@ -364,6 +376,11 @@ where
             }
         }
         let signed_in = self.layer.allows(headers.get(http::header::AUTHORIZATION));
+        if let Some(routes) = &self.layer.routes {
+            if let Some(response) = routes.respond(&request, signed_in) {
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        }
         if path == "/session" {
             if request.method() == http::Method::GET {
                 let live = self.layer.has_session(headers);
@@ -419,6 +436,40 @@ mod tests {
         assert_eq!(failures.record(b, t0), Verdict::Refuse, "another address");
         let later = t0 + AUTH_FAILURE_WINDOW;
         assert_eq!(failures.record(a, later), Verdict::Refuse, "a new window");
+    }
+
+    /// `/metrics` through the whole `Auth` service: the route answers before the inner
+    /// (JSON-RPC) service, and only where the bind and the credentials allow it.
+    #[tokio::test]
+    async fn metrics_route_follows_the_bind_address_through_the_auth_service() {
+        use tower::{Service, ServiceExt};
+        let b64 = base64::engine::general_purpose::STANDARD.encode("__cookie__:abc");
+        let call = |bind: &str, credentials: bool| {
+            let routes = HttpRoutes::new(Arc::default(), bind.parse().unwrap());
+            let layer = AuthLayer::new([("__cookie__", "abc")]).with_routes(routes);
+            let inner = tower::service_fn(|_: HttpRequest<()>| async {
+                Ok::<_, BoxError>(HttpResponse::new(HttpBody::from("json-rpc")))
+            });
+            let mut request = http::Request::builder().uri("/metrics");
+            if credentials {
+                request = request.header(http::header::AUTHORIZATION, format!("Basic {b64}"));
+            }
+            let request = request.body(()).unwrap();
+            let mut service = layer.service(inner, "10.0.0.9".parse().unwrap());
+            async move {
+                let response = service.ready().await.unwrap().call(request).await.unwrap();
+                let metrics = response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v == crate::metrics::CONTENT_TYPE);
+                (response.status(), metrics)
+            }
+        };
+        let ok = (http::StatusCode::OK, true);
+        assert_eq!(call("127.0.0.1:8332", false).await, ok);
+        assert_eq!(call("0.0.0.0:8332", true).await, ok);
+        let refused = call("0.0.0.0:8332", false).await;
+        assert_eq!(refused, (http::StatusCode::UNAUTHORIZED, false));
     }
 
     #[test]

@@ -5,13 +5,16 @@
 
 use super::auth::AuthLayer;
 use super::error::RpcError;
+use super::metrics_layer::RpcTiming;
 use crate::chain::ChainTip;
+use crate::metrics::Metrics;
 use crate::net::counts::PeerCounts;
 use crate::params::Network;
 use crate::types::block::MAX_BLOCK_SIZE;
 use crate::types::{Hash256, NodeId};
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, HttpRequest, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -47,6 +50,8 @@ pub struct RpcContext {
     pub chain: watch::Receiver<ChainTip>,
     pub peers: Arc<PeerCounts>,
     pub shutdown: CancellationToken,
+    /// Where calls are counted and timed per method (`metrics_layer`).
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -293,13 +298,18 @@ pub async fn start(
         rpc_addr: bound.to_string(),
         p2p_addr: ctx.p2p_addr.map(|a| a.to_string()),
     };
+    let metrics = ctx.metrics.clone();
     let rpc = NodeRpc { ctx, fixed };
     let mut methods: jsonrpsee::Methods = rpc.into_rpc().into();
     for more in extra {
         methods.merge(more)?;
     }
+    metrics.rpc.register_methods(methods.method_names());
     let builder = Server::builder()
         .set_config(config)
+        .set_rpc_middleware(
+            RpcServiceBuilder::new().layer_fn(move |inner| RpcTiming::new(inner, metrics.clone())),
+        )
         .set_http_middleware(tower::ServiceBuilder::new().map_request(assume_json_body))
         .to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();
