@@ -8,9 +8,13 @@ pub mod auth;
 pub mod chain;
 pub mod client;
 pub mod error;
+pub mod gate;
+pub mod help;
+pub mod legacy;
 pub mod mempool;
 pub mod mining;
 pub mod net;
+pub mod params;
 pub mod server;
 pub mod wallet;
 
