@@ -41,13 +41,7 @@ enum Command {
         #[arg(long, value_name = "USER", requires = "rpcpassword")]
         rpcuser: Option<String>,
         /// Password for --rpcuser
-        #[arg(
-            long,
-            value_name = "PASSWORD",
-            env = "NODED_RPCPASSWORD",
-            hide_env_values = true,
-            requires = "rpcuser"
-        )]
+        #[arg(long, value_name = "PASSWORD", requires = "rpcuser")]
         rpcpassword: Option<String>,
         /// Method name, e.g. getinfo
         method: String,

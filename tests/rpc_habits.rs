@@ -358,6 +358,11 @@ fn noded_rpc_prints_the_error_data_and_the_usage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("getblockcount takes no arguments"), "{err}");
     assert!(err.contains("usage: noded rpc getblockcount\n"), "{err}");
+    assert_eq!(
+        err.matches("getblockcount").count(),
+        2,
+        "message and usage once each: {err}"
+    );
 }
 
 #[test]
@@ -390,15 +395,22 @@ fn noded_rpc_takes_bitcoin_cli_connection_flags() {
 fn noded_rpc_exits_quietly_when_the_reader_closes_the_pipe() {
     let node = TestNode::start(&[]);
     let mut child = Command::new(BIN)
-        .args(["rpc", "--datadir", node.datadir.to_str().unwrap(), "help"])
+        // About 70 kB of block hashes: more than a pipe holds.
+        .args([
+            "rpc",
+            "--datadir",
+            node.datadir.to_str().unwrap(),
+            "generate",
+            "1000",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
-    // A one-page pipe: help (several kB) cannot fit, so the client is still writing when the
-    // reader goes, as with `| head -c 10`.
+    // A one-page pipe besides: the client is surely still writing when the reader goes, as
+    // with `| head -c 10`.
     {
         use std::os::fd::AsRawFd;
         let fd = stdout.as_raw_fd();

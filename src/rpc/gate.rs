@@ -81,7 +81,8 @@ fn positional_count(params: Option<&RawValue>) -> Option<usize> {
         .map(|v| v.len())
 }
 
-/// The invalid-params error for a call with too many arguments, if it has them.
+/// The invalid-params error for a call with too many arguments, if it has them. No `data`:
+/// the message says it all, and `noded rpc` adds the usage line itself.
 pub fn arity_error(
     method: &str,
     params: Option<&RawValue>,
@@ -93,7 +94,7 @@ pub fn arity_error(
         ErrorObject::owned(
             ErrorCode::InvalidParams.code(),
             help.too_many_args(given),
-            Some(help.usage()),
+            None::<()>,
         )
     })
 }
