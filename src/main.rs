@@ -4,8 +4,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use noded::config::{Config, LogFormat, NodeArgs};
 use noded::rpc::client;
+use noded::rpc::server::LogControl;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -23,11 +26,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Call a JSON-RPC method of the noded running on a datadir, print the result
+    /// Call a JSON-RPC method of a running noded, print the result
     Rpc {
-        /// The running node's data directory [default: ~/.noded]
+        /// The running node's data directory, for its address and cookie [default: ~/.noded]
         #[arg(long, env = "NODED_DATADIR", value_name = "DIR")]
         datadir: Option<PathBuf>,
+        /// Node to call: host, ip or host:port (as bitcoin-cli -rpcconnect) [default: 127.0.0.1]
+        #[arg(long, value_name = "HOST")]
+        rpcconnect: Option<String>,
+        /// RPC port [default: the host:port given, else the datadir's, else 8332]
+        #[arg(long, value_name = "PORT")]
+        rpcport: Option<u16>,
+        /// User name for --rpcpassword (instead of the datadir's cookie)
+        #[arg(long, value_name = "USER", requires = "rpcpassword")]
+        rpcuser: Option<String>,
+        /// Password for --rpcuser
+        #[arg(long, value_name = "PASSWORD", requires = "rpcuser")]
+        rpcpassword: Option<String>,
         /// Method name, e.g. getinfo
         method: String,
         /// Parameters; each is read as JSON if it parses, else as a string
@@ -80,9 +95,21 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Rpc {
             datadir,
+            rpcconnect,
+            rpcport,
+            rpcuser,
+            rpcpassword,
             method,
             params,
-        }) => run_rpc(datadir, &method, &params),
+        }) => {
+            let target = RpcTarget {
+                datadir,
+                connect: rpcconnect,
+                port: rpcport,
+                user: rpcuser.zip(rpcpassword),
+            };
+            run_rpc(target, &method, &params)
+        }
         Some(Command::Devnet {
             nodes,
             topology,
@@ -94,8 +121,8 @@ fn main() -> ExitCode {
         })
         .map_err(Into::into),
         Some(Command::Keygen { out }) => noded::wallet::keygen_command(out.as_deref())
-            .map(|text| println!("{text}"))
-            .map_err(Into::into),
+            .map_err(Into::into)
+            .and_then(|text| print_out(&text)),
         Some(Command::Signtx {
             key,
             to,
@@ -111,55 +138,212 @@ fn main() -> ExitCode {
             noded::types::Amount(fee),
             nonce,
         )
-        .map(|hex| println!("{hex}"))
-        .map_err(Into::into),
+        .map_err(Into::into)
+        .and_then(|hex| print_out(&hex)),
         None => run_node(cli.node),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`noded rpc ... | head`): nothing more to say to anyone.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_report(&e));
+            if let Some(usage) = usage_hint(&e) {
+                eprintln!("usage: noded rpc {usage}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, each once. thiserror messages often interpolate their source
+/// (`"cannot listen on {addr}: {source}"`) while also reporting it as `source()`, so printing
+/// the chain with `{:#}` said "Address already in use (os error 98)" twice; a cause whose
+/// text the message already holds is left out.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The usage line of the method a params error came from.
+fn usage_hint(e: &anyhow::Error) -> Option<String> {
+    let failed = e.downcast_ref::<RpcFailed>()?;
+    match &failed.error {
+        client::ClientError::Rpc { code, .. } if *code == client::INVALID_PARAMS => {
+            noded::rpc::server::method_help(&failed.method).map(|m| m.usage())
+        }
+        _ => None,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes `text` and a newline to stdout; a closed pipe is an error the caller treats as a
+/// quiet end (println! would panic on it).
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A failed call, with the method it was for (to show its usage).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+struct RpcFailed {
+    method: String,
+    error: client::ClientError,
+}
+
+/// Where `noded rpc` sends its call: bitcoin-cli's flags, else the datadir's files.
+struct RpcTarget {
+    datadir: Option<PathBuf>,
+    connect: Option<String>,
+    port: Option<u16>,
+    user: Option<(String, String)>,
+}
+
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
-    init_logging(&config);
+    let log = init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("noded")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(noded::node::run(config))?;
+    runtime.block_on(noded::node::run_with_log(config, Some(log)))?;
     Ok(())
 }
 
-fn init_logging(config: &Config) {
+fn init_logging(config: &Config) -> Arc<dyn LogControl> {
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&config.log_level)
         .expect("log level validated by Config");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // The format is chosen before the filter is made reloadable: the reload handle's type
+    // names the subscriber it filters.
     match config.log_format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => {
+            let builder = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Arc::new(ReloadableFilter(handle))
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Arc::new(ReloadableFilter(handle))
+        }
     }
 }
 
-fn run_rpc(datadir: Option<PathBuf>, method: &str, params: &[String]) -> anyhow::Result<()> {
-    let datadir = match datadir {
-        Some(d) => d,
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --datadir")?)
-            .join(".noded"),
-    };
-    let result = client::call_datadir(&datadir, method, client::params_from_args(params))?;
-    match result {
-        serde_json::Value::String(s) => println!("{s}"),
-        other => println!("{}", serde_json::to_string_pretty(&other)?),
+/// The `logging` RPC's hold on the process's log filter.
+struct ReloadableFilter<S>(tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>);
+
+impl<S: Send + Sync + 'static> LogControl for ReloadableFilter<S> {
+    fn filter(&self) -> String {
+        self.0
+            .with_current(|f| f.to_string())
+            .unwrap_or_else(|e| format!("(unavailable: {e})"))
     }
-    Ok(())
+
+    fn set_filter(&self, filter: &str) -> Result<(), String> {
+        let parsed = tracing_subscriber::EnvFilter::builder()
+            .parse(filter)
+            .map_err(|e| e.to_string())?;
+        self.0.reload(parsed).map_err(|e| e.to_string())
+    }
+}
+
+fn run_rpc(target: RpcTarget, method: &str, params: &[String]) -> anyhow::Result<()> {
+    let datadir = || -> anyhow::Result<PathBuf> {
+        Ok(match &target.datadir {
+            Some(d) => d.clone(),
+            None => {
+                PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --datadir")?)
+                    .join(".noded")
+            }
+        })
+    };
+    let params = client::params_from_args(params);
+    let flags_name_node = target.connect.is_some() || target.port.is_some();
+    let result = match (&target.user, flags_name_node) {
+        // bitcoin-cli style: everything on the command line, no datadir read.
+        (Some((user, password)), _) => {
+            let addr = client::resolve_addr(
+                target.connect.as_deref(),
+                target.port,
+                noded::params::MAIN.default_rpc_port,
+            )?;
+            client::call(addr, &format!("{user}:{password}"), method, params)
+        }
+        (None, true) => {
+            let (cookie, from_file) = noded::datadir::read_rpc_endpoint(&datadir()?)
+                .map_err(client::ClientError::from)?;
+            let addr =
+                client::resolve_addr(target.connect.as_deref(), target.port, from_file.port())?;
+            client::call(addr, &cookie, method, params)
+        }
+        (None, false) => client::call_datadir(&datadir()?, method, params),
+    }
+    .map_err(|error| RpcFailed {
+        method: method.to_string(),
+        error,
+    })?;
+    match result {
+        serde_json::Value::String(s) => print_out(&s),
+        other => print_out(&serde_json::to_string_pretty(&other)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:1: {source}")]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from_raw_os_error(98);
+        let e = anyhow::Error::from(Bind { source: io() });
+        let text = error_report(&e);
+        assert_eq!(text.matches("os error 98").count(), 1, "{text}");
+        // A cause the message does not mention is still shown.
+        let text = error_report(&anyhow::Error::from(Outer(io())));
+        assert!(
+            text.starts_with("outer: ") && text.contains("os error 98"),
+            "{text}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ fn rpc(node: &TestNode, method: &str, params: Value) -> Value {
 
 fn rpc_error(node: &TestNode, method: &str, params: Value) -> (i64, String) {
     match node.rpc(method, params) {
-        Err(ClientError::Rpc { code, message }) => (code, message),
+        Err(ClientError::Rpc { code, message, .. }) => (code, message),
         other => panic!("{method}: expected an error, got {other:?}"),
     }
 }

@@ -19,7 +19,7 @@ fn call(node: &TestNode, method: &str, params: Value) -> Value {
 /// The error code and message of a call that must fail.
 fn refusal(node: &TestNode, method: &str, params: Value) -> (i64, String) {
     match node.rpc(method, params.clone()) {
-        Err(ClientError::Rpc { code, message }) => (code, message),
+        Err(ClientError::Rpc { code, message, .. }) => (code, message),
         other => panic!("{method} {params} should fail, gave {other:?}"),
     }
 }

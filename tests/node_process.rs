@@ -123,7 +123,7 @@ fn unknown_method_and_bad_params_are_json_rpc_errors() {
         other => panic!("{other:?}"),
     }
     match node.rpc("help", json!(["nosuchmethod"])) {
-        Err(ClientError::Rpc { code, message }) => {
+        Err(ClientError::Rpc { code, message, .. }) => {
             assert_eq!(code, -8);
             assert!(message.contains("nosuchmethod"));
         }
@@ -152,7 +152,7 @@ fn every_method_in_help_is_served() {
     assert!(names.len() > 40, "{names:?}");
     for name in names.iter().filter(|n| *n != "stop") {
         // Wrong or missing params are fine; "method not found" is not.
-        if let Err(noded::rpc::client::ClientError::Rpc { code, message }) =
+        if let Err(noded::rpc::client::ClientError::Rpc { code, message, .. }) =
             node.rpc(name, json!(["x", "y", "z", "w"]))
         {
             assert_ne!(code, -32601, "{name} is in help but not served: {message}");

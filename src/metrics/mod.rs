@@ -55,6 +55,7 @@ pub const DISCONNECT_REASONS: &[&str] = &[
     "headers_changed",
     "slow_peer",
     "closed",
+    "network_off",
     "connection_lost",
     "other",
 ];

@@ -148,6 +148,8 @@ pub enum NetCommand {
     /// branch length.
     HeaderTips(Reply<Vec<(Hash256, u64, u64)>>),
     Ping(Reply<()>),
+    /// `setnetworkactive`: answers the state now.
+    SetNetworkActive(bool, Reply<bool>),
 }
 
 /// Header-only branches one getchaintips lists at most (a peer's side branches are bounded
@@ -755,6 +757,11 @@ impl NetService {
                 let _ = self.command(Command::PingAll);
                 let _ = reply.send(());
             }
+            NetCommand::SetNetworkActive(active, reply) => {
+                let _ = self.command(Command::SetNetworkActive(active));
+                tracing::info!(active, "network activity set over RPC");
+                let _ = reply.send(self.core.network_active());
+            }
         }
     }
 
@@ -875,6 +882,9 @@ impl NetService {
         self.counts
             .headers
             .store(self.core.headers().best_height(), Ordering::Relaxed);
+        self.counts
+            .network_off
+            .store(!self.core.network_active(), Ordering::Relaxed);
     }
 
     /// The chain's connects and disconnects go to the core in order; after missed events
@@ -1328,6 +1338,7 @@ fn disconnect_label(reason: &crate::protocol::DisconnectReason) -> &'static str 
         R::HeadersChanged => "headers_changed",
         R::SlowPeer => "slow_peer",
         R::Closed(_) => "closed",
+        R::NetworkOff => "network_off",
     }
 }
 

@@ -26,7 +26,7 @@ use crate::rpc::http_routes::HttpRoutes;
 use crate::rpc::mempool::mempool_rpc_module;
 use crate::rpc::mining::mining_rpc_module;
 use crate::rpc::net::{NetApiServer, NetFacts, NetRpc};
-use crate::rpc::server::{self, RpcContext, RpcStartError};
+use crate::rpc::server::{self, LogControl, RpcContext, RpcStartError};
 use crate::rpc::subscriptions::subscription_rpc_module;
 use crate::rpc::wallet::wallet_rpc_module;
 use std::net::SocketAddr;
@@ -67,6 +67,14 @@ pub enum NodeError {
 
 /// Runs the node until `stop`, SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), NodeError> {
+    run_with_log(config, None).await
+}
+
+/// `run`, with the process's log filter open to the `logging` RPC.
+pub async fn run_with_log(
+    config: Config,
+    log: Option<Arc<dyn LogControl>>,
+) -> Result<(), NodeError> {
     let started = Instant::now();
     let shutdown = CancellationToken::new();
     let datadir = DataDir::open(&config.datadir)?;
@@ -181,6 +189,7 @@ pub async fn run(config: Config) -> Result<(), NodeError> {
         peers: peer_counts.clone(),
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
+        log,
     };
     let (rpc_handle, rpc_addr) = match server::start(
         config.rpc_addr,

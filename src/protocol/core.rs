@@ -308,6 +308,10 @@ impl Core {
                 self.pings.ping_all(now.local, &mut self.rng, out);
                 Ok(())
             }
+            Command::SetNetworkActive(active) => {
+                self.peers.set_network_active(active, out);
+                Ok(())
+            }
         }
     }
 
@@ -415,6 +419,11 @@ impl Core {
 
     pub fn outbound_count(&self) -> usize {
         self.peers.outbound_count()
+    }
+
+    /// Whether peer-to-peer activity is on (`setnetworkactive`).
+    pub fn network_active(&self) -> bool {
+        self.peers.network_active()
     }
 
     /// Whether `peer` is on its way out (the core asked for its disconnection).

@@ -76,6 +76,8 @@ pub enum DisconnectReason {
     HeadersChanged,
     /// Set by the I/O side: the outbox stayed full.
     SlowPeer,
+    /// The operator turned network activity off (`setnetworkactive false`).
+    NetworkOff,
     Closed(String),
 }
 
@@ -117,6 +119,7 @@ impl std::fmt::Display for DisconnectReason {
                 write!(f, "redownloaded headers differ from the pre-synced chain")
             }
             DisconnectReason::SlowPeer => write!(f, "send queue stayed full"),
+            DisconnectReason::NetworkOff => write!(f, "network activity turned off"),
             DisconnectReason::Closed(why) => write!(f, "closed: {why}"),
         }
     }
@@ -239,6 +242,8 @@ pub enum Command {
     ClearBans,
     /// Ping every ready peer now.
     PingAll,
+    /// Turn all peer-to-peer activity off (disconnect, no dialling or accepting) or back on.
+    SetNetworkActive(bool),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

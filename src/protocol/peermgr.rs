@@ -157,6 +157,8 @@ pub struct PeerMgr {
     last_seed_request: Option<LocalTime>,
     /// When the next feeler may start.
     next_feeler: LocalTime,
+    /// Set by `setnetworkactive false`: no dialling, no inbound, every peer let go.
+    network_off: bool,
 }
 
 impl PeerMgr {
@@ -338,6 +340,22 @@ impl PeerMgr {
         Ok(())
     }
 
+    /// `setnetworkactive`: off lets every peer go and stops dialling and accepting until on.
+    pub fn set_network_active(&mut self, active: bool, out: &mut Outbox) {
+        self.network_off = !active;
+        if !active {
+            for (id, p) in &self.peers {
+                if !p.disconnecting {
+                    out.disconnect(*id, DisconnectReason::NetworkOff);
+                }
+            }
+        }
+    }
+
+    pub fn network_active(&self) -> bool {
+        !self.network_off
+    }
+
     // ----- connection events ----------------------------------------------------------------
 
     /// Whether to start a TLS handshake with a new inbound TCP connection from `addr`.
@@ -347,6 +365,9 @@ impl PeerMgr {
         addr: SocketAddr,
         banned: bool,
     ) -> Result<(), DisconnectReason> {
+        if self.network_off {
+            return Err(DisconnectReason::NetworkOff);
+        }
         if banned && !cfg.is_noban(addr.ip()) {
             return Err(DisconnectReason::Banned);
         }
@@ -437,6 +458,11 @@ impl PeerMgr {
 
         if node_id == cfg.our_node_id {
             out.disconnect(peer, DisconnectReason::SelfConnection);
+            return;
+        }
+        // A dial that was under way when the network was turned off.
+        if self.network_off {
+            out.disconnect(peer, DisconnectReason::NetworkOff);
             return;
         }
         let exempt =
@@ -799,6 +825,9 @@ impl PeerMgr {
             self.dial_failed(dial, now.local, out);
         }
         self.duplicate_dials.retain(|_, until| *until > now.local);
+        if self.network_off {
+            return;
+        }
         self.maintain_manual(now.local, out);
         self.maintain_outbound(cfg, views, book, now, rng, out);
         self.maybe_start_feeler(cfg, views, book, now, out);

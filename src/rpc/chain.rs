@@ -5,6 +5,7 @@
 //! writer, awaited without holding anything. Never blocks the writer on a reader.
 
 use super::error::{code, error_object};
+use super::params::Verbosity;
 use crate::chain::reader::ChainTipInfo;
 use crate::chain::store::IndexRecord;
 use crate::chain::work::difficulty;
@@ -107,15 +108,15 @@ pub trait ChainApi {
     #[method(name = "getblockhash")]
     fn getblockhash(&self, height: u64) -> RpcResult<Hash256>;
     #[method(name = "getblock", blocking)]
-    fn getblock(&self, blockhash: String, verbosity: Option<u8>) -> RpcResult<Value>;
+    fn getblock(&self, blockhash: String, verbosity: Option<Verbosity>) -> RpcResult<Value>;
     #[method(name = "getblockheader", blocking)]
-    fn getblockheader(&self, blockhash: String, verbose: Option<bool>) -> RpcResult<Value>;
+    fn getblockheader(&self, blockhash: String, verbose: Option<Verbosity>) -> RpcResult<Value>;
     #[method(name = "getchaintips")]
     async fn getchaintips(&self) -> RpcResult<Vec<ChainTipInfo>>;
     #[method(name = "getdifficulty")]
     fn getdifficulty(&self) -> RpcResult<f64>;
     #[method(name = "getrawtransaction", blocking)]
-    fn getrawtransaction(&self, txid: String, verbose: Option<bool>) -> RpcResult<Value>;
+    fn getrawtransaction(&self, txid: String, verbose: Option<Verbosity>) -> RpcResult<Value>;
     #[method(name = "gettransaction", blocking)]
     fn gettransaction(&self, txid: String) -> RpcResult<Value>;
     #[method(name = "getaccount")]
@@ -128,7 +129,13 @@ pub trait ChainApi {
     async fn reconsiderblock(&self, blockhash: String) -> RpcResult<()>;
     #[method(name = "verifychain")]
     async fn verifychain(&self, checklevel: Option<u32>) -> RpcResult<VerifyReport>;
+    #[method(name = "waitfornewblock")]
+    async fn waitfornewblock(&self, timeout: Option<u64>) -> RpcResult<Value>;
 }
+
+/// Longest `waitfornewblock` waits (also for a timeout of 0, bitcoind's "forever"): shorter
+/// than the 15-minute read timeout of `noded rpc` and bitcoin-cli, so the answer arrives.
+pub const MAX_WAIT_FOR_NEW_BLOCK: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A transaction as JSON.
 pub fn transaction_json(tx: &Transaction) -> Value {
@@ -334,10 +341,10 @@ impl ChainApiServer for ChainRpc {
             .ok_or_else(|| error_object(code::INVALID_PARAMETER, "Block height out of range"))
     }
 
-    fn getblock(&self, blockhash: String, verbosity: Option<u8>) -> RpcResult<Value> {
+    fn getblock(&self, blockhash: String, verbosity: Option<Verbosity>) -> RpcResult<Value> {
         let hash = parse_hash(&blockhash, "blockhash")?;
         let reader = self.chain.reader();
-        match verbosity.unwrap_or(1) {
+        match verbosity.map_or(1, |v| v.0) {
             0 => {
                 let bytes = reader
                     .block_bytes(&hash)
@@ -359,10 +366,10 @@ impl ChainApiServer for ChainRpc {
         }
     }
 
-    fn getblockheader(&self, blockhash: String, verbose: Option<bool>) -> RpcResult<Value> {
+    fn getblockheader(&self, blockhash: String, verbose: Option<Verbosity>) -> RpcResult<Value> {
         let hash = parse_hash(&blockhash, "blockhash")?;
         let record = self.record(&hash)?;
-        if verbose.unwrap_or(true) {
+        if verbose.is_none_or(Verbosity::is_verbose) {
             let mut v = self.header_json(&hash, &record)?;
             if let Some(count) = self
                 .chain
@@ -409,10 +416,10 @@ impl ChainApiServer for ChainRpc {
         Ok(difficulty(self.chain.params(), snapshot.header.bits))
     }
 
-    fn getrawtransaction(&self, txid: String, verbose: Option<bool>) -> RpcResult<Value> {
+    fn getrawtransaction(&self, txid: String, verbose: Option<Verbosity>) -> RpcResult<Value> {
         let txid = parse_hash(&txid, "txid")?;
         let v = self.lookup_transaction(&txid)?;
-        if verbose.unwrap_or(false) {
+        if verbose.is_some_and(Verbosity::is_verbose) {
             Ok(v)
         } else {
             Ok(v["hex"].clone())
@@ -484,6 +491,29 @@ impl ChainApiServer for ChainRpc {
             .await
             .map_err(chain_error)
     }
+
+    async fn waitfornewblock(&self, timeout: Option<u64>) -> RpcResult<Value> {
+        let limit = match timeout.unwrap_or(0) {
+            0 => MAX_WAIT_FOR_NEW_BLOCK,
+            ms => std::time::Duration::from_millis(ms).min(MAX_WAIT_FOR_NEW_BLOCK),
+        };
+        let mut tips = self.chain.tip_receiver();
+        let start = tips.borrow_and_update().hash;
+        let changed = async {
+            while tips.changed().await.is_ok() {
+                if tips.borrow_and_update().hash != start {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(limit) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+        let tip = self.chain.tip();
+        Ok(json!({ "hash": tip.hash, "height": tip.height }))
+    }
 }
 
 #[cfg(test)]
@@ -498,12 +528,10 @@ mod tests {
         let (handle, _thread) = writer::spawn(chain);
         let module = chain_rpc_module(handle);
         let names: Vec<&str> = module.method_names().collect();
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 16);
         for name in names {
             assert!(
-                crate::rpc::server::METHODS
-                    .iter()
-                    .any(|(n, _, _)| *n == name),
+                crate::rpc::server::METHODS.iter().any(|m| m.name == name),
                 "{name} missing from help"
             );
         }

@@ -8,6 +8,8 @@ use crate::chain::ChainHandle;
 use crate::mempool::{MempoolEntry, MempoolError, SharedMempool};
 use crate::rpc::chain::{transaction_json, MempoolTxLookup};
 use crate::rpc::error::{code, error_object};
+use crate::rpc::help::{opt, req, MethodHelp};
+use crate::rpc::params::Verbosity;
 use crate::types::{Hash256, Transaction};
 use crate::wallet::tx_from_hex;
 use jsonrpsee::core::RpcResult;
@@ -39,28 +41,46 @@ pub(crate) fn parse_txid(text: &str) -> Result<Hash256, ErrorObjectOwned> {
     })
 }
 
-/// Every mempool method with its arguments and a one-line description, for `help`.
-pub const MEMPOOL_METHODS: &[(&str, &str, &str)] = &[
-    (
-        "getmempoolinfo",
-        "",
-        "Transactions held (and waiting on a nonce gap), bytes, limits, fee floors (units/kB).",
-    ),
-    (
-        "getmempoolentry",
-        "txid",
-        "One mempool transaction: sender, nonce, amount, fee, size, fee rate, entry time.",
-    ),
-    (
-        "getrawmempool",
-        "[verbose=false]",
-        "Txids in the mempool, best fee rate first; verbose: txid -> entry.",
-    ),
-    (
-        "sendrawtransaction",
-        "hexstring",
-        "Submits a hex-encoded signed transaction; returns its txid or a -26 reason code.",
-    ),
+/// Every mempool method's help.
+pub const MEMPOOL_METHODS: &[MethodHelp] = &[
+    MethodHelp {
+        name: "getmempoolinfo",
+        args: &[],
+        about:
+            "Transactions held (and waiting on a nonce gap), bytes, limits, fee floors (units/kB).",
+        result: "{size, bytes, maxmempool, mempoolminfee, loaded, ...}",
+        example: "",
+    },
+    MethodHelp {
+        name: "getmempoolentry",
+        args: &[req("txid", "string (hex)", "A transaction in the mempool.")],
+        about: "One mempool transaction: sender, nonce, amount, fee, size, fee rate, entry time.",
+        result: "{txid, type, size, sender, to, amount, fee, nonce, feerate, time, future}",
+        example: "<txid>",
+    },
+    MethodHelp {
+        name: "getrawmempool",
+        args: &[opt(
+            "verbose",
+            "bool or integer",
+            "false",
+            "false (or 0) txids, true (or 1) txid -> entry.",
+        )],
+        about: "Txids in the mempool, best fee rate first; verbose: txid -> entry.",
+        result: "[txid], or {txid: entry}",
+        example: "true",
+    },
+    MethodHelp {
+        name: "sendrawtransaction",
+        args: &[req(
+            "hexstring",
+            "string (hex)",
+            "A signed transaction, e.g. from noded signtx.",
+        )],
+        about: "Submits a hex-encoded signed transaction; returns its txid or a -26 reason code.",
+        result: "string (txid)",
+        example: "<hex>",
+    },
 ];
 
 #[rpc(server)]
@@ -68,7 +88,7 @@ pub trait MempoolApi {
     #[method(name = "getmempoolinfo")]
     fn getmempoolinfo(&self) -> RpcResult<Value>;
     #[method(name = "getrawmempool", blocking)]
-    fn getrawmempool(&self, verbose: Option<bool>) -> RpcResult<Value>;
+    fn getrawmempool(&self, verbose: Option<Verbosity>) -> RpcResult<Value>;
     #[method(name = "getmempoolentry")]
     fn getmempoolentry(&self, txid: String) -> RpcResult<Value>;
     #[method(name = "sendrawtransaction", blocking)]
@@ -129,7 +149,7 @@ impl MempoolApiServer for MempoolRpc {
         Ok(v)
     }
 
-    fn getrawmempool(&self, verbose: Option<bool>) -> RpcResult<Value> {
+    fn getrawmempool(&self, verbose: Option<Verbosity>) -> RpcResult<Value> {
         let pool = self.pool.lock();
         let mut entries: Vec<&MempoolEntry> = pool.entries().collect();
         entries.sort_by(|a, b| {
@@ -138,7 +158,7 @@ impl MempoolApiServer for MempoolRpc {
                 .then(a.sender.cmp(&b.sender))
                 .then(a.nonce().cmp(&b.nonce()))
         });
-        if verbose.unwrap_or(false) {
+        if verbose.is_some_and(Verbosity::is_verbose) {
             let map: serde_json::Map<String, Value> = entries
                 .iter()
                 .take(MAX_RAWMEMPOOL_VERBOSE)

@@ -5,6 +5,7 @@
 //! another, each connected before the next is built; on regtest that is instant.
 
 use super::error::{code, error_object};
+use super::help::{opt, req, MethodHelp};
 use crate::chain::work::difficulty;
 use crate::chain::ChainHandle;
 use crate::mempool::SharedMempool;
@@ -19,28 +20,43 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Every mining method with its arguments and a one-line description, for `help`.
-pub const MINING_METHODS: &[(&str, &str, &str)] = &[
-    (
-        "generate",
-        "nblocks [maxtries]",
-        "Mines blocks to the wallet's address now; returns their hashes.",
-    ),
-    (
-        "generatetoaddress",
-        "nblocks address [maxtries]",
-        "Mines blocks paying an address now; returns their hashes.",
-    ),
-    (
-        "getblocktemplate",
-        "[address]",
-        "The next block to mine: header fields, target, fee-ordered transactions, coinbase value; with an address, the whole block hex (nonce 0).",
-    ),
-    (
-        "getmininginfo",
-        "",
-        "Height, difficulty, template size, pool size, whether --mine runs, hash rate.",
-    ),
+/// Every mining method's help.
+pub const MINING_METHODS: &[MethodHelp] = &[
+    MethodHelp {
+        name: "generate",
+        args: &[
+            req("nblocks", "integer", "How many blocks to mine."),
+            opt("maxtries", "integer", "100000000", "Nonces to try per block before giving up."),
+        ],
+        about: "Mines blocks to the wallet's address now; returns their hashes.",
+        result: "[blockhash]",
+        example: "1",
+    },
+    MethodHelp {
+        name: "generatetoaddress",
+        args: &[
+            req("nblocks", "integer", "How many blocks to mine."),
+            req("address", "string (40 hex)", "Who the coinbases pay."),
+            opt("maxtries", "integer", "100000000", "Nonces to try per block before giving up."),
+        ],
+        about: "Mines blocks paying an address now; returns their hashes.",
+        result: "[blockhash]",
+        example: "1 \"$(noded rpc getnewaddress)\"",
+    },
+    MethodHelp {
+        name: "getblocktemplate",
+        args: &[opt("address", "string (40 hex)", "", "Build the whole block paying this address.")],
+        about: "The next block to mine: header fields, target, fee-ordered transactions, coinbase value; with an address, the whole block hex (nonce 0).",
+        result: "{version, previousblockhash, height, bits, target, curtime, mintime, coinbasevalue, transactions, ..., block}",
+        example: "\"$(noded rpc getaddress)\"",
+    },
+    MethodHelp {
+        name: "getmininginfo",
+        args: &[],
+        about: "Height, difficulty, template size, pool size, whether --mine runs, hash rate.",
+        result: "{blocks, bestblockhash, difficulty, bits, currentblocktx, pooledtx, chain, generating, mineraddress, threads, hashespersec, blocksmined}",
+        example: "",
+    },
 ];
 
 #[rpc(server)]

@@ -52,6 +52,8 @@ pub trait NetApi {
     async fn getnetworkinfo(&self) -> RpcResult<Value>;
     #[method(name = "ping")]
     async fn ping(&self) -> RpcResult<Value>;
+    #[method(name = "setnetworkactive")]
+    async fn setnetworkactive(&self, state: bool) -> RpcResult<bool>;
 }
 
 /// Facts about this node that getnetworkinfo reports.
@@ -322,7 +324,7 @@ impl NetApiServer for NetRpc {
             "protocolversion": crate::wire::PROTOCOL_VERSION,
             "nodeid": self.facts.node_id,
             "localservices": format!("{:016x}", crate::wire::SERVICE_NETWORK),
-            "networkactive": true,
+            "networkactive": !c.network_off.load(Ordering::Relaxed),
             "connections": inbound + outbound,
             "connections_in": inbound,
             "connections_out": outbound,
@@ -336,5 +338,11 @@ impl NetApiServer for NetRpc {
     async fn ping(&self) -> RpcResult<Value> {
         self.call(NetCommand::Ping).await?;
         Ok(Value::Null)
+    }
+
+    async fn setnetworkactive(&self, state: bool) -> RpcResult<bool> {
+        Ok(self
+            .call(|r| NetCommand::SetNetworkActive(state, r))
+            .await?)
     }
 }

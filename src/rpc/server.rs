@@ -5,6 +5,9 @@
 
 use super::auth::AuthLayer;
 use super::error::RpcError;
+use super::gate::{ActiveCalls, Gate};
+use super::help::{opt, req, MethodHelp};
+use super::legacy::LegacyLayer;
 use super::metrics_layer::RpcTiming;
 use crate::chain::ChainTip;
 use crate::metrics::Metrics;
@@ -12,9 +15,9 @@ use crate::net::counts::PeerCounts;
 use crate::params::Network;
 use crate::types::block::MAX_BLOCK_SIZE;
 use crate::types::{Hash256, NodeId};
+use jsonrpsee::core::middleware::RpcServiceBuilder;
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
-use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{BatchRequestConfig, HttpRequest, Server, ServerConfig, ServerHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -52,6 +55,17 @@ pub struct RpcContext {
     pub shutdown: CancellationToken,
     /// Where calls are counted and timed per method (`metrics_layer`).
     pub metrics: Arc<Metrics>,
+    /// The log filter, when the process installed a reloadable one.
+    pub log: Option<Arc<dyn LogControl>>,
+}
+
+/// Changing the log filter while the node runs (`logging`); the binary implements it over
+/// tracing-subscriber's reload handle.
+pub trait LogControl: Send + Sync + 'static {
+    /// The filter in force, in `RUST_LOG` syntax.
+    fn filter(&self) -> String;
+    /// Replaces the filter; an invalid one is refused with a one-line reason.
+    fn set_filter(&self, filter: &str) -> Result<(), String>;
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -88,54 +102,293 @@ pub trait NodeApi {
     /// Shuts the node down cleanly.
     #[method(name = "stop")]
     fn stop(&self) -> RpcResult<String>;
+
+    /// The calls in progress and how long each has run.
+    #[method(name = "getrpcinfo")]
+    fn getrpcinfo(&self) -> RpcResult<serde_json::Value>;
+
+    /// Shows or replaces the log filter.
+    #[method(name = "logging")]
+    fn logging(&self, filter: Option<String>) -> RpcResult<serde_json::Value>;
 }
 
-/// Every method with its arguments and a one-line description, for `help`.
-pub const METHODS: &[(&str, &str, &str)] = &[
-    (
-        "getinfo",
-        "",
-        "Node summary: version, network, node id, chain tip, connections, addresses, uptime.",
-    ),
-    ("help", "[method]", "Lists all methods, or describes one."),
-    ("getpeerinfo", "", "Every connected peer: identity, address, direction, version, traffic per message, ping, ban score, TLS session."),
-    ("getpeers", "", "A short list of connected peers: id, node id, address, direction, TLS version."),
-    ("getconnectioncount", "", "Number of connected peers."),
-    ("getnetworkinfo", "", "Version, node id, connection counts and limits, listening state."),
-    ("getnettotals", "", "Bytes sent and received over all connections since start."),
-    ("addnode", "\"host:port\"|\"nodeid@host:port\" add|remove|onetry", "Keep a peer connected, stop doing so, or dial it once."),
-    ("getaddednodeinfo", "[node]", "The added peers and whether each is connected."),
-    ("disconnectnode", "[\"ip:port\"] [peer id]", "Disconnects a peer by address or by peer id."),
-    ("setban", "ip|nodeid add|remove [seconds]", "Bans (default 24 h) or unbans an IP address or node id."),
-    ("listbanned", "", "Current bans with their expiry."),
-    ("clearbanned", "", "Removes every ban."),
-    ("getnodeaddresses", "[count]", "A random sample of the address book."),
-    ("ping", "", "Pings every peer now; results show in getpeerinfo."),
-    ("getblockchaininfo", "", "Chain name, height, best hash, difficulty, median time, chain work, size on disk."),
-    ("getblockcount", "", "Height of the active chain's tip."),
-    ("getbestblockhash", "", "Hash of the active chain's tip."),
-    ("getblockhash", "height", "Hash of the active chain's block at a height."),
-    ("getblock", "blockhash [verbosity=1]", "A block: 0 hex, 1 JSON with txids, 2 JSON with transactions."),
-    ("getblockheader", "blockhash [verbose=true]", "A block header: JSON, or hex of its 88 bytes."),
-    ("getchaintips", "", "Every branch tip: height, hash, branch length, status."),
-    ("getdifficulty", "", "Difficulty of the tip: pow limit / target."),
-    ("getrawtransaction", "txid [verbose=false]", "A transaction (tx index or mempool): hex, or JSON with its block."),
-    ("gettransaction", "txid", "A transaction as JSON with its block and confirmations."),
-    ("getaccount", "address", "Balance (base units) and next nonce of an account at the tip."),
-    ("submitblock", "hexdata", "Submits an encoded block: null if it connected, else a reason."),
-    ("invalidateblock", "blockhash", "Marks a block and its descendants invalid and leaves that branch."),
-    ("reconsiderblock", "blockhash", "Clears invalid marks on a block, its ancestors and descendants."),
-    ("verifychain", "[checklevel=3]", "Replays the active chain from genesis and compares the account state."),
-    (
-        "stop",
-        "",
-        "Stops the node cleanly; it exits with status 0.",
-    ),
-    ("uptime", "", "Seconds since the node started."),
+/// The node, network and chain methods' help (mempool, mining and wallet keep theirs).
+pub const METHODS: &[MethodHelp] = &[
+    MethodHelp {
+        name: "getinfo",
+        args: &[],
+        about: "Node summary: version, network, node id, chain tip, connections, addresses, uptime.",
+        result: "{version, protocolversion, network, nodeid, blocks, headers, bestblockhash, connections, connections_in, connections_out, rpc_addr, p2p_addr, uptime}",
+        example: "",
+    },
+    MethodHelp {
+        name: "help",
+        args: &[opt("method", "string", "", "A method to describe in full.")],
+        about: "Lists all methods, or describes one: arguments, result and an example.",
+        result: "text",
+        example: "getblock",
+    },
+    MethodHelp {
+        name: "getrpcinfo",
+        args: &[],
+        about: "The RPC calls in progress, with how long each has run (microseconds).",
+        result: "{active_commands: [{method, duration}]}",
+        example: "",
+    },
+    MethodHelp {
+        name: "logging",
+        args: &[opt("filter", "string", "", "A new log filter in RUST_LOG syntax, e.g. \"info,noded::net=debug\".")],
+        about: "Shows the log filter, or replaces it while the node runs.",
+        result: "{filter}: the filter in force",
+        example: "\"info,noded::net=debug\"",
+    },
+    MethodHelp {
+        name: "getpeerinfo",
+        args: &[],
+        about: "Every connected peer: identity, address, direction, version, traffic per message, ping, ban score, TLS session.",
+        result: "[{id, nodeid, addr, inbound, version, subver, bytessent, bytesrecv, pingtime, banscore, tls_version, ...}]",
+        example: "",
+    },
+    MethodHelp {
+        name: "getpeers",
+        args: &[],
+        about: "A short list of connected peers: id, node id, address, direction, TLS version.",
+        result: "[{id, nodeid, addr, inbound, connection_type, handshake_complete, subver, pingtime, tls_version}]",
+        example: "",
+    },
+    MethodHelp {
+        name: "getconnectioncount",
+        args: &[],
+        about: "Number of connected peers.",
+        result: "integer",
+        example: "",
+    },
+    MethodHelp {
+        name: "getnetworkinfo",
+        args: &[],
+        about: "Version, node id, connection counts and limits, listening state, whether the network is active.",
+        result: "{version, subversion, protocolversion, nodeid, networkactive, connections, connections_in, connections_out, maxconnections, listening, p2p_addr, transport}",
+        example: "",
+    },
+    MethodHelp {
+        name: "getnettotals",
+        args: &[],
+        about: "Bytes sent and received over all connections since start.",
+        result: "{totalbytesrecv, totalbytessent, timemillis}",
+        example: "",
+    },
+    MethodHelp {
+        name: "setnetworkactive",
+        args: &[req("state", "bool", "false: disconnect every peer and stop dialling and accepting; true: resume.")],
+        about: "Turns all peer-to-peer activity off or back on.",
+        result: "bool: the state now",
+        example: "false",
+    },
+    MethodHelp {
+        name: "addnode",
+        args: &[
+            req("node", "string", "\"host:port\" (trust on first use) or \"nodeid@host:port\" (pinned identity)."),
+            req("command", "string", "add, remove or onetry."),
+        ],
+        about: "Keep a peer connected, stop doing so, or dial it once.",
+        result: "null",
+        example: "127.0.0.1:18444 onetry",
+    },
+    MethodHelp {
+        name: "getaddednodeinfo",
+        args: &[opt("node", "string", "", "Only the added node whose address contains this.")],
+        about: "The added peers and whether each is connected.",
+        result: "[{addednode, connected, peer_id, nodeid, last_attempt, next_attempt}]",
+        example: "",
+    },
+    MethodHelp {
+        name: "disconnectnode",
+        args: &[
+            opt("address", "string", "", "The peer's ip:port (\"\" to use the id)."),
+            opt("nodeid", "integer", "", "The peer id getpeerinfo shows."),
+        ],
+        about: "Disconnects a peer by address or by peer id.",
+        result: "null",
+        example: "\"\" 3",
+    },
+    MethodHelp {
+        name: "setban",
+        args: &[
+            req("subnet", "string", "An IP address (a /32 or /128 suffix is accepted) or a 64-hex node id."),
+            req("command", "string", "add or remove."),
+            opt("bantime", "integer", "86400", "Seconds the ban lasts (add only)."),
+        ],
+        about: "Bans or unbans an IP address or node id.",
+        result: "null",
+        example: "192.0.2.7 add 3600",
+    },
+    MethodHelp {
+        name: "listbanned",
+        args: &[],
+        about: "Current bans with their expiry.",
+        result: "[{address, ban_created, banned_until, ban_duration, time_remaining, reason}]",
+        example: "",
+    },
+    MethodHelp {
+        name: "clearbanned",
+        args: &[],
+        about: "Removes every ban.",
+        result: "null",
+        example: "",
+    },
+    MethodHelp {
+        name: "getnodeaddresses",
+        args: &[opt("count", "integer", "1", "How many addresses.")],
+        about: "A random sample of the address book.",
+        result: "[{time, services, address, port, network}]",
+        example: "10",
+    },
+    MethodHelp {
+        name: "ping",
+        args: &[],
+        about: "Pings every peer now; results show in getpeerinfo.",
+        result: "null",
+        example: "",
+    },
+    MethodHelp {
+        name: "getblockchaininfo",
+        args: &[],
+        about: "Chain name, height, best hash, difficulty, median time, chain work, size on disk.",
+        result: "{chain, blocks, headers, bestblockhash, bits, target, difficulty, time, mediantime, verificationprogress, initialblockdownload, chainwork, size_on_disk, pruned, warnings}",
+        example: "",
+    },
+    MethodHelp {
+        name: "getblockcount",
+        args: &[],
+        about: "Height of the active chain's tip.",
+        result: "integer",
+        example: "",
+    },
+    MethodHelp {
+        name: "getbestblockhash",
+        args: &[],
+        about: "Hash of the active chain's tip.",
+        result: "string (hex)",
+        example: "",
+    },
+    MethodHelp {
+        name: "waitfornewblock",
+        args: &[opt("timeout", "integer (milliseconds)", "0", "Give up after this long; 0 waits the longest allowed (10 minutes).")],
+        about: "Waits for the tip to change (or the timeout, or shutdown) and returns the tip then.",
+        result: "{hash, height}",
+        example: "5000",
+    },
+    MethodHelp {
+        name: "getblockhash",
+        args: &[req("height", "integer", "A height on the active chain.")],
+        about: "Hash of the active chain's block at a height.",
+        result: "string (hex)",
+        example: "0",
+    },
+    MethodHelp {
+        name: "getblock",
+        args: &[
+            req("blockhash", "string (hex)", "The block's hash."),
+            opt("verbosity", "integer or bool", "1", "0 (or false) hex, 1 (or true) JSON with txids, 2 JSON with transactions."),
+        ],
+        about: "A block: hex, or JSON with txids or with whole transactions.",
+        result: "string (hex), or {hash, confirmations, height, ..., size, nTx, tx}",
+        example: "\"$(noded rpc getbestblockhash)\" 2",
+    },
+    MethodHelp {
+        name: "getblockheader",
+        args: &[
+            req("blockhash", "string (hex)", "The block's hash."),
+            opt("verbose", "bool or integer", "true", "true (or 1) JSON, false (or 0) hex of its 88 bytes."),
+        ],
+        about: "A block header: JSON, or hex of its 88 bytes.",
+        result: "{hash, confirmations, height, version, merkleroot, time, mediantime, nonce, bits, target, difficulty, chainwork, nTx, previousblockhash, nextblockhash}, or string (hex)",
+        example: "\"$(noded rpc getbestblockhash)\" 0",
+    },
+    MethodHelp {
+        name: "getchaintips",
+        args: &[],
+        about: "Every branch tip: height, hash, branch length, status.",
+        result: "[{height, hash, branchlen, status}]",
+        example: "",
+    },
+    MethodHelp {
+        name: "getdifficulty",
+        args: &[],
+        about: "Difficulty of the tip: pow limit / target.",
+        result: "number",
+        example: "",
+    },
+    MethodHelp {
+        name: "getrawtransaction",
+        args: &[
+            req("txid", "string (hex)", "The transaction's id."),
+            opt("verbose", "bool or integer", "false", "false (or 0) hex, true (or 1, 2) JSON with its block."),
+        ],
+        about: "A transaction (tx index or mempool): hex, or JSON with its block.",
+        result: "string (hex), or {txid, type, size, from, to, amount, fee, nonce, hex, blockhash, confirmations, ...}",
+        example: "<txid> 1",
+    },
+    MethodHelp {
+        name: "gettransaction",
+        args: &[req("txid", "string (hex)", "The transaction's id.")],
+        about: "A transaction as JSON with its block and confirmations.",
+        result: "{txid, type, size, from, to, amount, fee, nonce, hex, blockhash, blockheight, confirmations, blocktime}",
+        example: "<txid>",
+    },
+    MethodHelp {
+        name: "getaccount",
+        args: &[req("address", "string (40 hex)", "The account's address.")],
+        about: "Balance (base units) and next nonce of an account at the tip.",
+        result: "{address, balance, nonce, height, bestblockhash}",
+        example: "\"$(noded rpc getaddress)\"",
+    },
+    MethodHelp {
+        name: "submitblock",
+        args: &[req("hexdata", "string (hex)", "An encoded block.")],
+        about: "Submits an encoded block: null if it connected, else a reason.",
+        result: "null, or a reason: duplicate, inconclusive, duplicate-invalid, or a rejection code",
+        example: "<blockhex>",
+    },
+    MethodHelp {
+        name: "invalidateblock",
+        args: &[req("blockhash", "string (hex)", "The block to mark invalid.")],
+        about: "Marks a block and its descendants invalid and leaves that branch.",
+        result: "null",
+        example: "\"$(noded rpc getbestblockhash)\"",
+    },
+    MethodHelp {
+        name: "reconsiderblock",
+        args: &[req("blockhash", "string (hex)", "The block to clear.")],
+        about: "Clears invalid marks on a block, its ancestors and descendants.",
+        result: "null",
+        example: "<blockhash>",
+    },
+    MethodHelp {
+        name: "verifychain",
+        args: &[opt("checklevel", "integer", "3", "How thorough (0 to 4).")],
+        about: "Replays the active chain from genesis and compares the account state.",
+        result: "{ok, blocks, ...}",
+        example: "",
+    },
+    MethodHelp {
+        name: "stop",
+        args: &[],
+        about: "Stops the node cleanly; it exits with status 0.",
+        result: "\"noded stopping\"",
+        example: "",
+    },
+    MethodHelp {
+        name: "uptime",
+        args: &[],
+        about: "Seconds since the node started.",
+        result: "integer",
+        example: "",
+    },
 ];
 
-/// Every method's help line: this table plus the mempool, mining and wallet tables.
-pub fn all_methods() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+/// Every method's help: this table plus the mempool, mining and wallet tables.
+pub fn all_methods() -> impl Iterator<Item = &'static MethodHelp> {
     METHODS
         .iter()
         .chain(super::mempool::MEMPOOL_METHODS)
@@ -144,8 +397,14 @@ pub fn all_methods() -> impl Iterator<Item = &'static (&'static str, &'static st
         .chain(super::subscriptions::SUBSCRIPTION_METHODS)
 }
 
+/// The help entry of `name`, if it is a method of ours.
+pub fn method_help(name: &str) -> Option<&'static MethodHelp> {
+    all_methods().find(|m| m.name == name)
+}
+
 pub struct NodeRpc {
     ctx: RpcContext,
+    active: ActiveCalls,
     /// getinfo's fields that never change, formatted once (getinfo is a hot path).
     fixed: FixedInfo,
 }
@@ -188,27 +447,44 @@ impl NodeApiServer for NodeRpc {
     }
 
     fn help(&self, command: Option<String>) -> RpcResult<String> {
-        let line = |(name, args, about): &(&str, &str, &str)| {
-            if args.is_empty() {
-                format!("{name} — {about}")
-            } else {
-                format!("{name} {args} — {about}")
-            }
-        };
         match command {
-            None => Ok(all_methods().map(line).collect::<Vec<_>>().join("\n")),
-            Some(name) => all_methods()
-                .find(|(n, _, _)| *n == name)
-                .map(line)
-                .ok_or_else(|| {
-                    RpcError::InvalidParameter(format!("unknown method '{name}'")).into()
-                }),
+            None => Ok(all_methods()
+                .map(MethodHelp::summary)
+                .collect::<Vec<_>>()
+                .join("\n")),
+            Some(name) => method_help(&name).map(MethodHelp::text).ok_or_else(|| {
+                RpcError::InvalidParameter(format!("unknown method '{name}'")).into()
+            }),
         }
     }
 
     fn stop(&self) -> RpcResult<String> {
         self.ctx.shutdown.cancel();
         Ok("noded stopping".to_string())
+    }
+
+    fn getrpcinfo(&self) -> RpcResult<serde_json::Value> {
+        let active: Vec<serde_json::Value> = self
+            .active
+            .snapshot()
+            .into_iter()
+            .map(|(method, ran)| serde_json::json!({"method": method, "duration": ran.as_micros() as u64}))
+            .collect();
+        Ok(serde_json::json!({ "active_commands": active }))
+    }
+
+    fn logging(&self, filter: Option<String>) -> RpcResult<serde_json::Value> {
+        let log =
+            self.ctx.log.as_ref().ok_or_else(|| {
+                RpcError::Misc("this process has no reloadable log filter".into())
+            })?;
+        if let Some(filter) = filter {
+            log.set_filter(&filter).map_err(|e| {
+                RpcError::InvalidParameter(format!("invalid log filter '{filter}': {e}"))
+            })?;
+            tracing::info!(filter = %filter, "log filter changed over RPC");
+        }
+        Ok(serde_json::json!({ "filter": log.filter() }))
     }
 }
 
@@ -263,6 +539,8 @@ pub enum RpcStartError {
     Bind(#[from] RpcBindError),
     #[error("RPC method registered twice: {0}")]
     Duplicate(#[from] jsonrpsee::core::RegisterMethodError),
+    #[error("RPC method {0} has no help entry (src/rpc/*.rs help tables)")]
+    NoHelp(String),
 }
 
 /// Binds and starts the server with the node methods plus `extra` method sets (network,
@@ -299,18 +577,34 @@ pub async fn start(
         p2p_addr: ctx.p2p_addr.map(|a| a.to_string()),
     };
     let metrics = ctx.metrics.clone();
-    let rpc = NodeRpc { ctx, fixed };
+    let active = ActiveCalls::default();
+    let rpc = NodeRpc {
+        ctx,
+        active: active.clone(),
+        fixed,
+    };
     let mut methods: jsonrpsee::Methods = rpc.into_rpc().into();
     for more in extra {
         methods.merge(more)?;
     }
+    // `help`, the usage lines and the argument-count check all come from the help tables: a
+    // method without an entry would escape all three.
+    if let Some(missing) = methods.method_names().find(|n| method_help(n).is_none()) {
+        return Err(RpcStartError::NoHelp(missing.to_string()));
+    }
     metrics.rpc.register_methods(methods.method_names());
     let builder = Server::builder()
         .set_config(config)
-        .set_rpc_middleware(
-            RpcServiceBuilder::new().layer_fn(move |inner| RpcTiming::new(inner, metrics.clone())),
+        .set_http_middleware(
+            tower::ServiceBuilder::new()
+                .map_request(assume_json_body)
+                .layer(LegacyLayer),
         )
-        .set_http_middleware(tower::ServiceBuilder::new().map_request(assume_json_body))
+        .set_rpc_middleware(
+            RpcServiceBuilder::new()
+                .layer_fn(move |inner| RpcTiming::new(inner, metrics.clone()))
+                .layer_fn(move |s| Gate::new(s, active.clone(), method_help)),
+        )
         .to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();
     let connections = Arc::new(Semaphore::new(MAX_RPC_CONNECTIONS as usize));

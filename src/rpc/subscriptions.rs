@@ -6,6 +6,7 @@
 //! (`SUBSCRIBER_BACKLOG`), and one that lets it fill is dropped with a close notice saying
 //! so, while every other subscriber carries on.
 
+use super::help::{req, MethodHelp};
 use crate::chain::{ChainEvent, ChainHandle};
 use crate::mempool::{AdmittedTx, RemovedTxs, SharedMempool};
 use crate::net::service::{NetHandle, PeerNotice};
@@ -78,14 +79,50 @@ pub trait SubscriptionApi {
     async fn subscribe_peers(&self) -> SubscriptionResult;
 }
 
-/// Help lines for the subscription methods (`help`); they are WebSocket-only.
-pub const SUBSCRIPTION_METHODS: &[(&str, &str, &str)] = &[
-    ("subscribe_blocks", "", "WebSocket only: notifies each block connected or disconnected (event, height, hash, prev_hash, time, txs)."),
-    ("unsubscribe_blocks", "subscription", "Ends a subscribe_blocks subscription."),
-    ("subscribe_transactions", "", "WebSocket only: notifies each mempool transaction accepted (txid, future) or removed (txid, reason)."),
-    ("unsubscribe_transactions", "subscription", "Ends a subscribe_transactions subscription."),
-    ("subscribe_peers", "", "WebSocket only: notifies each peer connected, disconnected (with the reason) or banned."),
-    ("unsubscribe_peers", "subscription", "Ends a subscribe_peers subscription."),
+/// Help for the subscription methods (`help`); they are WebSocket-only.
+pub const SUBSCRIPTION_METHODS: &[MethodHelp] = &[
+    MethodHelp {
+        name: "subscribe_blocks",
+        args: &[],
+        about: "WebSocket only: notifies each block connected to or disconnected from the active chain, in order.",
+        result: "subscription id; then notifications `block` {event: connected|disconnected, height, hash, prev_hash, time, txs}",
+        example: "",
+    },
+    MethodHelp {
+        name: "unsubscribe_blocks",
+        args: &[req("subscription", "integer", "The id subscribe_blocks answered.")],
+        about: "WebSocket only: ends a subscribe_blocks subscription.",
+        result: "bool",
+        example: "4178542360541337",
+    },
+    MethodHelp {
+        name: "subscribe_transactions",
+        args: &[],
+        about: "WebSocket only: notifies each mempool transaction accepted or removed.",
+        result: "subscription id; then notifications `transaction` {event: accepted, txid, future} or {event: removed, txid, reason}",
+        example: "",
+    },
+    MethodHelp {
+        name: "unsubscribe_transactions",
+        args: &[req("subscription", "integer", "The id subscribe_transactions answered.")],
+        about: "WebSocket only: ends a subscribe_transactions subscription.",
+        result: "bool",
+        example: "4178542360541337",
+    },
+    MethodHelp {
+        name: "subscribe_peers",
+        args: &[],
+        about: "WebSocket only: notifies each peer connected, disconnected (with the reason) or banned.",
+        result: "subscription id; then notifications `peer` {event: connected, peer, addr, nodeid, connection_type}, {event: disconnected, peer, reason} or {event: banned, target, until, reason}",
+        example: "",
+    },
+    MethodHelp {
+        name: "unsubscribe_peers",
+        args: &[req("subscription", "integer", "The id subscribe_peers answered.")],
+        about: "WebSocket only: ends a subscribe_peers subscription.",
+        result: "bool",
+        example: "4178542360541337",
+    },
 ];
 
 pub struct Subscriptions {

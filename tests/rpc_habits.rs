@@ -1,0 +1,465 @@
+//! bitcoind habits through the real binary: JSON-RPC 1.0 requests, integer verbosity, extra
+//! arguments refused, coin amounts, the newer methods (listtransactions, getwalletinfo,
+//! validateaddress, getrpcinfo, waitfornewblock, setnetworkactive, logging), and `noded rpc`
+//! as a scripting client (error data and usage, a closed pipe, bitcoin-cli's flags, each OS
+//! error printed once).
+
+mod common;
+
+use common::*;
+use noded::rpc::client::ClientError;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn rpc(node: &TestNode, method: &str, params: Value) -> Value {
+    node.rpc(method, params)
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+fn rpc_error(node: &TestNode, method: &str, params: Value) -> (i64, String) {
+    match node.rpc(method, params) {
+        Err(ClientError::Rpc { code, message, .. }) => (code, message),
+        other => panic!("{method}: expected an error, got {other:?}"),
+    }
+}
+
+/// One raw HTTP POST with the node's cookie; returns status and body.
+fn post(addr: SocketAddr, cookie: &str, body: &str) -> (u16, String) {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+fn noded_rpc(node: &TestNode, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["rpc", "--datadir", node.datadir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_to_exit(&all)
+}
+
+#[test]
+fn json_rpc_1_0_requests_get_bitcoind_shaped_answers() {
+    let node = TestNode::start(&[]);
+    let (status, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"{"jsonrpc":"1.0","id":"curltest","method":"getblockcount","params":[]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply, json!({"result": 0, "error": null, "id": "curltest"}));
+
+    // No jsonrpc member and no id, as the oldest examples send: answered with id null.
+    let (_, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"{"method":"getblockhash","params":[7]}"#,
+    );
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["result"], Value::Null, "{reply}");
+    assert_eq!(reply["error"]["code"], -8, "{reply}");
+    assert_eq!(reply["id"], Value::Null, "{reply}");
+
+    // A 1.0 batch.
+    let (_, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"[{"jsonrpc":"1.0","id":1,"method":"getblockcount"},{"id":2,"method":"uptime","params":[]}]"#,
+    );
+    let replies: Value = serde_json::from_str(&body).unwrap();
+    let replies = replies.as_array().unwrap();
+    assert_eq!(replies.len(), 2, "{body}");
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["error"].is_null() && !r["result"].is_null()),
+        "{body}"
+    );
+
+    // 2.0 is untouched: no "error": null beside a result.
+    let (_, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"{"jsonrpc":"2.0","id":1,"method":"getblockcount"}"#,
+    );
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply, json!({"jsonrpc": "2.0", "result": 0, "id": 1}));
+}
+
+#[test]
+fn verbosity_takes_integers_and_bools() {
+    let node = TestNode::start(&[]);
+    let hashes = rpc(&node, "generate", json!([1]));
+    let hash = hashes[0].as_str().unwrap();
+    assert!(rpc(&node, "getblockheader", json!([hash, 0])).is_string());
+    assert!(rpc(&node, "getblockheader", json!([hash, 1])).is_object());
+    assert!(rpc(&node, "getblockheader", json!([hash, false])).is_string());
+    assert!(rpc(&node, "getblock", json!([hash, 0])).is_string());
+    assert!(rpc(&node, "getblock", json!([hash, true]))["tx"][0].is_string());
+    assert!(rpc(&node, "getblock", json!([hash, 2]))["tx"][0].is_object());
+
+    // A mempool transaction, so no transaction index is needed.
+    let payee = rpc(&node, "getnewaddress", json!([]));
+    let txid = rpc(&node, "sendtoaddress", json!([payee, 1000]));
+    let tx = rpc(&node, "getrawtransaction", json!([txid, 1]));
+    assert_eq!(tx["txid"], txid, "{tx}");
+    assert!(rpc(&node, "getrawtransaction", json!([txid, 0])).is_string());
+    assert!(rpc(&node, "getrawtransaction", json!([txid, true])).is_object());
+    assert!(rpc(&node, "getrawmempool", json!([1])).is_object());
+}
+
+#[test]
+fn extra_positional_arguments_are_refused_by_name() {
+    let node = TestNode::start(&[]);
+    assert_eq!(
+        rpc_error(&node, "getblockcount", json!([5])),
+        (
+            -32602,
+            "getblockcount takes no arguments (1 given)".to_string()
+        )
+    );
+    assert_eq!(
+        rpc_error(&node, "getblockhash", json!([0, 1])),
+        (
+            -32602,
+            "getblockhash takes at most 1 argument (2 given)".to_string()
+        )
+    );
+    assert_eq!(
+        rpc_error(&node, "getblock", json!(["00", 1, 2])).1,
+        "getblock takes at most 2 arguments (3 given)"
+    );
+    // Inside a batch too.
+    let (_, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[5]},{"jsonrpc":"2.0","id":2,"method":"getblockcount"}]"#,
+    );
+    let replies: Value = serde_json::from_str(&body).unwrap();
+    let by_id = |id: i64| {
+        replies
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id(1)["error"]["code"], -32602, "{replies}");
+    assert_eq!(by_id(2)["result"], 0, "{replies}");
+}
+
+#[test]
+fn amounts_are_base_units_or_coin_strings() {
+    let node = TestNode::start(&[]);
+    rpc(&node, "generate", json!([2]));
+    let payee = rpc(&node, "getnewaddress", json!([]));
+    let txid = rpc(&node, "sendtoaddress", json!([payee, "1.5coin"]));
+    let tx = rpc(&node, "getrawtransaction", json!([txid, 1]));
+    assert_eq!(tx["amount"], 150_000_000u64, "{tx}");
+    match node.rpc("sendtoaddress", json!([payee, 1.5])) {
+        Err(ClientError::Rpc { code, data, .. }) => {
+            assert_eq!(code, -32602);
+            let data = data.unwrap().to_string();
+            assert!(data.contains("not whole base units"), "{data}");
+            assert!(data.contains("1.5coin"), "{data}");
+        }
+        other => panic!("a fraction without 'coin' was taken: {other:?}"),
+    }
+}
+
+#[test]
+fn wallet_methods_list_describe_and_validate() {
+    let node = TestNode::start(&[]);
+    let mine = rpc(&node, "getaddress", json!([]));
+    rpc(&node, "generate", json!([2]));
+    let payee = rpc(&node, "getnewaddress", json!([]));
+    let txid = rpc(&node, "sendtoaddress", json!([payee, 5000, 1000]));
+
+    let list = rpc(&node, "listtransactions", json!([10]));
+    let list = list.as_array().unwrap();
+    let categories: Vec<&str> = list
+        .iter()
+        .map(|e| e["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        categories,
+        ["generate", "generate", "send", "receive"],
+        "{list:?}"
+    );
+    let send = &list[2];
+    assert_eq!(send["txid"], txid);
+    assert_eq!(send["amount"], -5000);
+    assert_eq!(send["fee"], -1000);
+    assert_eq!(send["confirmations"], 0);
+    assert_eq!(list[0]["confirmations"], 2);
+    assert_eq!(
+        rpc(&node, "listtransactions", json!([1, 3]))[0]["category"],
+        "generate"
+    );
+
+    let info = rpc(&node, "getwalletinfo", json!([]));
+    assert_eq!(info["addresses"], 2, "{info}");
+    let confirmed = rpc(&node, "getbalance", json!([]));
+    assert_eq!(info["balance"], confirmed, "{info}");
+    assert_eq!(
+        info["pending_balance"].as_u64().unwrap(),
+        confirmed.as_u64().unwrap() - 5000 - 1000, // incoming mempool transfers are not counted
+        "{info}"
+    );
+
+    let v = rpc(&node, "validateaddress", json!([mine]));
+    assert_eq!(
+        (v["isvalid"].clone(), v["ismine"].clone()),
+        (json!(true), json!(true))
+    );
+    let other = "00".repeat(20);
+    assert_eq!(
+        rpc(&node, "validateaddress", json!([other]))["ismine"],
+        false
+    );
+    let bad = rpc(&node, "validateaddress", json!(["nope"]));
+    assert_eq!(bad["isvalid"], false, "{bad}");
+}
+
+#[test]
+fn waitfornewblock_returns_at_a_new_block_or_the_timeout_and_getrpcinfo_shows_it() {
+    let node = TestNode::start(&[]);
+    let tip = rpc(&node, "waitfornewblock", json!([50]));
+    assert_eq!(tip["height"], 0, "timed out on the same tip: {tip}");
+
+    let (addr, cookie) = (node.rpc_addr, node.cookie.clone());
+    let waiter = std::thread::spawn(move || {
+        noded::rpc::client::call(
+            addr,
+            &cookie,
+            "waitfornewblock",
+            json!([DEADLINE.as_millis() as u64]),
+        )
+    });
+    wait_until(DEADLINE, "waitfornewblock in getrpcinfo", || {
+        let info = rpc(&node, "getrpcinfo", json!([]));
+        info["active_commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["method"] == "waitfornewblock" && c["duration"].is_u64())
+    });
+    let started = Instant::now();
+    rpc(&node, "generate", json!([1]));
+    let tip = waiter.join().unwrap().unwrap();
+    assert_eq!(tip["height"], 1, "{tip}");
+    assert!(started.elapsed() < DEADLINE);
+}
+
+#[test]
+fn setnetworkactive_false_drops_peers_until_true() {
+    let a = TestNode::start(&[]);
+    let target = a.p2p_addr().to_string();
+    let b = TestNode::start(&["--addnode", &target]);
+    let connected = |n: &TestNode| rpc(n, "getconnectioncount", json!([])).as_u64().unwrap();
+    wait_until(DEADLINE, "b connects to a", || connected(&b) == 1);
+
+    assert_eq!(rpc(&b, "setnetworkactive", json!([false])), false);
+    assert_eq!(rpc(&b, "getnetworkinfo", json!([]))["networkactive"], false);
+    wait_until(DEADLINE, "b drops its peer", || {
+        connected(&b) == 0 && connected(&a) == 0
+    });
+    // a's attempt to reach b is refused while b is off.
+    rpc(&a, "addnode", json!([b.p2p_addr().to_string(), "onetry"]));
+
+    assert_eq!(rpc(&b, "setnetworkactive", json!([true])), true);
+    assert_eq!(rpc(&b, "getnetworkinfo", json!([]))["networkactive"], true);
+    wait_until(DEADLINE, "b reconnects to its added node", || {
+        connected(&b) >= 1
+    });
+}
+
+#[test]
+fn logging_shows_and_replaces_the_filter() {
+    let node = TestNode::start(&[]);
+    assert!(rpc(&node, "logging", json!([]))["filter"].is_string());
+    let set = rpc(&node, "logging", json!(["info,noded::net=debug"]));
+    // The filter shows its directives in its own order.
+    let shown = set["filter"].as_str().unwrap().to_string();
+    let mut directives: Vec<&str> = shown.split(',').collect();
+    directives.sort_unstable();
+    assert_eq!(directives, ["info", "noded::net=debug"], "{set}");
+    assert_eq!(rpc(&node, "logging", json!([]))["filter"], shown);
+    let (code, message) = rpc_error(&node, "logging", json!(["noded=loud"]));
+    assert_eq!(code, -8);
+    assert!(
+        message.starts_with("invalid log filter 'noded=loud'"),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[test]
+fn help_describes_each_method_with_an_example() {
+    let node = TestNode::start(&[]);
+    let text = rpc(&node, "help", json!(["getblock"]));
+    let text = text.as_str().unwrap();
+    assert!(
+        text.starts_with("getblock blockhash [verbosity=1]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Arguments:\n1. blockhash (string (hex), required)"),
+        "{text}"
+    );
+    assert!(text.contains("Result:\n"), "{text}");
+    assert!(text.contains("Example:\nnoded rpc getblock "), "{text}");
+    // Every method the node serves: a start-up check refuses one without a help entry, and
+    // each entry renders an example.
+    let list = rpc(&node, "help", json!([]));
+    for line in list.as_str().unwrap().lines() {
+        let name = line.split_whitespace().next().unwrap();
+        let text = rpc(&node, "help", json!([name]));
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains(&format!("Example:\nnoded rpc {name}")),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn noded_rpc_prints_the_error_data_and_the_usage() {
+    let node = TestNode::start(&[]);
+    let out = noded_rpc(&node, &["getblockhash", "one"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"invalid type: string "one", expected u64"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("usage: noded rpc getblockhash height"),
+        "{err}"
+    );
+
+    let out = noded_rpc(&node, &["getblockcount", "5"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("getblockcount takes no arguments"), "{err}");
+    assert!(err.contains("usage: noded rpc getblockcount\n"), "{err}");
+    assert_eq!(
+        err.matches("getblockcount").count(),
+        2,
+        "message and usage once each: {err}"
+    );
+}
+
+#[test]
+fn noded_rpc_takes_bitcoin_cli_connection_flags() {
+    let node = TestNode::start(&["--rpcuser", "alice", "--rpcpassword", "s3cret"]);
+    let port = node.rpc_addr.port().to_string();
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["rpc", "--rpcconnect", "127.0.0.1", "--rpcport", &port])
+        .args([
+            "--rpcuser",
+            "alice",
+            "--rpcpassword",
+            "s3cret",
+            "getblockcount",
+        ])
+        .env("NODED_DATADIR", nowhere.path())
+        .env("HOME", nowhere.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+}
+
+#[test]
+fn noded_rpc_exits_quietly_when_the_reader_closes_the_pipe() {
+    let node = TestNode::start(&[]);
+    let mut child = Command::new(BIN)
+        // About 70 kB of block hashes: more than a pipe holds.
+        .args([
+            "rpc",
+            "--datadir",
+            node.datadir.to_str().unwrap(),
+            "generate",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // A one-page pipe besides: the client is surely still writing when the reader goes, as
+    // with `| head -c 10`.
+    {
+        use std::os::fd::AsRawFd;
+        let fd = stdout.as_raw_fd();
+        // SAFETY: fcntl on a pipe descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 4096) };
+    }
+    let mut first = [0u8; 10];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < DEADLINE, "noded rpc did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_busy_port_names_the_os_error_once() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (p2p, rpc) in [(port.as_str(), "0"), ("0", port.as_str())] {
+        let out = run_to_exit(&[
+            "--network",
+            "regtest",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            p2p,
+            "--rpcport",
+            rpc,
+            "--datadir",
+            d,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("os error 98").count(), 1, "{err}");
+    }
+}
