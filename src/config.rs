@@ -261,6 +261,67 @@ fn parse_whitelist(text: &str) -> Result<Subnet, String> {
     Subnet::parse(range)
 }
 
+/// The words `--log-level` takes alone, as a list for error messages.
+pub const LOG_LEVEL_WORDS: &str = "trace, debug, info, warn (or warning), error, off";
+
+/// A level word (any case; `warning` is `warn`) in the form `EnvFilter` reads.
+fn level_word(word: &str) -> Option<&'static str> {
+    match word.to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" => Some("error"),
+        "off" => Some("off"),
+        _ => None,
+    }
+}
+
+/// Checks a `--log-level` value and returns it as the `EnvFilter` directive list to install.
+///
+/// `EnvFilter` reads a bare word as a target name (`foo` = "everything from target foo"), so
+/// a mistyped level would silently log nothing; here a bare word must be a level. Directives
+/// with a target (`noded::net=trace`, `info,noded=debug`) pass through, with `warning`
+/// accepted for `warn` on either side of `=`.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    let mut directives = Vec::new();
+    for directive in text.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let normalised = match directive.rsplit_once('=') {
+            Some((target, level)) => match level_word(level.trim()) {
+                Some(level) => format!("{target}={level}"),
+                None => {
+                    return Err(format!(
+                        "'{}' in '{directive}' is not a level: give {LOG_LEVEL_WORDS}",
+                        level.trim()
+                    ))
+                }
+            },
+            // A span filter (`[span]`) or a path (`noded::net`) names a target on purpose.
+            None if directive.contains('[') || directive.contains("::") => directive.to_string(),
+            None => match level_word(directive) {
+                Some(level) => level.to_string(),
+                None => {
+                    return Err(format!(
+                        "'{directive}' is not a level: give {LOG_LEVEL_WORDS}, or directives like info,noded::net=debug"
+                    ))
+                }
+            },
+        };
+        directives.push(normalised);
+    }
+    if directives.is_empty() {
+        return Err(format!("empty: give {LOG_LEVEL_WORDS}"));
+    }
+    let filter = directives.join(",");
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&filter)
+        .map_err(|e| e.to_string())?;
+    Ok(filter)
+}
+
 /// A peer to dial, as given by --addnode or --connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSpec {
@@ -492,17 +553,15 @@ impl Config {
             )));
         }
 
-        let log_level = args
-            .log_level
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
-            return Err(ConfigError::Invalid {
-                key: "--log-level".into(),
-                value: log_level,
-                reason: e.to_string(),
-            });
-        }
+        let (log_level, in_file) = match args.log_level {
+            Some(level) => (level, false),
+            None => (file.log_level.unwrap_or_else(|| "info".into()), true),
+        };
+        let log_level = parse_log_filter(&log_level).map_err(|reason| ConfigError::Invalid {
+            key: origin.name("log_level", in_file),
+            value: log_level.clone(),
+            reason,
+        })?;
 
         let (mineraddress, in_file) = match args.mineraddress {
             Some(a) => (Some(a), false),
@@ -742,6 +801,47 @@ mod tests {
         a.rpcuser = Some("u".into());
         let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
         assert!(err.to_string().contains("--rpcpassword"), "{err}");
+    }
+
+    #[test]
+    fn log_level_words_directives_and_warning_are_accepted() {
+        for (given, installed) in [
+            ("info", "info"),
+            ("WARNING", "warn"),
+            ("warning", "warn"),
+            ("off", "off"),
+            ("info,noded=debug", "info,noded=debug"),
+            ("noded::net=trace", "noded::net=trace"),
+            ("info, noded=warning", "info,noded=warn"),
+            ("noded::net", "noded::net"),
+        ] {
+            assert_eq!(parse_log_filter(given).as_deref(), Ok(installed), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_bare_word_that_is_not_a_level_is_refused_with_the_accepted_words() {
+        for bad in ["foo", "noded", "info,verbose", "noded=loud", "", " , "] {
+            let err = parse_log_filter(bad).unwrap_err();
+            assert!(err.contains("trace, debug, info, warn"), "{bad}: {err}");
+        }
+        let mut a = args();
+        a.log_level = Some("foo".into());
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid --log-level 'foo': 'foo' is not a level"),
+            "{err}"
+        );
+        let f = file("log_level = \"verbose\"");
+        let err = Config::merge(args(), f, Some(Path::new("/etc/n.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid 'log_level' in /etc/n.toml 'verbose'"),
+            "{err}"
+        );
+        let c = Config::merge(args(), file("log_level = \"warning\""), None).unwrap();
+        assert_eq!(c.log_level, "warn");
     }
 
     #[test]
