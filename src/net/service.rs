@@ -196,8 +196,12 @@ struct LivePeer {
     checking: Option<mpsc::Sender<Box<Transaction>>>,
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
     serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
-    /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
-    quiet: bool,
+    addr: SocketAddr,
+    /// Its connection had an INFO `peer connected` line, so its end gets one too.
+    announced: bool,
+    /// Why this side ended it (the core's decision, or a full outbox); `None` while it runs,
+    /// or when the peer or the socket ended it.
+    stop_reason: Option<crate::protocol::DisconnectReason>,
     outbox: mpsc::Sender<Message>,
     stats: Arc<Mutex<PeerStats>>,
     stop: CancellationToken,
@@ -539,7 +543,9 @@ impl NetService {
                         serving: None,
                         checking: None,
                         serving_txs: None,
-                        quiet: false,
+                        addr,
+                        announced: false,
+                        stop_reason: None,
                         outbox,
                         stats,
                         stop,
@@ -577,10 +583,20 @@ impl NetService {
                     self.totals
                         .closed_recv
                         .fetch_add(stats.bytes_recv, Ordering::Relaxed);
-                    if live.quiet {
-                        tracing::debug!(peer, %reason, "peer disconnected");
+                    // One line per peer: the reason this side stopped it, if it did, says more
+                    // than the socket's end ("stopped") that followed.
+                    let reason = live
+                        .stop_reason
+                        .as_ref()
+                        .map_or_else(|| reason.to_string(), ToString::to_string);
+                    let addr = live.addr;
+                    // Routine ends (a duplicate collapsed, a feeler done) and connections never
+                    // announced (refused at once) stay at DEBUG: churn, not news.
+                    let routine = live.stop_reason.as_ref().is_some_and(|r| r.is_routine());
+                    if live.announced && !routine {
+                        tracing::info!(peer, %addr, %reason, "peer disconnected");
                     } else {
-                        tracing::info!(peer, %reason, "peer disconnected");
+                        tracing::debug!(peer, %addr, %reason, "peer disconnected");
                     }
                 }
                 Input::Disconnected { peer }
@@ -717,23 +733,21 @@ impl NetService {
         for output in outputs {
             match output {
                 Output::Send(peer, message) => {
-                    let Some(live) = self.live.get(&peer) else {
+                    let Some(live) = self.live.get_mut(&peer) else {
                         continue;
                     };
                     if let Err(mpsc::error::TrySendError::Full(_)) = live.outbox.try_send(message) {
-                        tracing::info!(peer, reason = %crate::protocol::DisconnectReason::SlowPeer, "stopping peer");
+                        let reason = crate::protocol::DisconnectReason::SlowPeer;
+                        tracing::debug!(peer, %reason, "stopping peer");
+                        live.stop_reason.get_or_insert(reason);
                         live.stop.cancel();
                     }
                 }
                 Output::Disconnect(peer, reason) => {
-                    let routine = reason.is_routine();
-                    if routine {
-                        tracing::debug!(peer, %reason, "disconnecting peer");
-                    } else {
-                        tracing::info!(peer, %reason, "disconnecting peer");
-                    }
+                    // The INFO line is the `peer disconnected` one, when the task has ended.
+                    tracing::debug!(peer, %reason, "disconnecting peer");
                     if let Some(live) = self.live.get_mut(&peer) {
-                        live.quiet |= routine;
+                        live.stop_reason.get_or_insert(reason);
                         live.stop.cancel();
                     }
                 }
@@ -755,7 +769,17 @@ impl NetService {
                 Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => {
+                    if let Event::PeerConnected {
+                        peer, conn_type, ..
+                    } = &event
+                    {
+                        if let Some(live) = self.live.get_mut(peer) {
+                            live.announced = announced(*conn_type);
+                        }
+                    }
+                    log_event(&event);
+                }
                 Output::Persist(what) => {
                     let handed = match self.writer.as_ref().and_then(|w| w.try_reserve()) {
                         Some(permit) => {
@@ -1187,6 +1211,12 @@ fn store_job(what: Persist) -> StoreJob {
     }
 }
 
+/// Whether a connection of this type gets INFO connect and disconnect lines: a feeler only
+/// tests an address and is gone within seconds, every few minutes.
+fn announced(conn_type: crate::protocol::ConnType) -> bool {
+    conn_type != crate::protocol::ConnType::Feeler
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::PeerConnected {
@@ -1195,7 +1225,11 @@ fn log_event(event: &Event) {
             node_id,
             conn_type,
         } => {
-            tracing::info!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            if announced(*conn_type) {
+                tracing::info!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            } else {
+                tracing::debug!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            }
         }
         Event::PeerNegotiated { .. } => {}
         Event::Banned {
