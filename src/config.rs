@@ -21,6 +21,13 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 125;
 pub const DEFAULT_MAX_INBOUND_PER_IP: u32 = 16;
 pub const DEFAULT_BAN_TIME_SECS: u64 = 24 * 60 * 60;
 
+/// `--mine`'s default pause between its blocks on regtest: its trivial work would otherwise
+/// give thousands of blocks a second, more than a person following a devnet can watch.
+pub const DEFAULT_REGTEST_MINE_INTERVAL_MS: u64 = 1_000;
+
+/// Highest `--mineinterval`: an hour between blocks is already slower than any test wants.
+pub const MAX_MINE_INTERVAL_MS: u64 = 3_600_000;
+
 /// Parses a DNS seed: `name` or `name:port`.
 fn parse_seed(text: &str, default_port: u16) -> Result<(String, u16), String> {
     let (name, port) = match text.rsplit_once(':') {
@@ -179,6 +186,10 @@ pub struct NodeArgs {
     /// Threads the --mine nonce search uses [default: all cores]
     #[arg(long, env = "NODED_MINETHREADS", value_name = "N")]
     pub minethreads: Option<usize>,
+    /// Least time between two blocks --mine finds, in milliseconds; 0 = as fast as the work
+    /// allows [default: 1000 on regtest, 0 elsewhere]
+    #[arg(long, env = "NODED_MINEINTERVAL", value_name = "MS")]
+    pub mineinterval: Option<u64>,
     /// Mempool size limit in MiB of encoded transactions [default: 32]
     #[arg(long, env = "NODED_MAXMEMPOOL", value_name = "MIB")]
     pub maxmempool: Option<u64>,
@@ -221,6 +232,7 @@ pub struct FileConfig {
     pub mine: Option<bool>,
     pub mineraddress: Option<String>,
     pub minethreads: Option<usize>,
+    pub mineinterval: Option<u64>,
     pub maxmempool: Option<u64>,
     pub mempoolexpiry: Option<u64>,
 }
@@ -404,6 +416,8 @@ pub struct Config {
     pub miner_address: Option<crate::types::Address>,
     /// Nonce-search threads of --mine; `None`: all cores.
     pub mine_threads: Option<usize>,
+    /// Least time between two blocks of --mine (zero: no pause).
+    pub mine_interval: std::time::Duration,
     /// Mempool byte cap (encoded transactions).
     pub max_mempool_bytes: usize,
     pub mempool_expiry_secs: u64,
@@ -589,6 +603,19 @@ impl Config {
         if mine_threads == Some(0) {
             return Err(ConfigError::Rule("--minethreads must be at least 1".into()));
         }
+        let mine_interval_ms =
+            args.mineinterval
+                .or(file.mineinterval)
+                .unwrap_or(if network == Network::Regtest {
+                    DEFAULT_REGTEST_MINE_INTERVAL_MS
+                } else {
+                    0
+                });
+        if mine_interval_ms > MAX_MINE_INTERVAL_MS {
+            return Err(ConfigError::Rule(format!(
+                "--mineinterval {mine_interval_ms} is out of range: give 0 to {MAX_MINE_INTERVAL_MS} ms"
+            )));
+        }
         let max_mempool_mib = args.maxmempool.or(file.maxmempool).unwrap_or(32);
         if !(1..=65_536).contains(&max_mempool_mib) {
             return Err(ConfigError::Rule(format!(
@@ -641,6 +668,7 @@ impl Config {
             mine: args.mine.or(file.mine).unwrap_or(false),
             miner_address,
             mine_threads,
+            mine_interval: std::time::Duration::from_millis(mine_interval_ms),
             max_mempool_bytes: (max_mempool_mib as usize) << 20,
             mempool_expiry_secs: mempool_expiry_hours * 3600,
             state_flush_blocks,
@@ -842,6 +870,39 @@ mod tests {
         );
         let c = Config::merge(args(), file("log_level = \"warning\""), None).unwrap();
         assert_eq!(c.log_level, "warn");
+    }
+
+    #[test]
+    fn mine_interval_defaults_per_network_reads_the_file_and_is_range_checked() {
+        let c = Config::merge(args(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.mine_interval, std::time::Duration::ZERO, "main: no brake");
+        let regtest = file("network = \"regtest\"");
+        let c = Config::merge(args(), regtest, None).unwrap();
+        assert_eq!(c.mine_interval.as_millis(), 1_000);
+        let c = Config::merge(
+            args(),
+            file("network = \"regtest\"\nmineinterval = 0"),
+            None,
+        );
+        assert_eq!(c.unwrap().mine_interval, std::time::Duration::ZERO);
+        let mut a = args();
+        a.mineinterval = Some(250);
+        let c = Config::merge(a, file("mineinterval = 0"), None).unwrap();
+        assert_eq!(c.mine_interval.as_millis(), 250, "flag wins over file");
+        let mut a = args();
+        a.mineinterval = Some(MAX_MINE_INTERVAL_MS + 1);
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--mineinterval"), "{err}");
+    }
+
+    #[test]
+    fn every_flag_has_a_help_text() {
+        use clap::Args;
+        let command = NodeArgs::augment_args(clap::Command::new("noded"));
+        for arg in command.get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help", arg.get_id());
+        }
     }
 
     #[test]
