@@ -1,7 +1,7 @@
 //! The `noded` command line: parse flags, resolve the config, run the node or the RPC client.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use noded::config::{Config, LogFormat, NodeArgs};
 use noded::rpc::client;
 use std::path::PathBuf;
@@ -60,6 +60,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "main")]
         network: noded::params::Network,
     },
+    /// Print a shell completion script to stdout, e.g. `noded completions bash > /etc/bash_completion.d/noded`
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `noded manpage > /usr/share/man/man1/noded.1`
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +98,18 @@ fn main() -> ExitCode {
         )
         .map(|hex| println!("{hex}"))
         .map_err(Into::into),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "noded", &mut script);
+            write_stdout(&script)
+        }
+        Some(Command::Manpage) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("cannot render the manual page")
+                .and_then(|()| write_stdout(&page))
+        }
         None => run_node(cli.node),
     };
     match result {
@@ -99,6 +119,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes generated text to stdout; a closed pipe (`| head`) is an error, not a panic.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
