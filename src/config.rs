@@ -171,7 +171,8 @@ pub struct NodeArgs {
         value_name = "PEER"
     )]
     pub bootstrap: Vec<String>,
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive list
+    /// Log filter: trace, debug, info, warn (or warning), error, off, or tracing directives
+    /// such as info,noded::net=debug
     #[arg(long, env = "NODED_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log output format

@@ -60,13 +60,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "main")]
         network: noded::params::Network,
     },
-    /// Print a shell completion script to stdout, e.g. `noded completions bash > /etc/bash_completion.d/noded`
+    /// Print a shell completion script to stdout (docs/OPERATIONS.md says where to put it)
     Completions {
         /// The shell to complete in
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to stdout, e.g. `noded manpage > /usr/share/man/man1/noded.1`
+    /// Print the manual page (roff) to stdout, e.g. `noded manpage > noded.1 && man ./noded.1`
     Manpage,
 }
 
@@ -121,13 +121,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Writes generated text to stdout; a closed pipe (`| head`) is an error, not a panic.
+/// Writes generated text to stdout. A reader that stopped early (`| head`) is not an error,
+/// and no write failure panics as `println!` would.
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to stdout")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn run_node(args: NodeArgs) -> anyhow::Result<()> {
