@@ -21,6 +21,13 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 125;
 pub const DEFAULT_MAX_INBOUND_PER_IP: u32 = 16;
 pub const DEFAULT_BAN_TIME_SECS: u64 = 24 * 60 * 60;
 
+/// `--mine`'s default pause between its blocks on regtest: its trivial work would otherwise
+/// give thousands of blocks a second, more than a person following a devnet can watch.
+pub const DEFAULT_REGTEST_MINE_INTERVAL_MS: u64 = 1_000;
+
+/// Highest `--mineinterval`: an hour between blocks is already slower than any test wants.
+pub const MAX_MINE_INTERVAL_MS: u64 = 3_600_000;
+
 /// Parses a DNS seed: `name` or `name:port`.
 fn parse_seed(text: &str, default_port: u16) -> Result<(String, u16), String> {
     let (name, port) = match text.rsplit_once(':') {
@@ -164,7 +171,8 @@ pub struct NodeArgs {
         value_name = "PEER"
     )]
     pub bootstrap: Vec<String>,
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive list
+    /// Log filter: trace, debug, info, warn (or warning), error, off, or tracing directives
+    /// such as info,noded::net=debug
     #[arg(long, env = "NODED_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// Log output format
@@ -179,6 +187,10 @@ pub struct NodeArgs {
     /// Threads the --mine nonce search uses [default: all cores]
     #[arg(long, env = "NODED_MINETHREADS", value_name = "N")]
     pub minethreads: Option<usize>,
+    /// Least time between two blocks --mine finds, in milliseconds; 0 = as fast as the work
+    /// allows [default: 1000 on regtest, 0 elsewhere]
+    #[arg(long, env = "NODED_MINEINTERVAL", value_name = "MS")]
+    pub mineinterval: Option<u64>,
     /// Mempool size limit in MiB of encoded transactions [default: 32]
     #[arg(long, env = "NODED_MAXMEMPOOL", value_name = "MIB")]
     pub maxmempool: Option<u64>,
@@ -221,6 +233,7 @@ pub struct FileConfig {
     pub mine: Option<bool>,
     pub mineraddress: Option<String>,
     pub minethreads: Option<usize>,
+    pub mineinterval: Option<u64>,
     pub maxmempool: Option<u64>,
     pub mempoolexpiry: Option<u64>,
 }
@@ -259,6 +272,67 @@ fn parse_whitelist(text: &str) -> Result<Subnet, String> {
         None => text,
     };
     Subnet::parse(range)
+}
+
+/// The words `--log-level` takes alone, as a list for error messages.
+pub const LOG_LEVEL_WORDS: &str = "trace, debug, info, warn (or warning), error, off";
+
+/// A level word (any case; `warning` is `warn`) in the form `EnvFilter` reads.
+fn level_word(word: &str) -> Option<&'static str> {
+    match word.to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" => Some("error"),
+        "off" => Some("off"),
+        _ => None,
+    }
+}
+
+/// Checks a `--log-level` value and returns it as the `EnvFilter` directive list to install.
+///
+/// `EnvFilter` reads a bare word as a target name (`foo` = "everything from target foo"), so
+/// a mistyped level would silently log nothing; here a bare word must be a level. Directives
+/// with a target (`noded::net=trace`, `info,noded=debug`) pass through, with `warning`
+/// accepted for `warn` on either side of `=`.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    let mut directives = Vec::new();
+    for directive in text.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let normalised = match directive.rsplit_once('=') {
+            Some((target, level)) => match level_word(level.trim()) {
+                Some(level) => format!("{target}={level}"),
+                None => {
+                    return Err(format!(
+                        "'{}' in '{directive}' is not a level: give {LOG_LEVEL_WORDS}",
+                        level.trim()
+                    ))
+                }
+            },
+            // A span filter (`[span]`) or a path (`noded::net`) names a target on purpose.
+            None if directive.contains('[') || directive.contains("::") => directive.to_string(),
+            None => match level_word(directive) {
+                Some(level) => level.to_string(),
+                None => {
+                    return Err(format!(
+                        "'{directive}' is not a level: give {LOG_LEVEL_WORDS}, or directives like info,noded::net=debug"
+                    ))
+                }
+            },
+        };
+        directives.push(normalised);
+    }
+    if directives.is_empty() {
+        return Err(format!("empty: give {LOG_LEVEL_WORDS}"));
+    }
+    let filter = directives.join(",");
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&filter)
+        .map_err(|e| e.to_string())?;
+    Ok(filter)
 }
 
 /// A peer to dial, as given by --addnode or --connect.
@@ -343,6 +417,8 @@ pub struct Config {
     pub miner_address: Option<crate::types::Address>,
     /// Nonce-search threads of --mine; `None`: all cores.
     pub mine_threads: Option<usize>,
+    /// Least time between two blocks of --mine (zero: no pause).
+    pub mine_interval: std::time::Duration,
     /// Mempool byte cap (encoded transactions).
     pub max_mempool_bytes: usize,
     pub mempool_expiry_secs: u64,
@@ -492,17 +568,15 @@ impl Config {
             )));
         }
 
-        let log_level = args
-            .log_level
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into());
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
-            return Err(ConfigError::Invalid {
-                key: "--log-level".into(),
-                value: log_level,
-                reason: e.to_string(),
-            });
-        }
+        let (log_level, in_file) = match args.log_level {
+            Some(level) => (level, false),
+            None => (file.log_level.unwrap_or_else(|| "info".into()), true),
+        };
+        let log_level = parse_log_filter(&log_level).map_err(|reason| ConfigError::Invalid {
+            key: origin.name("log_level", in_file),
+            value: log_level.clone(),
+            reason,
+        })?;
 
         let (mineraddress, in_file) = match args.mineraddress {
             Some(a) => (Some(a), false),
@@ -529,6 +603,19 @@ impl Config {
         let mine_threads = args.minethreads.or(file.minethreads);
         if mine_threads == Some(0) {
             return Err(ConfigError::Rule("--minethreads must be at least 1".into()));
+        }
+        let mine_interval_ms =
+            args.mineinterval
+                .or(file.mineinterval)
+                .unwrap_or(if network == Network::Regtest {
+                    DEFAULT_REGTEST_MINE_INTERVAL_MS
+                } else {
+                    0
+                });
+        if mine_interval_ms > MAX_MINE_INTERVAL_MS {
+            return Err(ConfigError::Rule(format!(
+                "--mineinterval {mine_interval_ms} is out of range: give 0 to {MAX_MINE_INTERVAL_MS} ms"
+            )));
         }
         let max_mempool_mib = args.maxmempool.or(file.maxmempool).unwrap_or(32);
         if !(1..=65_536).contains(&max_mempool_mib) {
@@ -582,6 +669,7 @@ impl Config {
             mine: args.mine.or(file.mine).unwrap_or(false),
             miner_address,
             mine_threads,
+            mine_interval: std::time::Duration::from_millis(mine_interval_ms),
             max_mempool_bytes: (max_mempool_mib as usize) << 20,
             mempool_expiry_secs: mempool_expiry_hours * 3600,
             state_flush_blocks,
@@ -742,6 +830,80 @@ mod tests {
         a.rpcuser = Some("u".into());
         let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
         assert!(err.to_string().contains("--rpcpassword"), "{err}");
+    }
+
+    #[test]
+    fn log_level_words_directives_and_warning_are_accepted() {
+        for (given, installed) in [
+            ("info", "info"),
+            ("WARNING", "warn"),
+            ("warning", "warn"),
+            ("off", "off"),
+            ("info,noded=debug", "info,noded=debug"),
+            ("noded::net=trace", "noded::net=trace"),
+            ("info, noded=warning", "info,noded=warn"),
+            ("noded::net", "noded::net"),
+        ] {
+            assert_eq!(parse_log_filter(given).as_deref(), Ok(installed), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_bare_word_that_is_not_a_level_is_refused_with_the_accepted_words() {
+        for bad in ["foo", "noded", "info,verbose", "noded=loud", "", " , "] {
+            let err = parse_log_filter(bad).unwrap_err();
+            assert!(err.contains("trace, debug, info, warn"), "{bad}: {err}");
+        }
+        let mut a = args();
+        a.log_level = Some("foo".into());
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid --log-level 'foo': 'foo' is not a level"),
+            "{err}"
+        );
+        let f = file("log_level = \"verbose\"");
+        let err = Config::merge(args(), f, Some(Path::new("/etc/n.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid 'log_level' in /etc/n.toml 'verbose'"),
+            "{err}"
+        );
+        let c = Config::merge(args(), file("log_level = \"warning\""), None).unwrap();
+        assert_eq!(c.log_level, "warn");
+    }
+
+    #[test]
+    fn mine_interval_defaults_per_network_reads_the_file_and_is_range_checked() {
+        let c = Config::merge(args(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.mine_interval, std::time::Duration::ZERO, "main: no brake");
+        let regtest = file("network = \"regtest\"");
+        let c = Config::merge(args(), regtest, None).unwrap();
+        assert_eq!(c.mine_interval.as_millis(), 1_000);
+        let c = Config::merge(
+            args(),
+            file("network = \"regtest\"\nmineinterval = 0"),
+            None,
+        );
+        assert_eq!(c.unwrap().mine_interval, std::time::Duration::ZERO);
+        let mut a = args();
+        a.mineinterval = Some(250);
+        let c = Config::merge(a, file("mineinterval = 0"), None).unwrap();
+        assert_eq!(c.mine_interval.as_millis(), 250, "flag wins over file");
+        let mut a = args();
+        a.mineinterval = Some(MAX_MINE_INTERVAL_MS + 1);
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--mineinterval"), "{err}");
+    }
+
+    #[test]
+    fn every_flag_has_a_help_text() {
+        use clap::Args;
+        let command = NodeArgs::augment_args(clap::Command::new("noded"));
+        for arg in command.get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help", arg.get_id());
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `noded` command line: parse flags, resolve the config, run the node or the RPC client.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use noded::config::{Config, LogFormat, NodeArgs};
 use noded::rpc::client;
 use noded::rpc::server::LogControl;
@@ -88,6 +88,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "main")]
         network: noded::params::Network,
     },
+    /// Print a shell completion script to stdout (docs/OPERATIONS.md says where to put it)
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `noded manpage > noded.1 && man ./noded.1`
+    Manpage,
 }
 
 fn main() -> ExitCode {
@@ -140,6 +148,18 @@ fn main() -> ExitCode {
         )
         .map_err(Into::into)
         .and_then(|hex| print_out(&hex)),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "noded", &mut script);
+            write_stdout(&script)
+        }
+        Some(Command::Manpage) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("cannot render the manual page")
+                .and_then(|()| write_stdout(&page))
+        }
         None => run_node(cli.node),
     };
     match result {
@@ -194,8 +214,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Writes `text` and a newline to stdout; a closed pipe is an error the caller treats as a
 /// quiet end (println! would panic on it).
 fn print_out(text: &str) -> anyhow::Result<()> {
+    write_stdout(text.as_bytes())?;
+    write_stdout(b"\n")
+}
+
+/// Writes `bytes` to stdout, with `print_out`'s handling of a closed pipe.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
+    out.write_all(bytes)?;
     out.flush()?;
     Ok(())
 }

@@ -87,6 +87,7 @@ fn the_example_config_names_the_mining_and_mempool_keys() {
         "mine",
         "mineraddress",
         "minethreads",
+        "mineinterval",
     ] {
         assert!(text.contains(&format!("# {key} = ")), "{key} missing");
     }

@@ -12,6 +12,7 @@ use super::reader::ChainReader;
 use super::signatures::default_threads;
 use super::state::Account;
 use super::store::{BlockStatus, IndexRecord, Store};
+use super::tiplog::{self, NewTip, Reorg, TipLog};
 use super::txindex::TxIndexer;
 use super::validation::{
     apply_block, check_block_stateless, check_coinbase, check_header_contextual,
@@ -154,6 +155,8 @@ pub struct Chain {
     tx_indexer: Option<TxIndexer>,
     /// The node's metrics, when it has any (tests and benchmarks run without).
     metrics: Option<Arc<Metrics>>,
+    /// How many `new tip` lines the log gets.
+    tip_log: TipLog,
 }
 
 fn invalid(hash: Hash256) -> impl FnOnce(BlockError) -> ChainError {
@@ -246,9 +249,12 @@ impl Chain {
             events,
             tx_indexer,
             metrics: None,
+            tip_log: TipLog::default(),
         };
         chain.publish();
+        let old_tip = chain.active_tip();
         chain.activate_best_chain()?;
+        chain.log_reorg_since(old_tip);
         Ok(chain)
     }
 
@@ -347,6 +353,41 @@ impl Chain {
         self.stats
     }
 
+    /// Whether `new tip` lines wait for their summary (see `tiplog`).
+    pub fn has_held_tip_lines(&self) -> bool {
+        self.tip_log.has_held()
+    }
+
+    /// Writes the summary of held `new tip` lines once their window has ended.
+    pub fn log_due_tip_lines(&mut self) {
+        if let Some(summary) = self.tip_log.due(Instant::now()) {
+            tiplog::log_summary(&summary);
+        }
+    }
+
+    fn active_tip(&self) -> (u64, Hash256) {
+        (self.index.tip_height(), self.index.tip())
+    }
+
+    /// One `chain reorganised` line when `old_tip` has left the active chain (a heavier
+    /// branch, `invalidateblock`); a chain that only grew says nothing here.
+    fn log_reorg_since(&self, old_tip: (u64, Hash256)) {
+        if self.index.is_active(&old_tip.1) {
+            return;
+        }
+        let fork = self.index.fork_point(&old_tip.1);
+        let fork_height = self.index.get(&fork).map_or(0, |e| e.height);
+        let new_tip = self.active_tip();
+        tiplog::log_reorg(&Reorg {
+            fork_height,
+            fork,
+            disconnected: old_tip.0 - fork_height,
+            connected: new_tip.0 - fork_height,
+            old_tip,
+            new_tip,
+        });
+    }
+
     fn publish(&self) {
         let tip_hash = self.index.tip();
         let entry = self.index.get(&tip_hash).expect("the tip is indexed");
@@ -435,7 +476,9 @@ impl Chain {
             self.adopt_orphans(hash, now);
             self.count_orphans();
         }
+        let old_tip = self.active_tip();
         let failures = self.activate_best_chain()?;
+        self.log_reorg_since(old_tip);
         accepted?;
         if let Some((_, error)) = failures.iter().find(|(h, _)| *h == hash) {
             return Err(ChainError::InvalidBlock {
@@ -591,6 +634,7 @@ impl Chain {
             .get(hash)
             .cloned()
             .ok_or(ChainError::UnknownBlock(*hash))?;
+        let connect_started = Instant::now();
         let (block, signatures_checked) = self.load_block(hash)?;
         let verified_before = matches!(entry.status, BlockStatus::Valid | BlockStatus::Checked);
         if !verified_before && !signatures_checked {
@@ -628,6 +672,22 @@ impl Chain {
         self.index.set_status(hash, BlockStatus::Valid);
         self.index.push_active(*hash);
         self.publish();
+        let now = Instant::now();
+        let lines = self.tip_log.on_tip(
+            now,
+            NewTip {
+                height: entry.height,
+                hash: *hash,
+                txs: block.transactions.len(),
+                connect: now - connect_started,
+            },
+        );
+        if let Some(summary) = &lines.summary {
+            tiplog::log_summary(summary);
+        }
+        if let Some(tip) = &lines.tip {
+            tiplog::log_tip(tip);
+        }
         let _ = self
             .events
             .send(ChainEvent::BlockConnected(block, entry.height));
@@ -649,6 +709,7 @@ impl Chain {
             m.chain.blocks_disconnected.inc();
         }
         self.index.pop_active();
+        tracing::debug!(height, %hash, "block disconnected");
         self.publish();
         let _ = self
             .events
@@ -686,11 +747,13 @@ impl Chain {
         if entry.height == 0 {
             return Err(ChainError::CannotInvalidateGenesis);
         }
+        let old_tip = self.active_tip();
         self.mark_failed(hash)?;
         while self.index.is_active(hash) {
             self.disconnect_tip()?;
         }
         self.activate_best_chain()?;
+        self.log_reorg_since(old_tip);
         Ok(())
     }
 
@@ -722,7 +785,9 @@ impl Chain {
         }
         self.store
             .put_index_records(records.iter().map(|(h, r)| (h, r)))?;
+        let old_tip = self.active_tip();
         self.activate_best_chain()?;
+        self.log_reorg_since(old_tip);
         self.publish();
         Ok(())
     }

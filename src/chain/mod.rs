@@ -14,6 +14,7 @@ pub mod signatures;
 pub mod state;
 pub mod store;
 pub mod testkit;
+pub mod tiplog;
 pub mod txindex;
 pub mod validation;
 pub mod work;

@@ -118,16 +118,22 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
             // rather than retrying (and logging) every SYNC_WHEN_IDLE.
             let mut sync_failed = false;
             loop {
-                let next = if chain.has_unsynced() && !sync_failed {
+                let must_sync = chain.has_unsynced() && !sync_failed;
+                // Held `new tip` lines are summarised when their window ends, even if no block
+                // comes after them.
+                let next = if must_sync || chain.has_held_tip_lines() {
                     // The timeout is made inside the timer's context (its Sleep needs it).
                     let wait = async { tokio::time::timeout(SYNC_WHEN_IDLE, rx.recv()).await };
                     match timer.block_on(wait) {
                         Ok(next) => next,
                         Err(_idle) => {
-                            if let Err(e) = chain.sync() {
-                                tracing::error!(error = %e, "chain store sync failed");
-                                sync_failed = true;
+                            if must_sync {
+                                if let Err(e) = chain.sync() {
+                                    tracing::error!(error = %e, "chain store sync failed");
+                                    sync_failed = true;
+                                }
                             }
+                            chain.log_due_tip_lines();
                             continue;
                         }
                     }
@@ -162,6 +168,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                         break;
                     }
                 }
+                chain.log_due_tip_lines();
             }
             // Senders all gone or shutdown asked: write the pending state and sync.
             if let Err(e) = chain.flush() {

@@ -247,13 +247,33 @@ impl Miner {
     }
 
     /// Mines continuously to `miner` until `shutdown`, rebuilding the template when the tip
-    /// changes or every `TEMPLATE_REFRESH`.
-    pub async fn run(self: Arc<Self>, miner: Address, shutdown: CancellationToken) {
+    /// changes or every `TEMPLATE_REFRESH`, finding at most one block per `interval` (measured
+    /// from the start of the search that found the last one; zero: no pause).
+    pub async fn run(
+        self: Arc<Self>,
+        miner: Address,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         self.stats.generating.store(true, Ordering::Relaxed);
         let mut snapshots = self.chain.snapshot_receiver();
-        tracing::info!(%miner, threads = self.threads, "mining started");
+        tracing::info!(
+            %miner,
+            threads = self.threads,
+            interval_ms = interval.as_millis() as u64,
+            "mining started"
+        );
+        let mut last_found: Option<tokio::time::Instant> = None;
         let mut resume: Option<(Header, u64)> = None;
         while !shutdown.is_cancelled() && !self.stopping.is_cancelled() {
+            if let Some(found_at) = last_found.filter(|_| !interval.is_zero()) {
+                // A timer, not a blocking sleep: a shutdown ends the pause at once.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(found_at + interval) => {}
+                    _ = shutdown.cancelled() => break,
+                    _ = self.stopping.cancelled() => break,
+                }
+            }
             snapshots.borrow_and_update();
             let mut template = match self.template_off_runtime(miner).await {
                 Ok(template) => template,
@@ -295,7 +315,9 @@ impl Miner {
                     match self.chain.submit_block(template.block).await {
                         Ok(SubmitOutcome::Connected { height }) => {
                             self.stats.blocks.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(%hash, height, fees = %template.fees, "mined a block");
+                            last_found = Some(started.into());
+                            // The chain's `new tip` line is the operator's; this one adds only that it was ours.
+                            tracing::debug!(%hash, height, fees = %template.fees, "mined a block");
                         }
                         Ok(SubmitOutcome::Duplicate) | Err(ChainError::KnownInvalid(_)) => {
                             resume = Some((unsolved, header.nonce.saturating_add(1)));

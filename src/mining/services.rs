@@ -49,7 +49,11 @@ impl Services {
                 Some(a) => a,
                 None => wallet.with(|w| Ok(w.address()))?,
             };
-            Some(tokio::spawn(miner.clone().run(address, shutdown.clone())))
+            Some(tokio::spawn(miner.clone().run(
+                address,
+                config.mine_interval,
+                shutdown.clone(),
+            )))
         } else {
             None
         };

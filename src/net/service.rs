@@ -231,8 +231,12 @@ struct LivePeer {
     checking: Option<mpsc::Sender<Box<Transaction>>>,
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
     serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
-    /// Its end is routine (a duplicate, a feeler): logged at DEBUG, not INFO.
-    quiet: bool,
+    addr: SocketAddr,
+    /// Its connection had an INFO `peer connected` line, so its end gets one too.
+    announced: bool,
+    /// Why this side ended it (the core's decision, or a full outbox); `None` while it runs,
+    /// or when the peer or the socket ended it.
+    stop_reason: Option<crate::protocol::DisconnectReason>,
     outbox: mpsc::Sender<Message>,
     stats: Arc<Mutex<PeerStats>>,
     stop: CancellationToken,
@@ -240,8 +244,6 @@ struct LivePeer {
     tls_cipher: String,
     /// Its `ConnType` name once the core took it into its peer table (`noded_peers`).
     conn_type: Option<&'static str>,
-    /// Why the node ended it, once it asked (`noded_peer_disconnects_total`).
-    ended_by: Option<&'static str>,
 }
 
 pub struct NetService {
@@ -588,14 +590,15 @@ impl NetService {
                         serving: None,
                         checking: None,
                         serving_txs: None,
-                        quiet: false,
+                        addr,
+                        announced: false,
+                        stop_reason: None,
                         outbox,
                         stats,
                         stop,
                         tls_version,
                         tls_cipher,
                         conn_type: None,
-                        ended_by: None,
                     },
                 );
                 Input::Connected {
@@ -625,7 +628,11 @@ impl NetService {
                     if let Some(conn_type) = live.conn_type {
                         metrics.peer_gone(conn_type);
                     }
-                    metrics.disconnected(live.ended_by.unwrap_or("connection_lost"));
+                    metrics.disconnected(
+                        live.stop_reason
+                            .as_ref()
+                            .map_or("connection_lost", disconnect_label),
+                    );
                     let stats = live.stats.lock().expect("stats lock").clone();
                     self.totals
                         .closed_sent
@@ -633,10 +640,20 @@ impl NetService {
                     self.totals
                         .closed_recv
                         .fetch_add(stats.bytes_recv, Ordering::Relaxed);
-                    if live.quiet {
-                        tracing::debug!(peer, %reason, "peer disconnected");
+                    // One line per peer: the reason this side stopped it, if it did, says more
+                    // than the socket's end ("stopped") that followed.
+                    let reason = live
+                        .stop_reason
+                        .as_ref()
+                        .map_or_else(|| reason.to_string(), ToString::to_string);
+                    let addr = live.addr;
+                    // Routine ends (a duplicate collapsed, a feeler done) and connections never
+                    // announced (refused at once) stay at DEBUG: churn, not news.
+                    let routine = live.stop_reason.as_ref().is_some_and(|r| r.is_routine());
+                    if live.announced && !routine {
+                        tracing::info!(peer, %addr, %reason, "peer disconnected");
                     } else {
-                        tracing::info!(peer, %reason, "peer disconnected");
+                        tracing::debug!(peer, %addr, %reason, "peer disconnected");
                     }
                     let _ = self.notices.send(PeerNotice::Disconnected {
                         peer,
@@ -787,21 +804,16 @@ impl NetService {
                     };
                     if let Err(mpsc::error::TrySendError::Full(_)) = live.outbox.try_send(message) {
                         let reason = crate::protocol::DisconnectReason::SlowPeer;
-                        tracing::info!(peer, %reason, "stopping peer");
-                        live.ended_by.get_or_insert(disconnect_label(&reason));
+                        tracing::debug!(peer, %reason, "stopping peer");
+                        live.stop_reason.get_or_insert(reason);
                         live.stop.cancel();
                     }
                 }
                 Output::Disconnect(peer, reason) => {
-                    let routine = reason.is_routine();
-                    if routine {
-                        tracing::debug!(peer, %reason, "disconnecting peer");
-                    } else {
-                        tracing::info!(peer, %reason, "disconnecting peer");
-                    }
+                    // The INFO line is the `peer disconnected` one, when the task has ended.
+                    tracing::debug!(peer, %reason, "disconnecting peer");
                     if let Some(live) = self.live.get_mut(&peer) {
-                        live.quiet |= routine;
-                        live.ended_by.get_or_insert(disconnect_label(&reason));
+                        live.stop_reason.get_or_insert(reason);
                         live.stop.cancel();
                     }
                 }
@@ -825,6 +837,14 @@ impl NetService {
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::Event(event) => {
                     self.count_event(&event);
+                    if let Event::PeerConnected {
+                        peer, conn_type, ..
+                    } = &event
+                    {
+                        if let Some(live) = self.live.get_mut(peer) {
+                            live.announced = announced(*conn_type);
+                        }
+                    }
                     log_event(&event);
                     if let Some(notice) = notice_of(&event) {
                         let _ = self.notices.send(notice);
@@ -1342,6 +1362,12 @@ fn disconnect_label(reason: &crate::protocol::DisconnectReason) -> &'static str 
     }
 }
 
+/// Whether a connection of this type gets INFO connect and disconnect lines: a feeler only
+/// tests an address and is gone within seconds, every few minutes.
+fn announced(conn_type: crate::protocol::ConnType) -> bool {
+    conn_type != crate::protocol::ConnType::Feeler
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::PeerConnected {
@@ -1350,7 +1376,11 @@ fn log_event(event: &Event) {
             node_id,
             conn_type,
         } => {
-            tracing::info!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            if announced(*conn_type) {
+                tracing::info!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            } else {
+                tracing::debug!(peer, %addr, %node_id, conn = conn_type.name(), "peer connected");
+            }
         }
         Event::PeerNegotiated { .. } => {}
         Event::Banned {

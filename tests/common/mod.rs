@@ -121,12 +121,9 @@ impl TestNode {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
                 use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                if let Some(mut stderr) = child.stderr.take() {
+                    stderr.read_to_string(&mut err).unwrap();
+                }
                 panic!("noded exited with {status} before RPC was ready: {err}");
             }
             assert!(
@@ -136,9 +133,11 @@ impl TestNode {
             );
             std::thread::sleep(Duration::from_millis(2));
         };
-        // Drain stderr so a chatty node never blocks on a full pipe.
-        let mut stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        // Drain stderr so a chatty node never blocks on a full pipe (unless `customise` sent
+        // it elsewhere, say to a file a test reads).
+        if let Some(mut stderr) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        }
         TestNode {
             child,
             datadir: datadir.to_path_buf(),
