@@ -777,6 +777,8 @@ impl NetService {
             NetCommand::SetNetworkActive(active, reply) => {
                 let _ = self.command(Command::SetNetworkActive(active));
                 tracing::info!(active, "network activity set over RPC");
+                // Published before the answer, so a getnetworkinfo after it reads the new state.
+                self.publish_counts();
                 let _ = reply.send(self.core.network_active());
             }
         }
