@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Nodes one devnet may run: plenty for a laptop, and a mesh of it is ~1,200 connections.
@@ -21,8 +22,42 @@ pub const MAX_NODES: usize = 50;
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often the devnet looks at its nodes while it waits.
+/// How often the devnet looks at its nodes' files and processes while it waits.
 const POLL: Duration = Duration::from_millis(10);
+/// How often it asks every node over RPC whether its links are up: each round is one RPC
+/// connection per node, so a 50-node mesh costs 500 connections a second, not thousands.
+const LINK_POLL: Duration = Duration::from_millis(100);
+
+/// Set by SIGINT, SIGTERM or SIGHUP: the devnet stops its nodes and exits, whether they are
+/// still starting or running.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: all a signal handler may safely do.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Catches the signals that end the devnet, before any node is started, so none can be
+/// left behind by a signal that comes during start-up.
+fn catch_signals() -> Result<(), DevnetError> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installs a handler that only stores to an atomic (async-signal-safe).
+        let previous = unsafe {
+            libc::signal(
+                signal,
+                on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t,
+            )
+        };
+        if previous == libc::SIG_ERR {
+            return Err(DevnetError::Signal(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Topology {
@@ -79,8 +114,10 @@ pub enum DevnetError {
     NoP2p { index: usize },
     #[error("the nodes did not connect within {secs} s: {detail}", secs = START_TIMEOUT.as_secs())]
     ConnectTimeout { detail: String },
-    #[error("cannot wait for Ctrl-C: {0}")]
+    #[error("cannot catch Ctrl-C: {0}")]
     Signal(std::io::Error),
+    #[error("interrupted during start-up; every node was stopped")]
+    Interrupted,
     #[error("node {index} stopped by itself ({status}); its log: {log}")]
     Died {
         index: usize,
@@ -173,13 +210,14 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
         return Err(DevnetError::NodeCount(options.nodes));
     }
     let started = Instant::now();
+    catch_signals()?;
     let root = options.root.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("noded-devnet-{}", std::process::id()))
     });
     let exe = std::env::current_exe().map_err(DevnetError::Executable)?;
     let mut nodes = Nodes(Vec::with_capacity(options.nodes));
     for index in 1..=options.nodes {
-        nodes.0.push(spawn_node(&exe, &root, index)?);
+        nodes.0.push(spawn_node(&exe, &root, index, options.nodes)?);
     }
     for node in nodes.0.iter_mut() {
         wait_for_rpc(node)?;
@@ -213,7 +251,7 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
     Ok(())
 }
 
-fn spawn_node(exe: &Path, root: &Path, index: usize) -> Result<DevNode, DevnetError> {
+fn spawn_node(exe: &Path, root: &Path, index: usize, nodes: usize) -> Result<DevNode, DevnetError> {
     let datadir = root.join(format!("node{index}"));
     std::fs::create_dir_all(&datadir).map_err(|source| DevnetError::Create {
         path: datadir.clone(),
@@ -239,10 +277,12 @@ fn spawn_node(exe: &Path, root: &Path, index: usize) -> Result<DevNode, DevnetEr
             command.env_remove(name);
         }
     }
-    let child = command
+    command
         .args(["--network", "regtest", "--bind", "127.0.0.1", "--port", "0"])
         .args(["--rpcbind", "127.0.0.1", "--rpcport", "0"])
         .args(["--discover-lan", "false"])
+        // Every node is on 127.0.0.1: a mesh needs an inbound slot per other node from it.
+        .args(["--maxinboundperip", &nodes.max(16).to_string()])
         .arg("--datadir")
         .arg(&datadir)
         .stdin(Stdio::null())
@@ -250,7 +290,19 @@ fn spawn_node(exe: &Path, root: &Path, index: usize) -> Result<DevNode, DevnetEr
         .stderr(stderr)
         // Its own process group: Ctrl-C reaches the devnet only, which stops the nodes in
         // order and reports how they ended.
-        .process_group(0)
+        .process_group(0);
+    // SAFETY: prctl in the child between fork and exec, touching no memory of the parent's.
+    // A devnet killed outright (SIGKILL, a crash) takes its nodes with it.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let child = command
         .spawn()
         .map_err(|source| DevnetError::Spawn { index, source })?;
     Ok(DevNode {
@@ -266,6 +318,9 @@ fn spawn_node(exe: &Path, root: &Path, index: usize) -> Result<DevNode, DevnetEr
 fn wait_for_rpc(node: &mut DevNode) -> Result<(), DevnetError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
+        if interrupted() {
+            return Err(DevnetError::Interrupted);
+        }
         if let Ok(endpoint) = read_rpc_endpoint(&node.datadir) {
             node.rpc = Some(endpoint);
             return Ok(());
@@ -296,6 +351,9 @@ fn wait_for_links(nodes: &mut [DevNode], links: &[(usize, usize)]) -> Result<(),
     }
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
+        if interrupted() {
+            return Err(DevnetError::Interrupted);
+        }
         let mut missing = Vec::new();
         for (node, &want) in nodes.iter().zip(&wanted) {
             let peers = node.call("getpeers", serde_json::json!([]))?;
@@ -314,7 +372,7 @@ fn wait_for_links(nodes: &mut [DevNode], links: &[(usize, usize)]) -> Result<(),
                 detail: missing.join(", "),
             });
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(LINK_POLL);
     }
 }
 
@@ -368,35 +426,22 @@ fn print_table(
     let _ = std::io::stdout().flush();
 }
 
-/// Blocks until SIGINT or SIGTERM; a node that stops by itself meanwhile ends the devnet.
+/// Blocks until SIGINT, SIGTERM or SIGHUP; a node that stops by itself meanwhile ends the
+/// devnet.
 fn wait_for_interrupt(nodes: &mut [DevNode]) -> Result<(), DevnetError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(DevnetError::Signal)?;
-    runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(DevnetError::Signal)?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(DevnetError::Signal)?;
-        let mut check = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = interrupt.recv() => return Ok(()),
-                _ = terminate.recv() => return Ok(()),
-                _ = check.tick() => {
-                    for node in nodes.iter_mut() {
-                        if let Some(status) = node.exited() {
-                            return Err(DevnetError::Died {
-                                index: node.index,
-                                status,
-                                log: node.log.clone(),
-                            });
-                        }
-                    }
-                }
+    while !interrupted() {
+        for node in nodes.iter_mut() {
+            if let Some(status) = node.exited() {
+                return Err(DevnetError::Died {
+                    index: node.index,
+                    status,
+                    log: node.log.clone(),
+                });
             }
         }
-    })
+        std::thread::sleep(POLL);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

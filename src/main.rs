@@ -297,8 +297,10 @@ impl<S: Send + Sync + 'static> LogControl for ReloadableFilter<S> {
     }
 
     fn set_filter(&self, filter: &str) -> Result<(), String> {
+        // The rules --log-level follows: a bare word must be a level (`warning` is warn).
+        let filter = noded::config::parse_log_filter(filter)?;
         let parsed = tracing_subscriber::EnvFilter::builder()
-            .parse(filter)
+            .parse(&filter)
             .map_err(|e| e.to_string())?;
         self.0.reload(parsed).map_err(|e| e.to_string())
     }

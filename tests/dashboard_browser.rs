@@ -222,14 +222,15 @@ fn the_dashboard_signs_in_and_shows_the_peer_a_second_node_created() {
             .unwrap_or("")
             .contains(&other_id)
     });
+    // getinfo and getpeerinfo answer in either order: wait for the node's cards too.
     let nodeid = node.getinfo()["nodeid"].clone();
-    assert_eq!(
-        browser.script("return document.getElementById('nodeid').textContent"),
-        nodeid
-    );
-    assert_eq!(
-        browser.script("return document.getElementById('blocks').textContent"),
-        "3"
+    wait_until(
+        DEADLINE,
+        "the node id and tip height in their cards",
+        || {
+            browser.script("return document.getElementById('nodeid').textContent") == nodeid
+                && browser.script("return document.getElementById('blocks').textContent") == "3"
+        },
     );
     assert_eq!(
         browser.script("return document.getElementById('status').textContent"),

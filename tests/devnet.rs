@@ -4,7 +4,55 @@ mod common;
 
 use common::{wait_until, BIN, DEADLINE};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// The devnet process, killed (with its nodes, by their parent-death signal) if a test fails.
+struct Devnet(Child);
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_devnet(root: &Path, nodes: &str) -> Devnet {
+    let child = Command::new(BIN)
+        .args([
+            "devnet",
+            "--nodes",
+            nodes,
+            "--topology",
+            "line",
+            "--datadir-root",
+        ])
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn noded devnet");
+    Devnet(child)
+}
+
+/// Processes whose command line mentions `root` (the devnet's nodes).
+fn processes_under(root: &Path) -> Vec<String> {
+    let needle = root.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle) && !c.contains(" devnet "))
+        .collect()
+}
 
 #[test]
 fn devnet_brings_up_five_connected_nodes_and_stops_them_all_on_sigint() {
@@ -44,7 +92,9 @@ fn devnet_brings_up_five_connected_nodes_and_stops_them_all_on_sigint() {
         .next()
         .and_then(|s| s.trim_end_matches(" s").parse().ok())
         .unwrap_or_else(|| panic!("no start-up time in {summary:?}"));
-    assert!(seconds < 3.0, "five nodes took {seconds} s to come up");
+    // The figure is printed for the record (0.2 s here); the bound only catches a devnet that
+    // waits on something it should not, with room for a loaded CI machine.
+    assert!(seconds < 10.0, "five nodes took {seconds} s to come up");
 
     // The table's datadirs work with `noded rpc`, and each node has its line neighbours.
     let datadirs: Vec<_> = (1..=5)
@@ -105,6 +155,42 @@ fn devnet_brings_up_five_connected_nodes_and_stops_them_all_on_sigint() {
             "clean shutdown in the log: {log}"
         );
     }
+}
+
+#[test]
+fn a_signal_during_start_up_leaves_no_node_running() {
+    let root = tempfile::tempdir().unwrap();
+    let mut guard = start_devnet(root.path(), "5");
+    // As soon as the first node exists, before the network is up.
+    wait_until(DEADLINE, "the first node to start", || {
+        !processes_under(root.path()).is_empty()
+    });
+    // SAFETY: kill(2) on the pid of the child spawned above, not yet reaped.
+    unsafe {
+        libc::kill(guard.0.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let mut status = None;
+    wait_until(DEADLINE, "the devnet to exit", || {
+        status = guard.0.try_wait().unwrap();
+        status.is_some()
+    });
+    wait_until(DEADLINE, "every node to be gone", || {
+        processes_under(root.path()).is_empty()
+    });
+}
+
+#[test]
+fn killing_the_devnet_outright_takes_its_nodes_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut guard = start_devnet(root.path(), "3");
+    wait_until(DEADLINE, "three nodes", || {
+        processes_under(root.path()).len() == 3
+    });
+    guard.0.kill().unwrap();
+    guard.0.wait().unwrap();
+    wait_until(DEADLINE, "every node to be gone", || {
+        processes_under(root.path()).is_empty()
+    });
 }
 
 #[test]

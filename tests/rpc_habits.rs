@@ -307,6 +307,17 @@ fn logging_shows_and_replaces_the_filter() {
         "{message}"
     );
     assert!(!message.contains('\n'), "{message}");
+    // A bare word that is not a level is refused, as --log-level refuses it (EnvFilter would
+    // take it for a target and switch nearly all logging off); `warning` means warn.
+    let (code, message) = rpc_error(&node, "logging", json!(["foo"]));
+    assert_eq!(code, -8, "{message}");
+    assert_eq!(
+        rpc(&node, "logging", json!([]))["filter"],
+        shown,
+        "unchanged"
+    );
+    let set = rpc(&node, "logging", json!(["warning"]));
+    assert_eq!(set["filter"], "warn", "{set}");
 }
 
 #[test]

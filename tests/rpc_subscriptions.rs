@@ -4,7 +4,7 @@
 mod common;
 
 use common::ws::WsClient;
-use common::{wait_until, TestNode, DEADLINE};
+use common::{rpc_batch, wait_until, TestNode, DEADLINE};
 use serde_json::json;
 
 /// The next notification of `subscription` (answers and other subscriptions skipped).
@@ -74,6 +74,49 @@ fn transaction_and_peer_subscribers_see_the_pool_and_the_peers_change() {
     assert!(gone["reason"].as_str().is_some_and(|r| !r.is_empty()));
 }
 
+#[test]
+fn a_block_confirming_more_transactions_than_the_queue_holds_keeps_a_reading_subscriber() {
+    const TXS: usize = 1_200;
+    const _: () = assert!(TXS > noded::rpc::subscriptions::SUBSCRIBER_BACKLOG as usize);
+    let node = TestNode::start(&[]);
+    node.rpc("generate", json!([1])).expect("generate");
+    let mut ws = WsClient::connect(node.rpc_addr, &node.cookie);
+    let subscription = ws.subscribe("subscribe_transactions");
+    // A reader that never stops reading, as the dashboard is.
+    let reader = std::thread::spawn(move || {
+        let (mut accepted, mut confirmed) = (0, 0);
+        while confirmed < TXS {
+            let message = ws
+                .next_json()
+                .expect("notifications until all are confirmed");
+            let params = &message["params"];
+            assert!(params.get("error").is_none(), "dropped: {message}");
+            if params["subscription"] != subscription {
+                continue;
+            }
+            match params["result"]["event"].as_str() {
+                Some("accepted") => accepted += 1,
+                Some("removed") if params["result"]["reason"] == "confirmed" => confirmed += 1,
+                _ => {}
+            }
+        }
+        accepted
+    });
+    let to = node.rpc("getnewaddress", json!([])).expect("getnewaddress");
+    let pay = ("sendtoaddress", json!([to, 1000]));
+    for chunk in [TXS / 2, TXS - TXS / 2] {
+        let answers = rpc_batch(&node, &vec![pay.clone(); chunk]);
+        assert!(
+            answers.iter().all(|a| a["result"].is_string()),
+            "{:?}",
+            answers.first()
+        );
+    }
+    node.rpc("generate", json!([1])).expect("generate");
+    let accepted = reader.join().expect("the reader saw every notice");
+    assert_eq!(accepted, TXS);
+}
+
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -86,7 +129,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
-fn a_subscriber_that_stops_reading_is_dropped_and_the_node_holds_no_backlog_for_it() {
+fn a_subscriber_that_stops_reading_is_dropped_after_its_bounded_queue_fills() {
     const BLOCKS: u64 = 4_000;
     const CHUNK: u64 = 100;
     let node = TestNode::start(&[]);

@@ -655,10 +655,14 @@ impl NetService {
                     } else {
                         tracing::debug!(peer, %addr, %reason, "peer disconnected");
                     }
-                    let _ = self.notices.send(PeerNotice::Disconnected {
-                        peer,
-                        reason: reason.to_string(),
-                    });
+                    // Subscribers hear of the end of what they heard begin: a connection
+                    // refused at once (banned, full, network off) was never announced.
+                    if live.conn_type.is_some() {
+                        let _ = self.notices.send(PeerNotice::Disconnected {
+                            peer,
+                            reason: reason.to_string(),
+                        });
+                    }
                 }
                 Input::Disconnected { peer }
             }
@@ -1475,6 +1479,7 @@ mod tests {
             R::HeadersChanged,
             R::SlowPeer,
             R::Closed("eof".into()),
+            R::NetworkOff,
         ];
         let mut labels: Vec<&str> = reasons.iter().map(disconnect_label).collect();
         for label in &labels {

@@ -107,11 +107,22 @@ fn session_token(headers: &http::HeaderMap) -> Option<SessionToken> {
         })
 }
 
-fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+/// A WebSocket handshake as jsonrpsee will take it (RFC 6455 §4.1): a GET with `Upgrade:
+/// websocket`, a `Connection` header listing `upgrade`, and a `Sec-WebSocket-Key`. Anything
+/// less is served as plain HTTP, which a session cookie must not authorise.
+fn is_websocket_upgrade(method: &http::Method, headers: &http::HeaderMap) -> bool {
+    let has_token = |name: http::header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    method == http::Method::GET
+        && has_token(http::header::UPGRADE, "websocket")
+        && has_token(http::header::CONNECTION, "upgrade")
+        && headers.contains_key(http::header::SEC_WEBSOCKET_KEY)
 }
 
 /// A request a browser made from a page of this server (or a client that is not a browser
@@ -271,8 +282,10 @@ impl AuthLayer {
 
     /// Whether a request may pass on its session cookie: a same-origin WebSocket upgrade
     /// (the dashboard's) with a live session.
-    fn session_allows(&self, headers: &http::HeaderMap) -> bool {
-        is_websocket_upgrade(headers) && is_same_origin(headers) && self.has_session(headers)
+    fn session_allows(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
+        is_websocket_upgrade(method, headers)
+            && is_same_origin(headers)
+            && self.has_session(headers)
     }
 
     fn allows(&self, header: Option<&http::HeaderValue>) -> bool {
@@ -343,6 +356,16 @@ fn session_status(live: bool) -> HttpResponse {
     builder.body(HttpBody::empty()).expect("a valid response")
 }
 
+fn cross_origin() -> HttpResponse {
+    http::Response::builder()
+        .status(http::StatusCode::FORBIDDEN)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(HttpBody::from(
+            "403 Forbidden: a page of another origin may not call this node's RPC\n",
+        ))
+        .expect("a static response is valid")
+}
+
 fn too_many_requests(retry_after: Duration) -> HttpResponse {
     http::Response::builder()
         .status(http::StatusCode::TOO_MANY_REQUESTS)
@@ -370,10 +393,16 @@ where
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
         let headers = request.headers();
         let path = request.uri().path();
-        if !is_websocket_upgrade(headers) {
+        if !is_websocket_upgrade(request.method(), headers) {
             if let Some(page) = super::dashboard::asset(request.method(), path) {
                 return Box::pin(std::future::ready(Ok(page)));
             }
+        }
+        // Another site's page in a browser that holds Basic credentials for this port (from
+        // a prompt, say) could otherwise make calls with them: browsers say where a request
+        // comes from, and only this server's own pages may call it.
+        if !is_same_origin(headers) {
+            return Box::pin(std::future::ready(Ok(cross_origin())));
         }
         let signed_in = self.layer.allows(headers.get(http::header::AUTHORIZATION));
         if let Some(routes) = &self.layer.routes {
@@ -391,7 +420,7 @@ where
                 return Box::pin(std::future::ready(Ok(session_created(&token))));
             }
         }
-        if signed_in || self.layer.session_allows(headers) {
+        if signed_in || self.layer.session_allows(request.method(), headers) {
             return Box::pin(self.inner.call(request));
         }
         // The dashboard's sign-in gets no Basic challenge: a browser would put up its own
@@ -472,6 +501,46 @@ mod tests {
         assert_eq!(refused, (http::StatusCode::UNAUTHORIZED, false));
     }
 
+    #[tokio::test]
+    async fn a_page_of_another_origin_cannot_call_even_with_credentials() {
+        use tower::{Service, ServiceExt};
+        let b64 = base64::engine::general_purpose::STANDARD.encode("__cookie__:abc");
+        let call = |origin: Option<&str>| {
+            let layer = AuthLayer::new([("__cookie__", "abc")]);
+            let inner = tower::service_fn(|_: HttpRequest<()>| async {
+                Ok::<_, BoxError>(HttpResponse::new(HttpBody::from("json-rpc")))
+            });
+            let mut request = http::Request::builder()
+                .method(http::Method::POST)
+                .uri("/")
+                .header(http::header::HOST, "127.0.0.1:8332")
+                .header(http::header::AUTHORIZATION, format!("Basic {b64}"));
+            if let Some(origin) = origin {
+                request = request.header(http::header::ORIGIN, origin);
+            }
+            let request = request.body(()).unwrap();
+            let mut service = layer.service(inner, "127.0.0.1".parse().unwrap());
+            async move {
+                let response = service.ready().await.unwrap().call(request).await.unwrap();
+                response.status()
+            }
+        };
+        assert_eq!(
+            call(None).await,
+            http::StatusCode::OK,
+            "curl sends no Origin"
+        );
+        assert_eq!(
+            call(Some("http://127.0.0.1:8332")).await,
+            http::StatusCode::OK
+        );
+        assert_eq!(
+            call(Some("http://evil.example")).await,
+            http::StatusCode::FORBIDDEN
+        );
+        assert_eq!(call(Some("null")).await, http::StatusCode::FORBIDDEN);
+    }
+
     #[test]
     fn sessions_are_bounded_and_expire() {
         let mut sessions = Sessions::default();
@@ -502,6 +571,14 @@ mod tests {
             headers.insert(http::header::COOKIE, cookie.parse().unwrap());
             if upgrade {
                 headers.insert(http::header::UPGRADE, "websocket".parse().unwrap());
+                headers.insert(
+                    http::header::CONNECTION,
+                    "keep-alive, Upgrade".parse().unwrap(),
+                );
+                headers.insert(
+                    http::header::SEC_WEBSOCKET_KEY,
+                    "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+                );
             }
             if let Some(origin) = origin {
                 headers.insert(http::header::ORIGIN, origin.parse().unwrap());
@@ -510,17 +587,33 @@ mod tests {
         };
         let cookie = format!("theme=dark; {SESSION_COOKIE}={}", hex::encode(token));
         let own = Some("http://127.0.0.1:8332");
-        assert!(layer.session_allows(&request(&cookie, true, own)));
-        assert!(layer.session_allows(&request(&cookie, true, None)));
+        let get = http::Method::GET;
+        let allows = |method: &http::Method, headers: http::HeaderMap| {
+            layer.session_allows(method, &headers)
+        };
+        assert!(allows(&get, request(&cookie, true, own)));
+        assert!(allows(&get, request(&cookie, true, None)));
         assert!(
-            !layer.session_allows(&request(&cookie, false, own)),
+            !allows(&get, request(&cookie, false, own)),
             "plain HTTP needs the credentials"
         );
-        assert!(!layer.session_allows(&request(&cookie, true, Some("http://evil.example"))));
-        assert!(!layer.session_allows(&request(&cookie, true, Some("http://127.0.0.1:9999"))));
+        assert!(!allows(
+            &get,
+            request(&cookie, true, Some("http://evil.example"))
+        ));
+        assert!(!allows(
+            &get,
+            request(&cookie, true, Some("http://127.0.0.1:9999"))
+        ));
         let forged = format!("{SESSION_COOKIE}={}", hex::encode([1u8; 32]));
-        assert!(!layer.session_allows(&request(&forged, true, own)));
-        assert!(!layer.session_allows(&request("noded_session=zz", true, own)));
+        assert!(!allows(&get, request(&forged, true, own)));
+        assert!(!allows(&get, request("noded_session=zz", true, own)));
+        // Only a real handshake: a POST, or an Upgrade header without `Connection: upgrade`,
+        // is served as plain HTTP.
+        assert!(!allows(&http::Method::POST, request(&cookie, true, own)));
+        let mut half = request(&cookie, true, own);
+        half.remove(http::header::CONNECTION);
+        assert!(!allows(&get, half));
     }
 
     #[test]

@@ -21,6 +21,16 @@ pub fn asset(method: &http::Method, path: &str) -> Option<HttpResponse> {
     if method != http::Method::GET && method != http::Method::HEAD {
         return None;
     }
+    if path == "/favicon.ico" {
+        // Browsers ask for it unprompted; without this it would be a failed login, logged
+        // and counted toward the throttle on every page load.
+        return Some(
+            http::Response::builder()
+                .status(http::StatusCode::NO_CONTENT)
+                .body(HttpBody::empty())
+                .expect("a static response is valid"),
+        );
+    }
     let (body, content_type) = match path {
         "/" | "/index.html" => (INDEX_HTML, "text/html; charset=utf-8"),
         "/dashboard.js" => (SCRIPT, "text/javascript; charset=utf-8"),
@@ -57,6 +67,7 @@ mod tests {
                 .headers()
                 .contains_key(http::header::CONTENT_SECURITY_POLICY));
         }
+        assert_eq!(asset(&get, "/favicon.ico").unwrap().status(), 204);
         assert!(asset(&get, "/metrics").is_none());
         assert!(asset(&get, "/.cookie").is_none());
         assert!(

@@ -3,8 +3,8 @@
 //! Owns the forwarding of the chain's, the mempool's and the network's broadcast events to
 //! subscribers, one task per subscription. Must never buffer for a subscriber without bound
 //! or wait on one: a subscriber's backlog is its connection's bounded queue
-//! (`SUBSCRIBER_BACKLOG`), and one that lets it fill is dropped with a close notice saying
-//! so, while every other subscriber carries on.
+//! (`SUBSCRIBER_BACKLOG`), and one that keeps it full for `SUBSCRIBER_GRACE` is dropped
+//! with a close notice saying so, while every other subscriber carries on.
 
 use super::help::{req, MethodHelp};
 use crate::chain::{ChainEvent, ChainHandle};
@@ -21,6 +21,11 @@ use tokio::sync::broadcast;
 /// subscriptions are dropped: a few seconds of a busy node's events for a healthy client,
 /// and at most a few hundred kilobytes held for one that stopped reading.
 pub const SUBSCRIBER_BACKLOG: u32 = 1_024;
+
+/// How long a notice may wait for room in a full queue before its subscriber counts as
+/// fallen behind: one block can confirm (or a flood admit) more transactions than the queue
+/// holds, and a healthy reader drains it well within this; a reader that stopped does not.
+pub const SUBSCRIBER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Subscriptions one connection may hold: the dashboard needs three.
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: u32 = 16;
@@ -194,7 +199,7 @@ async fn forward<E: Clone, N: Serialize>(
         match event {
             Ok(event) => {
                 for notice in notices(event) {
-                    send(&mut sink, &notice)?;
+                    send(&mut sink, &notice).await?;
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => return Err(too_slow()),
@@ -203,19 +208,27 @@ async fn forward<E: Clone, N: Serialize>(
     }
 }
 
-/// Queues one notice without waiting: a full queue means the subscriber is too slow.
-fn send<N: Serialize>(
+/// Queues one notice: at once when there is room, else waiting up to `SUBSCRIBER_GRACE`
+/// for the subscriber to read; one that does not is too slow.
+async fn send<N: Serialize>(
     sink: &mut jsonrpsee::server::SubscriptionSink,
     notice: &N,
 ) -> Result<(), jsonrpsee::core::SubscriptionError> {
+    use jsonrpsee::core::server::{SendTimeoutError, TrySendError};
     let message: SubscriptionMessage = serde_json::value::to_raw_value(notice)
         .map_err(|e| jsonrpsee::core::SubscriptionError::from(e.to_string()))?
         .into();
     match sink.try_send(message) {
         Ok(()) => Ok(()),
-        Err(jsonrpsee::core::server::TrySendError::Full(_)) => Err(too_slow()),
+        Err(TrySendError::Full(message)) => {
+            match sink.send_timeout(message, SUBSCRIBER_GRACE).await {
+                Ok(()) => Ok(()),
+                Err(SendTimeoutError::Timeout(_)) => Err(too_slow()),
+                Err(SendTimeoutError::Closed(_)) => Ok(()),
+            }
+        }
         // The subscriber left; its task ends at the next `closed()` check.
-        Err(jsonrpsee::core::server::TrySendError::Closed(_)) => Ok(()),
+        Err(TrySendError::Closed(_)) => Ok(()),
     }
 }
 
@@ -242,20 +255,20 @@ async fn forward_pool(
             event = pool.removed.recv() => PoolEvent::Removed(event),
         };
         match event {
-            PoolEvent::Accepted(Ok(tx)) => send(
-                &mut sink,
-                &TxNotice::Accepted {
+            PoolEvent::Accepted(Ok(tx)) => {
+                let notice = TxNotice::Accepted {
                     txid: tx.txid,
                     future: tx.future,
-                },
-            )?,
+                };
+                send(&mut sink, &notice).await?
+            }
             PoolEvent::Removed(Ok(removed)) => {
                 for (txid, reason) in removed.0.iter() {
                     let notice = TxNotice::Removed {
                         txid: *txid,
                         reason: reason.clone(),
                     };
-                    send(&mut sink, &notice)?;
+                    send(&mut sink, &notice).await?;
                 }
             }
             PoolEvent::Accepted(Err(broadcast::error::RecvError::Lagged(_)))

@@ -172,8 +172,13 @@ impl WalletRpc {
 }
 
 /// A transaction's entries for the wallet holding `mine`: a send from one of its addresses, a
-/// receive to one, a generate for a coinbase paying one (bitcoind's categories).
-fn wallet_entries(tx: &Transaction, mine: &HashSet<Address>) -> Vec<Value> {
+/// receive to one, a generate for a coinbase paying one (bitcoind's categories). `txid` is
+/// asked for only when there is an entry (most transactions of a block are not the wallet's).
+fn wallet_entries(
+    tx: &Transaction,
+    mine: &HashSet<Address>,
+    txid: impl FnOnce() -> Hash256,
+) -> Vec<Value> {
     let mut entries = Vec::new();
     match tx {
         Transaction::Coinbase(cb) if mine.contains(&cb.to) => entries.push(json!({
@@ -203,9 +208,11 @@ fn wallet_entries(tx: &Transaction, mine: &HashSet<Address>) -> Vec<Value> {
             }
         }
     }
-    let txid = tx.txid();
-    for e in &mut entries {
-        e["txid"] = json!(txid);
+    if !entries.is_empty() {
+        let txid = txid();
+        for e in &mut entries {
+            e["txid"] = json!(txid);
+        }
     }
     entries
 }
@@ -229,11 +236,18 @@ impl WalletApiServer for WalletRpc {
         // Newest first: the mempool, then the chain back from the tip.
         let mut newest_first: Vec<Value> = Vec::new();
         {
-            let pool = self.pool.lock();
-            let mut pending: Vec<_> = pool.entries().collect();
+            // Only the wallet's own entries are copied out under the lock (by the sender
+            // and recipient the pool already holds); the rest is done without it.
+            let mut pending: Vec<_> = self
+                .pool
+                .lock()
+                .entries()
+                .filter(|e| mine.contains(&e.sender) || mine.contains(&e.transfer.to))
+                .cloned()
+                .collect();
             pending.sort_by_key(|e| std::cmp::Reverse(e.time));
             for entry in pending {
-                for mut e in wallet_entries(&entry.transaction(), &mine)
+                for mut e in wallet_entries(&entry.transaction(), &mine, || entry.txid)
                     .into_iter()
                     .rev()
                 {
@@ -259,7 +273,7 @@ impl WalletApiServer for WalletRpc {
                 continue;
             };
             for tx in block.transactions.iter().rev() {
-                for mut e in wallet_entries(tx, &mine).into_iter().rev() {
+                for mut e in wallet_entries(tx, &mine, || tx.txid()).into_iter().rev() {
                     e["confirmations"] = json!(tip.height - height + 1);
                     e["blockhash"] = json!(hash);
                     e["blockheight"] = json!(height);

@@ -213,10 +213,30 @@ impl Drop for TestNode {
 /// One JSON-RPC call to `node` returning the whole reply object, so a test can read an
 /// error's `data` as well as its code and message.
 pub fn rpc_reply(node: &TestNode, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    rpc_post(node, &body)
+}
+
+/// A JSON-RPC batch of `calls` (method, params) to `node`; the answers in id order.
+pub fn rpc_batch(node: &TestNode, calls: &[(&str, serde_json::Value)]) -> Vec<serde_json::Value> {
+    let body: Vec<serde_json::Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(id, (method, params))| {
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        })
+        .collect();
+    let reply = rpc_post(node, &serde_json::Value::Array(body));
+    let mut answers = reply.as_array().expect("a batch answer").clone();
+    answers.sort_by_key(|a| a["id"].as_u64());
+    answers
+}
+
+/// POSTs `body` to `node`'s RPC with its cookie; the parsed JSON answer.
+fn rpc_post(node: &TestNode, body: &serde_json::Value) -> serde_json::Value {
     use base64::Engine;
     use std::io::{Read, Write};
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        .to_string();
+    let body = body.to_string();
     let auth = base64::engine::general_purpose::STANDARD.encode(&node.cookie);
     let mut stream = std::net::TcpStream::connect(node.rpc_addr).expect("connect to RPC");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();

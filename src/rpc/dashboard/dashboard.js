@@ -17,7 +17,18 @@ let pollTimer = null;
 let lastTotals = null;
 const bandwidth = [];
 let recentBlocks = [];
-let mempoolRefresh = null;
+// Events can come by the thousand (a sync, a flood): each kind refreshes at most once per
+// DEBOUNCE_MS, never once per event.
+const DEBOUNCE_MS = POLL_MS / 4;
+const debounced = new Map();
+function debounce(key, action) {
+  if (!debounced.has(key)) {
+    debounced.set(key, setTimeout(() => {
+      debounced.delete(key);
+      action().catch(() => {});
+    }, DEBOUNCE_MS));
+  }
+}
 
 function setStatus(text, on) {
   const s = $("status");
@@ -39,9 +50,12 @@ async function signIn(event) {
   input.value = "";
   let response;
   try {
+    // btoa takes Latin-1 only: encode as UTF-8 bytes first.
+    const bytes = new TextEncoder().encode(credentials);
+    const basic = btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
     response = await fetch("/session", {
       method: "POST",
-      headers: { Authorization: "Basic " + btoa(credentials) },
+      headers: { Authorization: "Basic " + basic },
       credentials: "same-origin",
     });
   } catch (e) {
@@ -67,12 +81,17 @@ function connect() {
     $("login").hidden = true;
     $("dashboard").hidden = false;
     setStatus("live", true);
-    await subscribe("subscribe_blocks", onBlock);
-    await subscribe("subscribe_peers", () => { refreshPeers(); refreshBans(); });
-    await subscribe("subscribe_transactions", onTransaction);
-    await refreshAll();
-    await loadRecentBlocks();
     pollTimer = setInterval(poll, POLL_MS);
+    try {
+      await subscribe("subscribe_blocks", onBlock);
+      await subscribe("subscribe_peers", onPeer);
+      await subscribe("subscribe_transactions", onTransaction);
+      await refreshAll();
+      await loadRecentBlocks();
+    } catch (e) {
+      // The connection went (onclose reconnects) or the node refused: the poll carries on.
+      setStatus("degraded: " + e.message, false);
+    }
   };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
@@ -266,14 +285,16 @@ function onBlock(notice) {
   }
   recentBlocks = recentBlocks.slice(0, RECENT_BLOCKS);
   renderBlocks();
-  refreshInfo();
+  debounce("info", refreshInfo);
+}
+
+function onPeer() {
+  debounce("peers", refreshPeers);
+  debounce("bans", refreshBans);
 }
 
 function onTransaction() {
-  // Many at once in a flood: one refresh per poll interval at most.
-  if (mempoolRefresh === null) {
-    mempoolRefresh = setTimeout(() => { mempoolRefresh = null; refreshMempool(); }, POLL_MS / 4);
-  }
+  debounce("mempool", refreshMempool);
 }
 
 async function refreshAll() {
