@@ -11,18 +11,6 @@ use noded::rpc::client::ClientError;
 use noded::types::{Block, Transaction};
 use serde_json::{json, Value};
 
-fn rpc(node: &TestNode, method: &str, params: Value) -> Value {
-    node.rpc(method, params)
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
-
-fn rpc_error(node: &TestNode, method: &str, params: Value) -> (i64, String) {
-    match node.rpc(method, params) {
-        Err(ClientError::Rpc { code, message, .. }) => (code, message),
-        other => panic!("{method}: expected an error, got {other:?}"),
-    }
-}
-
 #[test]
 fn chain_methods_answer_in_bitcoind_shapes() {
     let keys = Keys::new(3);

@@ -14,18 +14,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn rpc(node: &TestNode, method: &str, params: Value) -> Value {
-    node.rpc(method, params)
-        .unwrap_or_else(|e| panic!("{method}: {e}"))
-}
-
-fn rpc_error(node: &TestNode, method: &str, params: Value) -> (i64, String) {
-    match node.rpc(method, params) {
-        Err(ClientError::Rpc { code, message, .. }) => (code, message),
-        other => panic!("{method}: expected an error, got {other:?}"),
-    }
-}
-
 /// One raw HTTP POST with the node's cookie; returns status and body.
 fn post(addr: SocketAddr, cookie: &str, body: &str) -> (u16, String) {
     use base64::Engine;

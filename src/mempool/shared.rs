@@ -232,6 +232,8 @@ impl SharedMempool {
         }
         let mut events = Vec::new();
         let mut removed = Vec::new();
+        // Removal notices are built only for subscribers (checked once, outside the lock).
+        let listening = self.removals.receiver_count() > 0;
         {
             let mut pool = self.lock();
             let unchanged = pool.chain_events() == chain_events;
@@ -249,8 +251,10 @@ impl SharedMempool {
                     pool.accept_verified(verified, view, now)
                 };
                 if let Ok(a) = &accepted {
-                    removed.extend(a.replaced.map(|txid| (txid, "replaced".to_string())));
-                    removed.extend(with_reasons(&a.removed));
+                    if listening {
+                        removed.extend(a.replaced.map(|txid| (txid, "replaced".to_string())));
+                        removed.extend(with_reasons(&a.removed));
+                    }
                     events.push(AdmittedTx {
                         txid: a.txid,
                         tx: Arc::new(txs[i].clone()),

@@ -210,6 +210,20 @@ impl Drop for TestNode {
     }
 }
 
+/// `method`'s result on `node`; panics, naming the method, on any error.
+pub fn rpc(node: &TestNode, method: &str, params: serde_json::Value) -> serde_json::Value {
+    node.rpc(method, params)
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// The error code and message `method` fails with on `node`; panics if it succeeds.
+pub fn rpc_error(node: &TestNode, method: &str, params: serde_json::Value) -> (i64, String) {
+    match node.rpc(method, params) {
+        Err(ClientError::Rpc { code, message, .. }) => (code, message),
+        other => panic!("{method}: expected an error, got {other:?}"),
+    }
+}
+
 /// One JSON-RPC call to `node` returning the whole reply object, so a test can read an
 /// error's `data` as well as its code and message.
 pub fn rpc_reply(node: &TestNode, method: &str, params: serde_json::Value) -> serde_json::Value {
