@@ -358,6 +358,14 @@ impl Core {
             }
             Message::GetData(items) => serve(peer, items, &self.tree, out),
             Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
+            // Compact block relay is specified and parsed, not negotiated yet: this node sends
+            // no SENDCMPCT, so a peer has no reason to send the others; they are dropped.
+            ignored @ (Message::SendCmpct(_)
+            | Message::CmpctBlock(_)
+            | Message::GetBlockTxn(_)
+            | Message::BlockTxn(_)) => {
+                tracing::debug!(peer, command = %ignored.command(), "compact block message ignored (not negotiated)");
+            }
         }
     }
 

@@ -42,6 +42,10 @@ pub fn encode_payload(message: &Message, out: &mut Vec<u8>) {
         Message::GetHeaders(req) | Message::GetBlocks(req) => encoding::encode_into(req, out),
         Message::Headers(list) => encoding::encode_into(list, out),
         Message::Reject(reject) => encoding::encode_into(reject, out),
+        Message::SendCmpct(send) => encoding::encode_into(send, out),
+        Message::CmpctBlock(block) => encoding::encode_into(block.as_ref(), out),
+        Message::GetBlockTxn(request) => encoding::encode_into(request, out),
+        Message::BlockTxn(answer) => encoding::encode_into(answer, out),
     }
 }
 
@@ -144,6 +148,16 @@ pub fn decode_payload(command: Command, payload: &[u8]) -> Result<Message, WireE
         }
         Command::Headers => Message::Headers(encoding::decode_exact(payload).map_err(malformed)?),
         Command::Reject => Message::Reject(encoding::decode_exact(payload).map_err(malformed)?),
+        Command::SendCmpct => {
+            Message::SendCmpct(encoding::decode_exact(payload).map_err(malformed)?)
+        }
+        Command::CmpctBlock => Message::CmpctBlock(Box::new(
+            encoding::decode_exact(payload).map_err(malformed)?,
+        )),
+        Command::GetBlockTxn => {
+            Message::GetBlockTxn(encoding::decode_exact(payload).map_err(malformed)?)
+        }
+        Command::BlockTxn => Message::BlockTxn(encoding::decode_exact(payload).map_err(malformed)?),
     };
     Ok(message)
 }

@@ -4,7 +4,8 @@
 //! a frame announcing more is rejected from its 24-byte header alone.
 
 use super::message::Command;
-use crate::types::block::{HEADER_SIZE, MAX_BLOCK_SIZE};
+use super::compact::SHORT_ID_SIZE;
+use crate::types::block::{HEADER_SIZE, MAX_BLOCK_SIZE, MAX_BLOCK_TXS};
 use crate::types::transaction::MAX_TX_SIZE;
 
 /// Bytes in a frame header.
@@ -34,6 +35,23 @@ pub const MAX_INV_PAYLOAD: usize = LEN + MAX_INV_ITEMS * INV_ITEM_SIZE;
 pub const MAX_LOCATOR_PAYLOAD: usize = 4 + LEN + MAX_LOCATOR_HASHES * 32 + 32;
 pub const MAX_HEADERS_PAYLOAD: usize = LEN + MAX_HEADERS_ITEMS * HEADER_SIZE;
 pub const MAX_REJECT_PAYLOAD: usize = (LEN + 12) + 1 + (LEN + MAX_REJECT_REASON) + (1 + 32);
+/// SENDCMPCT: a bool and a u64.
+pub const SENDCMPCT_PAYLOAD: usize = 1 + 8;
+/// CMPCTBLOCK: header, nonce, the short ids and the prefilled transactions. Short ids and
+/// prefilled transactions together never number more than a block's transactions, and the
+/// prefilled ones weigh at most a block: an upper bound, not an exact size, as a block's
+/// own ceiling is.
+pub const MAX_CMPCTBLOCK_PAYLOAD: usize = HEADER_SIZE
+    + 8
+    + LEN
+    + MAX_BLOCK_TXS * SHORT_ID_SIZE
+    + LEN
+    + MAX_BLOCK_TXS * 4
+    + MAX_BLOCK_SIZE;
+/// GETBLOCKTXN: a block hash and up to a block's worth of u32 indexes.
+pub const MAX_GETBLOCKTXN_PAYLOAD: usize = 32 + LEN + MAX_BLOCK_TXS * 4;
+/// BLOCKTXN: a block hash and transactions weighing at most a block.
+pub const MAX_BLOCKTXN_PAYLOAD: usize = 32 + MAX_BLOCK_SIZE;
 
 /// The largest payload a command may carry.
 pub const fn max_payload(command: Command) -> usize {
@@ -48,6 +66,10 @@ pub const fn max_payload(command: Command) -> usize {
         Command::GetHeaders | Command::GetBlocks => MAX_LOCATOR_PAYLOAD,
         Command::Headers => MAX_HEADERS_PAYLOAD,
         Command::Reject => MAX_REJECT_PAYLOAD,
+        Command::SendCmpct => SENDCMPCT_PAYLOAD,
+        Command::CmpctBlock => MAX_CMPCTBLOCK_PAYLOAD,
+        Command::GetBlockTxn => MAX_GETBLOCKTXN_PAYLOAD,
+        Command::BlockTxn => MAX_BLOCKTXN_PAYLOAD,
     }
 }
 
@@ -58,6 +80,8 @@ pub const fn list_count(command: Command) -> Option<(usize, usize)> {
         Command::Inv | Command::GetData | Command::NotFound => Some((0, MAX_INV_ITEMS)),
         Command::Headers => Some((0, MAX_HEADERS_ITEMS)),
         Command::GetHeaders | Command::GetBlocks => Some((4, MAX_LOCATOR_HASHES)),
+        Command::CmpctBlock => Some((HEADER_SIZE + 8, MAX_BLOCK_TXS)),
+        Command::GetBlockTxn | Command::BlockTxn => Some((32, MAX_BLOCK_TXS)),
         _ => None,
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::{Block, Hash256, Header, NodeId, Transaction};
+use super::compact::{BlockTxn, CompactBlock, GetBlockTxn, SendCmpct};
 use bincode::{Decode, Encode};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -137,6 +138,10 @@ pub enum Message {
     Headers(BoundedVec<Header, MAX_HEADERS_ITEMS>),
     Reject(Reject),
     SendHeaders,
+    SendCmpct(SendCmpct),
+    CmpctBlock(Box<CompactBlock>),
+    GetBlockTxn(GetBlockTxn),
+    BlockTxn(BlockTxn),
 }
 
 /// The commands. On the wire a command is its name in ASCII, NUL-padded to 12 bytes; the
@@ -159,10 +164,16 @@ pub enum Command {
     Headers,
     Reject,
     SendHeaders,
+    SendCmpct,
+    CmpctBlock,
+    GetBlockTxn,
+    BlockTxn,
 }
 
 impl Command {
-    pub const ALL: [Command; 16] = [
+    /// Every command; new ones are appended, so an index into it (the simulator's trace)
+    /// keeps its meaning.
+    pub const ALL: [Command; 20] = [
         Command::Version,
         Command::Verack,
         Command::Ping,
@@ -179,6 +190,10 @@ impl Command {
         Command::Headers,
         Command::Reject,
         Command::SendHeaders,
+        Command::SendCmpct,
+        Command::CmpctBlock,
+        Command::GetBlockTxn,
+        Command::BlockTxn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -199,6 +214,10 @@ impl Command {
             Command::Headers => "headers",
             Command::Reject => "reject",
             Command::SendHeaders => "sendheaders",
+            Command::SendCmpct => "sendcmpct",
+            Command::CmpctBlock => "cmpctblock",
+            Command::GetBlockTxn => "getblocktxn",
+            Command::BlockTxn => "blocktxn",
         }
     }
 
@@ -240,6 +259,10 @@ impl Message {
             Message::Headers(_) => Command::Headers,
             Message::Reject(_) => Command::Reject,
             Message::SendHeaders => Command::SendHeaders,
+            Message::SendCmpct(_) => Command::SendCmpct,
+            Message::CmpctBlock(_) => Command::CmpctBlock,
+            Message::GetBlockTxn(_) => Command::GetBlockTxn,
+            Message::BlockTxn(_) => Command::BlockTxn,
         }
     }
 }

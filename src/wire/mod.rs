@@ -3,6 +3,7 @@
 //! docs/PROTOCOL.md specifies every byte; tests/wire_*.rs and tests/protocol_vectors.rs hold
 //! this module to it.
 
+pub mod compact;
 pub mod error;
 pub mod frame;
 pub mod limits;
