@@ -15,6 +15,9 @@ use noded::types::hash::sha256d_parts;
 use noded::types::pow::target_from_compact;
 use noded::types::transaction::transfer_signing_message;
 use noded::types::{merkle_root, Address, Amount, Hash256, Header, NodeId, Transaction, Transfer};
+use noded::wire::compact::{
+    BlockTxn, CompactBlock, GetBlockTxn, SendCmpct, ShortIdKey, COMPACT_VERSION,
+};
 use noded::wire::frame::frame_bytes;
 use noded::wire::limits::{self, list_count, max_payload, FRAME_HEADER_SIZE};
 use noded::wire::message::reject_code;
@@ -365,12 +368,22 @@ fn signature_edges() -> Vec<(&'static str, Transfer)> {
     ]
 }
 
+/// The key nonce of the compact-block vectors.
+const COMPACT_NONCE: u64 = 0x0102_0304_0506_0708;
+
 fn vectors() -> Vec<Vector> {
     let regtest = Network::Regtest.params();
     let genesis = regtest.genesis_block();
     let tx = transfer();
     let txid = Transaction::Transfer(tx.clone()).txid();
     let frame = |network: Network, message: Message| Value::Frame { network, message };
+    // The compact-block vectors: a block of the genesis coinbase and the sample transfer on
+    // top of genesis (its proof of work is not the point; its bytes are).
+    let compact_header = noded::types::Header {
+        prev_hash: genesis.hash(),
+        time: genesis.header.time + 600,
+        ..genesis.header
+    };
     let mut v = vec![
         // Frames, one per command.
         Vector::new(
@@ -510,7 +523,58 @@ fn vectors() -> Vec<Vector> {
             "sendheaders-regtest",
             frame(Network::Regtest, Message::SendHeaders),
         ),
+        Vector::new(
+            "sendcmpct-regtest",
+            frame(
+                Network::Regtest,
+                Message::SendCmpct(SendCmpct {
+                    high_bandwidth: true,
+                    version: COMPACT_VERSION,
+                }),
+            ),
+        ),
+        Vector::new(
+            "cmpctblock-regtest",
+            frame(
+                Network::Regtest,
+                Message::CmpctBlock(Box::new(CompactBlock::new(
+                    compact_header,
+                    COMPACT_NONCE,
+                    genesis.transactions[0].clone(),
+                    &[genesis.transactions[0].txid(), txid],
+                ))),
+            ),
+        ),
+        Vector::new(
+            "getblocktxn-regtest",
+            frame(
+                Network::Regtest,
+                Message::GetBlockTxn(GetBlockTxn {
+                    block_hash: compact_header.hash(),
+                    indexes: list(vec![1]),
+                }),
+            ),
+        ),
+        Vector::new(
+            "blocktxn-regtest",
+            frame(
+                Network::Regtest,
+                Message::BlockTxn(BlockTxn {
+                    block_hash: compact_header.hash(),
+                    txs: list(vec![Transaction::Transfer(tx.clone())]),
+                }),
+            ),
+        ),
     ];
+    let short_id_key = ShortIdKey::new(&compact_header, COMPACT_NONCE);
+    v.push(Vector::new(
+        "short-id-key",
+        Value::Raw([short_id_key.k0.to_le_bytes(), short_id_key.k1.to_le_bytes()].concat()),
+    ));
+    v.push(Vector::new(
+        "short-id-transfer",
+        Value::Raw(short_id_key.short_id(&txid).0.to_vec()),
+    ));
 
     // Consensus values.
     for network in NETWORKS {

@@ -345,6 +345,14 @@ fn expected_limit(command: Command) -> usize {
         Command::Headers => 8 + 2_000 * 88,
         // (8 + 12) + u8 + (8 + 256) + Option<hash>
         Command::Reject => 20 + 1 + 264 + 33,
+        // bool + u64
+        Command::SendCmpct => 1 + 8,
+        // header + nonce + (8 + 104,857 short ids of 6) + (8 + 104,857 u32 indexes) + a block
+        Command::CmpctBlock => 88 + 8 + (8 + 104_857 * 6) + (8 + 104_857 * 4) + 4 * 1024 * 1024,
+        // hash + (8 + 104,857 u32 indexes)
+        Command::GetBlockTxn => 32 + 8 + 104_857 * 4,
+        // hash + transactions weighing at most a block
+        Command::BlockTxn => 32 + 4 * 1024 * 1024,
     }
 }
 

@@ -294,7 +294,7 @@ fn frames_match_hand_written_bytes() {
         raw_frame(MAGIC, Command::Inv, &payload)
     );
 
-    // The command names of all sixteen commands, as they appear on the wire.
+    // The command names of all twenty commands, as they appear on the wire.
     let names: Vec<&str> = Command::ALL.iter().map(|c| c.name()).collect();
     assert_eq!(
         names,
@@ -314,7 +314,11 @@ fn frames_match_hand_written_bytes() {
             "getblocks",
             "headers",
             "reject",
-            "sendheaders"
+            "sendheaders",
+            "sendcmpct",
+            "cmpctblock",
+            "getblocktxn",
+            "blocktxn"
         ]
     );
 }
@@ -408,6 +412,20 @@ fn largest_valid_payloads_exactly_fill_their_limits() {
             MAX_REJECT_PAYLOAD,
         ),
         (Message::SendHeaders, 0),
+        (
+            Message::SendCmpct(noded::wire::compact::SendCmpct {
+                high_bandwidth: true,
+                version: 1,
+            }),
+            noded::wire::limits::SENDCMPCT_PAYLOAD,
+        ),
+        (
+            Message::GetBlockTxn(noded::wire::compact::GetBlockTxn {
+                block_hash: hash,
+                indexes: BoundedVec::new(vec![7; noded::types::block::MAX_BLOCK_TXS]).unwrap(),
+            }),
+            noded::wire::limits::MAX_GETBLOCKTXN_PAYLOAD,
+        ),
     ];
     for (msg, size) in &cases {
         let command = msg.command();

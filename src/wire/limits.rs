@@ -3,8 +3,8 @@
 //! Every ceiling is the exact encoded size of the largest valid payload of that command, so
 //! a frame announcing more is rejected from its 24-byte header alone.
 
-use super::message::Command;
 use super::compact::SHORT_ID_SIZE;
+use super::message::Command;
 use crate::types::block::{HEADER_SIZE, MAX_BLOCK_SIZE, MAX_BLOCK_TXS};
 use crate::types::transaction::MAX_TX_SIZE;
 

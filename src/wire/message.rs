@@ -1,8 +1,8 @@
 //! Message payloads and the `Message` enum: one variant per command.
 
+use super::compact::{BlockTxn, CompactBlock, GetBlockTxn, SendCmpct};
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::types::{Block, Hash256, Header, NodeId, Transaction};
-use super::compact::{BlockTxn, CompactBlock, GetBlockTxn, SendCmpct};
 use bincode::{Decode, Encode};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 

@@ -10,6 +10,7 @@ use noded::encoding::{BoundedString, BoundedVec};
 use noded::types::{
     Address, Amount, Block, Coinbase, Hash256, Header, NetworkMagic, NodeId, Transaction, Transfer,
 };
+use noded::wire::compact::{BlockTxn, CompactBlock, GetBlockTxn, PrefilledTx, SendCmpct, ShortId};
 use noded::wire::limits::{MAX_LOCATOR_HASHES, MAX_REJECT_REASON, MAX_USER_AGENT};
 use noded::wire::{
     Command, FrameDecoder, InvItem, InvKind, LocatorRequest, Message, NetAddress, Reject,
@@ -314,5 +315,39 @@ pub fn message() -> impl Strategy<Value = Message> {
         bounded_vec(header(), 30).prop_map(Message::Headers),
         reject().prop_map(Message::Reject),
         Just(Message::SendHeaders),
+        (any::<bool>(), any::<u64>()).prop_map(|(high_bandwidth, version)| {
+            Message::SendCmpct(SendCmpct {
+                high_bandwidth,
+                version,
+            })
+        }),
+        compact_block().prop_map(|b| Message::CmpctBlock(Box::new(b))),
+        (hash(), bounded_vec(any::<u32>(), 30)).prop_map(|(block_hash, indexes)| {
+            Message::GetBlockTxn(GetBlockTxn {
+                block_hash,
+                indexes,
+            })
+        }),
+        (hash(), bounded_vec(transaction(), 10))
+            .prop_map(|(block_hash, txs)| Message::BlockTxn(BlockTxn { block_hash, txs })),
     ]
+}
+
+/// A compact block: any header, nonce, short ids and prefilled transactions.
+pub fn compact_block() -> impl Strategy<Value = CompactBlock> {
+    (
+        header(),
+        any::<u64>(),
+        bounded_vec(any::<[u8; 6]>().prop_map(ShortId), 30),
+        bounded_vec(
+            (any::<u32>(), transaction()).prop_map(|(index, tx)| PrefilledTx { index, tx }),
+            5,
+        ),
+    )
+        .prop_map(|(header, nonce, short_ids, prefilled)| CompactBlock {
+            header,
+            nonce,
+            short_ids,
+            prefilled,
+        })
 }
