@@ -21,7 +21,7 @@ use super::config::CoreConfig;
 use super::headers::HeaderTree;
 use super::io::{
     Command, CommandError, ConnType, DisconnectReason, Event, Input, Internal, Outbox, Output,
-    PeerId, Persist,
+    PeerId, Persist, Wake,
 };
 use super::peermgr::{AddedNodeSnapshot, PeerMgr, Views};
 use super::pingmgr::PingMgr;
@@ -39,8 +39,13 @@ use std::net::SocketAddr;
 /// Blocks served for one GETDATA: what a download window asks of one peer, with room.
 pub const MAX_BLOCKS_SERVED: usize = 128;
 
-/// How often the core wants a `Tick`: the resolution of every protocol timer.
+/// The resolution of every protocol timer: ticks fall on a grid this far apart (from the
+/// first input), and only on the grid points where some manager has something due.
 pub const TICK_INTERVAL: LocalDuration = LocalDuration::from_secs(1);
+
+/// The longest the core goes without a tick when nothing is due, so the shell always has a
+/// next wake-up (a tick with nothing due does nothing).
+pub const MAX_TICK_GAP: LocalDuration = LocalDuration::from_secs(60);
 
 /// What getpeerinfo shows of a peer's protocol state.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -88,8 +93,8 @@ pub struct Core {
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
-    /// The next regular tick (each `TICK_INTERVAL`); an announcement batch may be due
-    /// before it.
+    /// The next point of the tick grid (`TICK_INTERVAL` apart); an announcement batch may
+    /// be due before it.
     full_tick: Option<LocalTime>,
 }
 
@@ -157,18 +162,51 @@ impl Core {
             self.announce_if_kept(peer);
         }
         self.scores.persist_changes(&mut self.out);
-        if self.full_tick.is_none_or(|t| t <= now.local) {
-            self.full_tick = Some(now.local + TICK_INTERVAL);
-        }
-        let mut next = self.full_tick.expect("set above");
+        self.set_timer(now);
+        result
+    }
+
+    /// Asks for the tick at the first grid point where a manager has something due (or an
+    /// announcement batch, off the grid). Every tick runs every manager, so a tick lands on
+    /// the same grid point, and does the same, as with a tick at every point: the points
+    /// skipped are those where every manager would have done nothing.
+    fn set_timer(&mut self, now: Now) {
+        let t = now.local;
+        let step = TICK_INTERVAL.as_millis();
+        let grid = match self.full_tick {
+            Some(f) if f > t => f,
+            // The grid points passed without a tick: the next one after `t`.
+            Some(f) => f + TICK_INTERVAL.saturating_mul(t.since(f).as_millis() / step + 1),
+            None => t + TICK_INTERVAL,
+        };
+        self.full_tick = Some(grid);
+        let mut wake = self.next_wake(t);
+        wake.at(t + MAX_TICK_GAP);
+        let due = wake.time().expect("bounded by the gap");
+        let mut next = if due <= grid {
+            grid
+        } else {
+            grid + TICK_INTERVAL.saturating_mul(due.since(grid).as_millis().div_ceil(step))
+        };
         if let Some(due) = self.relay.next_due() {
-            next = next.min(due.max(now.local));
+            next = next.min(due.max(t));
         }
-        if self.timer != Some(next) || next <= now.local {
+        if self.timer != Some(next) || next <= t {
             self.timer = Some(next);
             self.out.push(Output::SetTimer(next));
         }
-        result
+    }
+
+    /// The earliest moment any manager's tick has something to do.
+    fn next_wake(&self, t: LocalTime) -> Wake {
+        let mut wake = self.peers.next_wake(&self.cfg, self.addrs.book(), t);
+        wake.merge(self.pings.next_wake(&self.cfg));
+        wake.merge(self.addrs.next_wake(t));
+        wake.merge(self.scores.next_wake(t));
+        wake.merge(self.sync.next_wake(&self.tree, t));
+        wake.merge(self.blocks.next_wake(t));
+        wake.merge(self.relay.next_wake(t));
+        wake
     }
 
     fn dispatch(&mut self, now: Now, input: Input) -> Result<(), CommandError> {
@@ -231,8 +269,10 @@ impl Core {
                 txid,
                 sender,
                 nonce,
-            } => relay.accepted(txid, sender, nonce),
-            Input::MempoolContents { peer, txs } => relay.mempool_contents(peer, txs),
+            } => relay.accepted(txid, sender, nonce, now.local, relay_rng),
+            Input::MempoolContents { peer, txs } => {
+                relay.mempool_contents(peer, txs, now.local, relay_rng)
+            }
             Input::Discovered {
                 addrs: found,
                 source,
@@ -625,6 +665,24 @@ mod tests {
         assert!(c
             .drain_outputs()
             .contains(&Output::SetTimer(LocalTime::from_millis(2_000))));
+    }
+
+    #[test]
+    fn a_core_with_nothing_due_skips_the_grid_points_between() {
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.connect_only = true; // no outbound slot to fill
+        cfg.handshake_timeout_ms = 10_000;
+        let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+        c.handle(at(0), Input::Tick).unwrap();
+        // The address book's snapshot is the first thing due, a minute on.
+        assert!(c
+            .drain_outputs()
+            .contains(&Output::SetTimer(LocalTime::from_millis(60_000))));
+        // An inbound peer's handshake timeout is due sooner: on the grid point at or after it.
+        connected(&mut c, 1, "8.8.8.8:1".parse().unwrap(), None, 1, at(2_500));
+        assert!(c
+            .drain_outputs()
+            .contains(&Output::SetTimer(LocalTime::from_millis(13_000))));
     }
 
     /// Defect 3: a per-IP cap counted exact IPv6 addresses, so one /64 was no limit at all.
