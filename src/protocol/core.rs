@@ -93,6 +93,11 @@ pub struct Core {
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
+    /// The earliest moment a manager has something due, as of the last input that could
+    /// have made it earlier (`wake_stale`).
+    wake: Wake,
+    /// An input may have brought a manager's wake forward: ask them all again.
+    wake_stale: bool,
     /// The next point of the tick grid (`TICK_INTERVAL` apart); an announcement batch may
     /// be due before it.
     full_tick: Option<LocalTime>,
@@ -124,6 +129,8 @@ impl Core {
             tree,
             out: Outbox::default(),
             timer: None,
+            wake: Wake::NEVER,
+            wake_stale: true,
             full_tick: None,
         }
     }
@@ -154,10 +161,23 @@ impl Core {
             Input::Connected { peer, .. } => Some(peer),
             _ => None,
         };
+        // The messages that can only put deadlines later (a sign of life, a PONG sent, an
+        // answer to GETADDR) or add tried-table collisions (checked below) unless they raise
+        // an internal event: the rest may bring a wake forward.
+        let keeps_wake = matches!(
+            &input,
+            Input::Received {
+                message: Message::Ping(_) | Message::Addr(_) | Message::GetAddr,
+                ..
+            }
+        );
+        self.wake_stale |= !keeps_wake;
         let result = self.dispatch(now, input);
         self.fan_out(now);
         // Whatever happened, the download window is topped up.
+        let before = self.out.pending_outputs();
         self.blocks.request(&self.tree, now, &mut self.out);
+        self.wake_stale |= self.out.pending_outputs() != before;
         if let Some(peer) = joined {
             self.announce_if_kept(peer);
         }
@@ -180,7 +200,13 @@ impl Core {
             None => t + TICK_INTERVAL,
         };
         self.full_tick = Some(grid);
-        let mut wake = self.next_wake(t);
+        if self.wake_stale {
+            self.wake = self.next_wake(t);
+            self.wake_stale = false;
+        } else if self.addrs.book().has_collisions() {
+            self.wake.at(t);
+        }
+        let mut wake = self.wake;
         wake.at(t + MAX_TICK_GAP);
         let due = wake.time().expect("bounded by the gap");
         let mut next = if due <= grid {
@@ -401,6 +427,7 @@ impl Core {
     /// for by any manager reaches the shell once and every manager hears of it.
     fn fan_out(&mut self, now: Now) {
         while let Some(event) = self.out.next_internal() {
+            self.wake_stale = true;
             if let Internal::DisconnectRequested { peer, reason } = event {
                 if self.peers.mark_disconnecting(peer) {
                     self.out.push(Output::Disconnect(peer, reason));

@@ -469,6 +469,11 @@ impl Outbox {
         std::mem::take(&mut self.outputs)
     }
 
+    /// Outputs waiting to be taken.
+    pub fn pending_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
     pub fn next_internal(&mut self) -> Option<Internal> {
         self.internal.pop_front()
     }
