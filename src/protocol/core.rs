@@ -484,6 +484,11 @@ impl Core {
         self.peers.outbound_count()
     }
 
+    /// The peers `peers` would list as "outbound-full-relay", without building the list.
+    pub fn outbound_full_relay_count(&self) -> usize {
+        self.peers.outbound_full_relay_count()
+    }
+
     /// Whether `peer` is on its way out (the core asked for its disconnection).
     pub fn is_disconnecting(&self, peer: PeerId) -> bool {
         self.peers.is_disconnecting(peer)

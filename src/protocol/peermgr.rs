@@ -186,6 +186,15 @@ impl PeerMgr {
         self.peers.len() - self.inbound_count()
     }
 
+    /// Outbound full-relay peers (`ConnType::Outbound`), in any state: what getpeerinfo
+    /// lists as "outbound-full-relay".
+    pub fn outbound_full_relay_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Outbound)
+            .count()
+    }
+
     fn auto_outbound_count(&self) -> usize {
         self.peers
             .values()
