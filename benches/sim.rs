@@ -29,21 +29,11 @@ fn build(nodes: usize) -> Sim {
         .build()
 }
 
-/// Nodes with all their outbound full-relay peers. `outbound_count` (every outbound kind)
-/// filters first; only candidates are asked for the full peer list.
+/// Nodes with all their outbound full-relay peers (a count, not the getpeerinfo list: the
+/// figures are of the simulator, not of building snapshots).
 fn filled(sim: &Sim) -> usize {
-    let now = sim.now();
     (0..sim.len())
-        .filter(|&i| {
-            let core = sim.core(i);
-            core.outbound_count() >= OUTBOUND
-                && core
-                    .peers(now)
-                    .iter()
-                    .filter(|p| p.connection_type == "outbound-full-relay")
-                    .count()
-                    >= OUTBOUND
-        })
+        .filter(|&i| sim.core(i).outbound_full_relay_count() >= OUTBOUND)
         .count()
 }
 
@@ -63,6 +53,21 @@ fn print(label: &str, f: &Figures) {
         f.delivered as f64 / f.wall_secs,
         f.events as f64 / f.wall_secs,
     );
+}
+
+/// `filled` from the getpeerinfo lists, to check the count against once a run.
+fn filled_from_snapshots(sim: &Sim) -> usize {
+    let now = sim.now();
+    (0..sim.len())
+        .filter(|&i| {
+            let peers = sim.core(i).peers(now);
+            let full_relay = peers.iter();
+            full_relay
+                .filter(|p| p.connection_type == "outbound-full-relay")
+                .count()
+                >= OUTBOUND
+        })
+        .count()
 }
 
 /// Runs until every node has its outbound peers (or `RUN` passes); the figures of that run.
@@ -89,6 +94,7 @@ fn main() {
         let started = Instant::now();
         let mut sim = build(nodes);
         let (f, done) = until_filled(&mut sim, started);
+        assert_eq!(filled(&sim), filled_from_snapshots(&sim));
         let label = if done {
             format!("{nodes} nodes: all have {OUTBOUND} outbound")
         } else {

@@ -375,6 +375,11 @@ impl AddrMan {
 
     /// A tried-table occupant that a collision is waiting on and that has not been tried since:
     /// the caller should connect to it (a feeler) and report the outcome as usual.
+    /// Whether tried-table collisions wait to be settled (`resolve_collisions`).
+    pub fn has_collisions(&self) -> bool {
+        !self.collisions.is_empty()
+    }
+
     pub fn collision_to_test(&self) -> Option<SocketAddr> {
         self.collisions.iter().find_map(|(addr, since)| {
             let occupant = self.tried_table[self.tried_slot(addr)]?;

@@ -7,7 +7,7 @@
 
 use super::addrman::{AddrInfo, AddrMan};
 use super::config::CoreConfig;
-use super::io::{ConnType, Internal, Outbox, PeerId, Persist};
+use super::io::{ConnType, Internal, Outbox, PeerId, Persist, Wake};
 use super::netgroup::is_routable;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::wire::{limits, NetAddress, TimestampedAddress};
@@ -299,6 +299,18 @@ impl AddrMgr {
             .into_iter()
             .cloned()
             .collect()
+    }
+
+    /// When `tick` next has something to do: the hourly cleanup, the minute's snapshot, and
+    /// every tick while tried-table collisions wait (they time out on wall-clock seconds).
+    pub fn next_wake(&self, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        wake.at(self.last_cleanup + CLEANUP_EVERY);
+        wake.at(self.last_persist + PERSIST_EVERY);
+        if self.book.has_collisions() {
+            wake.at(now);
+        }
+        wake
     }
 
     /// Book upkeep: stale entries out hourly, tried-table collisions settled, and the book

@@ -10,7 +10,7 @@
 
 use super::bans::Misbehaviour;
 use super::headers::HeaderTree;
-use super::io::{BlockResult, DisconnectReason, Internal, Outbox, Output, PeerId};
+use super::io::{BlockResult, DisconnectReason, Internal, Outbox, Output, PeerId, Wake};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Block, Hash256, Header};
 use crate::wire::message::{InvKind, InvList};
@@ -301,6 +301,20 @@ impl BlockDl {
         self.avg_delivery
             .saturating_mul(STALL_FACTOR)
             .clamp(STALL_TIMEOUT_MIN, STALL_TIMEOUT_MAX)
+    }
+
+    /// When `tick` next has something to do: a request stalling; every tick while blocks
+    /// wait in the chain (a stored one frees its place).
+    pub fn next_wake(&self, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        let timeout = self.stall_timeout();
+        for r in self.in_flight.values() {
+            wake.at(r.sent + timeout);
+        }
+        if !self.submitted.is_empty() {
+            wake.at(now);
+        }
+        wake
     }
 
     /// Peers that let a request outlive the stall timeout are dropped (their blocks go to

@@ -21,7 +21,7 @@ use super::config::CoreConfig;
 use super::headers::HeaderTree;
 use super::io::{
     Command, CommandError, ConnType, DisconnectReason, Event, Input, Internal, Outbox, Output,
-    PeerId, Persist,
+    PeerId, Persist, Wake,
 };
 use super::peermgr::{AddedNodeSnapshot, PeerMgr, Views};
 use super::pingmgr::PingMgr;
@@ -39,8 +39,13 @@ use std::net::SocketAddr;
 /// Blocks served for one GETDATA: what a download window asks of one peer, with room.
 pub const MAX_BLOCKS_SERVED: usize = 128;
 
-/// How often the core wants a `Tick`: the resolution of every protocol timer.
+/// The resolution of every protocol timer: ticks fall on a grid this far apart (from the
+/// first input), and only on the grid points where some manager has something due.
 pub const TICK_INTERVAL: LocalDuration = LocalDuration::from_secs(1);
+
+/// The longest the core goes without a tick when nothing is due, so the shell always has a
+/// next wake-up (a tick with nothing due does nothing).
+pub const MAX_TICK_GAP: LocalDuration = LocalDuration::from_secs(60);
 
 /// What getpeerinfo shows of a peer's protocol state.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -88,8 +93,13 @@ pub struct Core {
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
-    /// The next regular tick (each `TICK_INTERVAL`); an announcement batch may be due
-    /// before it.
+    /// The earliest moment a manager has something due, as of the last input that could
+    /// have made it earlier (`wake_stale`).
+    wake: Wake,
+    /// An input may have brought a manager's wake forward: ask them all again.
+    wake_stale: bool,
+    /// The next point of the tick grid (`TICK_INTERVAL` apart); an announcement batch may
+    /// be due before it.
     full_tick: Option<LocalTime>,
 }
 
@@ -119,6 +129,8 @@ impl Core {
             tree,
             out: Outbox::default(),
             timer: None,
+            wake: Wake::NEVER,
+            wake_stale: true,
             full_tick: None,
         }
     }
@@ -149,26 +161,78 @@ impl Core {
             Input::Connected { peer, .. } => Some(peer),
             _ => None,
         };
+        // The messages that can only put deadlines later (a sign of life, a PONG sent, an
+        // answer to GETADDR) or add tried-table collisions (checked below) unless they raise
+        // an internal event: the rest may bring a wake forward.
+        let keeps_wake = matches!(
+            &input,
+            Input::Received {
+                message: Message::Ping(_) | Message::Addr(_) | Message::GetAddr,
+                ..
+            }
+        );
+        self.wake_stale |= !keeps_wake;
         let result = self.dispatch(now, input);
         self.fan_out(now);
         // Whatever happened, the download window is topped up.
+        let before = self.out.pending_outputs();
         self.blocks.request(&self.tree, now, &mut self.out);
+        self.wake_stale |= self.out.pending_outputs() != before;
         if let Some(peer) = joined {
             self.announce_if_kept(peer);
         }
         self.scores.persist_changes(&mut self.out);
-        if self.full_tick.is_none_or(|t| t <= now.local) {
-            self.full_tick = Some(now.local + TICK_INTERVAL);
+        self.set_timer(now);
+        result
+    }
+
+    /// Asks for the tick at the first grid point where a manager has something due (or an
+    /// announcement batch, off the grid). Every tick runs every manager, so a tick lands on
+    /// the same grid point, and does the same, as with a tick at every point: the points
+    /// skipped are those where every manager would have done nothing.
+    fn set_timer(&mut self, now: Now) {
+        let t = now.local;
+        let step = TICK_INTERVAL.as_millis();
+        let grid = match self.full_tick {
+            Some(f) if f > t => f,
+            // The grid points passed without a tick: the next one after `t`.
+            Some(f) => f + TICK_INTERVAL.saturating_mul(t.since(f).as_millis() / step + 1),
+            None => t + TICK_INTERVAL,
+        };
+        self.full_tick = Some(grid);
+        if self.wake_stale {
+            self.wake = self.next_wake(t);
+            self.wake_stale = false;
+        } else if self.addrs.book().has_collisions() {
+            self.wake.at(t);
         }
-        let mut next = self.full_tick.expect("set above");
+        let mut wake = self.wake;
+        wake.at(t + MAX_TICK_GAP);
+        let due = wake.time().expect("bounded by the gap");
+        let mut next = if due <= grid {
+            grid
+        } else {
+            grid + TICK_INTERVAL.saturating_mul(due.since(grid).as_millis().div_ceil(step))
+        };
         if let Some(due) = self.relay.next_due() {
-            next = next.min(due.max(now.local));
+            next = next.min(due.max(t));
         }
-        if self.timer != Some(next) || next <= now.local {
+        if self.timer != Some(next) || next <= t {
             self.timer = Some(next);
             self.out.push(Output::SetTimer(next));
         }
-        result
+    }
+
+    /// The earliest moment any manager's tick has something to do.
+    fn next_wake(&self, t: LocalTime) -> Wake {
+        let mut wake = self.peers.next_wake(&self.cfg, self.addrs.book(), t);
+        wake.merge(self.pings.next_wake(&self.cfg));
+        wake.merge(self.addrs.next_wake(t));
+        wake.merge(self.scores.next_wake(t));
+        wake.merge(self.sync.next_wake(&self.tree, t));
+        wake.merge(self.blocks.next_wake(t));
+        wake.merge(self.relay.next_wake(t));
+        wake
     }
 
     fn dispatch(&mut self, now: Now, input: Input) -> Result<(), CommandError> {
@@ -231,8 +295,10 @@ impl Core {
                 txid,
                 sender,
                 nonce,
-            } => relay.accepted(txid, sender, nonce),
-            Input::MempoolContents { peer, txs } => relay.mempool_contents(peer, txs),
+            } => relay.accepted(txid, sender, nonce, now.local, relay_rng),
+            Input::MempoolContents { peer, txs } => {
+                relay.mempool_contents(peer, txs, now.local, relay_rng)
+            }
             Input::Discovered {
                 addrs: found,
                 source,
@@ -373,6 +439,7 @@ impl Core {
     /// for by any manager reaches the shell once and every manager hears of it.
     fn fan_out(&mut self, now: Now) {
         while let Some(event) = self.out.next_internal() {
+            self.wake_stale = true;
             if let Internal::DisconnectRequested { peer, reason } = event {
                 if self.peers.mark_disconnecting(peer) {
                     self.out.push(Output::Disconnect(peer, reason));
@@ -432,6 +499,11 @@ impl Core {
     /// Whether peer-to-peer activity is on (`setnetworkactive`).
     pub fn network_active(&self) -> bool {
         self.peers.network_active()
+    }
+
+    /// The peers `peers` would list as "outbound-full-relay", without building the list.
+    pub fn outbound_full_relay_count(&self) -> usize {
+        self.peers.outbound_full_relay_count()
     }
 
     /// Whether `peer` is on its way out (the core asked for its disconnection).
@@ -642,6 +714,24 @@ mod tests {
         assert!(c
             .drain_outputs()
             .contains(&Output::SetTimer(LocalTime::from_millis(2_000))));
+    }
+
+    #[test]
+    fn a_core_with_nothing_due_skips_the_grid_points_between() {
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.connect_only = true; // no outbound slot to fill
+        cfg.handshake_timeout_ms = 10_000;
+        let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+        c.handle(at(0), Input::Tick).unwrap();
+        // The address book's snapshot is the first thing due, a minute on.
+        assert!(c
+            .drain_outputs()
+            .contains(&Output::SetTimer(LocalTime::from_millis(60_000))));
+        // An inbound peer's handshake timeout is due sooner: on the grid point at or after it.
+        connected(&mut c, 1, "8.8.8.8:1".parse().unwrap(), None, 1, at(2_500));
+        assert!(c
+            .drain_outputs()
+            .contains(&Output::SetTimer(LocalTime::from_millis(13_000))));
     }
 
     /// Defect 3: a per-IP cap counted exact IPv6 addresses, so one /64 was no limit at all.

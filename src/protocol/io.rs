@@ -434,6 +434,33 @@ pub enum Internal {
     BlockInvalid { hash: Hash256 },
 }
 
+/// The earliest moment a manager's `tick` could do anything (send, disconnect, dial, draw
+/// from an RNG, change what a later decision reads): the core asks for no tick before it.
+/// Managers may report earlier than needed (a tick that finds nothing to do is harmless),
+/// never later.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wake(Option<LocalTime>);
+
+impl Wake {
+    /// Nothing is due until an input changes the state.
+    pub const NEVER: Wake = Wake(None);
+
+    /// Something may be due at `t`.
+    pub fn at(&mut self, t: LocalTime) {
+        self.0 = Some(self.0.map_or(t, |w| w.min(t)));
+    }
+
+    pub fn merge(&mut self, other: Wake) {
+        if let Some(t) = other.0 {
+            self.at(t);
+        }
+    }
+
+    pub fn time(self) -> Option<LocalTime> {
+        self.0
+    }
+}
+
 /// Where managers put their decisions: outputs for the shell, internal events for the other
 /// managers.
 #[derive(Debug, Default)]
@@ -445,6 +472,11 @@ pub struct Outbox {
 impl Outbox {
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    /// Outputs waiting to be taken.
+    pub fn pending_outputs(&self) -> usize {
+        self.outputs.len()
     }
 
     pub fn next_internal(&mut self) -> Option<Internal> {

@@ -12,7 +12,7 @@ use super::config::CoreConfig;
 use super::eviction::{self, Candidate};
 use super::io::{
     CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event, Internal, Outbox, PeerId,
-    Persist,
+    Persist, Wake,
 };
 use super::netgroup::{host_key, netgroup};
 use crate::config::PeerSpec;
@@ -186,6 +186,15 @@ impl PeerMgr {
 
     pub fn outbound_count(&self) -> usize {
         self.peers.len() - self.inbound_count()
+    }
+
+    /// Outbound full-relay peers (`ConnType::Outbound`), in any state: what getpeerinfo
+    /// lists as "outbound-full-relay".
+    pub fn outbound_full_relay_count(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|p| p.conn_type == ConnType::Outbound)
+            .count()
     }
 
     fn auto_outbound_count(&self) -> usize {
@@ -831,6 +840,41 @@ impl PeerMgr {
         self.maintain_manual(now.local, out);
         self.maintain_outbound(cfg, views, book, now, rng, out);
         self.maybe_start_feeler(cfg, views, book, now, out);
+    }
+
+    /// When `tick` next has something to do: a handshake or dial timing out, a manual peer's
+    /// retry, a free outbound slot (filled a few dials a tick), a collision's feeler. The
+    /// expired duplicate-dial backoffs `tick` drops are only tidied: every use compares the
+    /// time, and the fullest-table eviction takes the soonest expiry first.
+    pub fn next_wake(&self, cfg: &CoreConfig, book: &AddrMan, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        let handshake_timeout = LocalDuration::from_millis(cfg.handshake_timeout_ms);
+        for p in self.peers.values() {
+            if !p.disconnecting && !p.ready {
+                wake.at(p.connected_at + handshake_timeout);
+            }
+        }
+        for d in self.dials.values() {
+            wake.at(d.started + DIAL_EXPIRY);
+        }
+        for m in &self.manual {
+            if m.state == ManualState::Idle {
+                wake.at(m.next_attempt);
+            }
+        }
+        let room = self.peers.len() + self.dials.len() < cfg.max_total;
+        if !cfg.connect_only && room && self.auto_outbound_count() < cfg.max_outbound {
+            wake.at(now);
+        }
+        let feeling = self
+            .dials
+            .values()
+            .any(|d| matches!(d.kind, DialKind::Feeler(_)))
+            || self.peers.values().any(|p| p.conn_type == ConnType::Feeler);
+        if !cfg.connect_only && room && !feeling && book.collision_to_test().is_some() {
+            wake.at(self.next_feeler);
+        }
+        wake
     }
 
     fn new_dial(&mut self, kind: DialKind, now: LocalTime) -> DialId {

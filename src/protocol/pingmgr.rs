@@ -6,7 +6,7 @@
 //! manager's) and never disconnects except through the outbox.
 
 use super::config::CoreConfig;
-use super::io::{DisconnectReason, Internal, Outbox, PeerId};
+use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
 use crate::time::{LocalDuration, LocalTime};
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -114,6 +114,25 @@ impl PingMgr {
                 send_ping(*peer, p, now, rng, out);
             }
         }
+    }
+
+    /// When `tick` next has something to do: a ping due, a ping or inactivity timeout.
+    pub fn next_wake(&self, cfg: &CoreConfig) -> Wake {
+        let ping_timeout = LocalDuration::from_millis(cfg.ping_timeout_ms);
+        let inactivity = LocalDuration::from_millis(cfg.inactivity_timeout_ms);
+        let ping_interval = LocalDuration::from_millis(cfg.ping_interval_ms);
+        let mut wake = Wake::NEVER;
+        for p in self.peers.values() {
+            if !p.negotiated || p.disconnecting {
+                continue;
+            }
+            wake.at(p.last_recv + inactivity);
+            match p.ping {
+                Some((_, sent)) => wake.at(sent + ping_timeout),
+                None => wake.at(p.last_ping + ping_interval),
+            }
+        }
+        wake
     }
 
     /// Ping and inactivity timeouts, and pings that are due.

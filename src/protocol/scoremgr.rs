@@ -7,10 +7,10 @@
 use super::bans::{BanList, BanTarget, Misbehaviour, BAN_THRESHOLD};
 use super::config::CoreConfig;
 use super::io::{
-    CommandError, ConnType, DisconnectReason, Event, Internal, Outbox, PeerId, Persist,
+    CommandError, ConnType, DisconnectReason, Event, Internal, Outbox, PeerId, Persist, Wake,
 };
 use super::netgroup::canonical_ip;
-use crate::time::Now;
+use crate::time::{LocalTime, Now};
 use crate::types::NodeId;
 use crate::wire::message::reject_code;
 use crate::wire::WireError;
@@ -172,6 +172,16 @@ impl ScoreMgr {
     /// `clearbanned`.
     pub fn clear(&mut self) {
         self.bans.clear()
+    }
+
+    /// Every tick while a ban is in force: bans expire on wall-clock time, which the
+    /// monotonic timers cannot foresee.
+    pub fn next_wake(&self, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        if !self.bans.is_empty() {
+            wake.at(now);
+        }
+        wake
     }
 
     pub fn tick(&mut self, now: Now) {

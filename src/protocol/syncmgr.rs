@@ -9,7 +9,7 @@
 
 use super::bans::Misbehaviour;
 use super::headers::{HeaderError, HeaderTree};
-use super::io::{DisconnectReason, Internal, Outbox, PeerId};
+use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
 use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
 use crate::chain::work::ChainWork;
 use crate::time::{LocalDuration, LocalTime, Now};
@@ -414,6 +414,21 @@ impl SyncMgr {
         }
     }
 
+    /// When `tick` next has something to do: a GETHEADERS timing out or, with none
+    /// outstanding, a peer to ask (decided by what the inputs since changed, so at once).
+    pub fn next_wake(&self, tree: &HeaderTree, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        for p in self.peers.values() {
+            if let Some(at) = p.asked {
+                wake.at(at + HEADERS_TIMEOUT);
+            }
+        }
+        if wake == Wake::NEVER && self.peers.values().any(|p| is_behind(p, tree)) {
+            wake.at(now);
+        }
+        wake
+    }
+
     /// Header requests that went unanswered are given up, and another peer is asked.
     pub fn tick(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
         let mut someone_asked = false;
@@ -431,18 +446,21 @@ impl SyncMgr {
             return;
         }
         // Nobody is being asked: if a peer claims a longer chain than our best header, ask it.
-        let behind = self.peers.iter_mut().find(|(_, p)| {
-            p.negotiated
-                && !p.disconnecting
-                && !p.unresponsive
-                && p.start_height > tree.best_height()
-                && p.best
-                    .is_none_or(|b| tree.height_of(&b).is_none_or(|h| h < p.start_height))
-        });
+        let behind = self.peers.iter_mut().find(|(_, p)| is_behind(p, tree));
         if let Some((peer, p)) = behind {
             ask(*peer, p, tree, now, out);
         }
     }
+}
+
+/// A peer to sync from: it claims a longer chain than our best header and has not shown it.
+fn is_behind(p: &SyncPeer, tree: &HeaderTree) -> bool {
+    p.negotiated
+        && !p.disconnecting
+        && !p.unresponsive
+        && p.start_height > tree.best_height()
+        && p.best
+            .is_none_or(|b| tree.height_of(&b).is_none_or(|h| h < p.start_height))
 }
 
 fn ask(peer: PeerId, p: &mut SyncPeer, tree: &HeaderTree, now: Now, out: &mut Outbox) {

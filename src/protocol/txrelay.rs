@@ -11,7 +11,7 @@
 //! (`TxAccepted`, `TxProcessed`), and GETDATA for transactions is answered by the shell.
 
 use super::bans::Misbehaviour;
-use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult};
+use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult, Wake};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Hash256, Transaction};
 use crate::wire::message::{InvKind, InvList};
@@ -405,19 +405,31 @@ impl TxRelay {
 
     /// The mempool admitted a transaction (from a peer, RPC or the wallet): every relaying
     /// peer not known to have it gets it in its next batch.
-    pub fn accepted(&mut self, txid: Hash256, sender: Address, nonce: u64) {
+    pub fn accepted(
+        &mut self,
+        txid: Hash256,
+        sender: Address,
+        nonce: u64,
+        now: LocalTime,
+        rng: &mut impl Rng,
+    ) {
         self.recent.insert(txid);
         for p in self.peers.values_mut().filter(|p| p.relay) {
             if !p.known.contains(&txid) && p.queue.len() < MAX_QUEUED_PER_PEER {
-                p.queue.push((sender, nonce, txid));
-                Self::queued_for(&mut self.due, p.next_trickle);
+                Self::queue(&mut self.due, p, (sender, nonce, txid), now, rng);
             }
         }
     }
 
     /// The mempool's ready transactions, for a peer that just completed its handshake:
     /// queued for it (those it is known to have excepted).
-    pub fn mempool_contents(&mut self, peer: PeerId, txs: Vec<Announceable>) {
+    pub fn mempool_contents(
+        &mut self,
+        peer: PeerId,
+        txs: Vec<Announceable>,
+        now: LocalTime,
+        rng: &mut impl Rng,
+    ) {
         let Some(p) = self.peers.get_mut(&peer).filter(|p| p.relay) else {
             return;
         };
@@ -426,10 +438,26 @@ impl TxRelay {
                 break;
             }
             if !p.known.contains(&txid) {
-                p.queue.push((sender, nonce, txid));
-                Self::queued_for(&mut self.due, p.next_trickle);
+                Self::queue(&mut self.due, p, (sender, nonce, txid), now, rng);
             }
         }
+    }
+
+    /// Queues an announcement. A peer with nothing queued is not ticked when its trickle
+    /// time passes, so a trickle time in the past is drawn again from now: the trickle is a
+    /// Poisson process, memoryless, so that is the same process as redrawing at each tick.
+    fn queue(
+        due: &mut Option<LocalTime>,
+        p: &mut RelayPeer,
+        item: (Address, u64, Hash256),
+        now: LocalTime,
+        rng: &mut impl Rng,
+    ) {
+        if p.queue.is_empty() && p.next_trickle <= now {
+            p.next_trickle = now + trickle_delay(p.outbound, rng);
+        }
+        p.queue.push(item);
+        Self::queued_for(due, p.next_trickle);
     }
 
     /// Sends each peer whose trickle time has come its batch (a sender's transactions in
@@ -437,11 +465,12 @@ impl TxRelay {
     pub fn tick(&mut self, now: Now, rng: &mut impl Rng, out: &mut Outbox) {
         self.due = None;
         for (peer, p) in self.peers.iter_mut() {
+            if p.queue.is_empty() {
+                // Redrawn when something is queued (`queue`).
+                continue;
+            }
             if p.next_trickle <= now.local {
                 p.next_trickle = now.local + trickle_delay(p.outbound, rng);
-                if p.queue.is_empty() {
-                    continue;
-                }
                 let mut batch = std::mem::take(&mut p.queue);
                 batch.sort_unstable();
                 let mut txids = Vec::with_capacity(batch.len());
@@ -453,7 +482,7 @@ impl TxRelay {
                 }
                 self.counts.entry(*peer).or_default().tx_announced += txids.len() as u64;
                 out.inv(*peer, InvKind::Tx, &txids);
-            } else if !p.queue.is_empty() {
+            } else {
                 self.due = Some(self.due.map_or(p.next_trickle, |d| d.min(p.next_trickle)));
             }
         }
@@ -481,6 +510,22 @@ impl TxRelay {
         if expired || !self.unrequested.is_empty() {
             self.request(now, out);
         }
+    }
+
+    /// When `tick` next has something to do apart from the trickle (`next_due`): a request
+    /// timing out (counted from when it was sent, which is no later than `tick` counts from),
+    /// or requests waiting to go out.
+    pub fn next_wake(&self, now: LocalTime) -> Wake {
+        let mut wake = Wake::NEVER;
+        for w in self.wanted.values() {
+            if let Some((_, at)) = w.requested {
+                wake.at(at + TX_REQUEST_TIMEOUT);
+            }
+        }
+        if !self.unrequested.is_empty() {
+            wake.at(now);
+        }
+        wake
     }
 
     /// When the next batch is due (a peer with announcements queued), for the core's timer.
@@ -586,9 +631,9 @@ mod tests {
         relay.on_inv(2, &inv(&[txid(9)]), now(0), &mut out);
         out.take_outputs();
         let sender = Address([5; 20]);
-        relay.accepted(txid(9), sender, 1);
-        relay.accepted(txid(8), sender, 2);
-        relay.accepted(txid(7), sender, 0);
+        relay.accepted(txid(9), sender, 1, now(0).local, &mut rng);
+        relay.accepted(txid(8), sender, 2, now(0).local, &mut rng);
+        relay.accepted(txid(7), sender, 0, now(0).local, &mut rng);
         assert!(relay.next_due().is_some());
         // Trickle times are at most ten means away.
         relay.tick(now(10_000), &mut rng, &mut out);
@@ -607,10 +652,22 @@ mod tests {
         );
         assert_eq!(to(2), vec![vec![txid(7), txid(8)]]);
         // Once.
-        relay.accepted(txid(7), sender, 0);
+        relay.accepted(txid(7), sender, 0, now(10_000).local, &mut rng);
         relay.tick(now(20_000), &mut rng, &mut out);
         assert!(sent(&mut out).iter().all(|(_, kind, _)| *kind != "inv"));
         assert_eq!(relay.counts_of(1).tx_announced, 3);
+    }
+
+    /// An idle peer is not ticked at its trickle times: the first announcement queued long
+    /// after waits a fresh delay, not none.
+    #[test]
+    fn an_announcement_to_an_idle_peer_waits_a_fresh_trickle_delay() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        negotiated(&mut relay, 1, ConnType::Inbound, &mut rng);
+        let later = now(3_600_000).local;
+        relay.accepted(txid(1), Address([5; 20]), 0, later, &mut rng);
+        assert!(relay.next_due().is_some_and(|due| due > later));
     }
 
     fn some_tx(to: u8) -> Transaction {
