@@ -313,7 +313,7 @@ fn unknown_command_is_rejected_from_the_header() {
         "abcdefghijkl",
         "version1",
         "alert",
-        "sendcmpct",
+        "feefilter",
     ] {
         let field = command_field(name.as_bytes());
         for handshake in [false, true] {
