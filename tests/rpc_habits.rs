@@ -88,6 +88,100 @@ fn json_rpc_1_0_requests_get_bitcoind_shaped_answers() {
     assert_eq!(reply, json!({"jsonrpc": "2.0", "result": 0, "id": 1}));
 }
 
+/// The node's peak resident memory (VmHWM), in bytes; 0 where /proc is not there.
+fn peak_rss(node: &TestNode) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()));
+    status
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A JSON array of `item` repeated to just under `bytes`, after `head` and before `tail`.
+fn filled(head: &str, item: &str, tail: &str, bytes: usize) -> String {
+    let n = (bytes - head.len() - tail.len()) / (item.len() + 1);
+    let mut body = String::with_capacity(bytes);
+    body.push_str(head);
+    body.push_str(item);
+    for _ in 1..n {
+        body.push(',');
+        body.push_str(item);
+    }
+    body.push_str(tail);
+    body
+}
+
+/// Peak memory the node may reach answering the bodies below: jsonrpsee's own look at an
+/// 8 MB batch (a pointer pair per item) and a few copies of the body fit well under it; a
+/// tree of the body, as the 1.0 layer once built (2.1 GB), does not.
+const BIG_BODY_PEAK_RSS: u64 = 512 * 1024 * 1024;
+/// Longest any of them may take to be answered, even by a debug build on a loaded machine
+/// (the tree took 8.5 s).
+const BIG_BODY_ANSWER: Duration = Duration::from_secs(5);
+
+#[test]
+fn big_bodies_are_refused_quickly_in_bounded_memory() {
+    let node = TestNode::start(&[]);
+    let max = noded::rpc::server::MAX_REQUEST_BODY as usize;
+    let timed = |body: &str| {
+        assert!(body.len() <= max, "{} > {max}", body.len());
+        let started = Instant::now();
+        let (status, reply) = post(node.rpc_addr, &node.cookie, body);
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{}", &reply[..reply.len().min(300)]);
+        assert!(took < BIG_BODY_ANSWER, "{took:?}");
+        eprintln!("{} bytes answered in {took:?}", body.len());
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        reply
+    };
+
+    // The reproduced request: a 1.0 batch of millions of empty objects. Refused as too long
+    // (not 413 after an upgrade past the body limit), in the 1.0 shape.
+    let reply = timed(&filled("[", "{}", "]", max - 16));
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert!(
+        reply["result"].is_null() && reply.get("jsonrpc").is_none(),
+        "{reply}"
+    );
+
+    // The same as 2.0.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"getblockcount"}"#;
+    let reply = timed(&filled("[", call, "]", max - 16));
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert_eq!(reply["jsonrpc"], "2.0", "{reply}");
+
+    // Millions of arguments, 2.0 and 1.0: refused by name without counting them all.
+    let head = r#"{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":["#;
+    let reply = timed(&filled(head, "0", "]}", max - 16));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(message.contains("(more than"), "{reply}");
+    let reply = timed(&filled(
+        r#"{"method":"getblockcount","params":["#,
+        "0",
+        "]}",
+        max - 16,
+    ));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(reply["result"].is_null(), "{reply}");
+
+    // A 1.0 request of exactly the body limit is still let in after its upgrade grew it.
+    let head = r#"{"method":"submitblock","params":[""#;
+    let tail = r#""]}"#;
+    let body = format!("{head}{}{tail}", "0".repeat(max - head.len() - tail.len()));
+    assert_eq!(body.len(), max);
+    let reply = timed(&body);
+    assert_eq!(reply["error"]["code"], -22, "{reply}");
+    assert_eq!(reply["id"], Value::Null, "{reply}");
+
+    let peak = peak_rss(&node);
+    assert!(peak < BIG_BODY_PEAK_RSS, "peak RSS {} MiB", peak >> 20);
+    eprintln!("peak RSS {} MiB", peak >> 20);
+}
+
 #[test]
 fn verbosity_takes_integers_and_bools() {
     let node = TestNode::start(&[]);

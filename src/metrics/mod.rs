@@ -481,6 +481,13 @@ impl RpcMetrics {
             .unwrap_or(&self.unknown)
     }
 
+    /// The counter and latency histogram of `method` (`UNKNOWN_METHOD`'s if it is not
+    /// registered), for a caller to keep across the call: cloning them costs two reference
+    /// counts, not a copy of the name.
+    pub fn method_handles(&self, method: &str) -> (Counter, Histogram) {
+        self.method(method).clone()
+    }
+
     /// One call to `method` (counted; latency observed when it has finished).
     pub fn called(&self, method: &str) {
         self.method(method).0.inc();

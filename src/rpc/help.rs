@@ -79,8 +79,9 @@ impl MethodHelp {
         format!("{} — {}", self.usage(), self.about)
     }
 
-    /// The message for a call with `given` positional arguments, more than the method takes.
-    pub fn too_many_args(&self, given: usize) -> String {
+    /// The message for a call with `given` positional arguments (a count, or "more than N"),
+    /// more than the method takes.
+    pub fn too_many_args(&self, given: impl std::fmt::Display) -> String {
         match self.max_args() {
             0 => format!("{} takes no arguments ({given} given)", self.name),
             1 => format!("{} takes at most 1 argument ({given} given)", self.name),

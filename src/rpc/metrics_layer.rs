@@ -35,14 +35,15 @@ where
         &self,
         request: Request<'a>,
     ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
-        let (inner, metrics) = (self.inner.clone(), self.metrics.clone());
+        // Looked up now, while the method name is borrowed from the request that then moves
+        // into the call: the handles outlive it, the name need not be copied.
+        let (calls, latency) = self.metrics.rpc.method_handles(request.method_name());
+        let inner = self.inner.clone();
         async move {
-            // Owned: the request (and its method name) moves into the call.
-            let method = request.method_name().to_owned();
-            metrics.rpc.called(&method);
+            calls.inc();
             let started = Instant::now();
             let response = inner.call(request).await;
-            metrics.rpc.finished(&method, started.elapsed());
+            latency.observe(started.elapsed().as_secs_f64());
             response
         }
     }

@@ -557,7 +557,9 @@ pub async fn start(
     extra: Vec<jsonrpsee::Methods>,
 ) -> Result<(ServerHandle, SocketAddr), RpcStartError> {
     let config = ServerConfig::builder()
-        .max_request_body_size(MAX_REQUEST_BODY)
+        // `MAX_REQUEST_BODY` is enforced on the body as sent by the 1.0 layer; this leaves
+        // room for what its upgrade to 2.0 adds.
+        .max_request_body_size(super::legacy::server_body_limit(max_batch))
         .max_connections(MAX_RPC_CONNECTIONS)
         .set_batch_request_config(BatchRequestConfig::Limit(max_batch))
         .set_message_buffer_capacity(super::subscriptions::SUBSCRIBER_BACKLOG)
@@ -598,7 +600,7 @@ pub async fn start(
         .set_http_middleware(
             tower::ServiceBuilder::new()
                 .map_request(assume_json_body)
-                .layer(LegacyLayer),
+                .layer(LegacyLayer::new(max_batch)),
         )
         .set_rpc_middleware(
             RpcServiceBuilder::new()
