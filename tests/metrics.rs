@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 
 const BLOCKS: u64 = 5;
 
@@ -72,29 +72,7 @@ fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// `GET path` over HTTP/1.1 with optional Basic credentials: the status and body.
 fn http_get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> (u16, String) {
-    use base64::Engine;
-    let mut stream = TcpStream::connect(addr).expect("connect to RPC");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let auth = cookie
-        .map(|c| {
-            let token = base64::engine::general_purpose::STANDARD.encode(c);
-            format!("Authorization: Basic {token}\r\n")
-        })
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
+    http_request(addr, "GET", path, cookie, "text/plain", b"")
 }
 
 /// Scrapes `node` without credentials and parses the answer (which must be 200).

@@ -9,28 +9,14 @@ mod common;
 use common::*;
 use noded::rpc::client::ClientError;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One raw HTTP POST with the node's cookie; returns status and body.
+/// One HTTP POST with the node's cookie and bitcoind's `text/plain`; returns status and body.
 fn post(addr: SocketAddr, cookie: &str, body: &str) -> (u16, String) {
-    use base64::Engine;
-    let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    http_post(addr, Some(cookie), "text/plain", body.as_bytes())
 }
 
 fn noded_rpc(node: &TestNode, args: &[&str]) -> std::process::Output {

@@ -4,12 +4,11 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
 use noded::rpc::client;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const COIN: u64 = 100_000_000;
@@ -34,33 +33,7 @@ fn call(node: &TestNode, method: &str, params: Value) -> Value {
 /// One HTTP POST of `body` with Basic `credentials` (none when `None`); returns the status and
 /// the body of the reply.
 fn post(addr: SocketAddr, credentials: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to RPC");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let auth = credentials
-        .map(|c| {
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(c)
-            )
-        })
-        .unwrap_or_default();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413) and close before it has read a large body.
-    let _ = stream.write_all(body);
-    let mut reply = Vec::new();
-    let _ = stream.read_to_end(&mut reply);
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("an HTTP status");
-    (status, body.to_string())
+    http_post(addr, credentials, "application/json", body)
 }
 
 /// Defect 5: `stop` with `generatetoaddress` of the most blocks one call may ask for in flight

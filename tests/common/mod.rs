@@ -248,22 +248,63 @@ pub fn rpc_batch(node: &TestNode, calls: &[(&str, serde_json::Value)]) -> Vec<se
 
 /// POSTs `body` to `node`'s RPC with its cookie; the parsed JSON answer.
 fn rpc_post(node: &TestNode, body: &serde_json::Value) -> serde_json::Value {
+    let body = body.to_string();
+    let (_, json) = http_post(
+        node.rpc_addr,
+        Some(&node.cookie),
+        "application/json",
+        body.as_bytes(),
+    );
+    serde_json::from_str(&json).expect("a JSON-RPC reply")
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with Basic
+/// `credentials` when given; returns the reply's status and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    credentials: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     use base64::Engine;
     use std::io::{Read, Write};
-    let body = body.to_string();
-    let auth = base64::engine::general_purpose::STANDARD.encode(&node.cookie);
-    let mut stream = std::net::TcpStream::connect(node.rpc_addr).expect("connect to RPC");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to RPC");
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let auth = credentials
+        .map(|c| {
+            let token = base64::engine::general_purpose::STANDARD.encode(c);
+            format!("Authorization: Basic {token}\r\n")
+        })
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (_, json) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
-    serde_json::from_str(json).expect("a JSON-RPC reply")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) and close before it has read a large body.
+    let _ = stream.write_all(body);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
+/// `http_request` POST to `/`.
+pub fn http_post(
+    addr: SocketAddr,
+    credentials: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
+    http_request(addr, "POST", "/", credentials, content_type, body)
 }
 
 /// Removes the `.cookie` and `.rpcaddr` a killed node left behind, so the next start waits for
