@@ -232,8 +232,6 @@ struct LivePeer {
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
     serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
     addr: SocketAddr,
-    /// Its connection had an INFO `peer connected` line, so its end gets one too.
-    announced: bool,
     /// Why this side ended it (the core's decision, or a full outbox); `None` while it runs,
     /// or when the peer or the socket ended it.
     stop_reason: Option<crate::protocol::DisconnectReason>,
@@ -242,8 +240,10 @@ struct LivePeer {
     stop: CancellationToken,
     tls_version: String,
     tls_cipher: String,
-    /// Its `ConnType` name once the core took it into its peer table (`noded_peers`).
-    conn_type: Option<&'static str>,
+    /// Its connection type once the core took it into its peer table: the `noded_peers`
+    /// label, whether its connect and end get INFO lines (`announced`), and whether
+    /// subscribers hear of its end all follow from it.
+    conn_type: Option<crate::protocol::ConnType>,
 }
 
 pub struct NetService {
@@ -591,7 +591,6 @@ impl NetService {
                         checking: None,
                         serving_txs: None,
                         addr,
-                        announced: false,
                         stop_reason: None,
                         outbox,
                         stats,
@@ -626,7 +625,7 @@ impl NetService {
                 if let Some(live) = self.live.remove(&peer) {
                     let metrics = &self.ctx.metrics.net;
                     if let Some(conn_type) = live.conn_type {
-                        metrics.peer_gone(conn_type);
+                        metrics.peer_gone(conn_type.name());
                     }
                     metrics.disconnected(
                         live.stop_reason
@@ -650,7 +649,7 @@ impl NetService {
                     // Routine ends (a duplicate collapsed, a feeler done) and connections never
                     // announced (refused at once) stay at DEBUG: churn, not news.
                     let routine = live.stop_reason.as_ref().is_some_and(|r| r.is_routine());
-                    if live.announced && !routine {
+                    if live.conn_type.is_some_and(announced) && !routine {
                         tracing::info!(peer, %addr, %reason, "peer disconnected");
                     } else {
                         tracing::debug!(peer, %addr, %reason, "peer disconnected");
@@ -843,14 +842,6 @@ impl NetService {
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::Event(event) => {
                     self.count_event(&event);
-                    if let Event::PeerConnected {
-                        peer, conn_type, ..
-                    } = &event
-                    {
-                        if let Some(live) = self.live.get_mut(peer) {
-                            live.announced = announced(*conn_type);
-                        }
-                    }
                     log_event(&event);
                     if let Some(notice) = notice_of(&event) {
                         let _ = self.notices.send(notice);
@@ -875,7 +866,8 @@ impl NetService {
         }
     }
 
-    /// The protocol events the metrics follow: peers joining the table, handshakes, bans.
+    /// The protocol events the metrics follow (peers joining the table, handshakes, bans); a
+    /// peer joining also records its connection type on its `LivePeer`.
     fn count_event(&mut self, event: &Event) {
         let metrics = &self.ctx.metrics.net;
         match event {
@@ -884,7 +876,7 @@ impl NetService {
             } => {
                 if let Some(live) = self.live.get_mut(peer) {
                     if live.conn_type.is_none() {
-                        live.conn_type = Some(conn_type.name());
+                        live.conn_type = Some(*conn_type);
                         metrics.peer_connected(conn_type.name());
                     }
                 }
