@@ -135,6 +135,11 @@ pub struct TxRelay {
     /// The earliest trickle time of a peer with announcements queued (a departed peer's may
     /// linger until the next tick: one early tick).
     due: Option<LocalTime>,
+    /// No later than the oldest request in flight (its timeout is the next wake): lowered
+    /// as requests go out, recomputed by `tick`'s scan, left alone when one is answered (an
+    /// early wake at worst), so `next_wake`, asked after nearly every input, never scans
+    /// `wanted`.
+    oldest_request: Option<LocalTime>,
     recent: BoundedSet,
     rejects: BoundedSet,
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
@@ -150,6 +155,7 @@ impl Default for TxRelay {
             wanted: BTreeMap::new(),
             unrequested: VecDeque::new(),
             due: None,
+            oldest_request: None,
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
@@ -301,6 +307,7 @@ impl TxRelay {
             };
             let peer = w.announcers.remove(index);
             w.requested = Some((peer, now.local));
+            self.oldest_request = Some(self.oldest_request.map_or(now.local, |o| o.min(now.local)));
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight += 1;
                 p.announced = p.announced.saturating_sub(1);
@@ -487,8 +494,11 @@ impl TxRelay {
             }
         }
         let mut expired = false;
+        let mut oldest: Option<LocalTime> = None;
         for (txid, w) in self.wanted.iter_mut() {
             if let Some((asked, at)) = w.requested {
+                // `at` or the re-wait below, whichever stays: both are no earlier than `at`.
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
                 // Counted from the peer's last answer if later: requests wait their turn.
                 let since = self.peers.get(&asked).map_or(at, |p| at.max(p.last_answer));
                 if now.local.since(since) >= TX_REQUEST_TIMEOUT {
@@ -507,6 +517,7 @@ impl TxRelay {
                 }
             }
         }
+        self.oldest_request = oldest;
         if expired || !self.unrequested.is_empty() {
             self.request(now, out);
         }
@@ -517,10 +528,8 @@ impl TxRelay {
     /// or requests waiting to go out.
     pub fn next_wake(&self, now: LocalTime) -> Wake {
         let mut wake = Wake::NEVER;
-        for w in self.wanted.values() {
-            if let Some((_, at)) = w.requested {
-                wake.at(at + TX_REQUEST_TIMEOUT);
-            }
+        if let Some(at) = self.oldest_request {
+            wake.at(at + TX_REQUEST_TIMEOUT);
         }
         if !self.unrequested.is_empty() {
             wake.at(now);
