@@ -304,7 +304,7 @@ fn main() {
     let batch1_rate = transfers.len() as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
     for chunk in transfers.chunks(TXS_PER_BLOCK) {
-        assert!(verify_transfers(chunk, magic, threads()).is_ok());
+        assert!(verify_transfers(chunk, magic, threads(), None).is_ok());
     }
     let batch_all_rate = transfers.len() as f64 / t.elapsed().as_secs_f64();
     // ed25519-dalek's own (cofactorless) batch, one core, for reference.

@@ -16,8 +16,8 @@ use super::tiplog::{self, NewTip, Reorg, TipLog};
 use super::txindex::TxIndexer;
 use super::validation::{
     apply_block, check_block_stateless, check_coinbase, check_header_contextual,
-    check_header_stateless, check_signatures, check_signatures_observed, precheck,
-    touched_addresses, CheckedBlock,
+    check_header_stateless, check_signatures, check_signatures_except, precheck, touched_addresses,
+    CheckedBlock,
 };
 use super::work::{block_work, work_to_bytes};
 use super::{ChainEvent, ChainTip};
@@ -639,7 +639,7 @@ impl Chain {
         let verified_before = matches!(entry.status, BlockStatus::Valid | BlockStatus::Checked);
         if !verified_before && !signatures_checked {
             let started = Instant::now();
-            let checked = check_signatures_observed(
+            let checked = check_signatures_except(
                 self.params,
                 &block,
                 self.options.verify_threads,

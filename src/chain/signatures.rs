@@ -210,23 +210,6 @@ pub fn verify_transfer_signature(transfer: &Transfer, magic: NetworkMagic) -> bo
 /// Verifies a run of transfers on one thread as one batch; on failure, finds the first bad
 /// one individually. Returns the index (into `transfers`) of the first bad signature.
 pub fn verify_chunk(transfers: &[&Transfer], magic: NetworkMagic) -> Result<(), usize> {
-    verify_chunk_observed(transfers, magic, None)
-}
-
-/// `verify_chunk`, reporting the batch to `metrics` (counters only: this stays pure).
-fn verify_chunk_observed(
-    transfers: &[&Transfer],
-    magic: NetworkMagic,
-    metrics: Option<&SignatureMetrics>,
-) -> Result<(), usize> {
-    let result = verify_chunk_inner(transfers, magic);
-    if let Some(metrics) = metrics {
-        metrics.batch(transfers.len(), result.is_ok());
-    }
-    result
-}
-
-fn verify_chunk_inner(transfers: &[&Transfer], magic: NetworkMagic) -> Result<(), usize> {
     let mut prepared = Vec::with_capacity(transfers.len());
     for (i, t) in transfers.iter().enumerate() {
         match prepare(t, magic) {
@@ -250,18 +233,23 @@ fn verify_chunk_inner(transfers: &[&Transfer], magic: NetworkMagic) -> Result<()
     }
 }
 
-/// Verifies all `transfers` with batch verification split across `threads` threads. Returns
-/// the index of the first transfer whose signature is invalid.
-pub fn verify_transfers(
+/// Reports one thread's batch of `transfers` and its `result` to `metrics`, if any (counters
+/// only: verification stays pure); returns `result`.
+fn observed(
+    metrics: Option<&SignatureMetrics>,
     transfers: &[&Transfer],
-    magic: NetworkMagic,
-    threads: usize,
+    result: Result<(), usize>,
 ) -> Result<(), usize> {
-    verify_transfers_observed(transfers, magic, threads, None)
+    if let Some(metrics) = metrics {
+        metrics.batch(transfers.len(), result.is_ok());
+    }
+    result
 }
 
-/// `verify_transfers`, reporting each thread's batch to `metrics`.
-pub fn verify_transfers_observed(
+/// Verifies all `transfers` with batch verification split across `threads` threads, each
+/// thread's batch reported to `metrics` when given. Returns the index of the first transfer
+/// whose signature is invalid.
+pub fn verify_transfers(
     transfers: &[&Transfer],
     magic: NetworkMagic,
     threads: usize,
@@ -272,7 +260,7 @@ pub fn verify_transfers_observed(
     }
     let threads = threads.max(1);
     if threads == 1 || transfers.len() < MIN_PARALLEL_BATCH {
-        return verify_chunk_observed(transfers, magic, metrics);
+        return observed(metrics, transfers, verify_chunk(transfers, magic));
     }
     let chunk_len = transfers.len().div_ceil(threads);
     let results: Vec<Result<(), usize>> = std::thread::scope(|scope| {
@@ -282,11 +270,12 @@ pub fn verify_transfers_observed(
         let handles: Vec<_> = chunks
             .map(|(n, chunk)| {
                 scope.spawn(move || {
-                    verify_chunk_observed(chunk, magic, metrics).map_err(|i| n * chunk_len + i)
+                    observed(metrics, chunk, verify_chunk(chunk, magic))
+                        .map_err(|i| n * chunk_len + i)
                 })
             })
             .collect();
-        let mut results = vec![verify_chunk_observed(first, magic, metrics)];
+        let mut results = vec![observed(metrics, first, verify_chunk(first, magic))];
         for handle in handles {
             // A panic inside the verifier is a bug; treat the chunk as failed, not as valid.
             results.push(handle.join().unwrap_or(Err(0)));
@@ -356,8 +345,8 @@ mod tests {
     fn honest_signatures_pass_both_paths() {
         let txs: Vec<Transfer> = (0..300).map(|i| transfer((i % 200) as u8, i)).collect();
         let refs: Vec<&Transfer> = txs.iter().collect();
-        assert_eq!(verify_transfers(&refs, MAGIC, 2), Ok(()));
-        assert_eq!(verify_transfers(&refs, MAGIC, 1), Ok(()));
+        assert_eq!(verify_transfers(&refs, MAGIC, 2, None), Ok(()));
+        assert_eq!(verify_transfers(&refs, MAGIC, 1, None), Ok(()));
         for t in &txs[..20] {
             assert!(verify_transfer_signature(t, MAGIC));
             assert_eq!(t.verify_signature(MAGIC), Ok(()));
@@ -372,7 +361,7 @@ mod tests {
         let refs: Vec<&Transfer> = txs.iter().collect();
         for threads in 1..=4 {
             assert_eq!(
-                verify_transfers(&refs, MAGIC, threads),
+                verify_transfers(&refs, MAGIC, threads, None),
                 Err(250),
                 "{threads}"
             );

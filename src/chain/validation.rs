@@ -204,21 +204,12 @@ pub fn check_signatures(
     block: &Block,
     threads: usize,
 ) -> Result<(), BlockError> {
-    check_signatures_except(params, block, threads, None)
+    check_signatures_except(params, block, threads, None, None)
 }
 
-/// `check_signatures`, skipping the transfers `known` vouches for.
+/// `check_signatures`, skipping the transfers `known` vouches for and reporting each batch to
+/// `metrics` when given.
 pub fn check_signatures_except(
-    params: &NetworkParams,
-    block: &Block,
-    threads: usize,
-    known: Option<&dyn VerifiedTransactions>,
-) -> Result<(), BlockError> {
-    check_signatures_observed(params, block, threads, known, None)
-}
-
-/// `check_signatures_except`, reporting each verification batch to `metrics`.
-pub fn check_signatures_observed(
     params: &NetworkParams,
     block: &Block,
     threads: usize,
@@ -242,7 +233,7 @@ pub fn check_signatures_observed(
             }
         }
     }
-    signatures::verify_transfers_observed(&transfers, params.magic, threads, metrics).map_err(|i| {
+    signatures::verify_transfers(&transfers, params.magic, threads, metrics).map_err(|i| {
         BlockError::BadSignature {
             index: positions.get(i).copied().unwrap_or(0),
         }
@@ -408,21 +399,12 @@ pub fn precheck(
     block: Block,
     signature_threads: Option<usize>,
 ) -> Result<CheckedBlock, (Hash256, BlockError)> {
-    precheck_except(params, block, signature_threads, None)
+    precheck_except(params, block, signature_threads, None, None)
 }
 
-/// `precheck`, skipping the signatures `known` vouches for.
+/// `precheck`, skipping the signatures `known` vouches for and reporting each signature batch
+/// to `metrics` when given.
 pub fn precheck_except(
-    params: &NetworkParams,
-    block: Block,
-    signature_threads: Option<usize>,
-    known: Option<&dyn VerifiedTransactions>,
-) -> Result<CheckedBlock, (Hash256, BlockError)> {
-    precheck_observed(params, block, signature_threads, known, None)
-}
-
-/// `precheck_except`, reporting each signature batch to `metrics`.
-pub fn precheck_observed(
     params: &NetworkParams,
     block: Block,
     signature_threads: Option<usize>,
@@ -432,8 +414,7 @@ pub fn precheck_observed(
     let hash = block.hash();
     let summary = check_block_arrival(params, &block, &hash).map_err(|e| (hash, e))?;
     if let Some(threads) = signature_threads {
-        check_signatures_observed(params, &block, threads, known, metrics)
-            .map_err(|e| (hash, e))?;
+        check_signatures_except(params, &block, threads, known, metrics).map_err(|e| (hash, e))?;
     }
     Ok(CheckedBlock {
         block,
@@ -730,15 +711,15 @@ mod tests {
         }
         let t1 = keys.transfer(&REGTEST, 0, keys.address(1), 10, 0, 1);
         let block = b.build_unchecked(keys.address(2), vec![t0.clone(), t1.clone()]);
-        assert!(check_signatures_except(&REGTEST, &block, 2, None).is_err());
+        assert!(check_signatures_except(&REGTEST, &block, 2, None, None).is_err());
         let vouched = Known(vec![t0.txid()]);
         assert_eq!(
-            check_signatures_except(&REGTEST, &block, 2, Some(&vouched)),
+            check_signatures_except(&REGTEST, &block, 2, Some(&vouched), None),
             Ok(())
         );
         let other = Known(vec![t1.txid()]);
         assert_eq!(
-            check_signatures_except(&REGTEST, &block, 2, Some(&other)),
+            check_signatures_except(&REGTEST, &block, 2, Some(&other), None),
             Err(BlockError::BadSignature { index: 1 })
         );
     }

@@ -11,7 +11,7 @@
 use super::chainstate::{Chain, SubmitOutcome, TipSnapshot, VerifyReport};
 use super::error::ChainError;
 use super::reader::ChainReader;
-use super::validation::{precheck_observed, CheckedBlock, VerifiedTransactions};
+use super::validation::{precheck_except, CheckedBlock, VerifiedTransactions};
 use super::{ChainEvent, ChainTip};
 use crate::metrics::Metrics;
 use crate::params::NetworkParams;
@@ -227,7 +227,7 @@ impl ChainHandle {
             let metrics = self.metrics.clone();
             tokio::task::spawn_blocking(move || {
                 let signatures = metrics.as_ref().map(|m| &*m.signatures);
-                precheck_observed(params, block, Some(threads), known.as_deref(), signatures)
+                precheck_except(params, block, Some(threads), known.as_deref(), signatures)
             })
             .await
             .map_err(|_| ChainError::WriterStopped)?

@@ -9,7 +9,7 @@
 
 use super::error::MempoolError;
 use super::pool::{Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
-use crate::chain::signatures::verify_transfers_observed;
+use crate::chain::signatures::verify_transfers;
 use crate::chain::state::{Account, AccountView};
 use crate::chain::{ChainEvent, ChainHandle};
 use crate::metrics::SignatureMetrics;
@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 /// second; each event is an `Arc` and a txid.
 pub const EVENT_CAPACITY: usize = 65_536;
 
-/// Removal notices (each one pool operation's removals) buffered per subscriber; one
-/// operation can remove thousands, so a notice is a batch and few are ever outstanding.
-pub const REMOVAL_CAPACITY: usize = 1_024;
+/// Removal notices (each one pool operation's removals) kept for a subscriber that has not
+/// read them yet. A notice can be a whole block's transactions (megabytes), and a lagging
+/// subscriber holds every notice it has not read: one 64 behind is told it lagged (and
+/// `subscribe_transactions` drops it) rather than holding more.
+pub const REMOVAL_CAPACITY: usize = 64;
 
 /// How often `follow_chain` drops expired transactions.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
@@ -222,7 +224,7 @@ impl SharedMempool {
         let mut start = 0;
         while start < transfers.len() {
             let metrics = self.signature_metrics.as_deref();
-            match verify_transfers_observed(&transfers[start..], self.magic, threads, metrics) {
+            match verify_transfers(&transfers[start..], self.magic, threads, metrics) {
                 Ok(()) => break,
                 Err(j) => {
                     bad[start + j] = true;
