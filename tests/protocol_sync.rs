@@ -8,12 +8,14 @@ use noded::encoding::BoundedString;
 use noded::params::Network;
 use noded::protocol::addrman::AddrMan;
 use noded::protocol::bans::BanList;
+use noded::protocol::cmpct::{compact_of, Filler};
 use noded::protocol::{BlockResult, Core, CoreConfig, DisconnectReason, Input, Output};
 use noded::time::FIXED_EPOCH_MS;
 use noded::types::{Address, Block, Hash256, NodeId};
 use noded::wire::{Message, NetAddress, Version, PROTOCOL_VERSION};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use noded::time::after_epoch as now;
 
@@ -261,6 +263,26 @@ impl Net {
                     let block = self.nodes[i].blocks[&hash].clone();
                     self.deliver(i, peer, Message::Block(Box::new(block)));
                 }
+            }
+            // Compact blocks, as the node's shell handles them (no mempool here: rebuilt from
+            // the prefilled coinbase alone).
+            Output::SendCompact {
+                peers,
+                hash,
+                block,
+                nonce,
+            } => {
+                let block = block.unwrap_or_else(|| Arc::new(self.nodes[i].blocks[&hash].clone()));
+                let compact = compact_of(&block, nonce).unwrap();
+                for peer in peers {
+                    self.deliver(i, peer, Message::CmpctBlock(Box::new(compact.clone())));
+                }
+            }
+            Output::Reconstruct { peer, compact } => {
+                let hash = compact.header.hash();
+                let result = Filler::new(&compact).finish();
+                self.queue
+                    .push_back((i, Input::Reconstructed { peer, hash, result }));
             }
             _ => {}
         }

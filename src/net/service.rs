@@ -19,8 +19,9 @@ use crate::mempool::shared::AdmittedTx;
 use crate::mempool::{MempoolError, SharedMempool};
 use crate::metrics::Metrics;
 use crate::protocol::bans::BanTarget;
+use crate::protocol::cmpct::{block_txn_of, compact_of, Filler, MAX_PENDING};
 use crate::protocol::headers::HeaderTree;
-use crate::protocol::io::Announceable;
+use crate::protocol::io::{Announceable, Reconstruction};
 use crate::protocol::{
     AddedNodeSnapshot, Command, CommandError, Core, Event, Input, Output, PeerId, PeerSnapshot,
     Persist,
@@ -28,9 +29,10 @@ use crate::protocol::{
 use crate::protocol::{BlockResult, TxResult};
 use crate::time::{Clock, LocalTime, Now, SystemClock};
 use crate::types::{Block, Hash256, Transaction};
+use crate::wire::compact::{CompactBlock, GetBlockTxn};
 use crate::wire::message::{inv_list, InvKind};
 use crate::wire::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,12 @@ const MEMPOOL_ANNOUNCED_ON_CONNECT: usize = 50_000;
 const LISTING_QUEUE: usize = 16;
 /// Mempool answers waiting for the service: the checks in flight, and then some.
 const TX_RESULT_QUEUE: usize = 1_024;
+/// Rebuilt compact blocks waiting for the service: the core has at most `MAX_PENDING`
+/// handed over at once.
+const REBUILD_QUEUE: usize = MAX_PENDING;
+/// Blocks sent as compact blocks kept at hand for GETBLOCKTXN until the chain has stored
+/// them (pushed before validation): a few new tips.
+const RECENT_COMPACT_BLOCKS: usize = 4;
 /// Transactions from peers checked at once (one per peer at a time, in its order).
 const TX_CHECKS: usize = 16;
 /// Transactions of one peer checked as one batch, at most: large enough that the signature
@@ -276,6 +284,11 @@ pub struct NetService {
     /// Mempool listings for new peers (`Output::ListMempool`), taken off the network task.
     listed_tx: mpsc::Sender<(PeerId, Vec<Announceable>)>,
     listed: mpsc::Receiver<(PeerId, Vec<Announceable>)>,
+    /// Compact blocks rebuilt from the mempool (`Output::Reconstruct`), off the network task.
+    rebuilt_tx: mpsc::Sender<(PeerId, Hash256, Reconstruction)>,
+    rebuilt: mpsc::Receiver<(PeerId, Hash256, Reconstruction)>,
+    /// Blocks recently sent as compact blocks, newest last, for GETBLOCKTXN.
+    recent_blocks: Arc<Mutex<VecDeque<Arc<Block>>>>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -320,6 +333,7 @@ impl NetService {
         let (block_results_tx, block_results) = mpsc::channel(BLOCK_RESULT_QUEUE);
         let (tx_results_tx, tx_results) = mpsc::channel(TX_RESULT_QUEUE);
         let (listed_tx, listed) = mpsc::channel(LISTING_QUEUE);
+        let (rebuilt_tx, rebuilt) = mpsc::channel(REBUILD_QUEUE);
         let admitted = mempool.subscribe();
         let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -392,6 +406,9 @@ impl NetService {
             tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
             listed_tx,
             listed,
+            rebuilt_tx,
+            rebuilt,
+            recent_blocks: Arc::new(Mutex::new(VecDeque::new())),
         };
         (service, handle)
     }
@@ -439,6 +456,9 @@ impl NetService {
                 Some(tree) = self.reloaded.recv() => self.feed(Input::HeadersReloaded(tree)),
                 Some((peer, txs)) = self.listed.recv() => {
                     self.feed(Input::MempoolContents { peer, txs });
+                }
+                Some((peer, hash, result)) = self.rebuilt.recv() => {
+                    self.feed(Input::Reconstructed { peer, hash, result });
                 }
                 Some((peer, txid, result)) = self.tx_results.recv() => {
                     self.feed(Input::TxProcessed { peer, txid, result });
@@ -840,6 +860,14 @@ impl NetService {
                 Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
+                Output::SendCompact {
+                    peers,
+                    hash,
+                    block,
+                    nonce,
+                } => self.send_compact(peers, hash, block, nonce),
+                Output::Reconstruct { peer, compact } => self.reconstruct(peer, compact),
+                Output::ServeBlockTxn { peer, request } => self.serve_block_txn(peer, request),
                 Output::Event(event) => {
                     self.count_event(&event);
                     log_event(&event);
@@ -954,6 +982,105 @@ impl NetService {
                 Err(e) => BlockResult::NotProcessed(e.to_string()),
             };
             let _ = results.send((peer, hash, result)).await;
+        });
+    }
+
+    /// Builds the compact block (hashing every transaction) on a blocking thread and queues
+    /// it for each peer; the block stays at hand for their GETBLOCKTXN.
+    fn send_compact(
+        &mut self,
+        peers: Vec<PeerId>,
+        hash: Hash256,
+        block: Option<Arc<Block>>,
+        nonce: u64,
+    ) {
+        let outboxes: Vec<(PeerId, mpsc::Sender<Message>)> = peers
+            .iter()
+            .filter_map(|p| self.live.get(p).map(|l| (*p, l.outbox.clone())))
+            .collect();
+        if outboxes.is_empty() {
+            return;
+        }
+        let (chain, recent) = (self.chain.clone(), self.recent_blocks.clone());
+        self.tasks.spawn(async move {
+            let built = tokio::task::spawn_blocking(move || {
+                let block = match block {
+                    Some(block) => block,
+                    None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
+                };
+                let compact = compact_of(&block, nonce)?;
+                let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent.len() >= RECENT_COMPACT_BLOCKS {
+                    recent.pop_front();
+                }
+                recent.push_back(block);
+                Some(compact)
+            })
+            .await;
+            let Ok(Some(compact)) = built else {
+                return;
+            };
+            for (peer, outbox) in outboxes {
+                let message = Message::CmpctBlock(Box::new(compact.clone()));
+                if outbox.try_send(message).is_err() {
+                    tracing::debug!(peer, %hash, "compact block not sent: outbox full");
+                }
+            }
+        });
+    }
+
+    /// Rebuilds a compact block from the mempool on a blocking thread; the answer comes back
+    /// as `Input::Reconstructed`.
+    fn reconstruct(&mut self, peer: PeerId, compact: Box<CompactBlock>) {
+        let (pool, results) = (self.mempool.clone(), self.rebuilt_tx.clone());
+        self.tasks.spawn(async move {
+            let hash = compact.header.hash();
+            let rebuilt = tokio::task::spawn_blocking(move || {
+                let mut filler = Filler::new(&compact);
+                let pool = pool.lock();
+                for entry in pool.entries() {
+                    filler.offer(&entry.txid, || {
+                        Transaction::Transfer(entry.transfer.clone())
+                    });
+                }
+                drop(pool);
+                filler.finish()
+            })
+            .await;
+            if let Ok(result) = rebuilt {
+                let _ = results.send((peer, hash, result)).await;
+            }
+        });
+    }
+
+    /// Answers a GETBLOCKTXN from a block just sent as a compact block, or from the store.
+    fn serve_block_txn(&mut self, peer: PeerId, request: GetBlockTxn) {
+        let Some(live) = self.live.get(&peer) else {
+            return;
+        };
+        let (outbox, chain) = (live.outbox.clone(), self.chain.clone());
+        let recent = self.recent_blocks.clone();
+        self.tasks.spawn(async move {
+            let hash = request.block_hash;
+            let answer = tokio::task::spawn_blocking(move || {
+                let cached = recent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .find(|b| b.hash() == hash)
+                    .cloned();
+                let block = match cached {
+                    Some(block) => block,
+                    None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
+                };
+                block_txn_of(&block, &request)
+            })
+            .await;
+            let message = match answer {
+                Ok(Some(txn)) => Message::BlockTxn(txn),
+                _ => not_found(InvKind::Block, &[hash]),
+            };
+            let _ = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
         });
     }
 

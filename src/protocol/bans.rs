@@ -48,6 +48,13 @@ pub enum Misbehaviour {
     UnconnectedHeaders,
     /// A transaction that fails validation.
     InvalidTx,
+    /// A compact block that cannot be any block (prefilled indexes out of order or range,
+    /// no coinbase, too many transactions), or a BLOCKTXN with other than the transactions
+    /// asked for.
+    InvalidCompactBlock,
+    /// A block pushed to us as a compact block before its sender validated it (as we asked)
+    /// failed validation: the sender may be an honest relay, so this alone does not ban.
+    RelayedInvalidBlock,
 }
 
 impl Misbehaviour {
@@ -61,6 +68,8 @@ impl Misbehaviour {
             Misbehaviour::InvalidHeader => 100,
             Misbehaviour::UnconnectedHeaders => 20,
             Misbehaviour::InvalidTx => 10,
+            Misbehaviour::InvalidCompactBlock => 100,
+            Misbehaviour::RelayedInvalidBlock => 20,
         }
     }
 
@@ -74,6 +83,8 @@ impl Misbehaviour {
             Misbehaviour::InvalidHeader => "invalid-header",
             Misbehaviour::UnconnectedHeaders => "unconnected-headers",
             Misbehaviour::InvalidTx => "invalid-tx",
+            Misbehaviour::InvalidCompactBlock => "invalid-compact-block",
+            Misbehaviour::RelayedInvalidBlock => "relayed-invalid-block",
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use super::bans::Misbehaviour;
 use super::headers::HeaderTree;
-use super::io::{BlockResult, DisconnectReason, Internal, Outbox, Output, PeerId, Wake};
+use super::io::{BlockResult, DisconnectReason, Internal, Outbox, PeerId, Wake};
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Block, Hash256, Header};
 use crate::wire::message::{InvKind, InvList};
@@ -68,8 +68,16 @@ impl Default for BlockDl {
 }
 
 impl BlockDl {
-    pub fn on_internal(&mut self, event: &Internal, tree: &HeaderTree) {
+    pub fn on_internal(&mut self, event: &Internal, tree: &HeaderTree, now: LocalTime) {
         match *event {
+            Internal::BlockRequested { peer, hash } => {
+                if let Some(old) = self.in_flight.insert(hash, Request { peer, sent: now }) {
+                    self.dec(old.peer);
+                }
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.in_flight += 1;
+                }
+            }
             Internal::PeerConnected { peer, .. } => {
                 self.peers.insert(peer, DlPeer::default());
             }
@@ -182,9 +190,21 @@ impl BlockDl {
         }
     }
 
-    /// A BLOCK arrived. Requested ones go to the chain; an unrequested one only if its header
-    /// joins the tree and makes a chain with more work than ours (a pushed new tip);
-    /// anything else is dropped without validation.
+    /// Whether the block is requested or with the chain: nobody else need fetch it.
+    pub fn is_busy(&self, hash: &Hash256) -> bool {
+        self.in_flight.contains_key(hash) || self.submitted.contains_key(hash)
+    }
+
+    /// A block's body did not match its header and will be fetched again: it may be
+    /// handed to the chain once more.
+    pub fn retry(&mut self, hash: &Hash256) {
+        self.submitted.remove(hash);
+    }
+
+    /// A BLOCK arrived (or was rebuilt from a compact block). Requested ones go to the
+    /// chain; an unrequested one only if its header joins the tree and makes a chain with
+    /// more work than ours (a pushed new tip); anything else is dropped without validation.
+    /// Returns the block to hand to the chain (the caller sends `Output::SubmitBlock`).
     pub fn on_block(
         &mut self,
         peer: PeerId,
@@ -192,10 +212,10 @@ impl BlockDl {
         tree: &mut HeaderTree,
         now: Now,
         out: &mut Outbox,
-    ) {
+    ) -> Option<Box<Block>> {
         let hash = block.hash();
         if self.submitted.contains_key(&hash) || tree.has_body(&hash) {
-            return; // never processed twice
+            return None; // never processed twice
         }
         match self.in_flight.remove(&hash) {
             Some(request) => {
@@ -207,34 +227,14 @@ impl BlockDl {
                 }
             }
             None => {
-                // Not asked for: worth a look only if it would beat our tip. Its header is
-                // not even stored otherwise (no orphans, no low-work headers).
-                let better = super::presync::batch_work(tree, &[block.header])
-                    .is_some_and(|work| work > tree.active_work());
-                if !better {
-                    return;
-                }
-                let (accepted, error) = tree.accept(&[block.header], now.unix_secs());
-                match error {
-                    None => {}
-                    Some(super::headers::HeaderError::Invalid { .. })
-                    | Some(super::headers::HeaderError::InvalidAncestor(_)) => {
-                        out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
-                        return;
-                    }
-                    Some(_) => return, // unconnected, or no room: not worth validating now
-                }
-                if accepted.new > 0 {
-                    out.internal(Internal::HeadersAdded);
-                }
-                if tree.work_of(&hash) <= Some(tree.active_work()) {
-                    return; // no better than what we have: not worth validating
+                if !accept_pushed_header(peer, &block.header, tree, now, out) {
+                    return None;
                 }
             }
         }
         out.internal(Internal::PeerHas { peer, hash });
         self.submitted.insert(hash, (now.local, block.header));
-        out.push(Output::SubmitBlock { peer, block });
+        Some(block)
     }
 
     /// NOTFOUND: the peer does not have those blocks after all.
@@ -255,12 +255,15 @@ impl BlockDl {
         }
     }
 
-    /// The chain's answer for a block handed over.
+    /// The chain's answer for a block handed over. `relayed`: the block was pushed to us
+    /// before its sender validated it (a compact block we asked to be pushed), so an invalid
+    /// one costs a relay's score, not the connection.
     pub fn processed(
         &mut self,
         peer: PeerId,
         hash: Hash256,
         result: &BlockResult,
+        relayed: bool,
         tree: &mut HeaderTree,
         out: &mut Outbox,
     ) {
@@ -281,7 +284,11 @@ impl BlockDl {
                 tree.mark_invalid(&hash);
                 self.submitted.remove(&hash);
                 out.internal(Internal::BlockInvalid { hash });
-                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidBlock);
+                if relayed {
+                    out.misbehaved(peer, Misbehaviour::RelayedInvalidBlock);
+                } else {
+                    out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidBlock);
+                }
             }
             BlockResult::Mutated(reason) => {
                 // The header stays valid and the block is fetched again, from another peer.
@@ -337,12 +344,48 @@ impl BlockDl {
     }
 }
 
+/// A header pushed to us unasked (with a BLOCK or a CMPCTBLOCK): taken into the tree only if
+/// it makes a chain with more work than ours (no orphans, no low-work headers); one that
+/// breaks a rule costs the sender its connection. True when it is in the tree and beats our
+/// active chain.
+pub fn accept_pushed_header(
+    peer: PeerId,
+    header: &Header,
+    tree: &mut HeaderTree,
+    now: Now,
+    out: &mut Outbox,
+) -> bool {
+    let hash = header.hash();
+    if !tree.contains(&hash) {
+        let better = super::presync::batch_work(tree, std::slice::from_ref(header))
+            .is_some_and(|work| work > tree.active_work());
+        if !better {
+            return false;
+        }
+        let (accepted, error) = tree.accept(std::slice::from_ref(header), now.unix_secs());
+        match error {
+            None => {}
+            Some(super::headers::HeaderError::Invalid { .. })
+            | Some(super::headers::HeaderError::InvalidAncestor(_)) => {
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                return false;
+            }
+            Some(_) => return false, // unconnected, or no room: not worth validating now
+        }
+        if accepted.new > 0 {
+            out.internal(Internal::HeadersAdded);
+        }
+    }
+    tree.work_of(&hash).is_some_and(|w| w > tree.active_work())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::io::ConnType;
     use super::*;
     use crate::chain::testkit::TestChainBuilder;
     use crate::params::Network;
+    use crate::protocol::Output;
     use crate::types::{Address, NodeId};
     use crate::wire::Message;
 
@@ -382,7 +425,7 @@ mod tests {
                     hash: tree.best_hash(),
                 },
             ] {
-                dl.on_internal(&event, &tree);
+                dl.on_internal(&event, &tree, now(0).local);
             }
         }
         (tree, dl)
@@ -420,13 +463,11 @@ mod tests {
         dl.request(&tree, now(0), &mut out);
         requests(&mut out);
         let first = Box::new(chain[0].clone());
-        dl.on_block(1, first.clone(), &mut tree, now(50), &mut out);
-        dl.on_block(1, first, &mut tree, now(60), &mut out);
-        let submitted = out
-            .take_outputs()
-            .into_iter()
-            .filter(|o| matches!(o, Output::SubmitBlock { .. }))
-            .count();
+        let handed = [
+            dl.on_block(1, first.clone(), &mut tree, now(50), &mut out),
+            dl.on_block(1, first, &mut tree, now(60), &mut out),
+        ];
+        let submitted = handed.iter().filter(|b| b.is_some()).count();
         assert_eq!(submitted, 1, "never handed over twice");
         // Once the chain is at height 3, a competing block at height 1 (less work than the
         // active chain) is dropped unchecked.
@@ -437,11 +478,8 @@ mod tests {
         let mut other = TestChainBuilder::new(Network::Regtest.params());
         let rival = other.build(Address([9; 20]), vec![]);
         let rival_hash = rival.hash();
-        dl.on_block(2, Box::new(rival), &mut tree, now(70), &mut out);
-        assert!(!out
-            .take_outputs()
-            .iter()
-            .any(|o| matches!(o, Output::SubmitBlock { .. })));
+        let handed = dl.on_block(2, Box::new(rival), &mut tree, now(70), &mut out);
+        assert!(handed.is_none());
         assert!(!tree.contains(&rival_hash), "not even its header is kept");
     }
 
@@ -487,6 +525,7 @@ mod tests {
             1,
             hash,
             &BlockResult::Invalid("bad".into()),
+            false,
             &mut tree,
             &mut out,
         );

@@ -9,14 +9,15 @@
 //! Managers, one per concern: `peermgr` (connections, handshake, admission, eviction,
 //! dialling), `pingmgr` (liveness), `addrmgr` (address gossip and the book), `scoremgr`
 //! (misbehaviour and bans), `syncmgr` (headers-first sync, serving headers, announcements),
-//! `blockdl` (block download). The header tree (`headers`) is the chain knowledge they share:
-//! the coordinator keeps it current from chain inputs and lends it out. Inventory relay and
-//! compact blocks join as managers of their own, fed the same events.
+//! `blockdl` (block download), `txrelay` (transaction announcements and download), `cmpct`
+//! (compact blocks). The header tree (`headers`) is the chain knowledge they share: the
+//! coordinator keeps it current from chain inputs and lends it out.
 
 use super::addrman::{AddrInfo, AddrMan};
 use super::addrmgr::AddrMgr;
 use super::bans::{BanList, Misbehaviour};
-use super::blockdl::BlockDl;
+use super::blockdl::{accept_pushed_header, BlockDl};
+use super::cmpct::{CompactCounts, CompactRelay};
 use super::config::CoreConfig;
 use super::headers::HeaderTree;
 use super::io::{
@@ -74,6 +75,8 @@ pub struct PeerSnapshot {
     pub inflight: Vec<u64>,
     /// Transactions announced to it, asked of it, received from it.
     pub relay: RelayCounts,
+    /// Compact blocks in and out, rebuilt without a round trip.
+    pub compact: CompactCounts,
 }
 
 pub struct Core {
@@ -89,6 +92,9 @@ pub struct Core {
     /// The transaction relay's own RNG (trickle times), so relay leaves every other random
     /// choice as it was.
     relay_rng: StdRng,
+    compact: CompactRelay,
+    /// The compact block manager's own RNG (short-id nonces).
+    compact_rng: StdRng,
     tree: HeaderTree,
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
@@ -107,6 +113,8 @@ pub struct Core {
 const PRESYNC_SALT_DOMAIN: u64 = 0x0070_7265_7379_6e63;
 /// Mixed into the seed for the relay manager's generator ("txrelay").
 const RELAY_RNG_DOMAIN: u64 = 0x0074_7872_656c_6179;
+/// Mixed into the seed for the compact block manager's generator ("cmpct").
+const COMPACT_RNG_DOMAIN: u64 = 0x0000_0063_6d70_6374;
 
 impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
@@ -115,6 +123,7 @@ impl Core {
         // leaves every other random choice as it was.
         let salt = StdRng::seed_from_u64(cfg.rng_seed ^ PRESYNC_SALT_DOMAIN).gen();
         let relay_rng = StdRng::seed_from_u64(cfg.rng_seed ^ RELAY_RNG_DOMAIN);
+        let compact_rng = StdRng::seed_from_u64(cfg.rng_seed ^ COMPACT_RNG_DOMAIN);
         Core {
             sync: SyncMgr::new(salt, cfg.minimum_chain_work),
             rng: StdRng::seed_from_u64(cfg.rng_seed),
@@ -126,6 +135,8 @@ impl Core {
             blocks: BlockDl::default(),
             relay: TxRelay::default(),
             relay_rng,
+            compact: CompactRelay::default(),
+            compact_rng,
             tree,
             out: Outbox::default(),
             timer: None,
@@ -242,6 +253,19 @@ impl Core {
                 return Ok(());
             }
             Input::Command(command) => return self.command(command, now),
+            Input::Reconstructed { peer, hash, result } => {
+                let rebuilt = self
+                    .compact
+                    .reconstructed(peer, hash, result, &mut self.out);
+                if let Some(block) = rebuilt {
+                    self.take_block(peer, block, now);
+                }
+                return Ok(());
+            }
+            Input::BlockProcessed { peer, hash, result } => {
+                self.block_processed(peer, hash, result);
+                return Ok(());
+            }
             other => other,
         };
         let Core {
@@ -320,9 +344,6 @@ impl Core {
                     hash: tree.active_tip(),
                 });
             }
-            Input::BlockProcessed { peer, hash, result } => {
-                blocks.processed(peer, hash, &result, tree, out);
-            }
             Input::HeadersReloaded(reloaded) => {
                 *tree = *reloaded;
                 out.internal(Internal::TipChanged {
@@ -341,7 +362,10 @@ impl Core {
                 }
             }
             Input::Stopping => addrs.persist(true, out),
-            Input::Received { .. } | Input::Command(_) => unreachable!("dispatched above"),
+            Input::Received { .. }
+            | Input::Command(_)
+            | Input::Reconstructed { .. }
+            | Input::BlockProcessed { .. } => unreachable!("dispatched above"),
         }
         Ok(())
     }
@@ -417,21 +441,108 @@ impl Core {
                 self.sync.on_inv(peer, &items, &self.tree, now, out);
                 self.relay.on_inv(peer, &items, now, out);
             }
-            Message::Block(block) => self.blocks.on_block(peer, block, &mut self.tree, now, out),
+            Message::Block(block) => {
+                if let Some(block) = self.blocks.on_block(peer, block, &mut self.tree, now, out) {
+                    self.take_block(peer, block, now);
+                }
+            }
+            Message::SendCmpct(msg) => self.compact.on_send_cmpct(peer, msg, out),
+            Message::CmpctBlock(compact) => self.on_cmpct_block(peer, compact, now),
+            Message::BlockTxn(msg) => {
+                if let Some(block) = self.compact.on_block_txn(peer, msg, out) {
+                    if let Some(block) =
+                        self.blocks
+                            .on_block(peer, block, &mut self.tree, now, &mut self.out)
+                    {
+                        self.take_block(peer, block, now);
+                    }
+                }
+            }
+            Message::GetBlockTxn(request) => self
+                .compact
+                .on_get_block_txn(peer, request, &self.tree, out),
             Message::NotFound(items) => {
                 self.blocks.on_not_found(peer, &items, &self.tree);
                 self.relay.on_not_found(peer, &items, now, out);
             }
             Message::GetData(items) => serve(peer, items, &self.tree, out),
             Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
-            // Compact block relay is specified and parsed, not negotiated yet: this node sends
-            // no SENDCMPCT, so a peer has no reason to send the others; they are dropped.
-            ignored @ (Message::SendCmpct(_)
-            | Message::CmpctBlock(_)
-            | Message::GetBlockTxn(_)
-            | Message::BlockTxn(_)) => {
-                tracing::debug!(peer, command = %ignored.command(), "compact block message ignored (not negotiated)");
-            }
+        }
+    }
+
+    /// CMPCTBLOCK: its header is checked and taken like a pushed block's; the body is rebuilt
+    /// when the block would become our tip on a parent we hold and nobody is fetching it
+    /// (otherwise the header alone counts, and the download does the rest).
+    fn on_cmpct_block(
+        &mut self,
+        peer: PeerId,
+        compact: Box<crate::wire::compact::CompactBlock>,
+        now: Now,
+    ) {
+        let hash = compact.header.hash();
+        let fresh = !self.tree.has_body(&hash)
+            && !self.blocks.is_busy(&hash)
+            && !self.compact.is_pending(&hash);
+        let wanted = fresh
+            && accept_pushed_header(peer, &compact.header, &mut self.tree, now, &mut self.out)
+            && self.tree.has_body(&compact.header.prev_hash);
+        if self.peers.is_live(peer) && !self.peers.is_disconnecting(peer) {
+            // It has the block: learnt as from an announcement (headers asked for when the
+            // header does not connect).
+            let announced = crate::wire::message::inv_list(InvKind::Block, &[hash]);
+            self.sync
+                .on_inv(peer, &announced, &self.tree, now, &mut self.out);
+        }
+        self.compact
+            .on_cmpct_block(peer, compact, wanted, &mut self.out);
+    }
+
+    /// A block for the chain (downloaded, pushed, or rebuilt from a compact block): pushed
+    /// on to the peers that asked for pushes before the chain validates it, then handed over.
+    fn take_block(&mut self, peer: PeerId, block: Box<crate::types::Block>, _now: Now) {
+        let hash = block.hash();
+        let pushed = self.compact.push_early(
+            peer,
+            &block,
+            &self.tree,
+            &mut self.compact_rng,
+            &mut self.out,
+        );
+        for to in pushed {
+            self.sync.note_announced(to, hash);
+        }
+        self.out.push(Output::SubmitBlock { peer, block });
+    }
+
+    /// The chain's answer for a block. A block rebuilt from a compact block is judged as a
+    /// relay's: a body that does not match its header is fetched whole from the same peer (a
+    /// short-id collision is nobody's fault), an invalid one costs a relay's score (it was
+    /// pushed before the sender validated it, as we asked). A block that became our tip
+    /// makes its deliverer a high-bandwidth peer.
+    fn block_processed(
+        &mut self,
+        peer: PeerId,
+        hash: crate::types::Hash256,
+        result: super::io::BlockResult,
+    ) {
+        use super::io::BlockResult;
+        let via_compact = matches!(result, BlockResult::Mutated(_) | BlockResult::Invalid(_))
+            && self.compact.take_rebuilt(peer, hash);
+        if via_compact && matches!(result, BlockResult::Mutated(_)) {
+            self.blocks.retry(&hash);
+            self.compact.refetch(peer, hash, &mut self.out);
+            return;
+        }
+        self.blocks.processed(
+            peer,
+            hash,
+            &result,
+            via_compact,
+            &mut self.tree,
+            &mut self.out,
+        );
+        if result == BlockResult::Connected && self.tree.active_tip() == hash {
+            self.compact.delivered_first(peer, &mut self.out);
         }
     }
 
@@ -447,6 +558,15 @@ impl Core {
                 }
                 continue;
             }
+            if let Internal::TipChanged { hash, .. } = event {
+                // Pushed as a compact block first, so the announcement skips those peers.
+                let pushed =
+                    self.compact
+                        .push_tip(&self.tree, &mut self.compact_rng, &mut self.out);
+                for to in pushed {
+                    self.sync.note_announced(to, hash);
+                }
+            }
             self.peers.on_internal(&event);
             self.pings.on_internal(&event, now.local);
             self.addrs
@@ -455,7 +575,8 @@ impl Core {
                 .on_internal(&event, &self.cfg, now, &mut self.out);
             self.sync
                 .on_internal(&event, &self.tree, now, &mut self.out);
-            self.blocks.on_internal(&event, &self.tree);
+            self.blocks.on_internal(&event, &self.tree, now.local);
+            self.compact.on_internal(&event, &mut self.out);
             self.relay
                 .on_internal(&event, now, &mut self.relay_rng, &mut self.out);
         }
@@ -549,6 +670,7 @@ impl Core {
                         .filter_map(|h| self.tree.height_of(h))
                         .collect(),
                     relay: self.relay.counts_of(p.id),
+                    compact: self.compact.counts_of(p.id),
                 }
             })
             .collect()

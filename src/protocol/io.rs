@@ -11,11 +11,13 @@ use crate::config::PeerSpec;
 use crate::encoding::{BoundedString, BoundedVec};
 use crate::time::LocalTime;
 use crate::types::{Address, Block, Hash256, Header, NodeId, Transaction};
+use crate::wire::compact::{CompactBlock, GetBlockTxn};
 use crate::wire::limits::MAX_INV_ITEMS;
 use crate::wire::message::{inv_list, InvKind, InvList, LocatorRequest};
 use crate::wire::{Message, Reject, TimestampedAddress, Version, WireError};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub type PeerId = u64;
 pub type DialId = u64;
@@ -186,6 +188,12 @@ pub enum Input {
         hash: Hash256,
         result: BlockResult,
     },
+    /// The shell's answer for a compact block handed over with `Output::Reconstruct`.
+    Reconstructed {
+        peer: PeerId,
+        hash: Hash256,
+        result: Reconstruction,
+    },
     /// The mempool's answer for a transaction handed over with `Output::SubmitTx`.
     TxProcessed {
         peer: PeerId,
@@ -294,6 +302,29 @@ pub enum Output {
         peer: PeerId,
         txids: Vec<Hash256>,
     },
+    /// Send `peers` the block as a CMPCTBLOCK keyed with `nonce` (coinbase prefilled), and
+    /// keep it at hand to answer their GETBLOCKTXN until the chain stores it. `block` is
+    /// given when the core holds it (a block pushed before validation); otherwise it is read
+    /// from the store. Building short ids hashes every transaction: off the network task.
+    SendCompact {
+        peers: Vec<PeerId>,
+        hash: Hash256,
+        block: Option<Arc<Block>>,
+        nonce: u64,
+    },
+    /// Rebuild this compact block from the mempool (`compact::fill`); answer with
+    /// `Input::Reconstructed`.
+    Reconstruct {
+        peer: PeerId,
+        compact: Box<CompactBlock>,
+    },
+    /// Answer the peer's GETBLOCKTXN with a BLOCKTXN of the block's transactions at the
+    /// indexes asked (the block is stored or was just sent as a compact block); NOTFOUND of
+    /// the block when it is not at hand or an index is out of range.
+    ServeBlockTxn {
+        peer: PeerId,
+        request: GetBlockTxn,
+    },
     /// Feed `Input::MempoolContents` for this peer: what it may lack, announced once it
     /// has completed its handshake.
     ListMempool {
@@ -350,6 +381,22 @@ pub enum BlockResult {
     Mutated(String),
     /// The chain could not take it (shutting down, a store error): nobody is to blame.
     NotProcessed(String),
+}
+
+/// What rebuilding a compact block from the mempool gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconstruction {
+    /// Every transaction was found: the block (not yet checked against its header).
+    Complete(Box<Block>),
+    /// Some were not: the block's transactions by index, and the indexes still missing
+    /// (ascending).
+    Partial {
+        slots: Vec<Option<Transaction>>,
+        missing: Vec<u32>,
+    },
+    /// Two transactions share a short id (in the pool, or in the compact block itself):
+    /// rebuilding cannot tell which is meant.
+    Ambiguous,
 }
 
 /// A transaction to announce: txid, sender, nonce (announcements are sorted by sender and
@@ -432,6 +479,9 @@ pub enum Internal {
     BlockStored { hash: Hash256 },
     /// The chain found this block invalid.
     BlockInvalid { hash: Hash256 },
+    /// This block is on its way from `peer` outside a GETDATA (a compact block being
+    /// rebuilt): the download counts it in flight from that peer.
+    BlockRequested { peer: PeerId, hash: Hash256 },
 }
 
 /// The earliest moment a manager's `tick` could do anything (send, disconnect, dial, draw

@@ -10,6 +10,7 @@ pub mod addrman;
 pub mod addrmgr;
 pub mod bans;
 pub mod blockdl;
+pub mod cmpct;
 pub mod config;
 pub mod core;
 pub mod eviction;
@@ -27,6 +28,6 @@ pub use self::config::CoreConfig;
 pub use self::core::{Core, PeerSnapshot, TICK_INTERVAL};
 pub use self::io::{
     BlockResult, Command, CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event,
-    Input, Output, PeerId, Persist, TxResult,
+    Input, Output, PeerId, Persist, Reconstruction, TxResult,
 };
 pub use self::peermgr::AddedNodeSnapshot;

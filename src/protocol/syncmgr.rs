@@ -376,6 +376,13 @@ impl SyncMgr {
         out.inv(peer, InvKind::Block, &hashes);
     }
 
+    /// The block went to the peer another way (a compact block): not announced to it.
+    pub fn note_announced(&mut self, peer: PeerId, hash: Hash256) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.announced = Some(hash);
+        }
+    }
+
     /// A peer sent or announced a block: it has it.
     pub fn peer_has(&mut self, peer: PeerId, hash: Hash256, tree: &HeaderTree, out: &mut Outbox) {
         if let Some(p) = self.peers.get_mut(&peer) {

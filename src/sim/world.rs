@@ -29,12 +29,15 @@ use crate::chain::testkit::make_block_with_bits;
 use crate::config::PeerSpec;
 use crate::protocol::addrman::AddrMan;
 use crate::protocol::bans::BanList;
+use crate::protocol::cmpct::{block_txn_of, compact_of, Filler};
+use crate::protocol::Reconstruction;
 use crate::protocol::{
     BlockResult, Command, CommandError, Core, CoreConfig, DialId, DialTarget, Input, Output,
     PeerId, Persist,
 };
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Block, Hash256, NodeId};
+use crate::wire::compact::{CompactBlock, GetBlockTxn};
 use crate::wire::frame::encode_payload;
 use crate::wire::limits::FRAME_HEADER_SIZE;
 use crate::wire::message::{InvItem, InvKind};
@@ -42,12 +45,15 @@ use crate::wire::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 /// Microseconds per millisecond: the cores see milliseconds, the simulator counts µs.
 const MICROS_PER_MILLI: u64 = 1_000;
+/// Blocks a node keeps for GETBLOCKTXN after sending them as compact blocks (the real
+/// shell's figure).
+const RECENT_COMPACT_BLOCKS: usize = 4;
 
 /// Public addressing: node `i` is `FIRST_OCTET + i / 256 . i % 256 . 0 . 1`; octets 20 to 99
 /// are routable, so this many nodes fit.
@@ -146,6 +152,14 @@ enum Event {
         dial: DialId,
         peer: Option<NodeIndex>,
     },
+    /// `node`'s shell (of incarnation `life`) has rebuilt a compact block `peer` sent.
+    Rebuilt {
+        node: NodeIndex,
+        life: u32,
+        peer: PeerId,
+        hash: Hash256,
+        result: Reconstruction,
+    },
     /// `node`'s chain (of incarnation `life`) has validated a block `peer` sent.
     Validated {
         node: NodeIndex,
@@ -179,6 +193,9 @@ struct Node {
     /// When its chain is done with the blocks already handed over: blocks validate one
     /// after another.
     chain_busy_until: SimTime,
+    /// Blocks it sent as compact blocks, newest last, for GETBLOCKTXN (as the real shell
+    /// keeps them).
+    recent_compact: VecDeque<Arc<Block>>,
     /// It answers no GETDATA: `ServeBlocks` is dropped.
     stalling: bool,
     /// Where the blocks it mines pay.
@@ -317,6 +334,7 @@ impl Sim {
                 restarts: 0,
                 chain,
                 chain_busy_until: 0,
+                recent_compact: VecDeque::new(),
                 stalling: false,
                 coinbase,
             });
@@ -771,6 +789,14 @@ impl Sim {
                 );
             }
             Output::ServeBlocks { peer, hashes } => self.serve_blocks(node, peer, hashes),
+            Output::SendCompact {
+                peers,
+                hash,
+                block,
+                nonce,
+            } => self.send_compact(node, peers, hash, block, nonce),
+            Output::Reconstruct { peer, compact } => self.reconstruct(node, peer, &compact),
+            Output::ServeBlockTxn { peer, request } => self.serve_block_txn(node, peer, request),
             // The simulated nodes have no mempool: no transaction is ever admitted, so none
             // is announced, and a GETDATA for one goes unanswered.
             Output::SubmitTx { .. } | Output::ServeTxs { .. } | Output::ListMempool { .. } => {}
@@ -793,6 +819,69 @@ impl Sim {
             };
             self.send(node, peer, message);
         }
+    }
+
+    /// Sends `peers` the block as a compact block (the real shell's `send_compact`).
+    fn send_compact(
+        &mut self,
+        node: NodeIndex,
+        peers: Vec<PeerId>,
+        hash: Hash256,
+        block: Option<Arc<Block>>,
+        nonce: u64,
+    ) {
+        let Some(block) = block.or_else(|| self.nodes[node].chain.block(&hash).cloned()) else {
+            return;
+        };
+        let Some(compact) = compact_of(&block, nonce) else {
+            return;
+        };
+        let recent = &mut self.nodes[node].recent_compact;
+        if recent.len() >= RECENT_COMPACT_BLOCKS {
+            recent.pop_front();
+        }
+        recent.push_back(block);
+        for peer in peers {
+            self.send(node, peer, Message::CmpctBlock(Box::new(compact.clone())));
+        }
+    }
+
+    /// Rebuilds a compact block from what the node holds (the real shell's `reconstruct`);
+    /// the answer arrives as an input at once.
+    fn reconstruct(&mut self, node: NodeIndex, peer: PeerId, compact: &CompactBlock) {
+        let filler = Filler::new(compact);
+        let result = filler.finish();
+        let life = self.nodes[node].life;
+        self.queue.push(
+            self.now,
+            Event::Rebuilt {
+                node,
+                life,
+                peer,
+                hash: compact.header.hash(),
+                result,
+            },
+        );
+    }
+
+    /// Answers a GETBLOCKTXN from a block just sent as a compact block or stored; NOTFOUND
+    /// otherwise; nothing from a stalling node.
+    fn serve_block_txn(&mut self, node: NodeIndex, peer: PeerId, request: GetBlockTxn) {
+        if self.nodes[node].stalling {
+            return;
+        }
+        let hash = request.block_hash;
+        let n = &self.nodes[node];
+        let block = n
+            .recent_compact
+            .iter()
+            .find(|b| b.hash() == hash)
+            .or_else(|| n.chain.block(&hash));
+        let message = match block.and_then(|b| block_txn_of(b, &request)) {
+            Some(txn) => Message::BlockTxn(txn),
+            None => Message::NotFound(crate::wire::message::inv_list(InvKind::Block, &[hash])),
+        };
+        self.send(node, peer, message);
     }
 
     /// Hands a block to `node`'s chain and feeds its core the active-chain changes, in order.
@@ -1184,6 +1273,18 @@ impl Sim {
                 if n.up && n.life == life {
                     self.record(node, peer, TraceKind::DialFailed, 0);
                     self.feed(node, Input::DialFailed { dial });
+                }
+            }
+            Event::Rebuilt {
+                node,
+                life,
+                peer,
+                hash,
+                result,
+            } => {
+                let n = &self.nodes[node];
+                if n.up && n.life == life {
+                    self.feed(node, Input::Reconstructed { peer, hash, result });
                 }
             }
             Event::Validated {
