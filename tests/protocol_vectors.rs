@@ -1274,6 +1274,8 @@ fn the_misbehaviour_table_matches_the_code() {
         Misbehaviour::InvalidHeader,
         Misbehaviour::UnconnectedHeaders,
         Misbehaviour::InvalidTx,
+        Misbehaviour::InvalidCompactBlock,
+        Misbehaviour::RelayedInvalidBlock,
     ]
     .into_iter()
     .map(|m| (m.name(), m.weight() as u64))
