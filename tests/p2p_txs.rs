@@ -154,3 +154,82 @@ fn killing_the_middle_node_mid_flood_loses_no_transaction() {
         assert_eq!(mempool(node).len(), FLOOD);
     }
 }
+
+/// Sums a getpeerinfo counter over a node's peers.
+fn peer_total(node: &TestNode, key: &str) -> u64 {
+    let peers = node.rpc("getpeerinfo", json!([])).unwrap();
+    peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[key].as_u64().unwrap())
+        .sum()
+}
+
+/// Each node asks the node it dialled to push new blocks (outbound peers fill the
+/// high-bandwidth slots): a block mined at the line's start crosses every hop as a compact
+/// block pushed before validation, rebuilt from the mempool that already holds its
+/// transactions, with no GETBLOCKTXN.
+#[test]
+fn a_block_whose_transactions_every_mempool_holds_crosses_the_line_as_compact_blocks() {
+    // `--connect`: no connection but the line's (no address gossip dials), so each block
+    // can only come from the node before. The first node's is a closed port: it dials
+    // nothing else either.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut nodes = vec![TestNode::start(&["--connect", &closed])];
+    for i in 1..LINE {
+        let before = nodes[i - 1].p2p_addr().to_string();
+        nodes.push(TestNode::start(&["--connect", &before]));
+    }
+    let first = &nodes[0];
+    first.rpc("generate", json!([1])).unwrap();
+    wait_until(DEADLINE, "the first block at the line's end", || {
+        nodes.iter().all(|n| best(n) == best(first))
+    });
+    let payee = nodes[LINE - 1].rpc("getnewaddress", json!([])).unwrap();
+    let sent: Vec<Value> = (0..20)
+        .map(|_| first.rpc("sendtoaddress", json!([payee, 1_000])).unwrap())
+        .collect();
+    wait_until(DEADLINE, "the transactions in all five mempools", || {
+        nodes.iter().all(|n| {
+            let pool = mempool(n);
+            sent.iter().all(|t| pool.contains(t))
+        })
+    });
+    let before: Vec<(u64, u64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                peer_total(n, "cmpct_rebuilt"),
+                peer_total(n, "blocktxn_requested"),
+            )
+        })
+        .collect();
+    first.rpc("generate", json!([1])).unwrap();
+    wait_until(
+        DEADLINE,
+        "the block everywhere, every mempool empty",
+        || {
+            nodes
+                .iter()
+                .all(|n| best(n) == best(first) && mempool(n).is_empty())
+        },
+    );
+    assert!(
+        peer_total(first, "cmpct_sent") >= 2,
+        "the first node pushed both blocks"
+    );
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let rebuilt = peer_total(node, "cmpct_rebuilt") - before[i].0;
+        let round_trips = peer_total(node, "blocktxn_requested") - before[i].1;
+        assert_eq!(
+            (rebuilt, round_trips),
+            (1, 0),
+            "node {i} rebuilt the block from its mempool without a round trip"
+        );
+    }
+}

@@ -376,6 +376,12 @@ impl CompactRelay {
             Some(Pending::Rebuilding { peer: from, header }) if *from == peer => *header,
             _ => return None, // the peer left, or the block arrived another way
         };
+        let outcome = match &result {
+            Reconstruction::Complete(_) => "complete",
+            Reconstruction::Partial { .. } => "transactions missing",
+            Reconstruction::Ambiguous => "ambiguous",
+        };
+        tracing::debug!(peer, %hash, outcome, "compact block rebuilt");
         match result {
             Reconstruction::Complete(block) => {
                 self.pending.remove(&hash);

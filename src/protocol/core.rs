@@ -258,7 +258,7 @@ impl Core {
                     .compact
                     .reconstructed(peer, hash, result, &mut self.out);
                 if let Some(block) = rebuilt {
-                    self.take_block(peer, block, now);
+                    self.rebuilt_block(peer, block, now);
                 }
                 return Ok(());
             }
@@ -443,19 +443,14 @@ impl Core {
             }
             Message::Block(block) => {
                 if let Some(block) = self.blocks.on_block(peer, block, &mut self.tree, now, out) {
-                    self.take_block(peer, block, now);
+                    self.take_block(peer, block);
                 }
             }
             Message::SendCmpct(msg) => self.compact.on_send_cmpct(peer, msg, out),
             Message::CmpctBlock(compact) => self.on_cmpct_block(peer, compact, now),
             Message::BlockTxn(msg) => {
                 if let Some(block) = self.compact.on_block_txn(peer, msg, out) {
-                    if let Some(block) =
-                        self.blocks
-                            .on_block(peer, block, &mut self.tree, now, &mut self.out)
-                    {
-                        self.take_block(peer, block, now);
-                    }
+                    self.rebuilt_block(peer, block, now);
                 }
             }
             Message::GetBlockTxn(request) => self
@@ -486,6 +481,7 @@ impl Core {
         let wanted = fresh
             && accept_pushed_header(peer, &compact.header, &mut self.tree, now, &mut self.out)
             && self.tree.has_body(&compact.header.prev_hash);
+        tracing::debug!(peer, %hash, fresh, wanted, "compact block received");
         if self.peers.is_live(peer) && !self.peers.is_disconnecting(peer) {
             // It has the block: learnt as from an announcement (headers asked for when the
             // header does not connect).
@@ -497,9 +493,20 @@ impl Core {
             .on_cmpct_block(peer, compact, wanted, &mut self.out);
     }
 
+    /// A block rebuilt from a compact block: through the download's one submission path (it
+    /// counts as requested from its sender), like a BLOCK.
+    fn rebuilt_block(&mut self, peer: PeerId, block: Box<crate::types::Block>, now: Now) {
+        if let Some(block) = self
+            .blocks
+            .on_block(peer, block, &mut self.tree, now, &mut self.out)
+        {
+            self.take_block(peer, block);
+        }
+    }
+
     /// A block for the chain (downloaded, pushed, or rebuilt from a compact block): pushed
     /// on to the peers that asked for pushes before the chain validates it, then handed over.
-    fn take_block(&mut self, peer: PeerId, block: Box<crate::types::Block>, _now: Now) {
+    fn take_block(&mut self, peer: PeerId, block: Box<crate::types::Block>) {
         let hash = block.hash();
         let pushed = self.compact.push_early(
             peer,
