@@ -3,8 +3,12 @@
 //! (b) headers: 100,000 headers from one peer, as HEADERS messages of 2,000, through the
 //!     protocol core (checks, tree, the sync and download managers), with the header tree
 //!     alone beside it for the same headers.
-//! (c) propagation: five `noded` processes in a line on 127.0.0.1 (release build, TLS 1.3);
-//!     blocks of 1,000 transfers submitted at one end: milliseconds until each hop has it.
+//! (c) propagation: five `noded` processes in a line on 127.0.0.1 (release build, TLS 1.3,
+//!     joined with `--connect`, so each node hears a block only from the one before); a block
+//!     of 6,168 transfers (the libp2p reference harness's block count) submitted at one end:
+//!     milliseconds until each node has it as its tip. Once with transfers no mempool has
+//!     seen (every node verifies every signature), once with every mempool already holding
+//!     them (compact block relay: short ids cross each hop, nothing is verified twice).
 //! (a) initial sync: a fresh node syncs 10,000 blocks of 100 transfers over TLS from one and
 //!     from three serving nodes; blocks/s and transfers/s, and the ratio to this machine's
 //!     offline connect rate of the same blocks through the chain writer, measured in the same
@@ -19,7 +23,7 @@ mod blocks;
 mod common;
 
 use blocks::{funding, next_block, sign_all, TXS_PER_BLOCK};
-use common::{wait_until, TestNode};
+use common::{rpc, rpc_batch, wait_until, TestNode};
 use noded::chain::testkit::{make_block, Keys};
 use noded::encoding::{BoundedString, BoundedVec};
 use noded::params::REGTEST;
@@ -39,8 +43,16 @@ const HEADERS: usize = 100_000;
 const PER_MESSAGE: usize = 2_000;
 /// Nodes in the propagation line.
 const LINE: usize = 5;
-/// Blocks of 1,000 transfers sent down the line.
-const PROPAGATED: usize = 5;
+/// Transfers in each propagated block: the libp2p reference harness's 1 MiB block count.
+const PROPAGATED_TXS: usize = 6_168;
+/// Funded senders the propagated blocks spend from (the funding blocks' 2,000), each
+/// sending a few nonces in a row.
+const SENDERS: usize = 2 * TXS_PER_BLOCK;
+/// Fee of each propagated transfer: above the minimum relay fee, so the second block's can
+/// travel through the mempools.
+const PROPAGATED_FEE: u64 = 1_000;
+/// Transfers per sendrawtransaction batch when filling the mempools.
+const RPC_BATCH: usize = 1_000;
 /// How long a block may take to reach the end of the line before the run gives up.
 const HOP_DEADLINE: Duration = Duration::from_secs(60);
 /// Blocks and transfers per block in the initial-sync benchmark.
@@ -146,30 +158,29 @@ fn headers_benchmark() {
 }
 
 /// Funding, then `count` blocks of 1,000 transfers (each sender spends once per block).
-fn transfer_chain(keys: &Keys, count: usize) -> (Vec<Block>, Vec<Block>) {
+/// Funding, then two blocks of `PROPAGATED_TXS` transfers: sender 1 + i % `SENDERS` sends
+/// its next nonce with each transfer i, so a block holds a few nonces of each sender in order.
+fn propagated_blocks(keys: &Keys) -> (Vec<Block>, [Block; 2]) {
     let fund = funding(keys);
     let mut parent = fund.last().unwrap().header;
-    let mut loaded = Vec::new();
-    for (height, k) in (fund.len() as u64..).zip(0..count) {
-        let half = k % 2;
-        let nonce = (k / 2) as u64;
-        let specs: Vec<_> = (0..TXS_PER_BLOCK)
+    let mut height = fund.len() as u64;
+    let mut made = Vec::new();
+    for k in 0..2 {
+        let specs: Vec<_> = (0..PROPAGATED_TXS)
             .map(|i| {
-                let from = 1 + half * TXS_PER_BLOCK + i;
-                (
-                    from,
-                    keys.address(1 + (from % (2 * TXS_PER_BLOCK))),
-                    10,
-                    1,
-                    nonce,
-                )
+                let n = k * PROPAGATED_TXS + i;
+                let from = 1 + n % SENDERS;
+                (from, keys.address(1 + (from % SENDERS)), 10, PROPAGATED_FEE, (n / SENDERS) as u64)
             })
             .collect();
         let block = next_block(keys, &parent, height, sign_all(keys, &specs));
         parent = block.header;
-        loaded.push(block);
+        height += 1;
+        made.push(block);
     }
-    (fund, loaded)
+    let second = made.pop().unwrap();
+    let first = made.pop().unwrap();
+    (fund, [first, second])
 }
 
 fn best(node: &TestNode) -> serde_json::Value {
@@ -177,12 +188,19 @@ fn best(node: &TestNode) -> serde_json::Value {
 }
 
 fn propagation_benchmark() {
-    let keys = Keys::new(2 * TXS_PER_BLOCK + 1);
-    let (fund, loaded) = transfer_chain(&keys, PROPAGATED);
-    let mut line: Vec<TestNode> = vec![TestNode::start(&[])];
+    let keys = Keys::new(SENDERS + 1);
+    let (fund, [fresh, relayed]) = propagated_blocks(&keys);
+    // `--connect` keeps the line a line (no address gossip dials); the first node's is a
+    // closed port, so it dials nothing either.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut line: Vec<TestNode> = vec![TestNode::start(&["--connect", &closed])];
     for i in 1..LINE {
         let before = line[i - 1].p2p_addr().to_string();
-        line.push(TestNode::start(&["--addnode", &before]));
+        line.push(TestNode::start(&["--connect", &before]));
     }
     wait_until(HOP_DEADLINE, "the line to connect", || {
         line.iter().skip(1).all(|n| !n.ready_peers().is_empty())
@@ -194,31 +212,74 @@ fn propagation_benchmark() {
     wait_until(HOP_DEADLINE, "the funding to travel", || {
         line.iter().all(|n| best(n) == funded)
     });
-    let mut per_hop: Vec<Vec<f64>> = vec![Vec::new(); LINE];
-    for block in &loaded {
-        let hash = json!(block.hash().to_string());
-        let started = Instant::now();
-        line[0].submit_block(block).unwrap();
-        let mut arrived = vec![None; LINE];
-        while arrived.iter().any(Option::is_none) {
-            assert!(started.elapsed() < HOP_DEADLINE, "a block did not travel");
-            for (i, node) in line.iter().enumerate() {
-                if arrived[i].is_none() && best(node) == hash {
-                    arrived[i] = Some(started.elapsed().as_secs_f64() * 1_000.0);
-                }
+    let size = noded::encoding::encode(&fresh).len();
+    let fresh_ms = time_along_line(&line, &fresh);
+    print_hops(
+        &format!("(c) a {PROPAGATED_TXS}-transfer block ({size} bytes) no mempool has seen"),
+        &fresh_ms,
+    );
+    // The second block's transfers go into node 0's mempool and travel the line first.
+    for chunk in relayed.transactions.as_slice()[1..].chunks(RPC_BATCH) {
+        let calls: Vec<(&str, serde_json::Value)> = chunk
+            .iter()
+            .map(|tx| {
+                let hex = hex::encode(noded::encoding::encode(tx));
+                ("sendrawtransaction", json!([hex]))
+            })
+            .collect();
+        for answer in rpc_batch(&line[0], &calls) {
+            assert!(answer.get("error").is_none(), "{answer}");
+        }
+    }
+    wait_until(HOP_DEADLINE, "the transfers in every mempool", || {
+        line.iter()
+            .all(|n| rpc(n, "getmempoolinfo", json!([]))["size"] == json!(PROPAGATED_TXS))
+    });
+    let relayed_ms = time_along_line(&line, &relayed);
+    print_hops(
+        &format!("(c) the next {PROPAGATED_TXS}-transfer block, every mempool holding its transfers"),
+        &relayed_ms,
+    );
+    let rebuilt: u64 = line
+        .iter()
+        .flat_map(|n| n.ready_peers())
+        .map(|p| p["cmpct_rebuilt"].as_u64().unwrap_or(0))
+        .sum();
+    let round_trips: u64 = line
+        .iter()
+        .flat_map(|n| n.ready_peers())
+        .map(|p| p["blocktxn_requested"].as_u64().unwrap_or(0))
+        .sum();
+    println!(
+        "    compact blocks over the run: {rebuilt} rebuilt without a round trip, {round_trips} needed GETBLOCKTXN"
+    );
+}
+
+/// Submits `block` at the line's first node; milliseconds from the submission until each
+/// node has it as its tip (node 0: `submitblock` returning, the block validated and
+/// connected).
+fn time_along_line(line: &[TestNode], block: &Block) -> Vec<f64> {
+    let hash = json!(block.hash().to_string());
+    let started = Instant::now();
+    line[0].submit_block(block).unwrap();
+    let mut arrived = vec![None; line.len()];
+    while arrived.iter().any(Option::is_none) {
+        assert!(started.elapsed() < HOP_DEADLINE, "a block did not travel");
+        for (i, node) in line.iter().enumerate() {
+            if arrived[i].is_none() && best(node) == hash {
+                arrived[i] = Some(started.elapsed().as_secs_f64() * 1_000.0);
             }
         }
-        for (i, at) in arrived.into_iter().enumerate() {
-            per_hop[i].push(at.unwrap());
-        }
     }
-    let size = noded::encoding::encode(&loaded[0]).len();
-    print!("(c) propagation of {TXS_PER_BLOCK}-transfer blocks ({size} bytes) along {LINE} nodes, median ms until each hop has it:");
-    for (i, times) in per_hop.iter_mut().enumerate() {
-        times.sort_by(f64::total_cmp);
-        print!("  node {i}: {:.1}", times[times.len() / 2]);
+    arrived.into_iter().map(Option::unwrap).collect()
+}
+
+fn print_hops(what: &str, ms: &[f64]) {
+    print!("{what}, ms from submission until each node has it:");
+    for (i, t) in ms.iter().enumerate() {
+        print!("  node {i}: {t:.1}");
     }
-    println!("  (node 0: submitblock returning, the block validated and connected)");
+    println!();
 }
 
 /// Funding, then `SYNC_BLOCKS` blocks of `SYNC_TXS` transfers: block k is sent by one of

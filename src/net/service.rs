@@ -1063,13 +1063,7 @@ impl NetService {
         self.tasks.spawn(async move {
             let hash = request.block_hash;
             let answer = tokio::task::spawn_blocking(move || {
-                let cached = recent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .find(|b| b.hash() == hash)
-                    .cloned();
-                let block = match cached {
+                let block = match recent_block(&recent, &hash) {
                     Some(block) => block,
                     None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
                 };
@@ -1200,8 +1194,9 @@ impl NetService {
             _ => {
                 let (tx, rx) = mpsc::channel(SERVE_QUEUE);
                 let (outbox, chain) = (live.outbox.clone(), self.chain.clone());
+                let recent = self.recent_blocks.clone();
                 self.tasks
-                    .spawn(serve_peer(rx, outbox, chain, live.stop.clone()));
+                    .spawn(serve_peer(rx, outbox, chain, recent, live.stop.clone()));
                 live.serving = Some(tx.clone());
                 tx
             }
@@ -1279,11 +1274,13 @@ fn load_header_tree(chain: &ChainHandle) -> HeaderTree {
 }
 
 /// Serves one peer the blocks queued for it, in order, until the peer goes (its queue or
-/// outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`).
+/// outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`). A block just pushed as a
+/// compact block may not be stored yet: it is served from `recent`.
 async fn serve_peer(
     mut queue: mpsc::Receiver<Hash256>,
     outbox: mpsc::Sender<Message>,
     chain: ChainHandle,
+    recent: Arc<Mutex<VecDeque<Arc<Block>>>>,
     stop: CancellationToken,
 ) {
     loop {
@@ -1294,10 +1291,16 @@ async fn serve_peer(
                 None => return,
             },
         };
-        let reader = chain.clone();
-        let read = tokio::task::spawn_blocking(move || reader.reader().block(&hash)).await;
+        let (reader, recent) = (chain.clone(), recent.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            match recent_block(&recent, &hash) {
+                Some(block) => Some(Block::clone(&block)),
+                None => reader.reader().block(&hash).ok().flatten(),
+            }
+        })
+        .await;
         let message = match read {
-            Ok(Ok(Some(block))) => Message::Block(Box::new(block)),
+            Ok(Some(block)) => Message::Block(Box::new(block)),
             _ => not_found(InvKind::Block, &[hash]),
         };
         let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
@@ -1305,6 +1308,16 @@ async fn serve_peer(
             return; // gone, or not reading: its own timeouts deal with it
         }
     }
+}
+
+/// A block recently pushed as a compact block, if still kept.
+fn recent_block(recent: &Mutex<VecDeque<Arc<Block>>>, hash: &Hash256) -> Option<Arc<Block>> {
+    recent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|b| b.hash() == *hash)
+        .cloned()
 }
 
 fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {

@@ -173,6 +173,12 @@ impl CompactRelay {
         self.counts.get(&peer).copied().unwrap_or_default()
     }
 
+    /// Whether the block was pushed as a compact block lately (the shell keeps it at hand
+    /// until stored, for GETBLOCKTXN and GETDATA).
+    pub fn was_pushed(&self, hash: &Hash256) -> bool {
+        self.pushed.contains(hash)
+    }
+
     /// Whether the block is being rebuilt from a compact block.
     pub fn is_pending(&self, hash: &Hash256) -> bool {
         self.pending.contains_key(hash)

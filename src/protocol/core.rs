@@ -460,7 +460,10 @@ impl Core {
                 self.blocks.on_not_found(peer, &items, &self.tree);
                 self.relay.on_not_found(peer, &items, now, out);
             }
-            Message::GetData(items) => serve(peer, items, &self.tree, out),
+            Message::GetData(items) => {
+                let pushed = |hash: &crate::types::Hash256| self.compact.was_pushed(hash);
+                serve(peer, items, &self.tree, &pushed, out)
+            }
             Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
         }
     }
@@ -478,9 +481,12 @@ impl Core {
         let fresh = !self.tree.has_body(&hash)
             && !self.blocks.is_busy(&hash)
             && !self.compact.is_pending(&hash);
+        // The parent may still be on its way to the chain (rebuilt, downloaded): the chain
+        // holds the child until it is stored.
+        let prev = compact.header.prev_hash;
         let wanted = fresh
             && accept_pushed_header(peer, &compact.header, &mut self.tree, now, &mut self.out)
-            && self.tree.has_body(&compact.header.prev_hash);
+            && (self.tree.has_body(&prev) || self.blocks.is_busy(&prev));
         tracing::debug!(peer, %hash, fresh, wanted, "compact block received");
         if self.peers.is_live(peer) && !self.peers.is_disconnecting(peer) {
             // It has the block: learnt as from an announcement (headers asked for when the
@@ -506,18 +512,16 @@ impl Core {
 
     /// A block for the chain (downloaded, pushed, or rebuilt from a compact block): pushed
     /// on to the peers that asked for pushes before the chain validates it, then handed over.
+    /// Those peers are still announced it once it is connected: a peer that could not
+    /// rebuild it learns then that the block can be fetched from us.
     fn take_block(&mut self, peer: PeerId, block: Box<crate::types::Block>) {
-        let hash = block.hash();
-        let pushed = self.compact.push_early(
+        self.compact.push_early(
             peer,
             &block,
             &self.tree,
             &mut self.compact_rng,
             &mut self.out,
         );
-        for to in pushed {
-            self.sync.note_announced(to, hash);
-        }
         self.out.push(Output::SubmitBlock { peer, block });
     }
 
@@ -566,7 +570,9 @@ impl Core {
                 continue;
             }
             if let Internal::TipChanged { hash, .. } = event {
-                // Pushed as a compact block first, so the announcement skips those peers.
+                // Pushed as a compact block first, so the announcement skips those peers (a
+                // HEADERS sent at once would overtake the compact block, which is built off
+                // the network task, and have the block fetched in full).
                 let pushed =
                     self.compact
                         .push_tip(&self.tree, &mut self.compact_rng, &mut self.out);
@@ -694,9 +700,16 @@ impl Core {
 }
 
 /// GETDATA: blocks we have are served from the store by the shell (at most
-/// `MAX_BLOCKS_SERVED` a request), transactions from the mempool (the shell sends NOTFOUND
-/// for those it does not hold); unknown blocks are not found.
-fn serve(peer: PeerId, items: InvList, tree: &HeaderTree, out: &mut Outbox) {
+/// `MAX_BLOCKS_SERVED` a request), or from what it keeps of the blocks it pushed as compact
+/// blocks before storing them (`pushed`); transactions from the mempool (the shell sends
+/// NOTFOUND for those it does not hold); unknown blocks are not found.
+fn serve(
+    peer: PeerId,
+    items: InvList,
+    tree: &HeaderTree,
+    pushed: &dyn Fn(&crate::types::Hash256) -> bool,
+    out: &mut Outbox,
+) {
     let mut blocks = Vec::new();
     let mut txids = Vec::new();
     let mut missing = Vec::new();
@@ -707,7 +720,7 @@ fn serve(peer: PeerId, items: InvList, tree: &HeaderTree, out: &mut Outbox) {
         }
         let have = item.kind == InvKind::Block
             && blocks.len() < MAX_BLOCKS_SERVED
-            && tree.has_body(&item.hash);
+            && (tree.has_body(&item.hash) || pushed(&item.hash));
         if have {
             blocks.push(item.hash);
         } else {

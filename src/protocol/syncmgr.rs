@@ -376,7 +376,8 @@ impl SyncMgr {
         out.inv(peer, InvKind::Block, &hashes);
     }
 
-    /// The block went to the peer another way (a compact block): not announced to it.
+    /// The block went to the peer another way (a compact block of our new tip): not
+    /// announced to it.
     pub fn note_announced(&mut self, peer: PeerId, hash: Hash256) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.announced = Some(hash);

@@ -803,14 +803,17 @@ impl Sim {
         }
     }
 
-    /// Sends `peer` the stored blocks, in order, each as a BLOCK (its encoded size costs the
-    /// uplink), a NOTFOUND for any not stored; nothing at all from a stalling node.
+    /// Sends `peer` the stored blocks (or just pushed as compact blocks), in order, each as a
+    /// BLOCK (its encoded size costs the uplink), a NOTFOUND for any not held; nothing at all
+    /// from a stalling node.
     fn serve_blocks(&mut self, node: NodeIndex, peer: PeerId, hashes: Vec<Hash256>) {
         if self.nodes[node].stalling {
             return;
         }
         for hash in hashes {
-            let message = match self.nodes[node].chain.block(&hash) {
+            let n = &self.nodes[node];
+            let pushed = n.recent_compact.iter().find(|b| b.hash() == hash);
+            let message = match pushed.or_else(|| n.chain.block(&hash)) {
                 Some(block) => Message::Block(Box::new(Block::clone(block))),
                 None => Message::NotFound(crate::encoding::BoundedVec::truncating(vec![InvItem {
                     kind: InvKind::Block,
