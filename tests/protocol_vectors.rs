@@ -1274,6 +1274,7 @@ fn the_misbehaviour_table_matches_the_code() {
         Misbehaviour::InvalidHeader,
         Misbehaviour::UnconnectedHeaders,
         Misbehaviour::InvalidTx,
+        Misbehaviour::OrphanFlood,
     ]
     .into_iter()
     .map(|m| (m.name(), m.weight() as u64))

@@ -48,6 +48,9 @@ pub enum Misbehaviour {
     UnconnectedHeaders,
     /// A transaction that fails validation.
     InvalidTx,
+    /// Future transactions (nonces past a gap) beyond the peer's share: every hundredth
+    /// refused past its cap, or a bulk of them dropped unfilled at their expiry.
+    OrphanFlood,
 }
 
 impl Misbehaviour {
@@ -61,6 +64,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidHeader => 100,
             Misbehaviour::UnconnectedHeaders => 20,
             Misbehaviour::InvalidTx => 10,
+            Misbehaviour::OrphanFlood => 10,
         }
     }
 
@@ -74,6 +78,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidHeader => "invalid-header",
             Misbehaviour::UnconnectedHeaders => "unconnected-headers",
             Misbehaviour::InvalidTx => "invalid-tx",
+            Misbehaviour::OrphanFlood => "orphan-flood",
         }
     }
 }
