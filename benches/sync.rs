@@ -163,19 +163,23 @@ fn headers_benchmark() {
 fn propagated_blocks(keys: &Keys) -> (Vec<Block>, [Block; 2]) {
     let fund = funding(keys);
     let mut parent = fund.last().unwrap().header;
-    let mut height = fund.len() as u64;
     let mut made = Vec::new();
-    for k in 0..2 {
+    for (height, k) in (fund.len() as u64..).zip(0..2) {
         let specs: Vec<_> = (0..PROPAGATED_TXS)
             .map(|i| {
                 let n = k * PROPAGATED_TXS + i;
                 let from = 1 + n % SENDERS;
-                (from, keys.address(1 + (from % SENDERS)), 10, PROPAGATED_FEE, (n / SENDERS) as u64)
+                (
+                    from,
+                    keys.address(1 + (from % SENDERS)),
+                    10,
+                    PROPAGATED_FEE,
+                    (n / SENDERS) as u64,
+                )
             })
             .collect();
         let block = next_block(keys, &parent, height, sign_all(keys, &specs));
         parent = block.header;
-        height += 1;
         made.push(block);
     }
     let second = made.pop().unwrap();
@@ -237,7 +241,9 @@ fn propagation_benchmark() {
     });
     let relayed_ms = time_along_line(&line, &relayed);
     print_hops(
-        &format!("(c) the next {PROPAGATED_TXS}-transfer block, every mempool holding its transfers"),
+        &format!(
+            "(c) the next {PROPAGATED_TXS}-transfer block, every mempool holding its transfers"
+        ),
         &relayed_ms,
     );
     let rebuilt: u64 = line

@@ -1,5 +1,5 @@
-//! Random sequences of admissions, mined blocks, foreign blocks, reorgs and expiry against a
-//! small, tight pool: its internal invariants hold after every step, and a block built from
+//! Random sequences of admissions (from peers and local), mined blocks, foreign blocks,
+//! reorgs, departed peers and expiry against a small, tight pool: its internal invariants hold after every step, and a block built from
 //! it always passes the chain's own state transition (`apply_block`).
 
 use ed25519_dalek::SigningKey;
@@ -32,6 +32,8 @@ enum Op {
         ahead: u64,
         amount: u64,
         fee: u64,
+        /// The relaying peer; `None`: local.
+        peer: Option<u64>,
     },
     Mine {
         max_txs: usize,
@@ -41,6 +43,9 @@ enum Op {
         amount: u64,
     },
     Disconnect,
+    PeerGone {
+        peer: u64,
+    },
     Expire {
         advance: u64,
     },
@@ -48,11 +53,12 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..ACCOUNTS, 0u64..4, 0u64..4_000, 144u64..3_000)
-            .prop_map(|(from, ahead, amount, fee)| Op::Accept { from, ahead, amount, fee }),
+        6 => (0..ACCOUNTS, 0u64..4, 0u64..4_000, 144u64..3_000, prop::option::of(0u64..3))
+            .prop_map(|(from, ahead, amount, fee, peer)| Op::Accept { from, ahead, amount, fee, peer }),
         2 => (0usize..5).prop_map(|max_txs| Op::Mine { max_txs }),
         1 => (0..ACCOUNTS, 0u64..6_000).prop_map(|(from, amount)| Op::Foreign { from, amount }),
         1 => Just(Op::Disconnect),
+        1 => (0u64..3).prop_map(|peer| Op::PeerGone { peer }),
         1 => (0u64..80).prop_map(|advance| Op::Expire { advance }),
     ]
 }
@@ -98,6 +104,8 @@ proptest! {
             max_future_per_account: 2,
             max_future_total: 4,
             max_txs_per_account: 5,
+            max_future_per_peer: 2,
+            future_expiry_secs: 150,
             ..MempoolConfig::default()
         };
         let mut pool = Mempool::new(config, REGTEST.magic);
@@ -108,13 +116,13 @@ proptest! {
         let mut now = 0u64;
         for op in ops {
             match op {
-                Op::Accept { from, ahead, amount, fee } => {
+                Op::Accept { from, ahead, amount, fee, peer } => {
                     let nonce = pool.next_nonce(&addr(from), view[&addr(from)]) + ahead;
                     let tx = Transfer::sign(
                         &key(from), REGTEST.magic, addr((from + 1) % ACCOUNTS),
                         Amount(amount), Amount(fee), nonce,
                     );
-                    let _ = pool.accept(Transaction::Transfer(tx), &view, now);
+                    let _ = pool.accept_from(Transaction::Transfer(tx), &view, now, peer);
                 }
                 Op::Mine { max_txs } => {
                     let txs: Vec<Transaction> = pool
@@ -146,6 +154,7 @@ proptest! {
                         pool.block_disconnected(&b, &view, now);
                     }
                 }
+                Op::PeerGone { peer } => pool.release_peer(peer),
                 Op::Expire { advance } => {
                     now += advance;
                     pool.expire(now);

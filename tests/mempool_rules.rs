@@ -162,6 +162,181 @@ fn futures_are_bounded_per_account_and_in_total() {
     p.check_invariants();
 }
 
+/// A peer's transaction past a nonce gap (an orphan, in Bitcoin's terms) counts against that
+/// peer until its gap fills: past its cap the peer's futures are refused, with a code of
+/// their own, while its ready transactions, other peers' futures and local ones still enter.
+#[test]
+fn a_peers_futures_are_capped_until_their_gap_fills() {
+    let mut p = pool_with(MempoolConfig {
+        max_future_per_peer: 2,
+        ..Default::default()
+    });
+    let v = view(&[(1, 10_000), (2, 10_000), (3, 10_000)]);
+    let (a2, a3) = (tx(1, 2, 1, 200), tx(1, 3, 1, 200));
+    assert!(p.accept_from(a2.clone(), &v, 0, Some(7)).unwrap().future);
+    assert!(p.accept_from(a3.clone(), &v, 0, Some(7)).unwrap().future);
+    assert_eq!(p.future_of_peer(7), 2);
+    let over = tx(2, 5, 1, 200);
+    assert_eq!(
+        code(p.accept_from(over.clone(), &v, 0, Some(7))),
+        "too-many-future-from-peer"
+    );
+    // Taking over another's future counts as a new one too.
+    let theirs = tx(3, 4, 1, 200);
+    p.accept_from(theirs, &v, 0, Some(8)).unwrap();
+    assert_eq!(
+        code(p.accept_from(tx(3, 4, 1, 400), &v, 0, Some(7))),
+        "too-many-future-from-peer"
+    );
+    // The same transaction from another peer, or from here, enters.
+    assert!(p.accept_from(over, &v, 0, Some(8)).unwrap().future);
+    assert!(p.accept(tx(2, 6, 1, 200), &v, 0).unwrap().future);
+    // A ready transaction is nobody's orphan.
+    assert!(
+        !p.accept_from(tx(3, 0, 1, 200), &v, 0, Some(7))
+            .unwrap()
+            .future
+    );
+    let info = p.info();
+    assert_eq!((info.orphans, info.future), (5, 5));
+    assert_eq!(info.orphan_bytes, p.future_bytes());
+    assert!(info.orphan_bytes > 0 && info.orphan_bytes < info.bytes);
+    p.check_invariants();
+    // The gap fills (from anywhere): peer 7's futures are promoted and count no more.
+    p.accept(tx(1, 0, 1, 200), &v, 0).unwrap();
+    let a = p.accept(tx(1, 1, 1, 200), &v, 0).unwrap();
+    assert_eq!(a.promoted, vec![a2.txid(), a3.txid()]);
+    assert_eq!(p.future_of_peer(7), 0);
+    assert!(
+        p.accept_from(tx(2, 9, 1, 200), &v, 0, Some(7))
+            .unwrap()
+            .future
+    );
+    p.check_invariants();
+}
+
+/// When every future's room is taken, a newcomer takes the room of the oldest future of the
+/// peer holding the most (at least two more than the newcomer's peer), else is refused;
+/// local futures are never taken.
+#[test]
+fn a_full_future_pool_makes_room_from_the_peer_holding_the_most() {
+    let mut p = pool_with(MempoolConfig {
+        max_future_total: 3,
+        max_future_per_peer: 3,
+        ..Default::default()
+    });
+    let v = view(&[(1, 10_000), (2, 10_000), (3, 10_000)]);
+    let oldest = tx(1, 5, 1, 200);
+    p.accept_from(oldest.clone(), &v, 10, Some(1)).unwrap();
+    p.accept_from(tx(1, 6, 1, 200), &v, 20, Some(1)).unwrap();
+    p.accept_from(tx(1, 7, 1, 200), &v, 30, Some(1)).unwrap();
+    let a = p.accept_from(tx(2, 5, 1, 200), &v, 40, Some(2)).unwrap();
+    assert_eq!(a.removed, vec![(oldest.txid(), MempoolError::Evicted)]);
+    assert_eq!((p.future_of_peer(1), p.future_of_peer(2)), (2, 1));
+    // Peer 2 holding 1, peer 1 holding 2: no room for peer 2 (that would only swap them).
+    assert_eq!(
+        code(p.accept_from(tx(2, 6, 1, 200), &v, 50, Some(2))),
+        "too-many-future"
+    );
+    // A local future takes room from peer 1; then peers hold 1 each and nothing gives way.
+    assert!(p.accept(tx(3, 5, 1, 200), &v, 60).unwrap().future);
+    assert_eq!(p.future_of_peer(1), 1);
+    assert_eq!(
+        code(p.accept_from(tx(2, 6, 1, 200), &v, 70, Some(3))),
+        "too-many-future"
+    );
+    assert_eq!(p.future_len(), 3);
+    p.check_invariants();
+}
+
+/// A departed peer's futures stay (their gap may still fill) but count against nobody, and
+/// are the first to give up their room.
+#[test]
+fn a_departed_peers_futures_stay_and_give_way_first() {
+    let mut p = pool_with(MempoolConfig {
+        max_future_total: 3,
+        max_future_per_peer: 2,
+        ..Default::default()
+    });
+    let v = view(&[(1, 10_000), (2, 10_000)]);
+    let (first, second) = (tx(1, 1, 1, 200), tx(1, 2, 1, 200));
+    p.accept_from(first.clone(), &v, 10, Some(1)).unwrap();
+    p.accept_from(second.clone(), &v, 20, Some(1)).unwrap();
+    p.release_peer(1);
+    assert_eq!(p.future_of_peer(1), 0);
+    assert_eq!(p.future_len(), 2);
+    p.check_invariants();
+    // Peer 2 fills the last room, then takes the departed peer's oldest.
+    p.accept_from(tx(2, 5, 1, 200), &v, 30, Some(2)).unwrap();
+    let a = p.accept_from(tx(2, 6, 1, 200), &v, 40, Some(2)).unwrap();
+    assert_eq!(a.removed, vec![(first.txid(), MempoolError::Evicted)]);
+    // The one left is promoted when its gap fills.
+    p.accept(tx(1, 0, 1, 200), &v, 50).unwrap();
+    let a = p.accept(tx(1, 1, 1, 200), &v, 50).unwrap();
+    assert_eq!(a.promoted, vec![second.txid()]);
+    p.check_invariants();
+}
+
+/// Futures are dropped 20 minutes after they started waiting (`future-expired`), ready
+/// transactions only at the pool's expiry; the sweep reports, per peer, how many of the
+/// futures it relayed went unfilled.
+#[test]
+fn futures_expire_after_twenty_minutes_and_their_peers_are_reported() {
+    let mut p = pool();
+    assert_eq!(p.config().future_expiry_secs, 20 * 60);
+    let v = view(&[(1, 10_000), (2, 10_000)]);
+    let t0 = 1_000;
+    let ready = tx(1, 0, 1, 200);
+    let (from_peer, local) = (tx(1, 5, 1, 200), tx(2, 3, 1, 200));
+    p.accept(ready.clone(), &v, t0).unwrap();
+    p.accept_from(from_peer.clone(), &v, t0, Some(4)).unwrap();
+    p.accept(local.clone(), &v, t0 + 60).unwrap();
+    let report = p.expire_report(t0 + 1_199);
+    assert!(report.removed.is_empty() && report.unfilled.is_empty());
+    let report = p.expire_report(t0 + 1_200);
+    assert_eq!(
+        report.removed,
+        vec![(from_peer.txid(), MempoolError::FutureExpired)]
+    );
+    assert_eq!(
+        report.unfilled.into_iter().collect::<Vec<_>>(),
+        vec![(4, 1)]
+    );
+    assert_eq!(
+        p.expire(t0 + 1_260),
+        vec![(local.txid(), MempoolError::FutureExpired)]
+    );
+    assert_eq!(MempoolError::FutureExpired.code(), "future-expired");
+    assert!(p.contains(&ready.txid()));
+    assert_eq!(p.future_len(), 0);
+    p.check_invariants();
+}
+
+/// A ready transaction left behind a gap when an earlier nonce expires waits as a future
+/// from then, nobody's: its 20 minutes count from the sweep that made it wait.
+#[test]
+fn a_transaction_left_behind_a_gap_waits_twenty_minutes_from_then() {
+    let mut p = pool_with(MempoolConfig {
+        expiry_secs: 2_000,
+        ..Default::default()
+    });
+    let v = view(&[(1, 10_000)]);
+    let (old, later) = (tx(1, 0, 1, 200), tx(1, 1, 1, 200));
+    p.accept_from(old, &v, 0, Some(3)).unwrap();
+    p.accept_from(later.clone(), &v, 1_500, Some(3)).unwrap();
+    assert_eq!(p.expire(2_000).len(), 1);
+    assert!(p.is_future(&later.txid()));
+    assert_eq!(p.future_of_peer(3), 0, "its relayer did nothing wrong");
+    assert!(p.expire(2_000 + 1_199).is_empty());
+    let report = p.expire_report(2_000 + 1_200);
+    assert_eq!(
+        report.removed,
+        vec![(later.txid(), MempoolError::FutureExpired)]
+    );
+    assert!(report.unfilled.is_empty());
+    p.check_invariants();
+}
+
 #[test]
 fn an_account_holds_at_most_max_txs_per_account() {
     let mut p = pool_with(MempoolConfig {

@@ -1276,6 +1276,7 @@ fn the_misbehaviour_table_matches_the_code() {
         Misbehaviour::InvalidTx,
         Misbehaviour::InvalidCompactBlock,
         Misbehaviour::RelayedInvalidBlock,
+        Misbehaviour::OrphanFlood,
     ]
     .into_iter()
     .map(|m| (m.name(), m.weight() as u64))

@@ -35,12 +35,21 @@ pub enum MempoolError {
     BadSignature,
     #[error("too-many-future: too many transactions waiting for a missing earlier nonce")]
     TooManyFuture,
+    #[error(
+        "too-many-future-from-peer: the peer that relayed it has as many transactions waiting \
+         for a missing earlier nonce as one peer may"
+    )]
+    TooManyFutureFromPeer,
     #[error("chain-too-long: the account has the maximum number of transactions in the mempool")]
     ChainTooLong,
     #[error("mempool-full: the mempool is full and this transaction's fee rate does not beat the lowest")]
     MempoolFull,
     #[error("expired: the transaction stayed in the mempool past the expiry time")]
     Expired,
+    #[error(
+        "future-expired: the transaction waited past the expiry time for its missing earlier nonce"
+    )]
+    FutureExpired,
     #[error("evicted: the transaction was evicted to keep the mempool within its size limit")]
     Evicted,
 }
@@ -58,9 +67,11 @@ impl MempoolError {
             MempoolError::ReplacementFeeTooLow { .. } => "replacement-fee-too-low",
             MempoolError::BadSignature => "bad-signature",
             MempoolError::TooManyFuture => "too-many-future",
+            MempoolError::TooManyFutureFromPeer => "too-many-future-from-peer",
             MempoolError::ChainTooLong => "chain-too-long",
             MempoolError::MempoolFull => "mempool-full",
             MempoolError::Expired => "expired",
+            MempoolError::FutureExpired => "future-expired",
             MempoolError::Evicted => "evicted",
         }
     }
@@ -95,9 +106,11 @@ mod tests {
             },
             MempoolError::BadSignature,
             MempoolError::TooManyFuture,
+            MempoolError::TooManyFutureFromPeer,
             MempoolError::ChainTooLong,
             MempoolError::MempoolFull,
             MempoolError::Expired,
+            MempoolError::FutureExpired,
             MempoolError::Evicted,
         ];
         for e in all {

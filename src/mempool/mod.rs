@@ -8,13 +8,15 @@
 
 pub mod error;
 pub mod feerate;
+pub mod futures;
 pub mod pool;
 pub mod shared;
 
 pub use error::MempoolError;
 pub use feerate::FeeRate;
+pub use futures::Relayer;
 pub use pool::{
-    Accepted, BlockUpdate, Mempool, MempoolConfig, MempoolEntry, MempoolInfo, Txid,
+    Accepted, BlockUpdate, Expiry, Mempool, MempoolConfig, MempoolEntry, MempoolInfo, Txid,
     VerifiedTransfer,
 };
 pub use shared::{follow_chain, AdmittedTx, RemovedTxs, SharedMempool};

@@ -7,6 +7,7 @@
 
 use super::error::MempoolError;
 use super::feerate::FeeRate;
+use super::futures::{FutureKey, Futures, Owner, Relayer};
 use crate::chain::state::{Account, AccountView};
 use crate::encoding;
 use crate::types::amount::MAX_MONEY;
@@ -32,6 +33,15 @@ pub const DEFAULT_MAX_FUTURE_PER_ACCOUNT: usize = 1024;
 pub const DEFAULT_MAX_FUTURE_TOTAL: usize = 16_384;
 /// Transactions (pending and future) held per account.
 pub const DEFAULT_MAX_TXS_PER_ACCOUNT: usize = 4096;
+/// Future transactions one connected peer may have in the pool: as many as one account may
+/// hold, so an honest peer relaying a busy sender's flood out of order stays within it, and a
+/// sixteenth of the total, so one peer cannot fill it (and when the total is full, the peer
+/// holding the most gives up room first).
+pub const DEFAULT_MAX_FUTURE_PER_PEER: usize = 1024;
+/// Seconds a future transaction waits for its gap to be filled before it is dropped: Bitcoin
+/// Core's orphan expiry (20 minutes). Relay fills a gap in seconds; one still open after this
+/// is most likely junk, or a nonce lost for good, and frees its room.
+pub const DEFAULT_FUTURE_EXPIRY_SECS: u64 = 20 * 60;
 
 /// Policy knobs. Every collection the pool keeps is bounded by one of them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +58,11 @@ pub struct MempoolConfig {
     pub max_future_per_account: usize,
     pub max_future_total: usize,
     pub max_txs_per_account: usize,
+    /// Future transactions counted against one connected peer (those it relayed).
+    pub max_future_per_peer: usize,
+    /// A future transaction waiting this long (from when it started to wait) is dropped by
+    /// `expire`.
+    pub future_expiry_secs: u64,
 }
 
 impl Default for MempoolConfig {
@@ -60,6 +75,8 @@ impl Default for MempoolConfig {
             max_future_per_account: DEFAULT_MAX_FUTURE_PER_ACCOUNT,
             max_future_total: DEFAULT_MAX_FUTURE_TOTAL,
             max_txs_per_account: DEFAULT_MAX_TXS_PER_ACCOUNT,
+            max_future_per_peer: DEFAULT_MAX_FUTURE_PER_PEER,
+            future_expiry_secs: DEFAULT_FUTURE_EXPIRY_SECS,
         }
     }
 }
@@ -136,6 +153,17 @@ pub struct MempoolEntry {
     pub time: u64,
     /// Arrival order; breaks fee-rate ties (earlier first into blocks, later first out).
     seq: u64,
+    /// While it waits for an earlier nonce (a future): whose share it counts against, and
+    /// since when. `None` while pending.
+    waiting: Option<Waiting>,
+}
+
+/// Who a future transaction counts against and when it started to wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waiting {
+    owner: Owner,
+    /// Seconds, as passed in: `future_expiry_secs` later it is dropped.
+    since: u64,
 }
 
 impl MempoolEntry {
@@ -153,6 +181,32 @@ impl MempoolEntry {
 
     pub fn transaction(&self) -> Transaction {
         Transaction::Transfer(self.transfer.clone())
+    }
+
+    /// Its place in the future index, and whose it is, while it is a future.
+    fn future_key(&self) -> Option<(Owner, FutureKey)> {
+        let w = self.waiting?;
+        let key = FutureKey {
+            since: w.since,
+            seq: self.seq,
+            sender: self.sender,
+            nonce: self.nonce(),
+        };
+        Some((w.owner, key))
+    }
+}
+
+/// Counts `e` (a future, `waiting` set) in the future accounting.
+fn track(futures: &mut Futures, e: &MempoolEntry) {
+    if let Some((owner, key)) = e.future_key() {
+        futures.add(owner, key, e.size);
+    }
+}
+
+/// Takes `e` (a future leaving the future map) out of the future accounting.
+fn untrack(futures: &mut Futures, e: &MempoolEntry) {
+    if let Some((owner, key)) = e.future_key() {
+        futures.remove(owner, &key, e.size);
     }
 }
 
@@ -180,6 +234,16 @@ pub struct BlockUpdate {
     pub removed: Vec<(Txid, MempoolError)>,
 }
 
+/// What `Mempool::expire_report` dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// Every transaction dropped, with why (`Expired`, `FutureExpired`, or what the
+    /// revalidation of the account's rest found).
+    pub removed: Vec<(Txid, MempoolError)>,
+    /// Per connected peer: the futures it relayed that expired with their gap unfilled.
+    pub unfilled: BTreeMap<Relayer, usize>,
+}
+
 /// Summary numbers for getmempoolinfo.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MempoolInfo {
@@ -187,6 +251,10 @@ pub struct MempoolInfo {
     pub size: usize,
     /// Of which waiting for an earlier nonce.
     pub future: usize,
+    /// The same count under Bitcoin's name for them: the orphan pool's size.
+    pub orphans: usize,
+    /// Summed encoded size of those waiting for an earlier nonce.
+    pub orphan_bytes: usize,
     /// Summed encoded size.
     pub bytes: usize,
     pub maxmempool: usize,
@@ -294,8 +362,12 @@ pub struct Mempool {
     accounts: HashMap<Address, AccountTxs>,
     evict: BTreeSet<EvictKey>,
     bytes: usize,
-    future_count: usize,
+    /// The futures' counts, bytes and owners (each entry's own `waiting` mirrors it).
+    futures: Futures,
     next_seq: u64,
+    /// The latest time any call passed in: when a transaction that becomes a future during
+    /// a call without a time (a block connected) started to wait.
+    clock: u64,
     /// Chain events applied so far (connects, disconnects, resynchronisations): a state read
     /// before a change of this count may be older than what the pool knows.
     chain_events: u64,
@@ -317,8 +389,9 @@ impl Mempool {
             accounts: HashMap::new(),
             evict: BTreeSet::new(),
             bytes: 0,
-            future_count: 0,
+            futures: Futures::default(),
             next_seq: 0,
+            clock: 0,
             chain_events: 0,
         }
     }
@@ -347,7 +420,17 @@ impl Mempool {
 
     /// Transactions waiting for an earlier nonce.
     pub fn future_len(&self) -> usize {
-        self.future_count
+        self.futures.count()
+    }
+
+    /// Summed encoded size of the transactions waiting for an earlier nonce.
+    pub fn future_bytes(&self) -> usize {
+        self.futures.bytes()
+    }
+
+    /// Future transactions counted against `peer` (those it relayed, while connected).
+    pub fn future_of_peer(&self, peer: Relayer) -> usize {
+        self.futures.of(Owner::Peer(peer))
     }
 
     pub fn contains(&self, txid: &Txid) -> bool {
@@ -436,7 +519,9 @@ impl Mempool {
     pub fn info(&self) -> MempoolInfo {
         MempoolInfo {
             size: self.len(),
-            future: self.future_count,
+            future: self.futures.count(),
+            orphans: self.futures.count(),
+            orphan_bytes: self.futures.bytes(),
             bytes: self.bytes,
             maxmempool: self.config.max_bytes,
             mempoolminfee: self.min_fee_per_kb(),
@@ -483,9 +568,20 @@ impl Mempool {
         view: &dyn AccountView,
         now: u64,
     ) -> Result<Accepted, MempoolError> {
+        self.accept_from(tx, view, now, None)
+    }
+
+    /// `accept` for a transaction relayed by `from` (`None`: submitted on this node).
+    pub fn accept_from(
+        &mut self,
+        tx: Transaction,
+        view: &dyn AccountView,
+        now: u64,
+        from: Option<Relayer>,
+    ) -> Result<Accepted, MempoolError> {
         self.precheck(&tx, view)?;
         let verified = VerifiedTransfer::verify(tx, self.magic)?;
-        self.accept_verified(verified, view, now)
+        self.accept_verified_from(verified, view, now, from)
     }
 
     fn check_stateless(&self, t: &Transfer, txid: &Txid, size: usize) -> Result<(), MempoolError> {
@@ -515,6 +611,26 @@ impl Mempool {
         view: &dyn AccountView,
         now: u64,
     ) -> Result<Accepted, MempoolError> {
+        self.accept_verified_from(vtx, view, now, None)
+    }
+
+    /// `accept_verified` for a transaction relayed by `from` (`None`: submitted on this
+    /// node). If it is a future, it counts against `from`'s cap (`max_future_per_peer`),
+    /// past which `from`'s futures are refused (`TooManyFutureFromPeer`); when all futures'
+    /// room is taken, it may take the room of nobody's oldest future, or of the oldest of
+    /// the peer holding the most (`Futures::victim`).
+    pub fn accept_verified_from(
+        &mut self,
+        vtx: VerifiedTransfer,
+        view: &dyn AccountView,
+        now: u64,
+        from: Option<Relayer>,
+    ) -> Result<Accepted, MempoolError> {
+        self.clock = self.clock.max(now);
+        let owner = from.map_or(Owner::Local, Owner::Peer);
+        let peer_cap = self.config.max_future_per_peer;
+        let peer_full =
+            |futures: &Futures| matches!(owner, Owner::Peer(_)) && futures.of(owner) >= peer_cap;
         let VerifiedTransfer {
             transfer: t,
             txid,
@@ -541,6 +657,8 @@ impl Mempool {
         let next = acct.next_nonce();
         let rate = FeeRate::new(t.fee, size);
         let seq = self.next_seq;
+        // A future whose room the newcomer takes (the future total being full).
+        let mut room_of: Option<(Owner, FutureKey)> = None;
 
         let (slot, replaced, freed, priority) = if t.nonce < next {
             let index = (t.nonce - state.nonce) as usize;
@@ -587,6 +705,10 @@ impl Mempool {
             if cost.0 > balance {
                 return Err(insufficient(cost.0));
             }
+            // Taking over another's future counts against the peer as a new one.
+            if old.waiting.map(|w| w.owner) != Some(owner) && peer_full(&self.futures) {
+                return Err(MempoolError::TooManyFutureFromPeer);
+            }
             let priority = Priority {
                 pending: false,
                 rate,
@@ -610,10 +732,20 @@ impl Mempool {
                 };
                 (Slot::Append, None, 0, priority)
             } else {
-                if acct.future.len() >= self.config.max_future_per_account
-                    || self.future_count >= self.config.max_future_total
-                {
+                // The sender's bound first: a peer relaying one sender's long gap is not to
+                // blame for it.
+                if acct.future.len() >= self.config.max_future_per_account {
                     return Err(MempoolError::TooManyFuture);
+                }
+                if peer_full(&self.futures) {
+                    return Err(MempoolError::TooManyFutureFromPeer);
+                }
+                if self.futures.count() >= self.config.max_future_total {
+                    room_of = Some(
+                        self.futures
+                            .victim(owner)
+                            .ok_or(MempoolError::TooManyFuture)?,
+                    );
                 }
                 if cost.0 > balance {
                     return Err(insufficient(cost.0));
@@ -627,7 +759,22 @@ impl Mempool {
             }
         };
 
-        let victims = self.plan_evictions(size, freed, sender, priority)?;
+        let room = room_of.and_then(|(_, key)| {
+            let e = self.accounts.get(&key.sender)?.future.get(&key.nonce)?;
+            Some((key, e.size))
+        });
+        let victims = self.plan_evictions(
+            size,
+            freed + room.map_or(0, |(_, size)| size),
+            sender,
+            room.map(|(key, _)| key.sender),
+            priority,
+        )?;
+        if let Some((key, _)) = room {
+            if let Some(e) = self.remove_future(&key.sender, key.nonce) {
+                removed.push((e.txid, MempoolError::Evicted));
+            }
+        }
         for victim in victims {
             if let Some(txid) = self.remove_tail(&victim) {
                 removed.push((txid, MempoolError::Evicted));
@@ -643,6 +790,7 @@ impl Mempool {
             cost,
             time: now,
             seq,
+            waiting: None,
         };
         let acct = self
             .accounts
@@ -658,10 +806,14 @@ impl Mempool {
             }
             Slot::ReplaceFuture => {
                 future = true;
+                let mut entry = entry;
+                entry.waiting = Some(Waiting { owner, since: now });
+                track(&mut self.futures, &entry);
                 let old = acct
                     .future
                     .insert(entry.nonce(), entry)
                     .expect("replacing a present future entry");
+                untrack(&mut self.futures, &old);
                 self.txids.remove(&old.txid);
                 self.bytes -= old.size;
             }
@@ -672,8 +824,10 @@ impl Mempool {
             }
             Slot::Future => {
                 future = true;
+                let mut entry = entry;
+                entry.waiting = Some(Waiting { owner, since: now });
+                track(&mut self.futures, &entry);
                 acct.future.insert(entry.nonce(), entry);
-                self.future_count += 1;
             }
         }
         self.txids.insert(txid, sender);
@@ -693,13 +847,15 @@ impl Mempool {
     }
 
     /// Picks accounts whose tails to evict so that `size` more bytes (less `freed`) fit: only
-    /// tails of other accounts with a strictly lower priority, at most one per account. Refuses
+    /// tails of other accounts (not `sender`'s, nor `spared`'s, which loses a future for the
+    /// newcomer already) with a strictly lower priority, at most one per account. Refuses
     /// with `MempoolFull` without evicting anything when that is not enough.
     fn plan_evictions(
         &self,
         size: usize,
         freed: usize,
         sender: Address,
+        spared: Option<Address>,
         priority: Priority,
     ) -> Result<Vec<Address>, MempoolError> {
         let after = (self.bytes + size).saturating_sub(freed);
@@ -712,7 +868,7 @@ impl Mempool {
             if key.priority >= priority {
                 break;
             }
-            if key.sender == sender {
+            if key.sender == sender || Some(key.sender) == spared {
                 continue;
             }
             let tail = self.accounts[&key.sender].tail_size();
@@ -729,7 +885,7 @@ impl Mempool {
     fn remove_tail(&mut self, sender: &Address) -> Option<Txid> {
         let acct = self.accounts.get_mut(sender)?;
         let entry = if let Some((_, e)) = acct.future.pop_last() {
-            self.future_count -= 1;
+            untrack(&mut self.futures, &e);
             e
         } else {
             let e = acct.pending.pop_back()?;
@@ -740,6 +896,36 @@ impl Mempool {
         self.bytes -= entry.size;
         self.refresh_key(sender);
         Some(entry.txid)
+    }
+
+    /// Removes one future transaction (to make room for another).
+    fn remove_future(&mut self, sender: &Address, nonce: u64) -> Option<MempoolEntry> {
+        let acct = self.accounts.get_mut(sender)?;
+        let entry = acct.future.remove(&nonce)?;
+        untrack(&mut self.futures, &entry);
+        self.txids.remove(&entry.txid);
+        self.bytes -= entry.size;
+        self.refresh_key(sender);
+        Some(entry)
+    }
+
+    /// A peer is gone: its futures no longer count against it. They stay, nobody's: each is
+    /// a signed transaction whose gap may still fill from any peer, and erasing them (as
+    /// Bitcoin Core erases a departed peer's orphans, which without their parents' source
+    /// are likely lost) would lose honest ones for good, since relay has marked them handled
+    /// and will not fetch them again. A peer cannot use this to grow past its cap by
+    /// reconnecting: nobody's futures are the first to give up their room when the total is
+    /// full, and they expire as any future does.
+    pub fn release_peer(&mut self, peer: Relayer) {
+        for key in self.futures.release(peer) {
+            let entry = self
+                .accounts
+                .get_mut(&key.sender)
+                .and_then(|a| a.future.get_mut(&key.nonce));
+            if let Some(w) = entry.and_then(|e| e.waiting.as_mut()) {
+                w.owner = Owner::Unowned;
+            }
+        }
     }
 
     /// Moves futures whose gap is now filled into the pending chain, while affordable; a
@@ -753,8 +939,9 @@ impl Mempool {
         let Some(acct) = self.accounts.get_mut(sender) else {
             return;
         };
-        while let Some(entry) = acct.future.remove(&acct.next_nonce()) {
-            self.future_count -= 1;
+        while let Some(mut entry) = acct.future.remove(&acct.next_nonce()) {
+            untrack(&mut self.futures, &entry);
+            entry.waiting = None;
             let total = acct.pending_cost + entry.cost.0;
             if total > acct.state.balance.0 {
                 self.txids.remove(&entry.txid);
@@ -807,7 +994,9 @@ impl Mempool {
         if let Some(key) = acct.evict_key.take() {
             self.evict.remove(&key);
         }
-        self.future_count -= acct.future.len();
+        for e in acct.future.values() {
+            untrack(&mut self.futures, e);
+        }
         let entries: Vec<MempoolEntry> = acct
             .pending
             .into_iter()
@@ -868,15 +1057,24 @@ impl Mempool {
                     continue;
                 }
                 acct.pending_cost = total;
+                let mut e = e;
+                e.waiting = None;
                 acct.pending.push_back(e);
             } else {
                 if acct.future.len() >= self.config.max_future_per_account
-                    || self.future_count >= self.config.max_future_total
+                    || self.futures.count() >= self.config.max_future_total
                 {
                     removed.push((e.txid, MempoolError::TooManyFuture));
                     continue;
                 }
-                self.future_count += 1;
+                // A future stays whose it was; a pending one that lost an earlier nonce
+                // waits from now, nobody's (its relayer did nothing wrong).
+                let mut e = e;
+                e.waiting.get_or_insert(Waiting {
+                    owner: Owner::Unowned,
+                    since: self.clock,
+                });
+                track(&mut self.futures, &e);
                 acct.future.insert(e.nonce(), e);
             }
             self.txids.insert(txid, sender);
@@ -956,6 +1154,7 @@ impl Mempool {
         now: u64,
     ) -> BlockUpdate {
         self.chain_events += 1;
+        self.clock = self.clock.max(now);
         let mut by_sender: HashMap<Address, Vec<MempoolEntry>> = HashMap::new();
         let mut order = Vec::new();
         let mut update = BlockUpdate::default();
@@ -1000,6 +1199,7 @@ impl Mempool {
                     cost,
                     time: now,
                     seq,
+                    waiting: None,
                 });
         }
         for sender in order {
@@ -1040,26 +1240,63 @@ impl Mempool {
         removed
     }
 
-    /// Drops transactions that entered at or before `now - expiry_secs`. An account's later
-    /// nonces stay, as futures, for a replacement to fill the gap.
+    /// `expire_report`'s removals.
     pub fn expire(&mut self, now: u64) -> Vec<(Txid, MempoolError)> {
+        self.expire_report(now).removed
+    }
+
+    /// Drops transactions that entered at or before `now - expiry_secs`, and futures that
+    /// started waiting at or before `now - future_expiry_secs`. An account's later nonces
+    /// stay, as futures (nobody's, waiting from now), for a replacement to fill the gap.
+    /// Reports, per connected peer, how many of the futures it relayed were dropped unfilled.
+    pub fn expire_report(&mut self, now: u64) -> Expiry {
+        self.clock = self.clock.max(now);
         let expiry = self.config.expiry_secs;
-        let expired = |e: &MempoolEntry| e.time.saturating_add(expiry) <= now;
+        let future_expiry = self.config.future_expiry_secs;
+        let reason = |e: &MempoolEntry| {
+            if e.time.saturating_add(expiry) <= now {
+                Some(MempoolError::Expired)
+            } else if e
+                .waiting
+                .is_some_and(|w| w.since.saturating_add(future_expiry) <= now)
+            {
+                Some(MempoolError::FutureExpired)
+            } else {
+                None
+            }
+        };
         let senders: Vec<Address> = self
             .accounts
             .iter()
-            .filter(|(_, a)| a.pending.iter().chain(a.future.values()).any(expired))
+            .filter(|(_, a)| {
+                a.pending
+                    .iter()
+                    .chain(a.future.values())
+                    .any(|e| reason(e).is_some())
+            })
             .map(|(s, _)| *s)
             .collect();
-        let mut removed = Vec::new();
+        let mut report = Expiry::default();
         for sender in senders {
             let state = self.accounts[&sender].state;
-            let (old, keep): (Vec<_>, Vec<_>) =
-                self.take_account(&sender).into_iter().partition(expired);
-            removed.extend(old.into_iter().map(|e| (e.txid, MempoolError::Expired)));
-            removed.extend(self.rebuild(sender, state, keep));
+            let mut keep = Vec::new();
+            for e in self.take_account(&sender) {
+                let Some(why) = reason(&e) else {
+                    keep.push(e);
+                    continue;
+                };
+                if let Some(Waiting {
+                    owner: Owner::Peer(peer),
+                    ..
+                }) = e.waiting
+                {
+                    *report.unfilled.entry(peer).or_default() += 1;
+                }
+                report.removed.push((e.txid, why));
+            }
+            report.removed.extend(self.rebuild(sender, state, keep));
         }
-        removed
+        report
     }
 
     /// Transactions for a block of at most `max_bytes` of transactions: highest fee rate first
@@ -1116,11 +1353,13 @@ impl Mempool {
         let mut bytes = 0;
         let mut count = 0;
         let mut futures = 0;
+        let mut future_bytes = 0;
         for (sender, a) in &self.accounts {
             assert!(a.len() > 0, "empty account kept");
             let mut cost = 0;
             for (i, e) in a.pending.iter().enumerate() {
                 assert_eq!(e.nonce(), a.state.nonce + i as u64, "pending gap");
+                assert!(e.waiting.is_none(), "pending marked waiting");
                 assert_eq!(self.txids.get(&e.txid), Some(sender));
                 cost += e.cost.0;
                 bytes += e.size;
@@ -1130,6 +1369,9 @@ impl Mempool {
             for (n, e) in &a.future {
                 assert_eq!(*n, e.nonce());
                 assert!(*n > a.next_nonce(), "future without a gap");
+                let (owner, key) = e.future_key().expect("a future is waiting");
+                assert!(self.futures.contains(owner, &key), "future not indexed");
+                future_bytes += e.size;
                 assert_eq!(self.txids.get(&e.txid), Some(sender));
                 bytes += e.size;
             }
@@ -1141,7 +1383,18 @@ impl Mempool {
         }
         assert_eq!(bytes, self.bytes);
         assert_eq!(count, self.txids.len());
-        assert_eq!(futures, self.future_count);
+        assert_eq!(futures, self.futures.count());
+        assert_eq!(future_bytes, self.futures.bytes());
+        assert_eq!(
+            self.futures.keys().count(),
+            futures,
+            "index holds what the pool does"
+        );
+        for (owner, _) in self.futures.keys() {
+            if matches!(owner, Owner::Peer(_)) {
+                assert!(self.futures.of(owner) <= self.config.max_future_per_peer);
+            }
+        }
         assert_eq!(self.evict.len(), self.accounts.len());
     }
 }

@@ -8,6 +8,7 @@
 //! async code runs them on tokio's blocking threads (`follow_chain` does).
 
 use super::error::MempoolError;
+use super::futures::Relayer;
 use super::pool::{Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
 use crate::chain::signatures::verify_transfers;
 use crate::chain::state::{Account, AccountView};
@@ -31,8 +32,15 @@ pub const EVENT_CAPACITY: usize = 65_536;
 /// `subscribe_transactions` drops it) rather than holding more.
 pub const REMOVAL_CAPACITY: usize = 64;
 
-/// How often `follow_chain` drops expired transactions.
+/// How often `follow_chain` drops expired transactions (and so how late, at most, a future
+/// past its 20 minutes goes).
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Unfilled-future notices (one per peer whose relayed futures an expiry sweep dropped)
+/// kept for a subscriber that has not read them yet: a sweep a minute, a notice per peer
+/// with futures (125 peers at most): two sweeps' worth. One further behind misses some, and
+/// those peers go unscored for them.
+pub const UNFILLED_CAPACITY: usize = 256;
 
 /// Account states read from the store before the pool's lock is taken, so that the pool is
 /// never held while the store reads. An account not read ahead (one that entered the pool
@@ -128,6 +136,8 @@ pub struct SharedMempool {
     magic: NetworkMagic,
     events: broadcast::Sender<AdmittedTx>,
     removals: broadcast::Sender<RemovedTxs>,
+    /// Per peer, how many futures it relayed an expiry sweep dropped unfilled.
+    unfilled: broadcast::Sender<(Relayer, usize)>,
     /// Where signature batches are counted, when the node has metrics (only these handles:
     /// the registry's scrape-time refreshers hold a pool clone, so holding the registry
     /// would make a cycle).
@@ -139,11 +149,13 @@ impl SharedMempool {
         let magic = pool.magic();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (removals, _) = broadcast::channel(REMOVAL_CAPACITY);
+        let (unfilled, _) = broadcast::channel(UNFILLED_CAPACITY);
         SharedMempool {
             inner: Arc::new(Mutex::new(pool)),
             magic,
             events,
             removals,
+            unfilled,
             signature_metrics: None,
         }
     }
@@ -189,6 +201,19 @@ impl SharedMempool {
         view: &dyn AccountView,
         now: u64,
         threads: usize,
+    ) -> Vec<(Txid, Result<Accepted, MempoolError>)> {
+        self.submit_batch_from(txs, view, now, threads, None)
+    }
+
+    /// `submit_batch` for transactions relayed by `from` (`None`: submitted on this node):
+    /// the futures among them count against that peer (`Mempool::accept_verified_from`).
+    pub fn submit_batch_from(
+        &self,
+        txs: Vec<Transaction>,
+        view: &dyn AccountView,
+        now: u64,
+        threads: usize,
+        from: Option<Relayer>,
     ) -> Vec<(Txid, Result<Accepted, MempoolError>)> {
         // Each encoding once: its hash is the txid, its length the size admission charges.
         let (txids, sizes): (Vec<Txid>, Vec<usize>) = txs
@@ -248,9 +273,9 @@ impl SharedMempool {
                     VerifiedTransfer::trusted_known(transfers[k].clone(), txids[i], sizes[i]);
                 // A block applied meanwhile: read the sender again, as `submit` does.
                 let accepted = if unchanged {
-                    pool.accept_verified(verified, &prefetched, now)
+                    pool.accept_verified_from(verified, &prefetched, now, from)
                 } else {
-                    pool.accept_verified(verified, view, now)
+                    pool.accept_verified_from(verified, view, now, from)
                 };
                 if let Ok(a) = &accepted {
                     if listening {
@@ -339,11 +364,21 @@ impl SharedMempool {
         removed
     }
 
-    /// `Mempool::expire`, announced.
+    /// `Mempool::expire_report`, announced: the removals to their subscribers, and per peer
+    /// the futures it relayed that were dropped unfilled to `subscribe_unfilled`'s.
     pub fn expire(&self, now: u64) -> Vec<(Txid, MempoolError)> {
-        let removed = self.lock().expire(now);
+        let report = self.lock().expire_report(now);
+        let removed = report.removed;
         self.announce_removed(|| with_reasons(&removed).collect());
+        for (peer, count) in report.unfilled {
+            let _ = self.unfilled.send((peer, count));
+        }
         removed
+    }
+
+    /// `Mempool::release_peer`: the peer is gone; its futures stop counting against it.
+    pub fn release_peer(&self, peer: Relayer) {
+        self.lock().release_peer(peer);
     }
 
     /// Tells subscribers, if any, what `removed` lists (built only when someone listens: a
@@ -373,6 +408,12 @@ impl SharedMempool {
     /// Removed transactions from now on.
     pub fn subscribe_removals(&self) -> broadcast::Receiver<RemovedTxs> {
         self.removals.subscribe()
+    }
+
+    /// From now on, after each expiry sweep: (peer, how many futures it relayed were
+    /// dropped with their gap unfilled), for every peer that had some.
+    pub fn subscribe_unfilled(&self) -> broadcast::Receiver<(Relayer, usize)> {
+        self.unfilled.subscribe()
     }
 }
 

@@ -276,6 +276,9 @@ pub struct NetService {
     mempool: SharedMempool,
     /// Transactions the mempool admitted ready to mine (any source): announced to peers.
     admitted: broadcast::Receiver<AdmittedTx>,
+    /// Per peer, the futures it relayed that an expiry sweep dropped unfilled (a notice
+    /// missed when lagging goes unscored).
+    unfilled: broadcast::Receiver<(PeerId, usize)>,
     /// The mempool's answers for transactions handed over (`Output::SubmitTx`).
     tx_results_tx: mpsc::Sender<(PeerId, Hash256, TxResult)>,
     tx_results: mpsc::Receiver<(PeerId, Hash256, TxResult)>,
@@ -335,6 +338,7 @@ impl NetService {
         let (listed_tx, listed) = mpsc::channel(LISTING_QUEUE);
         let (rebuilt_tx, rebuilt) = mpsc::channel(REBUILD_QUEUE);
         let admitted = mempool.subscribe();
+        let unfilled = mempool.subscribe_unfilled();
         let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -401,6 +405,7 @@ impl NetService {
             reloaded,
             mempool,
             admitted,
+            unfilled,
             tx_results_tx,
             tx_results,
             tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
@@ -464,6 +469,9 @@ impl NetService {
                     self.feed(Input::TxProcessed { peer, txid, result });
                 }
                 admitted = self.admitted.recv() => self.on_admitted(admitted),
+                Ok((peer, count)) = self.unfilled.recv() => {
+                    self.feed(Input::FuturesExpired { peer, count });
+                }
                 _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
                 _ = progress.tick() => mark = self.log_sync_progress(mark),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
@@ -1292,11 +1300,9 @@ async fn serve_peer(
             },
         };
         let (reader, recent) = (chain.clone(), recent.clone());
-        let read = tokio::task::spawn_blocking(move || {
-            match recent_block(&recent, &hash) {
-                Some(block) => Some(Block::clone(&block)),
-                None => reader.reader().block(&hash).ok().flatten(),
-            }
+        let read = tokio::task::spawn_blocking(move || match recent_block(&recent, &hash) {
+            Some(block) => Some(Block::clone(&block)),
+            None => reader.reader().block(&hash).ok().flatten(),
         })
         .await;
         let message = match read {
@@ -1337,6 +1343,15 @@ async fn check_peer_txs(
     permits: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 ) {
+    // The task ends with the peer (its queue closed or its stop cancelled), after its last
+    // batch: the peer's futures stop counting against it then (`Mempool::release_peer`).
+    struct Release(SharedMempool, PeerId);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.release_peer(self.1);
+        }
+    }
+    let _release = Release(pool.clone(), peer);
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => return,
@@ -1360,7 +1375,8 @@ async fn check_peer_txs(
         let (pool, chain) = (pool.clone(), chain.clone());
         let threads = crate::chain::signatures::default_threads();
         let checked = tokio::task::spawn_blocking(move || {
-            pool.submit_batch(batch, chain.reader(), crate::time::unix_secs(), threads)
+            let now = crate::time::unix_secs();
+            pool.submit_batch_from(batch, chain.reader(), now, threads, Some(peer))
         })
         .await;
         let verdicts: Vec<(Hash256, TxResult)> = match checked {

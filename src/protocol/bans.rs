@@ -55,6 +55,9 @@ pub enum Misbehaviour {
     /// A block pushed to us as a compact block before its sender validated it (as we asked)
     /// failed validation: the sender may be an honest relay, so this alone does not ban.
     RelayedInvalidBlock,
+    /// Future transactions (nonces past a gap) beyond the peer's share: every hundredth
+    /// refused past its cap, or a bulk of them dropped unfilled at their expiry.
+    OrphanFlood,
 }
 
 impl Misbehaviour {
@@ -70,6 +73,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidTx => 10,
             Misbehaviour::InvalidCompactBlock => 100,
             Misbehaviour::RelayedInvalidBlock => 20,
+            Misbehaviour::OrphanFlood => 10,
         }
     }
 
@@ -85,6 +89,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidTx => "invalid-tx",
             Misbehaviour::InvalidCompactBlock => "invalid-compact-block",
             Misbehaviour::RelayedInvalidBlock => "relayed-invalid-block",
+            Misbehaviour::OrphanFlood => "orphan-flood",
         }
     }
 }

@@ -323,6 +323,7 @@ impl Core {
             Input::MempoolContents { peer, txs } => {
                 relay.mempool_contents(peer, txs, now.local, relay_rng)
             }
+            Input::FuturesExpired { peer, count } => relay.futures_expired(peer, count, out),
             Input::Discovered {
                 addrs: found,
                 source,

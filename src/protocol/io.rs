@@ -213,6 +213,9 @@ pub enum Input {
         peer: PeerId,
         txs: Vec<Announceable>,
     },
+    /// The mempool dropped `count` future transactions (nonces past a gap) this peer relayed
+    /// at their expiry, the gap still unfilled.
+    FuturesExpired { peer: PeerId, count: usize },
     /// The chain's events were missed: the header tree, rebuilt from the store, replaces the
     /// core's.
     HeadersReloaded(Box<super::headers::HeaderTree>),

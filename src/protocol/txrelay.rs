@@ -2,13 +2,16 @@
 //! and trickled per peer on seeded random intervals, a sender's nonces in order, never to a
 //! peer known to have the transaction), and fetching transactions peers announce (GETDATA
 //! from one announcer at a time, outbound announcers first, the next announcer after a
-//! timeout or NOTFOUND), handing them to the mempool and scoring consensus-invalid ones.
+//! timeout or NOTFOUND), handing them to the mempool and scoring consensus-invalid ones and
+//! peers that push future transactions (orphans: nonces past a gap) beyond their share.
 //!
 //! Owns, per peer, the bounded set of transactions it is known to have, its announcement
 //! queue and trickle time, its requests in flight; and the node's table of wanted
 //! transactions and bounded memory of recently handled ones. Never reads the mempool: what
 //! the pool admitted and what it made of a fetched transaction arrive as inputs
-//! (`TxAccepted`, `TxProcessed`), and GETDATA for transactions is answered by the shell.
+//! (`TxAccepted`, `TxProcessed`, `FuturesExpired`), and GETDATA for transactions is answered
+//! by the shell. The pool decides how many futures a peer may have; this manager only scores
+//! what the pool's answers say.
 
 use super::bans::Misbehaviour;
 use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult, Wake};
@@ -50,6 +53,19 @@ const MAX_REJECTS: usize = 50_000;
 /// Refusals that say nothing about the transaction itself (`TxResult::Refused` codes): it
 /// may be taken when offered again.
 const RETRYABLE: [&str; 3] = ["too-many-future", "busy", "not checked"];
+/// The mempool's refusal of a future transaction past its relayer's cap
+/// (`MempoolError::TooManyFutureFromPeer`). Not retryable: the gap is as open whoever sends
+/// it, so it is not fetched again until the tip moves.
+const FUTURE_CAP_REFUSAL: &str = "too-many-future-from-peer";
+/// Futures refused past a peer's cap that cost it one `orphan-flood` score: an honest peer
+/// meets its cap rarely (a sender's gap it cannot fill, relayed while ours stays open), and
+/// briefly; one that keeps pushing past it is banned after ten times this many.
+const ORPHAN_REFUSALS_PER_SCORE: u32 = 100;
+/// Futures of one peer that one expiry sweep must drop unfilled to cost it one `orphan-flood`
+/// score: a quarter of its cap (1,024). Relay loses a nonce now and then (a few dozen in a
+/// ten-node flood), leaving the sender's later ones unfilled, but those came from several
+/// peers; one that fills its share with junk and lets it expire pays at every such sweep.
+const ORPHAN_EXPIRED_BULK: usize = 256;
 
 #[derive(Debug)]
 struct RelayPeer {
@@ -66,6 +82,8 @@ struct RelayPeer {
     /// When it last answered a request (TX or NOTFOUND): a peer working through a long
     /// GETDATA is slow, not unresponsive.
     last_answer: LocalTime,
+    /// Its futures the mempool refused past its cap, on this connection.
+    over_cap: u32,
 }
 
 #[derive(Debug)]
@@ -189,6 +207,7 @@ impl TxRelay {
                     announced: 0,
                     in_flight: 0,
                     last_answer: now.local,
+                    over_cap: 0,
                 };
                 p.next_trickle = now.local + trickle_delay(outbound, rng);
                 if p.relay {
@@ -400,6 +419,20 @@ impl TxRelay {
         }
         match result {
             TxResult::Accepted => self.recent.insert(txid),
+            TxResult::Refused(code) if code == FUTURE_CAP_REFUSAL => {
+                self.rejects.insert(txid);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.over_cap = p.over_cap.saturating_add(1);
+                    if p.over_cap % ORPHAN_REFUSALS_PER_SCORE == 0 {
+                        tracing::debug!(
+                            peer,
+                            refused = p.over_cap,
+                            "peer floods future transactions"
+                        );
+                        out.misbehaved(peer, Misbehaviour::OrphanFlood);
+                    }
+                }
+            }
             TxResult::Invalid(reason) => {
                 tracing::debug!(peer, %txid, %reason, "peer sent an invalid transaction");
                 self.recent.insert(txid);
@@ -407,6 +440,15 @@ impl TxRelay {
             }
             TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {}
             TxResult::Refused(_) => self.rejects.insert(txid),
+        }
+    }
+
+    /// The mempool dropped `count` future transactions this peer relayed, unfilled, at their
+    /// expiry: in bulk, that scores.
+    pub fn futures_expired(&mut self, peer: PeerId, count: usize, out: &mut Outbox) {
+        if count >= ORPHAN_EXPIRED_BULK && self.peers.contains_key(&peer) {
+            tracing::debug!(peer, count, "peer's future transactions expired unfilled");
+            out.misbehaved(peer, Misbehaviour::OrphanFlood);
         }
     }
 
@@ -767,5 +809,52 @@ mod tests {
         relay.on_tx(1, tx, now(0), &mut out);
         assert!(misbehaved(&mut out).is_empty());
         assert!(out.take_outputs().is_empty());
+    }
+
+    #[test]
+    fn a_peer_pushing_futures_past_its_cap_is_scored_every_hundredth_time() {
+        assert_eq!(
+            FUTURE_CAP_REFUSAL,
+            crate::mempool::MempoolError::TooManyFutureFromPeer.code()
+        );
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Inbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Inbound, &mut rng);
+        let refused = TxResult::Refused(FUTURE_CAP_REFUSAL.to_string());
+        let mut scores = 0;
+        for n in 0..=250u8 {
+            relay.processed(1, txid(n), &refused, now(0), &mut out);
+            scores += misbehaved(&mut out).len();
+            if n == 98 {
+                assert_eq!(scores, 0, "ninety-nine refusals cost nothing");
+            }
+        }
+        assert_eq!(scores, 2, "the 100th and the 200th");
+        // Refused past the cap: not fetched again, from anyone, until the tip moves.
+        relay.on_inv(2, &inv(&[txid(7)]), now(10), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // Refused for want of room in all: fetched when announced again.
+        let full = TxResult::Refused("too-many-future".to_string());
+        relay.processed(1, txid(251), &full, now(0), &mut out);
+        assert!(misbehaved(&mut out).is_empty());
+        relay.on_inv(2, &inv(&[txid(251)]), now(10), &mut out);
+        assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(251)])]);
+    }
+
+    #[test]
+    fn a_peer_whose_futures_expire_unfilled_in_bulk_is_scored() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Inbound, &mut rng);
+        relay.futures_expired(1, ORPHAN_EXPIRED_BULK - 1, &mut out);
+        assert!(misbehaved(&mut out).is_empty(), "a few lost nonces happen");
+        relay.futures_expired(1, ORPHAN_EXPIRED_BULK, &mut out);
+        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::OrphanFlood]);
+        // A peer already gone is not scored.
+        relay.futures_expired(9, 5_000, &mut out);
+        assert!(misbehaved(&mut out).is_empty());
     }
 }

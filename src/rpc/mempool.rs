@@ -46,9 +46,10 @@ pub const MEMPOOL_METHODS: &[MethodHelp] = &[
     MethodHelp {
         name: "getmempoolinfo",
         args: &[],
-        about:
-            "Transactions held (and waiting on a nonce gap), bytes, limits, fee floors (units/kB).",
-        result: "{size, bytes, maxmempool, mempoolminfee, loaded, ...}",
+        about: "Transactions held, those waiting on a nonce gap (orphans) and their bytes, \
+                limits, fee floors (units/kB).",
+        result: "{size, future, orphans, orphan_bytes, bytes, maxmempool, mempoolminfee, \
+                 minrelaytxfee, expiry_secs, loaded}",
         example: "",
     },
     MethodHelp {
