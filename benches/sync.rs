@@ -246,16 +246,13 @@ fn propagation_benchmark() {
         ),
         &relayed_ms,
     );
-    let rebuilt: u64 = line
-        .iter()
-        .flat_map(|n| n.ready_peers())
-        .map(|p| p["cmpct_rebuilt"].as_u64().unwrap_or(0))
-        .sum();
-    let round_trips: u64 = line
-        .iter()
-        .flat_map(|n| n.ready_peers())
-        .map(|p| p["blocktxn_requested"].as_u64().unwrap_or(0))
-        .sum();
+    let total = |key: &str| -> u64 {
+        line.iter()
+            .flat_map(|n| rpc(n, "getpeerinfo", json!([])).as_array().unwrap().clone())
+            .map(|p| p[key].as_u64().unwrap())
+            .sum()
+    };
+    let (rebuilt, round_trips) = (total("cmpct_rebuilt"), total("blocktxn_requested"));
     println!(
         "    compact blocks over the run: {rebuilt} rebuilt without a round trip, {round_trips} needed GETBLOCKTXN"
     );

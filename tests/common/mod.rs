@@ -134,9 +134,17 @@ impl TestNode {
             std::thread::sleep(Duration::from_millis(2));
         };
         // Drain stderr so a chatty node never blocks on a full pipe (unless `customise` sent
-        // it elsewhere, say to a file a test reads).
+        // it elsewhere, say to a file a test reads). With NODED_TEST_LOGS=<dir> it is kept
+        // there, one file per node named by its RPC port, for debugging a test or benchmark.
         if let Some(mut stderr) = child.stderr.take() {
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            let kept = std::env::var_os("NODED_TEST_LOGS").and_then(|dir| {
+                let path = Path::new(&dir).join(format!("node-{}.log", rpc_addr.port()));
+                std::fs::File::create(path).ok()
+            });
+            std::thread::spawn(move || match kept {
+                Some(mut file) => std::io::copy(&mut stderr, &mut file),
+                None => std::io::copy(&mut stderr, &mut std::io::sink()),
+            });
         }
         TestNode {
             child,
