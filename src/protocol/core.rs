@@ -553,7 +553,10 @@ impl Core {
             &mut self.tree,
             &mut self.out,
         );
-        if result == BlockResult::Connected && self.tree.active_tip() == hash {
+        // A new tip, not a step of a sync (it is our best header): its deliverer is fast. (The
+        // chain's event making it the active tip may come after this answer.)
+        let new_tip = self.tree.best_hash() == hash;
+        if result == BlockResult::Connected && new_tip {
             self.compact.delivered_first(peer, &mut self.out);
         }
     }
