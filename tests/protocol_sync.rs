@@ -273,7 +273,7 @@ impl Net {
                 nonce,
             } => {
                 let block = block.unwrap_or_else(|| Arc::new(self.nodes[i].blocks[&hash].clone()));
-                let compact = compact_of(&block, nonce).unwrap();
+                let compact = compact_of(&block, nonce, None).unwrap();
                 for peer in peers {
                     self.deliver(i, peer, Message::CmpctBlock(Box::new(compact.clone())));
                 }

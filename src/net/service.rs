@@ -292,6 +292,9 @@ pub struct NetService {
     rebuilt: mpsc::Receiver<(PeerId, Hash256, Reconstruction)>,
     /// Blocks recently sent as compact blocks, newest last, for GETBLOCKTXN.
     recent_blocks: Arc<Mutex<VecDeque<Arc<Block>>>>,
+    /// The txids a recent rebuild placed, by block, so passing the block on as a compact
+    /// block hashes only the transactions the pool did not have.
+    rebuilt_txids: Arc<Mutex<VecDeque<PlacedTxids>>>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -414,6 +417,7 @@ impl NetService {
             rebuilt_tx,
             rebuilt,
             recent_blocks: Arc::new(Mutex::new(VecDeque::new())),
+            rebuilt_txids: Arc::new(Mutex::new(VecDeque::new())),
         };
         (service, handle)
     }
@@ -1010,13 +1014,20 @@ impl NetService {
             return;
         }
         let (chain, recent) = (self.chain.clone(), self.recent_blocks.clone());
+        let rebuilt = self.rebuilt_txids.clone();
         self.tasks.spawn(async move {
             let built = tokio::task::spawn_blocking(move || {
                 let block = match block {
                     Some(block) => block,
                     None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
                 };
-                let compact = compact_of(&block, nonce)?;
+                let known = rebuilt
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .find(|(h, _)| *h == hash)
+                    .map(|(_, txids)| txids.clone());
+                let compact = compact_of(&block, nonce, known.as_deref())?;
                 let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
                 if recent.len() >= RECENT_COMPACT_BLOCKS {
                     recent.pop_front();
@@ -1315,6 +1326,9 @@ async fn serve_peer(
         }
     }
 }
+
+/// The txids a rebuild placed in a block, by position.
+type PlacedTxids = (Hash256, Vec<Option<Hash256>>);
 
 /// A block recently pushed as a compact block, if still kept.
 fn recent_block(recent: &Mutex<VecDeque<Arc<Block>>>, hash: &Hash256) -> Option<Arc<Block>> {

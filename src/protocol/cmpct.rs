@@ -615,6 +615,12 @@ impl Filler {
         }
     }
 
+    /// The txids of the candidates placed, by position (None where nothing was placed, or
+    /// the transaction was prefilled): they need not be hashed again to pass the block on.
+    pub fn placed_txids(&self) -> Vec<Option<Hash256>> {
+        self.filled_by.clone()
+    }
+
     pub fn finish(self) -> Reconstruction {
         if self.ambiguous {
             return Reconstruction::Ambiguous;
@@ -636,11 +642,25 @@ impl Filler {
     }
 }
 
-/// The compact form of `block` keyed with `nonce`, coinbase prefilled (hashes every
-/// transaction: for the shells, off the network task).
-pub fn compact_of(block: &Block, nonce: u64) -> Option<CompactBlock> {
+/// The compact form of `block` keyed with `nonce`, coinbase prefilled. `known` may give
+/// the txids already known by position (a rebuild's); the others are hashed (every
+/// transaction without it: for the shells, off the network task).
+pub fn compact_of(
+    block: &Block,
+    nonce: u64,
+    known: Option<&[Option<Hash256>]>,
+) -> Option<CompactBlock> {
     let coinbase = block.transactions.as_slice().first()?.clone();
-    let txids: Vec<Hash256> = block.transactions.iter().map(Transaction::txid).collect();
+    let known = known.filter(|k| k.len() == block.transactions.len());
+    let txids: Vec<Hash256> = block
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| match known.and_then(|k| k[i]) {
+            Some(txid) => txid,
+            None => tx.txid(),
+        })
+        .collect();
     Some(CompactBlock::new(block.header, nonce, coinbase, &txids))
 }
 
@@ -686,7 +706,7 @@ mod tests {
     fn block_and_compact(n: u64) -> (Block, CompactBlock) {
         let builder = TestChainBuilder::new(Network::Regtest.params());
         let block = builder.block_with((0..n).map(transfer).collect());
-        let compact = compact_of(&block, 42).unwrap();
+        let compact = compact_of(&block, 42, None).unwrap();
         (block, compact)
     }
 
@@ -704,6 +724,19 @@ mod tests {
         let mut pool: Vec<Transaction> = (1000..1100).map(transfer).collect();
         pool.extend(block.transactions.as_slice()[1..].iter().rev().cloned());
         offer_all(&mut filler, &pool);
+        // The txids placed are kept by position (the prefilled coinbase's is not known).
+        let placed = filler.placed_txids();
+        let txids: Vec<Option<Hash256>> = block
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| (i > 0).then(|| tx.txid()))
+            .collect();
+        assert_eq!(placed, txids);
+        assert_eq!(
+            compact_of(&block, 42, Some(&placed)),
+            compact_of(&block, 42, None)
+        );
         assert_eq!(filler.finish(), Reconstruction::Complete(Box::new(block)));
     }
 

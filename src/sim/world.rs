@@ -836,7 +836,7 @@ impl Sim {
         let Some(block) = block.or_else(|| self.nodes[node].chain.block(&hash).cloned()) else {
             return;
         };
-        let Some(compact) = compact_of(&block, nonce) else {
+        let Some(compact) = compact_of(&block, nonce, None) else {
             return;
         };
         let recent = &mut self.nodes[node].recent_compact;
