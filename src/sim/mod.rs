@@ -19,6 +19,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod mempool;
 pub mod network;
 mod queue;
 pub mod regions;
@@ -27,6 +28,7 @@ mod world;
 
 pub use chain::{ChainChange, SimChain};
 pub use config::{Addressing, SimConfig};
+pub use mempool::{sim_sender, sim_transfer, sim_transfers, PoolChange, Refusal, SimMempool};
 pub use network::{Network, NetworkParams, Transmission};
 pub use queue::SimTime;
 pub use regions::{Region, RegionTable};
