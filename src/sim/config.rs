@@ -29,6 +29,11 @@ pub const DEFAULT_OUTBOUND: usize = 8;
 /// small block's checks and write take on a current machine.
 pub const DEFAULT_VALIDATION_DELAY: LocalDuration = LocalDuration::from_millis(1);
 
+/// How long a node's pool takes to check one transaction a peer sent, µs, unless set: an
+/// ed25519 signature check and the admission, about what one costs on a current machine.
+/// Transactions are checked one after another.
+pub const DEFAULT_TX_CHECK_DELAY_US: u64 = 100;
+
 /// How nodes are addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Addressing {
@@ -60,6 +65,7 @@ pub struct SimConfig {
     pub(crate) unix_epoch_ms: u64,
     pub(crate) configure: Option<Configure>,
     pub(crate) validation_delay: LocalDuration,
+    pub(crate) tx_check_delay_us: u64,
 }
 
 impl SimConfig {
@@ -85,6 +91,7 @@ impl SimConfig {
             unix_epoch_ms: DEFAULT_UNIX_EPOCH_MS,
             configure: None,
             validation_delay: DEFAULT_VALIDATION_DELAY,
+            tx_check_delay_us: DEFAULT_TX_CHECK_DELAY_US,
         }
     }
 
@@ -173,6 +180,13 @@ impl SimConfig {
     /// one after another); the answer reaches the core after it.
     pub fn validation_delay(mut self, delay: LocalDuration) -> Self {
         self.validation_delay = delay;
+        self
+    }
+
+    /// How long each node's pool takes to check one transaction a peer sent, µs
+    /// (transactions are checked one after another); the verdict reaches the core after it.
+    pub fn tx_check_delay_us(mut self, us: u64) -> Self {
+        self.tx_check_delay_us = us;
         self
     }
 

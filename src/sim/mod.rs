@@ -2,7 +2,8 @@
 //! clock, wired through a model of the real network (region latencies with jitter, upload
 //! bandwidth, loss as TCP retransmission, partitions, nodes stopping and restarting), with a
 //! trace of everything delivered and a hash of that trace; each node has a chain model
-//! (`chain`) the simulator executes `SubmitBlock` and `ServeBlocks` against.
+//! (`chain`) the simulator executes `SubmitBlock` and `ServeBlocks` against, and a
+//! transaction pool (`mempool`) it executes `SubmitTx`, `ServeTxs` and `ListMempool` against.
 //!
 //! Owns the virtual clock, the event queue, the links between cores and the network model.
 //! Never reads a real clock, sleeps, touches a socket or draws an unseeded random number,
