@@ -65,6 +65,7 @@ pub struct SimConfig {
     pub(crate) unix_epoch_ms: u64,
     pub(crate) configure: Option<Configure>,
     pub(crate) validation_delay: LocalDuration,
+    pub(crate) upload_range: Option<(u64, u64)>,
     pub(crate) tx_check_delay_us: u64,
 }
 
@@ -91,6 +92,7 @@ impl SimConfig {
             unix_epoch_ms: DEFAULT_UNIX_EPOCH_MS,
             configure: None,
             validation_delay: DEFAULT_VALIDATION_DELAY,
+            upload_range: None,
             tx_check_delay_us: DEFAULT_TX_CHECK_DELAY_US,
         }
     }
@@ -105,6 +107,16 @@ impl SimConfig {
     pub fn upload_bandwidth(mut self, bytes_per_sec: u64) -> Self {
         assert!(bytes_per_sec > 0, "a node must be able to send");
         self.upload = bytes_per_sec;
+        self
+    }
+
+    /// Upload bandwidth of each node drawn uniformly from `min..=max` bytes per second,
+    /// overriding `upload_bandwidth` (a node set with `node_upload_bandwidth` keeps its own).
+    /// Each node's draw is derived from the seed and the node alone, so it moves no other
+    /// draw.
+    pub fn upload_bandwidth_range(mut self, min: u64, max: u64) -> Self {
+        assert!(0 < min && min <= max, "a node must be able to send");
+        self.upload_range = Some((min, max));
         self
     }
 

@@ -307,7 +307,13 @@ impl Sim {
             })
             .collect();
         let upload = (0..n)
-            .map(|i| config.upload_of.get(&i).copied().unwrap_or(config.upload))
+            .map(|i| {
+                let drawn = config.upload_range.map_or(config.upload, |(min, max)| {
+                    StdRng::seed_from_u64(derive_u64(config.seed, "upload", i, 0))
+                        .gen_range(min..=max)
+                });
+                config.upload_of.get(&i).copied().unwrap_or(drawn)
+            })
             .collect();
         let net = Network::new(table, config.params, rng, regions, upload);
 
