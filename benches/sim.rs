@@ -5,10 +5,20 @@
 //! Targets (issue 10): the 30 minutes in under 30 s of wall time on one core, and at least
 //! 500,000 delivered messages per wall second.
 //!
-//! Run with `cargo bench --bench sim`. Single-threaded: the simulator runs on one core.
+//! Then transaction propagation at internet scale: 1,000 nodes, 8 outbound each, region
+//! latencies, each node's upload bandwidth drawn from 10 to 100 Mbit/s; once every node has
+//! its outbound peers, one transaction submitted at a random node. Prints when 50 %, 90 % and
+//! 100 % of the nodes had it in their pool, for 20 seeds (one network formed per seed), and
+//! the median of each, beside the floor the network sets (every node announcing at once, one
+//! and a half round trips a hop). Target: a median of at most 500 ms.
+//!
+//! Run with `cargo bench --bench sim` (`cargo bench --bench sim -- tx`: the transaction part
+//! only). Single-threaded: the simulator runs on one core.
 
-use noded::sim::{Sim, SimConfig};
+use noded::sim::{sim_transfer, Sim, SimConfig};
 use noded::time::LocalDuration;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
 /// Outbound full-relay peers each node is to reach.
@@ -89,7 +99,154 @@ fn until_filled(sim: &mut Sim, started: Instant) -> (Figures, bool) {
     }
 }
 
+/// Transaction propagation: networks of this many nodes...
+const TX_NODES: usize = 1_000;
+/// ...one formed per seed, seeds 1 to this.
+const TX_RUNS: u64 = 20;
+/// Upload bandwidth drawn per node: 10 to 100 Mbit/s, in bytes per second.
+const TX_UPLOAD_MIN: u64 = 1_250_000;
+const TX_UPLOAD_MAX: u64 = 12_500_000;
+/// The longest a transaction is followed.
+const TX_DEADLINE: LocalDuration = LocalDuration::from_secs(60);
+/// How often the run checks whether every node has it (the times come from the trace).
+const TX_CHECK_EVERY: LocalDuration = LocalDuration::from_millis(100);
+
+/// One seed's run: (ms to 50 %, 90 %, 100 % of the nodes; `None` when not reached).
+type Reach = [Option<u64>; 3];
+
+/// The shares of the nodes the figures are for.
+const SHARES: [f64; 3] = [0.5, 0.9, 1.0];
+
+/// The ms by which each share of `TX_NODES` had it, from arrival times in any order.
+fn reach_of(mut times: Vec<u64>) -> Reach {
+    times.sort_unstable();
+    SHARES.map(|f| {
+        times
+            .get((f * TX_NODES as f64).ceil() as usize - 1)
+            .copied()
+    })
+}
+
+/// The floor the network sets: when each node could have the transaction if every node
+/// announced it the moment it had it (no trickle) and nothing queued on an uplink, over the
+/// connections open now: per hop the INV, the GETDATA and the TX, one and a half round trips
+/// between the regions.
+fn network_floor(sim: &Sim, from: usize) -> Reach {
+    let mut best = vec![u64::MAX; sim.len()];
+    let mut heap = std::collections::BinaryHeap::new();
+    best[from] = 0;
+    heap.push(std::cmp::Reverse((0u64, from)));
+    while let Some(std::cmp::Reverse((at, node))) = heap.pop() {
+        if at > best[node] {
+            continue;
+        }
+        for (peer, _) in sim.connections(node) {
+            let next = at + sim.network().rtt_us(node, peer) * 3 / 2;
+            if next < best[peer] {
+                best[peer] = next;
+                heap.push(std::cmp::Reverse((next, peer)));
+            }
+        }
+    }
+    reach_of(
+        best.into_iter()
+            .filter(|&t| t != u64::MAX)
+            .map(|t| t / 1_000)
+            .collect(),
+    )
+}
+
+/// Forms a network with `seed` until every node has its outbound peers, submits one
+/// transaction at a random node and follows it; prints the run. The figures, and the
+/// network's floor for them.
+fn tx_run(seed: u64) -> (Reach, Reach) {
+    let started = Instant::now();
+    let mut sim = SimConfig::new(TX_NODES)
+        .seed(seed)
+        .outbound(OUTBOUND)
+        .bootstrap([0, 1, 2])
+        .upload_bandwidth_range(TX_UPLOAD_MIN, TX_UPLOAD_MAX)
+        .keep_trace(false)
+        .build();
+    let (formed, done) = until_filled(&mut sim, started);
+    let at = StdRng::seed_from_u64(seed).gen_range(0..TX_NODES);
+    let floor = network_floor(&sim, at);
+    let submitted = sim.now_us();
+    let txid = sim
+        .submit_tx(at, sim_transfer(seed, 0))
+        .expect("an empty pool admits it");
+    let deadline = sim.now().local + TX_DEADLINE;
+    while sim.trace().tx_arrivals(&txid).len() < TX_NODES && sim.now().local < deadline {
+        sim.run_for(TX_CHECK_EVERY);
+    }
+    let arrivals = sim.trace().tx_first_arrivals(&txid);
+    let reached = arrivals.len();
+    let reach = reach_of(
+        arrivals
+            .into_values()
+            .map(|t| (t - submitted) / 1_000)
+            .collect(),
+    );
+    let show = |r: Option<u64>| r.map_or("  never".to_string(), |ms| format!("{ms:>4} ms"));
+    println!(
+        "  seed {seed:>2}: formed in {:>5.1} s sim{} ({:>5.2} s wall); tx at node {at:>3}: 50% {}  90% {}  100% {}  ({reached} of {TX_NODES} nodes); network floor {} / {} / {}",
+        formed.sim_secs,
+        if done { "" } else { " (not all filled)" },
+        formed.wall_secs,
+        show(reach[0]),
+        show(reach[1]),
+        show(reach[2]),
+        show(floor[0]),
+        show(floor[1]),
+        show(floor[2]),
+    );
+    (reach, floor)
+}
+
+/// The median of the runs that reached the share (a run that never did counts as the
+/// longest).
+fn median(mut values: Vec<Option<u64>>) -> String {
+    values.sort_unstable_by_key(|v| v.unwrap_or(u64::MAX));
+    let mid = values.len() / 2;
+    let pick = if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        match (values[mid - 1], values[mid]) {
+            (Some(a), Some(b)) => Some((a + b) / 2),
+            _ => None,
+        }
+    };
+    pick.map_or("never".to_string(), |ms| format!("{ms} ms"))
+}
+
+fn tx_propagation() {
+    println!(
+        "transaction propagation: {TX_NODES} nodes, {OUTBOUND} outbound, region latencies, upload drawn from 10-100 Mbit/s per node; a network formed per seed (until every node has {OUTBOUND} outbound), then one transaction at a random node"
+    );
+    let started = Instant::now();
+    let runs: Vec<(Reach, Reach)> = (1..=TX_RUNS).map(tx_run).collect();
+    let column = |i: usize| runs.iter().map(|r| r.0[i]).collect::<Vec<_>>();
+    let floor = |i: usize| runs.iter().map(|r| r.1[i]).collect::<Vec<_>>();
+    println!(
+        "  median of {TX_RUNS} runs: 50% {}  90% {}  100% {}  (target: median <= 500 ms; {:.1} s wall)",
+        median(column(0)),
+        median(column(1)),
+        median(column(2)),
+        started.elapsed().as_secs_f64(),
+    );
+    println!(
+        "  the network's floor (no trickle, 1.5 round trips a hop over the same connections), median: 50% {}  90% {}  100% {}",
+        median(floor(0)),
+        median(floor(1)),
+        median(floor(2)),
+    );
+}
+
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "tx") {
+        tx_propagation();
+        return;
+    }
     for nodes in [100, 1_000] {
         let started = Instant::now();
         let mut sim = build(nodes);
@@ -125,4 +282,5 @@ fn main() {
             );
         }
     }
+    tx_propagation();
 }

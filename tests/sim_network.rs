@@ -192,6 +192,47 @@ fn a_big_message_occupies_the_uplink_for_its_size_over_the_bandwidth() {
     assert_eq!(answered - asked, one_way);
 }
 
+#[test]
+fn upload_bandwidth_drawn_from_a_range_is_seeded_per_node_and_moves_no_other_draw() {
+    const MIN: u64 = 1_250_000;
+    const MAX: u64 = 12_500_000;
+    let build = |seed: u64, range: bool| {
+        let config = SimConfig::new(200)
+            .seed(seed)
+            .node_upload_bandwidth(3, 1_000);
+        let config = if range {
+            config.upload_bandwidth_range(MIN, MAX)
+        } else {
+            config
+        };
+        config.build()
+    };
+    // The uplink time of `MAX` bytes is one second per `MAX / rate`.
+    let rates = |sim: &Sim| -> Vec<u64> {
+        (0..sim.len())
+            .map(|i| MAX * 1_000_000 / sim.network().transmit_us(i, MAX as usize))
+            .collect()
+    };
+    let a = rates(&build(1, true));
+    assert_eq!(a, rates(&build(1, true)), "the same seed draws the same");
+    assert_ne!(a, rates(&build(2, true)));
+    assert_eq!(a[3], 1_000, "a node set on its own keeps its bandwidth");
+    let drawn: Vec<u64> = a.iter().copied().filter(|&r| r != 1_000).collect();
+    assert_eq!(drawn.len(), 199);
+    assert!(
+        drawn.iter().all(|r| (MIN - 1..=MAX).contains(r)),
+        "{drawn:?}"
+    );
+    let slow = drawn.iter().filter(|&&r| r < (MIN + MAX) / 2).count();
+    assert!(
+        (60..140).contains(&slow),
+        "spread over the range: {slow} of 199 in the lower half"
+    );
+    // Regions (and every later draw) are as without the range.
+    let (with, without) = (build(1, true), build(1, false));
+    assert!((0..200).all(|i| with.region(i) == without.region(i)));
+}
+
 /// Whether any connection links a node of `a` with one not in `a`.
 fn links_across(sim: &Sim, a: &BTreeSet<NodeIndex>) -> usize {
     a.iter()

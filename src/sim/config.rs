@@ -29,6 +29,11 @@ pub const DEFAULT_OUTBOUND: usize = 8;
 /// small block's checks and write take on a current machine.
 pub const DEFAULT_VALIDATION_DELAY: LocalDuration = LocalDuration::from_millis(1);
 
+/// How long a node's pool takes to check one transaction a peer sent, µs, unless set: an
+/// ed25519 signature check and the admission, about what one costs on a current machine.
+/// Transactions are checked one after another.
+pub const DEFAULT_TX_CHECK_DELAY_US: u64 = 100;
+
 /// How nodes are addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Addressing {
@@ -60,6 +65,8 @@ pub struct SimConfig {
     pub(crate) unix_epoch_ms: u64,
     pub(crate) configure: Option<Configure>,
     pub(crate) validation_delay: LocalDuration,
+    pub(crate) upload_range: Option<(u64, u64)>,
+    pub(crate) tx_check_delay_us: u64,
 }
 
 impl SimConfig {
@@ -85,6 +92,8 @@ impl SimConfig {
             unix_epoch_ms: DEFAULT_UNIX_EPOCH_MS,
             configure: None,
             validation_delay: DEFAULT_VALIDATION_DELAY,
+            upload_range: None,
+            tx_check_delay_us: DEFAULT_TX_CHECK_DELAY_US,
         }
     }
 
@@ -98,6 +107,16 @@ impl SimConfig {
     pub fn upload_bandwidth(mut self, bytes_per_sec: u64) -> Self {
         assert!(bytes_per_sec > 0, "a node must be able to send");
         self.upload = bytes_per_sec;
+        self
+    }
+
+    /// Upload bandwidth of each node drawn uniformly from `min..=max` bytes per second,
+    /// overriding `upload_bandwidth` (a node set with `node_upload_bandwidth` keeps its own).
+    /// Each node's draw is derived from the seed and the node alone, so it moves no other
+    /// draw.
+    pub fn upload_bandwidth_range(mut self, min: u64, max: u64) -> Self {
+        assert!(0 < min && min <= max, "a node must be able to send");
+        self.upload_range = Some((min, max));
         self
     }
 
@@ -173,6 +192,13 @@ impl SimConfig {
     /// one after another); the answer reaches the core after it.
     pub fn validation_delay(mut self, delay: LocalDuration) -> Self {
         self.validation_delay = delay;
+        self
+    }
+
+    /// How long each node's pool takes to check one transaction a peer sent, µs
+    /// (transactions are checked one after another); the verdict reaches the core after it.
+    pub fn tx_check_delay_us(mut self, us: u64) -> Self {
+        self.tx_check_delay_us = us;
         self
     }
 

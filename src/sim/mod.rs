@@ -2,7 +2,8 @@
 //! clock, wired through a model of the real network (region latencies with jitter, upload
 //! bandwidth, loss as TCP retransmission, partitions, nodes stopping and restarting), with a
 //! trace of everything delivered and a hash of that trace; each node has a chain model
-//! (`chain`) the simulator executes `SubmitBlock` and `ServeBlocks` against.
+//! (`chain`) the simulator executes `SubmitBlock` and `ServeBlocks` against, and a
+//! transaction pool (`mempool`) it executes `SubmitTx`, `ServeTxs` and `ListMempool` against.
 //!
 //! Owns the virtual clock, the event queue, the links between cores and the network model.
 //! Never reads a real clock, sleeps, touches a socket or draws an unseeded random number,
@@ -19,6 +20,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod mempool;
 pub mod network;
 mod queue;
 pub mod regions;
@@ -27,6 +29,7 @@ mod world;
 
 pub use chain::{ChainChange, SimChain};
 pub use config::{Addressing, SimConfig};
+pub use mempool::{sim_sender, sim_transfer, sim_transfers, PoolChange, Refusal, SimMempool};
 pub use network::{Network, NetworkParams, Transmission};
 pub use queue::SimTime;
 pub use regions::{Region, RegionTable};

@@ -6,14 +6,22 @@
 //!
 //! Canonical encoding, one record per event in the order the simulator processed them
 //! (little-endian throughout): `at` (u64 µs) | `node` (u32) | `peer` (u32, `u32::MAX` when
-//! none) | kind (u8: 0 delivered, 1 connected, 2 disconnected, 3 dial failed, 4 dropped,
-//! 5 stopped, 6 restarted) | command index in `wire::Command::ALL` (u8, 0xff when none) |
+//! none) | kind (u8: 0 delivered, 1 connected, 7 connected inbound, 2 disconnected, 3 dial
+//! failed, 4 dropped, 5 stopped, 6 restarted, 8 transaction admitted ready, 9 admitted as
+//! future, 10 promoted) | command index in `wire::Command::ALL` (u8, 0xff when none) |
 //! `size` (u32) | for a delivered message, its `size` frame bytes' payload (all but the
-//! 24-byte frame header; the header is implied by command and size).
+//! 24-byte frame header; the header is implied by command and size); for a transaction
+//! event, its txid.
+//!
+//! Transaction arrivals (admissions into a node's pool) are also indexed by txid, kept
+//! whether or not the events are (16 bytes an admission), so a benchmark can ask when each
+//! node got a transaction.
 
 use super::SimTime;
+use crate::types::Hash256;
 use crate::wire::Command;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// The encoding's marker for "no peer" and "no command".
 const NO_PEER: u32 = u32::MAX;
@@ -36,6 +44,12 @@ pub enum TraceKind {
     Stopped,
     /// The node was started again.
     Restarted,
+    /// A transaction entered the node's pool (`future`: held until an earlier nonce
+    /// arrives), from `peer`, or submitted locally or taken back from a disconnected block
+    /// when there is none; `size` is its encoded size.
+    TxAdmitted { future: bool },
+    /// A future transaction in the node's pool became ready to mine.
+    TxPromoted,
 }
 
 impl TraceKind {
@@ -49,6 +63,9 @@ impl TraceKind {
             TraceKind::Dropped(_) => 4,
             TraceKind::Stopped => 5,
             TraceKind::Restarted => 6,
+            TraceKind::TxAdmitted { future: false } => 8,
+            TraceKind::TxAdmitted { future: true } => 9,
+            TraceKind::TxPromoted => 10,
         }
     }
 
@@ -116,6 +133,8 @@ pub struct Trace {
     delivered: [u64; Command::ALL.len()],
     delivered_bytes: u64,
     dropped: u64,
+    /// Per transaction, each admission into a pool: (node, time), in order.
+    arrivals: BTreeMap<Hash256, Vec<(usize, SimTime)>>,
 }
 
 impl Trace {
@@ -128,7 +147,20 @@ impl Trace {
             delivered: [0; Command::ALL.len()],
             delivered_bytes: 0,
             dropped: 0,
+            arrivals: BTreeMap::new(),
         }
+    }
+
+    /// Records a transaction event (`TxAdmitted`, `TxPromoted`) for `txid`; an admission is
+    /// indexed as an arrival.
+    pub(crate) fn record_tx(&mut self, event: TraceEvent, txid: &Hash256) {
+        if matches!(event.kind, TraceKind::TxAdmitted { .. }) {
+            self.arrivals
+                .entry(*txid)
+                .or_default()
+                .push((event.node, event.at));
+        }
+        self.record(event, &txid.0);
     }
 
     /// Records an event; `payload` is a delivered message's payload bytes (empty otherwise).
@@ -209,6 +241,30 @@ impl Trace {
         self.events.iter().find(|e| pred(e))
     }
 
+    /// Every admission of `txid` into a pool, (node, µs), in the order they happened (a node
+    /// appears again when it took the transaction back after a block or a restart).
+    pub fn tx_arrivals(&self, txid: &Hash256) -> &[(usize, SimTime)] {
+        self.arrivals.get(txid).map_or(&[], Vec::as_slice)
+    }
+
+    /// When `txid` first entered `node`'s pool, µs.
+    pub fn tx_arrival(&self, txid: &Hash256, node: usize) -> Option<SimTime> {
+        self.tx_arrivals(txid)
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, at)| *at)
+    }
+
+    /// When `txid` first entered each node's pool, µs, by node (nodes it never reached
+    /// absent).
+    pub fn tx_first_arrivals(&self, txid: &Hash256) -> BTreeMap<usize, SimTime> {
+        let mut first = BTreeMap::new();
+        for &(node, at) in self.tx_arrivals(txid) {
+            first.entry(node).or_insert(at);
+        }
+        first
+    }
+
     /// The first delivery of `command` to `node` (from anyone).
     pub fn first_delivery(&self, command: Command, node: usize) -> Option<&TraceEvent> {
         self.first(|e| e.node == node && e.kind == TraceKind::Delivered(command))
@@ -258,6 +314,55 @@ mod tests {
             &[1; 8],
         );
         assert_ne!(t.hash(), base().hash());
+    }
+
+    #[test]
+    fn transaction_events_hash_their_txid_and_index_arrivals() {
+        let (a, b) = (Hash256([1; 32]), Hash256([2; 32]));
+        let admitted = |at, node| TraceEvent {
+            at,
+            node,
+            peer: None,
+            kind: TraceKind::TxAdmitted { future: false },
+            size: 144,
+        };
+        let run = |txid: &Hash256| {
+            let mut t = Trace::new(false);
+            t.record_tx(admitted(5, 0), txid);
+            t
+        };
+        assert_eq!(run(&a).hash(), run(&a).hash());
+        assert_ne!(run(&a).hash(), run(&b).hash());
+        let mut future = Trace::new(false);
+        future.record_tx(
+            TraceEvent {
+                kind: TraceKind::TxAdmitted { future: true },
+                ..admitted(5, 0)
+            },
+            &a,
+        );
+        assert_ne!(future.hash(), run(&a).hash());
+
+        let mut t = Trace::new(false);
+        t.record_tx(admitted(5, 3), &a);
+        t.record_tx(admitted(9, 1), &a);
+        t.record_tx(
+            TraceEvent {
+                kind: TraceKind::TxPromoted,
+                ..admitted(10, 4)
+            },
+            &a,
+        );
+        t.record_tx(admitted(12, 3), &a);
+        assert_eq!(t.tx_arrivals(&a), &[(3, 5), (1, 9), (3, 12)]);
+        assert_eq!(t.tx_arrival(&a, 3), Some(5));
+        assert_eq!(t.tx_arrival(&a, 4), None, "a promotion is not an arrival");
+        assert_eq!(
+            t.tx_first_arrivals(&a).into_iter().collect::<Vec<_>>(),
+            vec![(1, 9), (3, 5)]
+        );
+        assert!(t.tx_arrivals(&b).is_empty());
+        assert_eq!(t.len(), 4);
     }
 
     #[test]

@@ -18,9 +18,17 @@
 //! answered after the validation delay (blocks validate one after another), `ServeBlocks`
 //! sends the stored blocks over the link, and every change of the active chain reaches the
 //! core as `BlockConnected`/`BlockDisconnected`, in order.
+//!
+//! Each node has a transaction pool (`mempool::SimMempool`) that a restart empties, as the
+//! real pool is not saved: `SubmitTx` is checked after the pool's check delay (one after
+//! another) and answered `TxProcessed`, every transaction the pool makes ready reaches the
+//! core as `TxAccepted`, `ServeTxs` sends TX messages over the link, `ListMempool` is
+//! answered `MempoolContents`; connected blocks take their transactions out of the pool and
+//! disconnected ones put them back (announced again).
 
 use super::chain::{ChainChange, SimChain};
 use super::config::{Addressing, SimConfig};
+use super::mempool::{PoolChange, SimMempool};
 use super::network::{Network, Transmission, UNANSWERED_DIAL_US};
 use super::queue::{EventQueue, SimTime};
 use super::regions::Region;
@@ -33,14 +41,16 @@ use crate::protocol::cmpct::{block_txn_of, compact_of, Filler};
 use crate::protocol::Reconstruction;
 use crate::protocol::{
     BlockResult, Command, CommandError, Core, CoreConfig, DialId, DialTarget, Input, Output,
-    PeerId, Persist,
+    PeerId, Persist, TxResult,
 };
 use crate::time::{LocalDuration, LocalTime, Now};
-use crate::types::{Address, Block, Hash256, NodeId};
+use crate::types::block::MAX_BLOCK_SIZE;
+use crate::types::transaction::MAX_TX_SIZE;
+use crate::types::{Address, Block, Hash256, NodeId, Transaction};
 use crate::wire::compact::{CompactBlock, GetBlockTxn};
 use crate::wire::frame::encode_payload;
 use crate::wire::limits::FRAME_HEADER_SIZE;
-use crate::wire::message::{InvItem, InvKind};
+use crate::wire::message::{inv_list, InvItem, InvKind};
 use crate::wire::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -75,6 +85,14 @@ const EPHEMERAL_LAST_PORT: u16 = 60_999;
 /// from a DNS seed.
 const BOOTSTRAP_SOURCE_PUBLIC: &str = "9.9.9.9:53";
 const BOOTSTRAP_SOURCE_LOOPBACK: &str = "127.0.0.1:53";
+
+/// Ready transactions listed for a new peer at most: the real shell's
+/// `MEMPOOL_ANNOUNCED_ON_CONNECT`.
+const MEMPOOL_LISTED_ON_CONNECT: usize = 50_000;
+
+/// Transactions `mine_pool` puts in a block at most: what fits beside the header and the
+/// coinbase.
+const MAX_MINED_TXS: usize = (MAX_BLOCK_SIZE - 1_024) / MAX_TX_SIZE;
 
 /// The index of a node in the simulation.
 pub type NodeIndex = usize;
@@ -167,6 +185,22 @@ enum Event {
         peer: PeerId,
         block: Arc<Block>,
     },
+    /// `node`'s pool (of incarnation `life`) has checked a transaction `peer` (node `from`)
+    /// sent.
+    TxChecked {
+        node: NodeIndex,
+        life: u32,
+        peer: PeerId,
+        from: Option<NodeIndex>,
+        tx: Box<Transaction>,
+    },
+    /// `node`'s shell (of incarnation `life`) reads its pool for a new `peer`
+    /// (`ListMempool`).
+    MempoolListed {
+        node: NodeIndex,
+        life: u32,
+        peer: PeerId,
+    },
 }
 
 struct Node {
@@ -200,6 +234,12 @@ struct Node {
     stalling: bool,
     /// Where the blocks it mines pay.
     coinbase: Address,
+    /// Its transaction pool: emptied at a restart (the real pool is not saved), its chain
+    /// nonces kept.
+    pool: SimMempool,
+    /// When its pool is done with the transactions already handed over: they are checked
+    /// one after another.
+    pool_busy_until: SimTime,
 }
 
 /// Totals for a run so far.
@@ -242,6 +282,10 @@ pub struct Sim {
     invalid: BTreeSet<Hash256>,
     /// How long a chain takes to validate one block handed over by the core, µs.
     validation_delay: SimTime,
+    /// Transactions every node's pool refuses as invalid from now on (`mark_tx_invalid`).
+    invalid_txs: BTreeSet<Hash256>,
+    /// How long a pool takes to check one transaction handed over by the core, µs.
+    tx_check_delay: SimTime,
 }
 
 /// A 64-bit value derived from the seed for one purpose and node (SHA-256, so nearby seeds
@@ -280,7 +324,13 @@ impl Sim {
             })
             .collect();
         let upload = (0..n)
-            .map(|i| config.upload_of.get(&i).copied().unwrap_or(config.upload))
+            .map(|i| {
+                let drawn = config.upload_range.map_or(config.upload, |(min, max)| {
+                    StdRng::seed_from_u64(derive_u64(config.seed, "upload", i, 0))
+                        .gen_range(min..=max)
+                });
+                config.upload_of.get(&i).copied().unwrap_or(drawn)
+            })
             .collect();
         let net = Network::new(table, config.params, rng, regions, upload);
 
@@ -337,6 +387,8 @@ impl Sim {
                 recent_compact: VecDeque::new(),
                 stalling: false,
                 coinbase,
+                pool: SimMempool::new(),
+                pool_busy_until: 0,
             });
         }
         let mut sim = Sim {
@@ -355,6 +407,8 @@ impl Sim {
             next_port: BTreeMap::new(),
             invalid: BTreeSet::new(),
             validation_delay: config.validation_delay.as_millis() * MICROS_PER_MILLI,
+            invalid_txs: BTreeSet::new(),
+            tx_check_delay: config.tx_check_delay_us,
         };
         sim.links.push(Link {
             node: [0, 0],
@@ -506,6 +560,9 @@ impl Sim {
         // The block store survives; the orphan pool and the validation queue do not.
         n.chain.clear_orphans();
         n.chain_busy_until = 0;
+        // The pool lives in memory only; its transactions being checked die with it.
+        n.pool.clear();
+        n.pool_busy_until = 0;
         n.core = Core::new(cfg, book, bans).with_headers(n.chain.header_tree());
         n.up = true;
         self.record(node, None, TraceKind::Restarted, 0);
@@ -552,6 +609,12 @@ impl Sim {
     /// node's own address. It is stored and connected at once, as a locally mined block is
     /// (the core hears `BlockConnected` and announces it). Returns its hash.
     pub fn mine(&mut self, node: NodeIndex) -> Hash256 {
+        self.mine_with(node, Vec::new())
+    }
+
+    /// `mine`, with `txs` after the coinbase, as given: nothing checks them (validity is the
+    /// test's decision). Every pool that connects the block lets them go.
+    pub fn mine_with(&mut self, node: NodeIndex, txs: Vec<Transaction>) -> Hash256 {
         assert!(self.nodes[node].up, "node {node} is stopped");
         let now_secs = self.now().unix_secs();
         let n = &self.nodes[node];
@@ -564,11 +627,23 @@ impl Sim {
             header.time,
             header.bits,
             n.coinbase,
-            vec![],
+            txs,
         );
         let hash = block.hash();
         self.submit_to_chain(node, Arc::new(block));
         hash
+    }
+
+    /// `mine_with` the transactions ready in `node`'s pool, per sender in nonce order (as
+    /// many as fit in a block).
+    pub fn mine_pool(&mut self, node: NodeIndex) -> Hash256 {
+        let txs = self.nodes[node]
+            .pool
+            .ready()
+            .take(MAX_MINED_TXS)
+            .map(|(_, tx)| tx.clone())
+            .collect();
+        self.mine_with(node, txs)
     }
 
     /// Stores `blocks` in `node`'s chain at once, in order, as if mined or submitted
@@ -587,6 +662,26 @@ impl Sim {
     /// holding it keeps it and serves it.
     pub fn mark_invalid(&mut self, hash: Hash256) {
         self.invalid.insert(hash);
+    }
+
+    // ----- transactions ----------------------------------------------------------------
+
+    /// Submits `tx` at `node` as RPC `sendrawtransaction` would: admitted to its pool now
+    /// (at once, no check delay), and the core told of what became ready (`TxAccepted`),
+    /// which it announces. The txid, or why the pool refused it.
+    pub fn submit_tx(&mut self, node: NodeIndex, tx: Transaction) -> Result<Hash256, TxResult> {
+        assert!(self.nodes[node].up, "node {node} is stopped");
+        let txid = tx.txid();
+        match self.admit(node, None, tx) {
+            TxResult::Accepted => Ok(txid),
+            refused => Err(refused),
+        }
+    }
+
+    /// From now on every node's pool refuses `txid` as invalid (`TxResult::Invalid`: the
+    /// sender is to blame). A pool already holding it keeps it and serves it.
+    pub fn mark_tx_invalid(&mut self, txid: Hash256) {
+        self.invalid_txs.insert(txid);
     }
 
     /// Whether `node` answers GETDATA: a stalling node's shell drops every `ServeBlocks`
@@ -629,6 +724,11 @@ impl Sim {
     /// `node`'s core, for queries. A stopped node's core is the one that stopped.
     pub fn core(&self, node: NodeIndex) -> &Core {
         &self.nodes[node].core
+    }
+
+    /// `node`'s transaction pool, for queries. A stopped node's is the one it stopped with.
+    pub fn mempool(&self, node: NodeIndex) -> &SimMempool {
+        &self.nodes[node].pool
     }
 
     /// `node`'s chain, for queries.
@@ -797,9 +897,153 @@ impl Sim {
             } => self.send_compact(node, peers, hash, block, nonce),
             Output::Reconstruct { peer, compact } => self.reconstruct(node, peer, &compact),
             Output::ServeBlockTxn { peer, request } => self.serve_block_txn(node, peer, request),
-            // The simulated nodes have no mempool: no transaction is ever admitted, so none
-            // is announced, and a GETDATA for one goes unanswered.
-            Output::SubmitTx { .. } | Output::ServeTxs { .. } | Output::ListMempool { .. } => {}
+            Output::SubmitTx { .. } | Output::ServeTxs { .. } | Output::ListMempool { .. } => {
+                self.apply_tx_output(node, output)
+            }
+        }
+    }
+
+    // ----- the shell's part: transactions ---------------------------------------------------
+
+    /// The transaction outputs, as the real shell executes them: a peer's transaction is
+    /// checked after the pool's delay, one after another; transactions asked for are sent
+    /// from the pool; a new peer's listing is read from the pool (at once, as the shell's
+    /// blocking thread does soon after).
+    fn apply_tx_output(&mut self, node: NodeIndex, output: Output) {
+        match output {
+            Output::SubmitTx { peer, tx } => {
+                let from = self
+                    .side_of(node, peer)
+                    .map(|(link, side)| self.links[link as usize].node[1 - side]);
+                let n = &mut self.nodes[node];
+                let at = n.pool_busy_until.max(self.now) + self.tx_check_delay;
+                n.pool_busy_until = at;
+                let life = n.life;
+                self.queue.push(
+                    at,
+                    Event::TxChecked {
+                        node,
+                        life,
+                        peer,
+                        from,
+                        tx,
+                    },
+                );
+            }
+            Output::ServeTxs { peer, txids } => self.serve_txs(node, peer, txids),
+            Output::ListMempool { peer } => {
+                let life = self.nodes[node].life;
+                self.queue
+                    .push(self.now, Event::MempoolListed { node, life, peer });
+            }
+            _ => unreachable!("only transaction outputs come here"),
+        }
+    }
+
+    /// The pool's verdict on a transaction `peer` sent: what it made ready reaches the core
+    /// as `TxAccepted` first, then the verdict as `TxProcessed` (the real pool publishes its
+    /// admissions before it returns the verdict to the checking task).
+    fn tx_checked(
+        &mut self,
+        node: NodeIndex,
+        peer: PeerId,
+        from: Option<NodeIndex>,
+        tx: Transaction,
+    ) {
+        let txid = tx.txid();
+        let result = self.admit(node, from, tx);
+        self.feed(node, Input::TxProcessed { peer, txid, result });
+    }
+
+    /// Hands `tx` to `node`'s pool (from the node `from`, or locally); records and feeds
+    /// what it made ready. The verdict, as the core is told it.
+    fn admit(&mut self, node: NodeIndex, from: Option<NodeIndex>, tx: Transaction) -> TxResult {
+        if self.invalid_txs.contains(&tx.txid()) {
+            return TxResult::Invalid("sim: marked invalid by the test".into());
+        }
+        match self.nodes[node].pool.admit(tx) {
+            Ok(change) => {
+                self.pool_changed(node, from, &change);
+                TxResult::Accepted
+            }
+            Err(refusal) => refusal.to_result(),
+        }
+    }
+
+    /// Records what entered `node`'s pool and what became ready there, and tells the core
+    /// of each newly ready transaction (`TxAccepted`), in order.
+    fn pool_changed(&mut self, node: NodeIndex, from: Option<NodeIndex>, change: &PoolChange) {
+        for &(txid, future) in &change.entered {
+            self.record_tx(node, from, TraceKind::TxAdmitted { future }, &txid);
+        }
+        for &(txid, sender, nonce) in &change.ready {
+            if !change.entered.iter().any(|(t, _)| *t == txid) {
+                self.record_tx(node, None, TraceKind::TxPromoted, &txid);
+            }
+            self.feed(
+                node,
+                Input::TxAccepted {
+                    txid,
+                    sender,
+                    nonce,
+                },
+            );
+        }
+    }
+
+    fn record_tx(
+        &mut self,
+        node: NodeIndex,
+        peer: Option<NodeIndex>,
+        kind: TraceKind,
+        txid: &Hash256,
+    ) {
+        let event = TraceEvent {
+            at: self.now,
+            node,
+            peer,
+            kind,
+            // Every transfer encodes to the same size (fixed-width integers).
+            size: MAX_TX_SIZE,
+        };
+        self.trace.record_tx(event, txid);
+    }
+
+    /// `node`'s pool hears of a block its chain connected (its transactions leave) or
+    /// disconnected (they come back and, ready, are announced again).
+    fn pool_follows_chain(&mut self, node: NodeIndex, connected: bool, hash: &Hash256) {
+        let n = &mut self.nodes[node];
+        let block = Arc::clone(n.chain.block(hash).expect("a changed block is stored"));
+        if connected {
+            n.pool.block_connected(&block);
+        } else {
+            let change = n.pool.block_disconnected(&block);
+            self.pool_changed(node, None, &change);
+        }
+    }
+
+    /// Sends `peer` the transactions `node`'s pool holds, each as a TX, then one NOTFOUND
+    /// for the rest, as the shell's serving task does; nothing from a stalling node.
+    fn serve_txs(&mut self, node: NodeIndex, peer: PeerId, txids: Vec<Hash256>) {
+        if self.nodes[node].stalling {
+            return;
+        }
+        let mut missing = Vec::new();
+        for txid in txids {
+            match self.nodes[node].pool.get(&txid) {
+                Some(tx) => {
+                    let message = Message::Tx(tx.clone());
+                    self.send(node, peer, message);
+                }
+                None => missing.push(txid),
+            }
+        }
+        if !missing.is_empty() {
+            self.send(
+                node,
+                peer,
+                Message::NotFound(inv_list(InvKind::Tx, &missing)),
+            );
         }
     }
 
@@ -849,10 +1093,13 @@ impl Sim {
         }
     }
 
-    /// Rebuilds a compact block from what the node holds (the real shell's `reconstruct`);
-    /// the answer arrives as an input at once.
+    /// Rebuilds a compact block from the node's pool (the real shell's `reconstruct`); the
+    /// answer arrives as an input at once.
     fn reconstruct(&mut self, node: NodeIndex, peer: PeerId, compact: &CompactBlock) {
-        let filler = Filler::new(compact);
+        let mut filler = Filler::new(compact);
+        for (txid, tx) in self.nodes[node].pool.iter() {
+            filler.offer(txid, || tx.clone());
+        }
         let result = filler.finish();
         let life = self.nodes[node].life;
         self.queue.push(
@@ -892,15 +1139,18 @@ impl Sim {
         let n = &mut self.nodes[node];
         let (result, changes) = n.chain.submit(block, &self.invalid);
         for change in changes {
-            let input = match change {
+            let (connected, header) = match change {
                 ChainChange::Connected { header, height } => {
-                    Input::BlockConnected { header, height }
+                    self.feed(node, Input::BlockConnected { header, height });
+                    (true, header)
                 }
                 ChainChange::Disconnected { header, height } => {
-                    Input::BlockDisconnected { header, height }
+                    self.feed(node, Input::BlockDisconnected { header, height });
+                    (false, header)
                 }
             };
-            self.feed(node, input);
+            // The pool follows the chain's events as the core does, after it.
+            self.pool_follows_chain(node, connected, &header.hash());
         }
         result
     }
@@ -1302,6 +1552,28 @@ impl Sim {
                     let hash = block.hash();
                     let result = self.submit_to_chain(node, block);
                     self.feed(node, Input::BlockProcessed { peer, hash, result });
+                }
+            }
+            Event::TxChecked {
+                node,
+                life,
+                peer,
+                from,
+                tx,
+            } => {
+                let n = &self.nodes[node];
+                if n.up && n.life == life {
+                    self.tx_checked(node, peer, from, *tx);
+                }
+            }
+            Event::MempoolListed { node, life, peer } => {
+                let n = &self.nodes[node];
+                if n.up && n.life == life {
+                    let txs = n.pool.ready_announceable(MEMPOOL_LISTED_ON_CONNECT);
+                    // The shell feeds nothing for an empty pool.
+                    if !txs.is_empty() {
+                        self.feed(node, Input::MempoolContents { peer, txs });
+                    }
                 }
             }
         }
