@@ -655,9 +655,10 @@ fn a_relay_flag_other_than_0_or_1_is_rejected() {
 fn an_unknown_inventory_kind_is_rejected() {
     for command in [Command::Inv, Command::GetData, Command::NotFound] {
         let mut payload = payload_of(&inv_of(1));
-        // count (8 bytes), then the kind as a u32 little-endian tag: 0 = Tx, 1 = Block.
+        // count (8 bytes), then the kind as a u32 little-endian tag: 0 = Tx, 1 = Block,
+        // 2 = CompactBlock.
         assert_eq!(&payload[8..12], &[0, 0, 0, 0]);
-        for tag in [2u32, 0x0100_0000, u32::MAX] {
+        for tag in [3u32, 0x0100_0000, u32::MAX] {
             payload[8..12].copy_from_slice(&tag.to_le_bytes());
             let mut d = decoder(true);
             assert_malformed(

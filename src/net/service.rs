@@ -1017,7 +1017,7 @@ impl NetService {
         let rebuilt = self.rebuilt_txids.clone();
         self.tasks.spawn(async move {
             let built = tokio::task::spawn_blocking(move || {
-                let block = match block {
+                let block = match block.or_else(|| recent_block(&recent, &hash)) {
                     Some(block) => block,
                     None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
                 };
@@ -1029,14 +1029,20 @@ impl NetService {
                     .map(|(_, txids)| txids.clone());
                 let compact = compact_of(&block, nonce, known.as_deref())?;
                 let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
-                if recent.len() >= RECENT_COMPACT_BLOCKS {
-                    recent.pop_front();
+                if !recent.iter().any(|b| b.hash() == hash) {
+                    if recent.len() >= RECENT_COMPACT_BLOCKS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(block);
                 }
-                recent.push_back(block);
                 Some(compact)
             })
             .await;
             let Ok(Some(compact)) = built else {
+                // Gone from the store meanwhile (a reorg): whoever asked can ask elsewhere.
+                for (_, outbox) in outboxes {
+                    let _ = outbox.try_send(not_found(InvKind::Block, &[hash]));
+                }
                 return;
             };
             for (peer, outbox) in outboxes {

@@ -144,8 +144,16 @@ impl BlockDl {
     }
 
     /// Tops up the requests: the window's missing blocks, each from a peer that has it,
-    /// the least busy first.
-    pub fn request(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+    /// the least busy first. A new best block right after our tip is asked of a peer that
+    /// takes compact blocks (`compact`) as a compact block: its transactions are likely in
+    /// our mempool already.
+    pub fn request(
+        &mut self,
+        tree: &HeaderTree,
+        compact: &dyn Fn(PeerId) -> bool,
+        now: Now,
+        out: &mut Outbox,
+    ) {
         if self.outstanding() >= MAX_IN_FLIGHT {
             return;
         }
@@ -185,9 +193,21 @@ impl BlockDl {
             );
             batches.entry(peer).or_default().push(hash);
         }
+        let next_tip = |hash: &Hash256| {
+            *hash == tree.best_hash() && tree.height_of(hash) == Some(tree.active_height() + 1)
+        };
         for (peer, hashes) in batches {
-            out.get_data(peer, InvKind::Block, &hashes);
+            let (as_compact, whole): (Vec<Hash256>, Vec<Hash256>) = hashes
+                .into_iter()
+                .partition(|h| next_tip(h) && compact(peer));
+            out.get_data(peer, InvKind::CompactBlock, &as_compact);
+            out.get_data(peer, InvKind::Block, &whole);
         }
+    }
+
+    /// The peer a block is requested from, if it is.
+    pub fn requested_from(&self, hash: &Hash256) -> Option<PeerId> {
+        self.in_flight.get(hash).map(|r| r.peer)
     }
 
     /// Whether the block is requested or with the chain: nobody else need fetch it.
@@ -239,7 +259,10 @@ impl BlockDl {
 
     /// NOTFOUND: the peer does not have those blocks after all.
     pub fn on_not_found(&mut self, peer: PeerId, items: &InvList, tree: &HeaderTree) {
-        for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Block) {
+        let blocks = |i: &&crate::wire::message::InvItem| {
+            matches!(i.kind, InvKind::Block | InvKind::CompactBlock)
+        };
+        for item in items.as_slice().iter().filter(blocks) {
             let ours = self
                 .in_flight
                 .get(&item.hash)
@@ -446,12 +469,12 @@ mod tests {
         let chain = blocks(100);
         let (tree, mut dl) = setup(&chain, 3);
         let mut out = Outbox::default();
-        dl.request(&tree, now(0), &mut out);
+        dl.request(&tree, &|_| false, now(0), &mut out);
         let asked = requests(&mut out);
         assert_eq!(asked.values().sum::<usize>(), 3 * MAX_IN_FLIGHT_PER_PEER);
         assert!(asked.values().all(|n| *n == MAX_IN_FLIGHT_PER_PEER));
         // Nothing more while all are busy.
-        dl.request(&tree, now(1), &mut out);
+        dl.request(&tree, &|_| false, now(1), &mut out);
         assert!(requests(&mut out).is_empty());
     }
 
@@ -460,7 +483,7 @@ mod tests {
         let chain = blocks(3);
         let (mut tree, mut dl) = setup(&chain, 1);
         let mut out = Outbox::default();
-        dl.request(&tree, now(0), &mut out);
+        dl.request(&tree, &|_| false, now(0), &mut out);
         requests(&mut out);
         let first = Box::new(chain[0].clone());
         let handed = [
@@ -488,7 +511,7 @@ mod tests {
         let chain = blocks(20);
         let (tree, mut dl) = setup(&chain, 2);
         let mut out = Outbox::default();
-        dl.request(&tree, now(0), &mut out);
+        dl.request(&tree, &|_| false, now(0), &mut out);
         requests(&mut out);
         assert_eq!(dl.stall_timeout(), STALL_TIMEOUT_MIN);
         dl.tick(&tree, now(STALL_TIMEOUT_MIN.as_millis() - 1), &mut out);
@@ -515,7 +538,7 @@ mod tests {
         let chain = blocks(5);
         let (mut tree, mut dl) = setup(&chain, 1);
         let mut out = Outbox::default();
-        dl.request(&tree, now(0), &mut out);
+        dl.request(&tree, &|_| false, now(0), &mut out);
         requests(&mut out);
         let hash = chain[1].hash();
         dl.on_block(1, Box::new(chain[1].clone()), &mut tree, now(10), &mut out);

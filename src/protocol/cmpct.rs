@@ -173,6 +173,41 @@ impl CompactRelay {
         self.counts.get(&peer).copied().unwrap_or_default()
     }
 
+    /// Whether the peer takes compact blocks (sent SENDCMPCT with our version).
+    pub fn takes_compact(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.supports)
+    }
+
+    /// GETDATA of a compact block: sent (read by the shell from what it keeps or the store)
+    /// when the block is recent and held; false otherwise (the caller serves it whole or
+    /// not at all).
+    pub fn serve_compact(
+        &mut self,
+        peer: PeerId,
+        hash: Hash256,
+        tree: &HeaderTree,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) -> bool {
+        let recent = tree
+            .height_of(&hash)
+            .is_some_and(|h| h + MAX_BLOCKTXN_DEPTH >= tree.active_height());
+        if !recent || !(tree.has_body(&hash) || self.pushed.contains(&hash)) {
+            return false;
+        }
+        self.peer_knows(peer, hash);
+        if let Some(c) = self.counts.get_mut(&peer) {
+            c.cmpct_sent += 1;
+        }
+        out.push(Output::SendCompact {
+            peers: vec![peer],
+            hash,
+            block: None,
+            nonce: rng.gen(),
+        });
+        true
+    }
+
     /// Whether the block was pushed as a compact block lately (the shell keeps it at hand
     /// until stored, for GETBLOCKTXN and GETDATA).
     pub fn was_pushed(&self, hash: &Hash256) -> bool {

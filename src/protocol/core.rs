@@ -187,7 +187,9 @@ impl Core {
         self.fan_out(now);
         // Whatever happened, the download window is topped up.
         let before = self.out.pending_outputs();
-        self.blocks.request(&self.tree, now, &mut self.out);
+        let compact = |peer| self.compact.takes_compact(peer);
+        self.blocks
+            .request(&self.tree, &compact, now, &mut self.out);
         self.wake_stale |= self.out.pending_outputs() != before;
         if let Some(peer) = joined {
             self.announce_if_kept(peer);
@@ -462,8 +464,29 @@ impl Core {
                 self.relay.on_not_found(peer, &items, now, out);
             }
             Message::GetData(items) => {
+                // Compact blocks asked for are sent as such when recent and held; otherwise
+                // as a whole block (or not found).
+                let mut rest = Vec::new();
+                for item in items.into_inner() {
+                    let sent = item.kind == InvKind::CompactBlock
+                        && self.compact.serve_compact(
+                            peer,
+                            item.hash,
+                            &self.tree,
+                            &mut self.compact_rng,
+                            out,
+                        );
+                    if item.kind == InvKind::CompactBlock && !sent {
+                        rest.push(crate::wire::message::InvItem {
+                            kind: InvKind::Block,
+                            hash: item.hash,
+                        });
+                    } else if !sent {
+                        rest.push(item);
+                    }
+                }
                 let pushed = |hash: &crate::types::Hash256| self.compact.was_pushed(hash);
-                serve(peer, items, &self.tree, &pushed, out)
+                serve(peer, InvList::truncating(rest), &self.tree, &pushed, out)
             }
             Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
         }
@@ -479,9 +502,12 @@ impl Core {
         now: Now,
     ) {
         let hash = compact.header.hash();
+        // Not held, not being rebuilt, and not fetched from someone else (asked of this peer
+        // as a compact block is fine).
+        let asked_of = self.blocks.requested_from(&hash);
         let fresh = !self.tree.has_body(&hash)
-            && !self.blocks.is_busy(&hash)
-            && !self.compact.is_pending(&hash);
+            && !self.compact.is_pending(&hash)
+            && (asked_of == Some(peer) || !self.blocks.is_busy(&hash));
         // The parent may still be on its way to the chain (rebuilt, downloaded): the chain
         // holds the child until it is stored.
         let prev = compact.header.prev_hash;

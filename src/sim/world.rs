@@ -1077,17 +1077,21 @@ impl Sim {
         block: Option<Arc<Block>>,
         nonce: u64,
     ) {
-        let Some(block) = block.or_else(|| self.nodes[node].chain.block(&hash).cloned()) else {
+        let n = &self.nodes[node];
+        let kept = n.recent_compact.iter().find(|b| b.hash() == hash).cloned();
+        let Some(block) = block.or(kept).or_else(|| n.chain.block(&hash).cloned()) else {
             return;
         };
         let Some(compact) = compact_of(&block, nonce, None) else {
             return;
         };
         let recent = &mut self.nodes[node].recent_compact;
-        if recent.len() >= RECENT_COMPACT_BLOCKS {
-            recent.pop_front();
+        if !recent.iter().any(|b| b.hash() == hash) {
+            if recent.len() >= RECENT_COMPACT_BLOCKS {
+                recent.pop_front();
+            }
+            recent.push_back(block);
         }
-        recent.push_back(block);
         for peer in peers {
             self.send(node, peer, Message::CmpctBlock(Box::new(compact.clone())));
         }

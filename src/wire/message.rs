@@ -70,6 +70,8 @@ pub struct Version {
 pub enum InvKind {
     Tx,
     Block,
+    /// In GETDATA only: "send me this block as a CMPCTBLOCK" (compact block relay).
+    CompactBlock,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
