@@ -12,10 +12,16 @@
 //! the median of each, beside the floor the network sets (every node announcing at once, one
 //! and a half round trips a hop). Target: a median of at most 500 ms.
 //!
-//! Run with `cargo bench --bench sim` (`cargo bench --bench sim -- tx`: the transaction part
+//! On the same network, then, block propagation: 2,000 transactions put in every node's pool
+//! (as relayed long before), a block of them mined at a random node; when 50 %, 90 % and
+//! 100 % of the nodes had it as their tip. Each hop's validation is taken as 15 ms (a
+//! 2,000-transaction block whose signatures the pool checked). Targets: a median of at most
+//! 250 ms to 50 %, 400 ms to 90 % and 1 s to all.
+//!
+//! Run with `cargo bench --bench sim` (`cargo bench --bench sim -- tx`: the propagation part
 //! only). Single-threaded: the simulator runs on one core.
 
-use noded::sim::{sim_transfer, Sim, SimConfig};
+use noded::sim::{sim_transfer, sim_transfers, Sim, SimConfig};
 use noded::time::LocalDuration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -114,6 +120,13 @@ const TX_CHECK_EVERY: LocalDuration = LocalDuration::from_millis(100);
 /// One seed's run: (ms to 50 %, 90 %, 100 % of the nodes; `None` when not reached).
 type Reach = [Option<u64>; 3];
 
+/// Transactions in the propagated block, all in every pool beforehand.
+const BLOCK_TXS: usize = 2_000;
+/// What a hop's validation of that block costs (the pool checked its signatures).
+const BLOCK_VALIDATION: LocalDuration = LocalDuration::from_millis(15);
+/// How often the block run looks at every node's tip (the resolution of its figures).
+const BLOCK_CHECK_EVERY: LocalDuration = LocalDuration::from_millis(5);
+
 /// The shares of the nodes the figures are for.
 const SHARES: [f64; 3] = [0.5, 0.9, 1.0];
 
@@ -157,15 +170,17 @@ fn network_floor(sim: &Sim, from: usize) -> Reach {
 }
 
 /// Forms a network with `seed` until every node has its outbound peers, submits one
-/// transaction at a random node and follows it; prints the run. The figures, and the
-/// network's floor for them.
-fn tx_run(seed: u64) -> (Reach, Reach) {
+/// transaction at a random node and follows it, then mines a block of transactions every
+/// pool holds at another random node and follows it; prints the run. The transaction's
+/// figures, the network's floor for them, and the block's figures.
+fn tx_run(seed: u64) -> (Reach, Reach, Reach) {
     let started = Instant::now();
     let mut sim = SimConfig::new(TX_NODES)
         .seed(seed)
         .outbound(OUTBOUND)
         .bootstrap([0, 1, 2])
         .upload_bandwidth_range(TX_UPLOAD_MIN, TX_UPLOAD_MAX)
+        .validation_delay(BLOCK_VALIDATION)
         .keep_trace(false)
         .build();
     let (formed, done) = until_filled(&mut sim, started);
@@ -200,7 +215,37 @@ fn tx_run(seed: u64) -> (Reach, Reach) {
         show(floor[1]),
         show(floor[2]),
     );
-    (reach, floor)
+    let block = block_run(&mut sim, seed);
+    println!(
+        "           block of {BLOCK_TXS} relayed transactions: 50% {}  90% {}  100% {}",
+        show(block[0]),
+        show(block[1]),
+        show(block[2]),
+    );
+    (reach, floor, block)
+}
+
+/// `BLOCK_TXS` transactions put in every pool, a block of them mined at a random node: the
+/// ms until each share of the nodes had it as its tip.
+fn block_run(sim: &mut Sim, seed: u64) -> Reach {
+    let txs = sim_transfers(1_000 + seed * 1_000, 500, BLOCK_TXS);
+    for node in 0..sim.len() {
+        sim.preload_pool(node, &txs);
+    }
+    let at = StdRng::seed_from_u64(seed ^ 0xb10c).gen_range(0..TX_NODES);
+    let mined = sim.now_us();
+    let hash = sim.mine_pool(at);
+    let deadline = sim.now().local + TX_DEADLINE;
+    let mut arrived: Vec<Option<u64>> = vec![None; sim.len()];
+    while arrived.iter().any(Option::is_none) && sim.now().local < deadline {
+        for (node, when) in arrived.iter_mut().enumerate() {
+            if when.is_none() && sim.tip(node) == hash {
+                *when = Some((sim.now_us() - mined) / 1_000);
+            }
+        }
+        sim.run_for(BLOCK_CHECK_EVERY);
+    }
+    reach_of(arrived.into_iter().flatten().collect())
 }
 
 /// The median of the runs that reached the share (a run that never did counts as the
@@ -224,7 +269,7 @@ fn tx_propagation() {
         "transaction propagation: {TX_NODES} nodes, {OUTBOUND} outbound, region latencies, upload drawn from 10-100 Mbit/s per node; a network formed per seed (until every node has {OUTBOUND} outbound), then one transaction at a random node"
     );
     let started = Instant::now();
-    let runs: Vec<(Reach, Reach)> = (1..=TX_RUNS).map(tx_run).collect();
+    let runs: Vec<(Reach, Reach, Reach)> = (1..=TX_RUNS).map(tx_run).collect();
     let column = |i: usize| runs.iter().map(|r| r.0[i]).collect::<Vec<_>>();
     let floor = |i: usize| runs.iter().map(|r| r.1[i]).collect::<Vec<_>>();
     println!(
@@ -239,6 +284,13 @@ fn tx_propagation() {
         median(floor(0)),
         median(floor(1)),
         median(floor(2)),
+    );
+    let block = |i: usize| runs.iter().map(|r| r.2[i]).collect::<Vec<_>>();
+    println!(
+        "  block of {BLOCK_TXS} relayed transactions, median of {TX_RUNS} runs: 50% {}  90% {}  100% {}  (targets: 250 ms, 400 ms, 1 s)",
+        median(block(0)),
+        median(block(1)),
+        median(block(2)),
     );
 }
 

@@ -391,7 +391,10 @@ impl CompactRelay {
             return;
         }
         if self.pending.len() >= MAX_PENDING {
-            return; // the header is in the tree: the download fetches the body
+            // Too many rebuilds at once: the whole block, from the same peer.
+            out.internal(Internal::BlockRequested { peer, hash });
+            out.get_data(peer, InvKind::Block, &[hash]);
+            return;
         }
         self.pending.insert(
             hash,

@@ -731,6 +731,16 @@ impl Sim {
         &self.nodes[node].pool
     }
 
+    /// Puts `txs` in `node`'s pool as if relayed long ago: the pool holds them, the core is
+    /// not told (nothing is announced). For a run that starts from pools already full, such
+    /// as block propagation with every transaction relayed. How many it admitted.
+    pub fn preload_pool(&mut self, node: NodeIndex, txs: &[Transaction]) -> usize {
+        let pool = &mut self.nodes[node].pool;
+        txs.iter()
+            .filter(|tx| pool.admit(Transaction::clone(tx)).is_ok())
+            .count()
+    }
+
     /// `node`'s chain, for queries.
     pub fn chain(&self, node: NodeIndex) -> &SimChain {
         &self.nodes[node].chain
