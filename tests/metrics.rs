@@ -157,11 +157,12 @@ fn two_connected_nodes_expose_their_traffic_peers_and_chain_on_metrics() {
     assert_eq!(sum(&from_b, "noded_chain_tip_height", &[]), BLOCKS as f64);
     let manual = [("direction", "outbound"), ("type", "manual")];
     assert_eq!(sum(&from_b, "noded_peers", &manual), 1.0);
+    // B dialled A, so asked it to push new blocks: they came as compact blocks.
     assert!(
         sum(
             &from_b,
             "noded_net_received_bytes_total",
-            &[("command", "block")]
+            &[("command", "cmpctblock")]
         ) > 0.0
     );
     assert!(sum(&from_b, "noded_net_sent_bytes_total", &[]) > 0.0);

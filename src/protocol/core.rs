@@ -468,21 +468,16 @@ impl Core {
                 // as a whole block (or not found).
                 let mut rest = Vec::new();
                 for item in items.into_inner() {
-                    let sent = item.kind == InvKind::CompactBlock
-                        && self.compact.serve_compact(
-                            peer,
-                            item.hash,
-                            &self.tree,
-                            &mut self.compact_rng,
-                            out,
-                        );
-                    if item.kind == InvKind::CompactBlock && !sent {
+                    if item.kind != InvKind::CompactBlock {
+                        rest.push(item);
+                        continue;
+                    }
+                    let (tree, rng) = (&self.tree, &mut self.compact_rng);
+                    if !self.compact.serve_compact(peer, item.hash, tree, rng, out) {
                         rest.push(crate::wire::message::InvItem {
                             kind: InvKind::Block,
                             hash: item.hash,
                         });
-                    } else if !sent {
-                        rest.push(item);
                     }
                 }
                 let pushed = |hash: &crate::types::Hash256| self.compact.was_pushed(hash);

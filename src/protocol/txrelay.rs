@@ -807,7 +807,10 @@ mod tests {
         for n in 0..=250u8 {
             relay.processed(1, txid(n), &refused, now(0), &mut out);
         }
-        assert!(misbehaved(&mut out).is_empty(), "an honest flood meets the cap");
+        assert!(
+            misbehaved(&mut out).is_empty(),
+            "an honest flood meets the cap"
+        );
         // Offered again by another peer: fetched.
         relay.on_inv(2, &inv(&[txid(7)]), now(10), &mut out);
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(7)])]);
