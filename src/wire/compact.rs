@@ -2,8 +2,8 @@
 //! BLOCKTXN, and the short transaction ids a compact block carries.
 //!
 //! Owns the byte layout of these four payloads and the short-id function (docs/PROTOCOL.md
-//! §5.17–§5.20). Must never decide anything: when to send them, and rebuilding a block
-//! from a mempool, belong to the protocol core and the relay.
+//! 8.17–8.20). Must never decide anything: when to send them, and rebuilding a block
+//! from a mempool, belong to the protocol core (`protocol::cmpct`, 10.8).
 
 use crate::encoding::BoundedVec;
 use crate::types::block::MAX_BLOCK_TXS;
