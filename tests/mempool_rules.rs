@@ -783,6 +783,26 @@ fn a_stale_pool_resyncs_an_account_when_it_sees_newer_state() {
     p.check_invariants();
 }
 
+/// A block carrying the nonce a future waited for (a copy this pool never had) makes the
+/// future ready: it is published as admitted, so the relay announces it.
+#[test]
+fn a_future_a_block_makes_ready_is_published_as_admitted() {
+    use noded::mempool::SharedMempool;
+    let mut v = view(&[(1, 1_000_000)]);
+    let shared = SharedMempool::new(pool());
+    let (first, second) = (tx(1, 0, 1, 200), tx(1, 1, 1, 200));
+    let verdicts = shared.submit_batch(vec![second.clone()], &v, 0, 1);
+    assert!(verdicts[0].1.as_ref().is_ok_and(|a| a.future));
+    let mut events = shared.subscribe();
+    apply(&mut v, std::slice::from_ref(&first));
+    shared.block_connected(&block(std::slice::from_ref(&first)), &v);
+    let admitted: Vec<(Hash256, bool)> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| (e.txid, e.future))
+        .collect();
+    assert_eq!(admitted, vec![(second.txid(), false)]);
+    assert!(!shared.lock().is_future(&second.txid()));
+}
+
 #[test]
 fn a_batch_is_judged_as_its_transactions_would_be_one_by_one() {
     use noded::mempool::SharedMempool;

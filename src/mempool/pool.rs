@@ -1107,6 +1107,15 @@ impl Mempool {
     /// it included and revalidates its senders' remaining chains (a conflicting transfer in
     /// the block makes a pool transaction's nonce too low; a spend can make later ones
     /// unaffordable).
+    /// The future transactions of `senders`, per sender in nonce order.
+    pub fn futures_of(&self, senders: &[Address]) -> Vec<Txid> {
+        senders
+            .iter()
+            .filter_map(|s| self.accounts.get(s))
+            .flat_map(|a| a.future.values().map(|e| e.txid))
+            .collect()
+    }
+
     pub fn block_connected(&mut self, block: &Block, view: &dyn AccountView) -> BlockUpdate {
         self.chain_events += 1;
         let mut included = HashSet::new();

@@ -319,15 +319,24 @@ impl SharedMempool {
 
     /// `Mempool::block_connected`, with the block's senders the pool holds transactions of
     /// read from `store` before the lock (a connect touches no other). Blocks on the store:
-    /// call it off the async runtime.
+    /// call it off the async runtime. Futures the block made ready (it carried the nonce
+    /// they waited for, from elsewhere) are published as admitted, so they are announced.
     pub fn block_connected(&self, block: &Block, store: &dyn AccountView) -> BlockUpdate {
         let mut senders = transfer_senders(block);
         {
             let pool = self.lock();
             senders.retain(|s| pool.has_sender(s));
         }
-        let view = PrefetchedAccounts::read(store, senders);
-        let update = self.lock().block_connected(block, &view);
+        let view = PrefetchedAccounts::read(store, senders.clone());
+        let (update, promoted) = {
+            let mut pool = self.lock();
+            let waiting = pool.futures_of(&senders);
+            let update = pool.block_connected(block, &view);
+            (update, ready_events(&pool, &waiting))
+        };
+        for event in promoted {
+            let _ = self.events.send(event);
+        }
         self.announce_removed(|| {
             let confirmed = update.txids.iter().map(|t| (*t, "confirmed".to_string()));
             confirmed.chain(with_reasons(&update.removed)).collect()

@@ -1025,7 +1025,29 @@ impl Sim {
         let n = &mut self.nodes[node];
         let block = Arc::clone(n.chain.block(hash).expect("a changed block is stored"));
         if connected {
+            // Futures the block made ready are announced, as the real pool publishes them.
+            let waiting: Vec<(Hash256, Address, u64)> = n
+                .pool
+                .iter()
+                .filter(|(txid, _)| !n.pool.is_ready(txid))
+                .filter_map(|(txid, tx)| match tx {
+                    Transaction::Transfer(t) => Some((*txid, t.sender(), t.nonce)),
+                    Transaction::Coinbase(_) => None,
+                })
+                .collect();
             n.pool.block_connected(&block);
+            let mut ready: Vec<(Hash256, Address, u64)> = waiting
+                .into_iter()
+                .filter(|(txid, _, _)| n.pool.is_ready(txid))
+                .collect();
+            ready.sort_by_key(|(_, sender, nonce)| (*sender, *nonce));
+            if !ready.is_empty() {
+                let change = PoolChange {
+                    entered: Vec::new(),
+                    ready,
+                };
+                self.pool_changed(node, None, &change);
+            }
         } else {
             let change = n.pool.block_disconnected(&block);
             self.pool_changed(node, None, &change);
