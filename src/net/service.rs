@@ -1058,6 +1058,7 @@ impl NetService {
     /// as `Input::Reconstructed`.
     fn reconstruct(&mut self, peer: PeerId, compact: Box<CompactBlock>) {
         let (pool, results) = (self.mempool.clone(), self.rebuilt_tx.clone());
+        let placed = self.rebuilt_txids.clone();
         self.tasks.spawn(async move {
             let hash = compact.header.hash();
             let rebuilt = tokio::task::spawn_blocking(move || {
@@ -1069,6 +1070,12 @@ impl NetService {
                     });
                 }
                 drop(pool);
+                let mut placed = placed.lock().unwrap_or_else(|e| e.into_inner());
+                if placed.len() >= RECENT_COMPACT_BLOCKS {
+                    placed.pop_front();
+                }
+                placed.push_back((hash, filler.placed_txids()));
+                drop(placed);
                 filler.finish()
             })
             .await;
