@@ -278,6 +278,11 @@ impl Net {
                     self.deliver(i, peer, Message::CmpctBlock(Box::new(compact.clone())));
                 }
             }
+            Output::ServeCompact { peer, hash, nonce } => {
+                let block = &self.nodes[i].blocks[&hash];
+                let compact = compact_of(block, nonce, None).unwrap();
+                self.deliver(i, peer, Message::CmpctBlock(Box::new(compact)));
+            }
             Output::Reconstruct { peer, compact } => {
                 let hash = compact.header.hash();
                 let result = Filler::new(&compact).finish();

@@ -19,7 +19,7 @@ use crate::mempool::shared::AdmittedTx;
 use crate::mempool::{MempoolError, SharedMempool};
 use crate::metrics::Metrics;
 use crate::protocol::bans::BanTarget;
-use crate::protocol::cmpct::{block_txn_of, compact_of, Filler, MAX_PENDING};
+use crate::protocol::cmpct::{block_txn_of, compact_of, Filler, KEPT_PUSHED, MAX_PENDING};
 use crate::protocol::headers::HeaderTree;
 use crate::protocol::io::{Announceable, Reconstruction};
 use crate::protocol::{
@@ -46,8 +46,9 @@ use tokio_util::sync::CancellationToken;
 pub const EVENT_QUEUE: usize = 4096;
 /// Chain answers waiting for the service: more than the blocks the core has in flight.
 const BLOCK_RESULT_QUEUE: usize = 256;
-/// Blocks waiting to be served to one peer: several download windows' worth (a peer asks
-/// for at most 16 at a time); beyond it a request is answered NOTFOUND.
+/// Blocks (whole, compact, or their transactions) waiting to be served to one peer: several
+/// download windows' worth (a peer asks for at most 16 at a time); beyond it a request is
+/// answered NOTFOUND.
 const SERVE_QUEUE: usize = 256;
 /// GETDATA requests for transactions waiting for a peer's serving task (each up to 50,000
 /// items); past this they are answered NOTFOUND.
@@ -62,9 +63,6 @@ const TX_RESULT_QUEUE: usize = 1_024;
 /// Rebuilt compact blocks waiting for the service: the core has at most `MAX_PENDING`
 /// handed over at once.
 const REBUILD_QUEUE: usize = MAX_PENDING;
-/// Blocks sent as compact blocks kept at hand for GETBLOCKTXN until the chain has stored
-/// them (pushed before validation): a few new tips.
-const RECENT_COMPACT_BLOCKS: usize = 4;
 /// Transactions from peers checked at once (one per peer at a time, in its order).
 const TX_CHECKS: usize = 16;
 /// Transactions of one peer checked as one batch, at most: large enough that the signature
@@ -234,7 +232,7 @@ impl NetHandle {
 
 struct LivePeer {
     /// Blocks waiting for its serving task (`serve_peer`), once it has asked for any.
-    serving: Option<mpsc::Sender<Hash256>>,
+    serving: Option<mpsc::Sender<ServeJob>>,
     /// Its transactions waiting for the mempool (`check_peer_txs`), in arrival order.
     checking: Option<mpsc::Sender<Box<Transaction>>>,
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
@@ -868,7 +866,9 @@ impl NetService {
                 Output::ResolveSeeds => self.resolve_seeds(),
                 Output::SetTimer(at) => self.next_tick = at,
                 Output::SubmitBlock { peer, block } => self.submit_block(peer, block),
-                Output::ServeBlocks { peer, hashes } => self.serve_blocks(peer, hashes),
+                Output::ServeBlocks { peer, hashes } => {
+                    self.serve(peer, hashes.into_iter().map(ServeJob::Block).collect())
+                }
                 Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
@@ -879,7 +879,12 @@ impl NetService {
                     nonce,
                 } => self.send_compact(peers, hash, block, nonce),
                 Output::Reconstruct { peer, compact } => self.reconstruct(peer, compact),
-                Output::ServeBlockTxn { peer, request } => self.serve_block_txn(peer, request),
+                Output::ServeBlockTxn { peer, request } => {
+                    self.serve(peer, vec![ServeJob::BlockTxn(request)])
+                }
+                Output::ServeCompact { peer, hash, nonce } => {
+                    self.serve(peer, vec![ServeJob::Compact { hash, nonce }])
+                }
                 Output::Event(event) => {
                     self.count_event(&event);
                     log_event(&event);
@@ -997,8 +1002,9 @@ impl NetService {
         });
     }
 
-    /// Builds the compact block (hashing every transaction) on a blocking thread and queues
-    /// it for each peer; the block stays at hand for their GETBLOCKTXN.
+    /// Pushes a compact block: builds it (hashing the transactions a rebuild did not place)
+    /// on a blocking thread and queues it for each peer; the block stays at hand for their
+    /// GETBLOCKTXN and GETDATA.
     fn send_compact(
         &mut self,
         peers: Vec<PeerId>,
@@ -1030,7 +1036,7 @@ impl NetService {
                 let compact = compact_of(&block, nonce, known.as_deref())?;
                 let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
                 if !recent.iter().any(|b| b.hash() == hash) {
-                    if recent.len() >= RECENT_COMPACT_BLOCKS {
+                    if recent.len() >= KEPT_PUSHED {
                         recent.pop_front();
                     }
                     recent.push_back(block);
@@ -1039,11 +1045,7 @@ impl NetService {
             })
             .await;
             let Ok(Some(compact)) = built else {
-                // Gone from the store meanwhile (a reorg): whoever asked can ask elsewhere.
-                for (_, outbox) in outboxes {
-                    let _ = outbox.try_send(not_found(InvKind::Block, &[hash]));
-                }
-                return;
+                return; // gone from the store meanwhile (a reorg): announced as usual
             };
             for (peer, outbox) in outboxes {
                 let message = Message::CmpctBlock(Box::new(compact.clone()));
@@ -1071,7 +1073,7 @@ impl NetService {
                 }
                 drop(pool);
                 let mut placed = placed.lock().unwrap_or_else(|e| e.into_inner());
-                if placed.len() >= RECENT_COMPACT_BLOCKS {
+                if placed.len() >= KEPT_PUSHED {
                     placed.pop_front();
                 }
                 placed.push_back((hash, filler.placed_txids()));
@@ -1082,31 +1084,6 @@ impl NetService {
             if let Ok(result) = rebuilt {
                 let _ = results.send((peer, hash, result)).await;
             }
-        });
-    }
-
-    /// Answers a GETBLOCKTXN from a block just sent as a compact block, or from the store.
-    fn serve_block_txn(&mut self, peer: PeerId, request: GetBlockTxn) {
-        let Some(live) = self.live.get(&peer) else {
-            return;
-        };
-        let (outbox, chain) = (live.outbox.clone(), self.chain.clone());
-        let recent = self.recent_blocks.clone();
-        self.tasks.spawn(async move {
-            let hash = request.block_hash;
-            let answer = tokio::task::spawn_blocking(move || {
-                let block = match recent_block(&recent, &hash) {
-                    Some(block) => block,
-                    None => Arc::new(chain.reader().block(&hash).ok().flatten()?),
-                };
-                block_txn_of(&block, &request)
-            })
-            .await;
-            let message = match answer {
-                Ok(Some(txn)) => Message::BlockTxn(txn),
-                _ => not_found(InvKind::Block, &[hash]),
-            };
-            let _ = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
         });
     }
 
@@ -1213,11 +1190,12 @@ impl NetService {
         }
     }
 
-    /// Queues blocks for the peer's serving task (started on its first request): it reads
-    /// them from the store one at a time on a blocking thread and waits for room in the
-    /// peer's outbox, so a slow reader slows its own task, not the service. A request that
-    /// does not fit the queue (far more than any download window asks) is answered NOTFOUND.
-    fn serve_blocks(&mut self, peer: PeerId, hashes: Vec<Hash256>) {
+    /// Queues blocks (whole, compact, or some of their transactions) for the peer's serving
+    /// task (started on its first request): it reads them one at a time on a blocking thread
+    /// and waits for room in the peer's outbox, so a slow reader slows its own task, not the
+    /// service. A request that does not fit the queue (far more than any download window
+    /// asks) is answered NOTFOUND.
+    fn serve(&mut self, peer: PeerId, jobs: Vec<ServeJob>) {
         let Some(live) = self.live.get_mut(&peer) else {
             return;
         };
@@ -1234,9 +1212,9 @@ impl NetService {
             }
         };
         let mut refused = Vec::new();
-        for hash in hashes {
-            if queue.try_send(hash).is_err() {
-                refused.push(hash);
+        for job in jobs {
+            if let Err(full) = queue.try_send(job) {
+                refused.push(full.into_inner().hash());
             }
         }
         if !refused.is_empty() {
@@ -1305,34 +1283,62 @@ fn load_header_tree(chain: &ChainHandle) -> HeaderTree {
     HeaderTree::load(chain.params(), blocks, chain.tip().hash)
 }
 
-/// Serves one peer the blocks queued for it, in order, until the peer goes (its queue or
-/// outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`). A block just pushed as a
-/// compact block may not be stored yet: it is served from `recent`.
+/// What a peer's serving task is asked for.
+enum ServeJob {
+    /// GETDATA of a block: a BLOCK.
+    Block(Hash256),
+    /// GETBLOCKTXN: a BLOCKTXN of the transactions asked.
+    BlockTxn(GetBlockTxn),
+    /// GETDATA of a compact block: a CMPCTBLOCK keyed with `nonce`.
+    Compact { hash: Hash256, nonce: u64 },
+}
+
+impl ServeJob {
+    fn hash(&self) -> Hash256 {
+        match self {
+            ServeJob::Block(hash) | ServeJob::Compact { hash, .. } => *hash,
+            ServeJob::BlockTxn(request) => request.block_hash,
+        }
+    }
+
+    /// The answer, from the block kept for the job or read from the store (a block just
+    /// pushed as a compact block may not be stored yet); NOTFOUND of the block without it.
+    fn answer(self, chain: &ChainHandle, recent: &Mutex<VecDeque<Arc<Block>>>) -> Message {
+        let hash = self.hash();
+        let block = recent_block(recent, &hash)
+            .or_else(|| chain.reader().block(&hash).ok().flatten().map(Arc::new));
+        let answer = block.and_then(|block| match self {
+            ServeJob::Block(_) => Some(Message::Block(Box::new(Block::clone(&block)))),
+            ServeJob::BlockTxn(request) => block_txn_of(&block, &request).map(Message::BlockTxn),
+            ServeJob::Compact { nonce, .. } => compact_of(&block, nonce, None)
+                .map(|compact| Message::CmpctBlock(Box::new(compact))),
+        });
+        answer.unwrap_or_else(|| not_found(InvKind::Block, &[hash]))
+    }
+}
+
+/// Serves one peer what it asked for (`ServeJob`), in order, until the peer goes (its queue
+/// or outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`).
 async fn serve_peer(
-    mut queue: mpsc::Receiver<Hash256>,
+    mut queue: mpsc::Receiver<ServeJob>,
     outbox: mpsc::Sender<Message>,
     chain: ChainHandle,
     recent: Arc<Mutex<VecDeque<Arc<Block>>>>,
     stop: CancellationToken,
 ) {
     loop {
-        let hash = tokio::select! {
+        let job = tokio::select! {
             _ = stop.cancelled() => return,
             next = queue.recv() => match next {
-                Some(hash) => hash,
+                Some(job) => job,
                 None => return,
             },
         };
         let (reader, recent) = (chain.clone(), recent.clone());
-        let read = tokio::task::spawn_blocking(move || match recent_block(&recent, &hash) {
-            Some(block) => Some(Block::clone(&block)),
-            None => reader.reader().block(&hash).ok().flatten(),
-        })
-        .await;
-        let message = match read {
-            Ok(Some(block)) => Message::Block(Box::new(block)),
-            _ => not_found(InvKind::Block, &[hash]),
-        };
+        let hash = job.hash();
+        let message = tokio::task::spawn_blocking(move || job.answer(&reader, &recent))
+            .await
+            .unwrap_or_else(|_| not_found(InvKind::Block, &[hash]));
         let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
         if !matches!(sent, Ok(Ok(()))) {
             return; // gone, or not reading: its own timeouts deal with it

@@ -34,9 +34,12 @@ pub const MAX_HIGH_BANDWIDTH: usize = 3;
 /// one new tip at a time; past this, a compact block is taken as a header and the body
 /// downloaded as usual.
 pub const MAX_PENDING: usize = 8;
-/// Blocks remembered as pushed or rebuilt (to push each once, to answer GETBLOCKTXN for a
-/// block not stored yet, and to tell a short-id collision from a lie): a few recent tips.
+/// Blocks remembered as rebuilt (to tell a short-id collision from a lie): a few recent
+/// tips.
 const MAX_RECENT: usize = 16;
+/// Blocks remembered as pushed (each is pushed once; GETBLOCKTXN and GETDATA for one not
+/// stored yet are answered), and kept by the shell for that: a few new tips.
+pub const KEPT_PUSHED: usize = 4;
 /// GETBLOCKTXN is answered for blocks at most this deep (BIP152's figure): older ones are
 /// not new tips, and the peer can ask for the whole block.
 pub const MAX_BLOCKTXN_DEPTH: u64 = 10;
@@ -178,7 +181,7 @@ impl CompactRelay {
         self.peers.get(&peer).is_some_and(|p| p.supports)
     }
 
-    /// GETDATA of a compact block: sent (read by the shell from what it keeps or the store)
+    /// GETDATA of a compact block: served (by the shell, from what it keeps or the store)
     /// when the block is recent and held; false otherwise (the caller serves it whole or
     /// not at all).
     pub fn serve_compact(
@@ -199,10 +202,9 @@ impl CompactRelay {
         if let Some(c) = self.counts.get_mut(&peer) {
             c.cmpct_sent += 1;
         }
-        out.push(Output::SendCompact {
-            peers: vec![peer],
+        out.push(Output::ServeCompact {
+            peer,
             hash,
-            block: None,
             nonce: rng.gen(),
         });
         true
@@ -293,7 +295,7 @@ impl CompactRelay {
     }
 
     fn pushed(&mut self, hash: Hash256, targets: &[PeerId]) {
-        if self.pushed.len() >= MAX_RECENT {
+        if self.pushed.len() >= KEPT_PUSHED {
             self.pushed.pop_front();
         }
         self.pushed.push_back(hash);
@@ -304,9 +306,9 @@ impl CompactRelay {
         }
     }
 
-    /// A block about to go to the chain whose header and proof of work passed and that
-    /// would become our tip: pushed at once to the peers that asked for pushes, so that
-    /// validation at the next hop overlaps ours. Returns whom it went to.
+    /// A block about to go to the chain whose header and proof of work passed, that would
+    /// become our tip on a parent we have stored: pushed at once to the peers that asked for
+    /// pushes, so that validation at the next hop overlaps ours.
     pub fn push_early(
         &mut self,
         from: PeerId,
@@ -314,24 +316,23 @@ impl CompactRelay {
         tree: &HeaderTree,
         rng: &mut impl Rng,
         out: &mut Outbox,
-    ) -> Vec<PeerId> {
+    ) {
         let hash = block.hash();
         let new_tip = tree.work_of(&hash).is_some_and(|w| w > tree.active_work())
             && tree.has_body(&block.header.prev_hash);
         if !new_tip {
-            return Vec::new();
+            return;
         }
         let targets = self.push_targets(hash, Some(from));
         if !targets.is_empty() {
             self.pushed(hash, &targets);
             out.push(Output::SendCompact {
-                peers: targets.clone(),
+                peers: targets,
                 hash,
                 block: Some(Arc::new(block.clone())),
                 nonce: rng.gen(),
             });
         }
-        targets
     }
 
     /// Our tip moved to a block not pushed yet (mined here, or downloaded in full): pushed

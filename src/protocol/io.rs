@@ -315,7 +315,14 @@ pub enum Output {
         block: Option<Arc<Block>>,
         nonce: u64,
     },
-    /// Rebuild this compact block from the mempool (`compact::fill`); answer with
+    /// Answer the peer's GETDATA with the block as a CMPCTBLOCK keyed with `nonce`, in turn
+    /// with the other blocks it asked for (NOTFOUND of the block if it is not at hand).
+    ServeCompact {
+        peer: PeerId,
+        hash: Hash256,
+        nonce: u64,
+    },
+    /// Rebuild this compact block from the mempool (`cmpct::Filler`); answer with
     /// `Input::Reconstructed`.
     Reconstruct {
         peer: PeerId,

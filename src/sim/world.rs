@@ -37,7 +37,7 @@ use crate::chain::testkit::make_block_with_bits;
 use crate::config::PeerSpec;
 use crate::protocol::addrman::AddrMan;
 use crate::protocol::bans::BanList;
-use crate::protocol::cmpct::{block_txn_of, compact_of, Filler};
+use crate::protocol::cmpct::{block_txn_of, compact_of, Filler, KEPT_PUSHED};
 use crate::protocol::Reconstruction;
 use crate::protocol::{
     BlockResult, Command, CommandError, Core, CoreConfig, DialId, DialTarget, Input, Output,
@@ -61,9 +61,6 @@ use std::sync::Arc;
 
 /// Microseconds per millisecond: the cores see milliseconds, the simulator counts µs.
 const MICROS_PER_MILLI: u64 = 1_000;
-/// Blocks a node keeps for GETBLOCKTXN after sending them as compact blocks (the real
-/// shell's figure).
-const RECENT_COMPACT_BLOCKS: usize = 4;
 
 /// Public addressing: node `i` is `FIRST_OCTET + i / 256 . i % 256 . 0 . 1`; octets 20 to 99
 /// are routable, so this many nodes fit.
@@ -905,6 +902,9 @@ impl Sim {
                 block,
                 nonce,
             } => self.send_compact(node, peers, hash, block, nonce),
+            Output::ServeCompact { peer, hash, nonce } => {
+                self.send_compact(node, vec![peer], hash, None, nonce)
+            }
             Output::Reconstruct { peer, compact } => self.reconstruct(node, peer, &compact),
             Output::ServeBlockTxn { peer, request } => self.serve_block_txn(node, peer, request),
             Output::SubmitTx { .. } | Output::ServeTxs { .. } | Output::ListMempool { .. } => {
@@ -1119,7 +1119,7 @@ impl Sim {
         };
         let recent = &mut self.nodes[node].recent_compact;
         if !recent.iter().any(|b| b.hash() == hash) {
-            if recent.len() >= RECENT_COMPACT_BLOCKS {
+            if recent.len() >= KEPT_PUSHED {
                 recent.pop_front();
             }
             recent.push_back(block);
