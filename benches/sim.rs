@@ -19,7 +19,8 @@
 //! 250 ms to 50 %, 400 ms to 90 % and 1 s to all.
 //!
 //! Run with `cargo bench --bench sim` (`cargo bench --bench sim -- tx`: the propagation part
-//! only). Single-threaded: the simulator runs on one core.
+//! only; `-- formation`: the network formation part only). Single-threaded: the simulator
+//! runs on one core.
 
 use noded::sim::{sim_transfer, sim_transfers, Sim, SimConfig};
 use noded::time::LocalDuration;
@@ -333,6 +334,9 @@ fn main() {
                 sim.trace_hash()
             );
         }
+    }
+    if std::env::args().skip(1).any(|a| a == "formation") {
+        return;
     }
     tx_propagation();
 }

@@ -105,12 +105,39 @@ impl AddrInfo {
     }
 }
 
+/// The occupied slots of a bucket table (new or tried), by slot number. Only occupied slots
+/// take memory: a full table would be 16,384 slots per node, most of them empty, which a
+/// simulator running a thousand nodes would pay for in memory and page faults.
+#[derive(Default)]
+struct SlotTable {
+    occupied: BTreeMap<usize, SocketAddr>,
+}
+
+impl SlotTable {
+    fn get(&self, slot: usize) -> Option<SocketAddr> {
+        self.occupied.get(&slot).copied()
+    }
+
+    fn set(&mut self, slot: usize, addr: SocketAddr) {
+        self.occupied.insert(slot, addr);
+    }
+
+    fn take(&mut self, slot: usize) -> Option<SocketAddr> {
+        self.occupied.remove(&slot)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.occupied.is_empty()
+    }
+}
+
 pub struct AddrMan {
     key: [u8; 32],
     /// Ordered, so that selection with a seeded RNG is reproducible.
     entries: BTreeMap<SocketAddr, AddrInfo>,
-    new_table: Vec<Option<SocketAddr>>,
-    tried_table: Vec<Option<SocketAddr>>,
+    new_table: SlotTable,
+    tried_table: SlotTable,
     /// Each loopback address and port is its own group (local test networks only).
     local_groups: bool,
     /// Good addresses whose tried slot is held by another, with when the collision arose.
@@ -128,8 +155,8 @@ impl AddrMan {
         AddrMan {
             key,
             entries: BTreeMap::new(),
-            new_table: vec![None; NEW_BUCKETS * BUCKET_SIZE],
-            tried_table: vec![None; TRIED_BUCKETS * BUCKET_SIZE],
+            new_table: SlotTable::default(),
+            tried_table: SlotTable::default(),
             local_groups: false,
             collisions: BTreeMap::new(),
             dirty: false,
@@ -170,8 +197,8 @@ impl AddrMan {
             } else {
                 &mut man.new_table
             };
-            if table[slot].is_none() {
-                table[slot] = Some(addr);
+            if table.get(slot).is_none() {
+                table.set(slot, addr);
                 man.entries.insert(addr, info);
             }
         }
@@ -270,7 +297,7 @@ impl AddrMan {
             return false;
         }
         let slot = self.new_slot(&addr, &source);
-        if let Some(occupant) = self.new_table[slot] {
+        if let Some(occupant) = self.new_table.get(slot) {
             let stale = self
                 .entries
                 .get(&occupant)
@@ -280,7 +307,7 @@ impl AddrMan {
             }
             self.entries.remove(&occupant);
         }
-        self.new_table[slot] = Some(addr);
+        self.new_table.set(slot, addr);
         self.entries.insert(
             addr,
             AddrInfo {
@@ -324,7 +351,7 @@ impl AddrMan {
             return;
         }
         let tried_slot = self.tried_slot(addr);
-        if let Some(occupant) = self.tried_table[tried_slot] {
+        if let Some(occupant) = self.tried_table.get(tried_slot) {
             let occupant_info = self.entries.get(&occupant);
             let stale = occupant_info.is_none_or(|o| o.is_terrible(now));
             if !stale {
@@ -348,24 +375,24 @@ impl AddrMan {
         let source: SocketAddr = info.source.into();
         let new_slot = self.new_slot(&addr, &source);
         let tried_slot = self.tried_slot(&addr);
-        if let Some(evicted) = self.tried_table[tried_slot].take() {
+        if let Some(evicted) = self.tried_table.take(tried_slot) {
             let evicted_source = self.entries.get_mut(&evicted).map(|e| {
                 e.tried = false;
                 SocketAddr::from(e.source)
             });
             if let Some(src) = evicted_source {
                 let slot = self.new_slot(&evicted, &src);
-                if self.new_table[slot].is_none() || self.new_table[slot] == Some(addr) {
-                    self.new_table[slot] = Some(evicted);
+                if self.new_table.get(slot).is_none_or(|a| a == addr) {
+                    self.new_table.set(slot, evicted);
                 } else {
                     self.entries.remove(&evicted);
                 }
             }
         }
-        if self.new_table[new_slot] == Some(addr) {
-            self.new_table[new_slot] = None;
+        if self.new_table.get(new_slot) == Some(addr) {
+            self.new_table.take(new_slot);
         }
-        self.tried_table[tried_slot] = Some(addr);
+        self.tried_table.set(tried_slot, addr);
         if let Some(info) = self.entries.get_mut(&addr) {
             info.tried = true;
         }
@@ -382,7 +409,7 @@ impl AddrMan {
 
     pub fn collision_to_test(&self) -> Option<SocketAddr> {
         self.collisions.iter().find_map(|(addr, since)| {
-            let occupant = self.tried_table[self.tried_slot(addr)]?;
+            let occupant = self.tried_table.get(self.tried_slot(addr))?;
             let info = self.entries.get(&occupant)?;
             (info.last_try < *since).then_some(occupant)
         })
@@ -399,7 +426,7 @@ impl AddrMan {
                 self.collisions.remove(&addr);
                 continue;
             }
-            let occupant = self.tried_table[self.tried_slot(&addr)];
+            let occupant = self.tried_table.get(self.tried_slot(&addr));
             let Some(info) = occupant.and_then(|o| self.entries.get(&o)) else {
                 self.move_to_tried(addr);
                 continue;
@@ -489,8 +516,8 @@ impl AddrMan {
             } else {
                 &mut self.new_table
             };
-            if table[slot] == Some(*addr) {
-                table[slot] = None;
+            if table.get(slot) == Some(*addr) {
+                table.take(slot);
             }
             self.collisions.remove(addr);
         }
@@ -725,15 +752,11 @@ mod tests {
         let a = addr("1.2.3.4:8333");
         man.add(a, 1, src, NOW, NOW);
         let slot = man.new_slot(&a, &src);
-        assert_eq!(man.new_table[slot], Some(a));
+        assert_eq!(man.new_table.get(slot), Some(a));
         let stale = NOW + HORIZON_SECS + 1;
         assert_eq!(man.remove_terrible(stale), 1);
-        assert_eq!(man.new_table[slot], None);
-        assert!(man
-            .new_table
-            .iter()
-            .chain(&man.tried_table)
-            .all(|s| s.is_none()));
+        assert_eq!(man.new_table.get(slot), None);
+        assert!(man.new_table.is_empty() && man.tried_table.is_empty());
     }
 
     #[test]
