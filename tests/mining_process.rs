@@ -336,3 +336,100 @@ fn a_bad_mineraddress_is_a_one_line_error() {
         "{err}"
     );
 }
+
+/// An answer as `{"result": ..}` or `{"error": {"code", "message"}}`, however it came.
+fn outcome(answer: Result<Value, ClientError>) -> Value {
+    match answer {
+        Ok(result) => json!({ "result": result }),
+        Err(ClientError::Rpc { code, message, .. }) => {
+            json!({ "error": { "code": code, "message": message } })
+        }
+        Err(other) => panic!("not a JSON-RPC answer: {other}"),
+    }
+}
+
+#[test]
+fn a_batch_of_sendrawtransaction_answers_each_call_as_the_method_alone_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("alice.key");
+    let key_arg = key.to_str().unwrap();
+    let alice = field(&stdout_of(&["keygen", "--out", key_arg]), "address");
+    let bob = field(&stdout_of(&["keygen"]), "address");
+    let sign = |amount: u64, fee: u64, nonce: u64, network: &str| {
+        let (amount, fee, nonce) = (amount.to_string(), fee.to_string(), nonce.to_string());
+        stdout_of(&[
+            "signtx",
+            "--key",
+            key_arg,
+            "--to",
+            &bob,
+            "--amount",
+            &amount,
+            "--fee",
+            &fee,
+            "--nonce",
+            &nonce,
+            "--network",
+            network,
+        ])
+        .trim()
+        .to_string()
+    };
+    let first = sign(COIN, 1_000, 0, "regtest");
+    let calls: Vec<(&str, Value)> = vec![
+        ("sendrawtransaction", json!([first])),
+        (
+            "sendrawtransaction",
+            json!([sign(COIN, 1_000, 1, "regtest")]),
+        ),
+        ("getblockcount", json!([])),
+        // The same transaction again, a replacement paying too little, bad hex, another
+        // network's signature, one that overdraws, one by name, and a third nonce.
+        ("sendrawtransaction", json!([first])),
+        (
+            "sendrawtransaction",
+            json!([sign(2 * COIN, 1_001, 1, "regtest")]),
+        ),
+        ("sendrawtransaction", json!(["00ff"])),
+        ("sendrawtransaction", json!([sign(COIN, 1_000, 2, "main")])),
+        (
+            "sendrawtransaction",
+            json!([sign(100 * COIN, 1_000, 2, "regtest")]),
+        ),
+        (
+            "sendrawtransaction",
+            json!({ "hexstring": sign(COIN, 1_000, 2, "regtest") }),
+        ),
+        (
+            "sendrawtransaction",
+            json!([sign(COIN, 1_000, 3, "regtest")]),
+        ),
+    ];
+    let one_by_one = TestNode::start(&[]);
+    let batched = TestNode::start(&[]);
+    for node in [&one_by_one, &batched] {
+        call(node, "generatetoaddress", json!([1, alice]));
+    }
+    let expected: Vec<Value> = calls
+        .iter()
+        .map(|(method, params)| outcome(one_by_one.rpc(method, params.clone())))
+        .collect();
+    let answers: Vec<Value> = rpc_batch(&batched, &calls)
+        .into_iter()
+        .map(|a| match a.get("error") {
+            Some(e) => json!({ "error": { "code": e["code"], "message": e["message"] } }),
+            None => json!({ "result": a["result"] }),
+        })
+        .collect();
+    assert_eq!(answers, expected);
+    let accepted = expected
+        .iter()
+        .filter(|e| e.get("result").is_some())
+        .count();
+    let refused = expected.len() - accepted;
+    assert_eq!((accepted, refused), (5, 5), "{expected:#?}");
+    assert_eq!(
+        call(&batched, "getrawmempool", json!([])),
+        call(&one_by_one, "getrawmempool", json!([]))
+    );
+}

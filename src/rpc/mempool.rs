@@ -116,6 +116,9 @@ pub fn entry_json(entry: &MempoolEntry, future: bool) -> Value {
     v
 }
 
+/// The method's name, for the middleware that admits a batch's calls together (`txbatch`).
+pub const SENDRAWTRANSACTION: &str = "sendrawtransaction";
+
 /// Submits `tx` to `pool`, judging it against the chain tip; maps refusals to JSON-RPC.
 pub fn submit(
     pool: &SharedMempool,
@@ -124,7 +127,21 @@ pub fn submit(
 ) -> Result<Hash256, ErrorObjectOwned> {
     let txid = tx.txid();
     let reader = chain.reader();
-    match pool.submit(tx, reader, crate::time::unix_secs()) {
+    submit_verdict(
+        txid,
+        pool.submit(tx, reader, crate::time::unix_secs()),
+        reader,
+    )
+}
+
+/// The answer to a submission of `txid` that the pool judged `verdict`: its txid, or the
+/// refusal as JSON-RPC (an already confirmed transaction named as such, from `chain`).
+pub fn submit_verdict(
+    txid: Hash256,
+    verdict: Result<crate::mempool::Accepted, MempoolError>,
+    reader: &crate::chain::ChainReader,
+) -> Result<Hash256, ErrorObjectOwned> {
+    match verdict {
         Ok(accepted) => Ok(accepted.txid),
         Err(e @ MempoolError::NonceTooLow { .. }) => {
             // Name the common case precisely: this very transaction is already confirmed.
@@ -140,6 +157,16 @@ pub fn submit(
         }
         Err(e) => Err(rejection(&e)),
     }
+}
+
+/// A transaction from `sendrawtransaction`'s hex argument, or the method's decode error.
+pub fn decode_tx_hex(hex: &str) -> Result<Transaction, ErrorObjectOwned> {
+    tx_from_hex(hex).map_err(|e| {
+        error_object(
+            code::DESERIALIZATION_ERROR,
+            format!("TX decode failed: {e}"),
+        )
+    })
 }
 
 impl MempoolApiServer for MempoolRpc {
@@ -185,13 +212,7 @@ impl MempoolApiServer for MempoolRpc {
     }
 
     fn sendrawtransaction(&self, hexstring: String) -> RpcResult<Hash256> {
-        let tx = tx_from_hex(&hexstring).map_err(|e| {
-            error_object(
-                code::DESERIALIZATION_ERROR,
-                format!("TX decode failed: {e}"),
-            )
-        })?;
-        submit(&self.pool, &self.chain, tx)
+        submit(&self.pool, &self.chain, decode_tx_hex(&hexstring)?)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod net;
 pub mod params;
 pub mod server;
 pub mod subscriptions;
+pub mod txbatch;
 pub mod wallet;
 
 pub use error::RpcError;

@@ -9,7 +9,9 @@ use super::gate::{ActiveCalls, Gate};
 use super::help::{opt, req, MethodHelp};
 use super::legacy::LegacyLayer;
 use super::metrics_layer::RpcTiming;
-use crate::chain::ChainTip;
+use super::txbatch::{TxBatch, TxIntake};
+use crate::chain::{ChainHandle, ChainTip};
+use crate::mempool::SharedMempool;
 use crate::metrics::Metrics;
 use crate::net::counts::PeerCounts;
 use crate::params::Network;
@@ -36,6 +38,9 @@ pub const MAX_REQUEST_BODY: u32 = (2 * MAX_BLOCK_SIZE + 64 * 1024) as u32;
 pub const MAX_BATCH_REQUESTS: u32 = 1_000;
 /// Concurrent RPC connections accepted (TCP connections, and requests in progress).
 pub const MAX_RPC_CONNECTIONS: u32 = 256;
+/// The largest response body the server sends: jsonrpsee's default, named because the batch
+/// middleware (`txbatch`) builds responses against the same limit.
+pub const MAX_RESPONSE_BODY: u32 = jsonrpsee::core::TEN_MB_SIZE_BYTES;
 /// Kernel send buffer of an RPC connection, in bytes (Linux doubles it for bookkeeping).
 /// Left to autotuning it grows to megabytes for a WebSocket subscriber that stopped reading,
 /// hiding it from the bounded queue that drops slow subscribers (`SUBSCRIBER_BACKLOG`); this
@@ -57,6 +62,9 @@ pub struct RpcContext {
     pub metrics: Arc<Metrics>,
     /// The log filter, when the process installed a reloadable one.
     pub log: Option<Arc<dyn LogControl>>,
+    /// Where a batch's `sendrawtransaction` calls are admitted together (`txbatch`); `None`
+    /// leaves each call to the method.
+    pub tx_intake: Option<(SharedMempool, ChainHandle)>,
 }
 
 /// Changing the log filter while the node runs (`logging`); the binary implements it over
@@ -561,6 +569,7 @@ pub async fn start(
         // room for what its upgrade to 2.0 adds.
         .max_request_body_size(super::legacy::server_body_limit(max_batch))
         .max_connections(MAX_RPC_CONNECTIONS)
+        .max_response_body_size(MAX_RESPONSE_BODY)
         .set_batch_request_config(BatchRequestConfig::Limit(max_batch))
         .set_message_buffer_capacity(super::subscriptions::SUBSCRIBER_BACKLOG)
         .max_subscriptions_per_connection(super::subscriptions::MAX_SUBSCRIPTIONS_PER_CONNECTION)
@@ -579,6 +588,7 @@ pub async fn start(
         p2p_addr: ctx.p2p_addr.map(|a| a.to_string()),
     };
     let metrics = ctx.metrics.clone();
+    let tx_intake = ctx.tx_intake.clone();
     let active = ActiveCalls::default();
     let rpc = NodeRpc {
         ctx,
@@ -605,7 +615,19 @@ pub async fn start(
         .set_rpc_middleware(
             RpcServiceBuilder::new()
                 .layer_fn(move |inner| RpcTiming::new(inner, metrics.clone()))
-                .layer_fn(move |s| Gate::new(s, active.clone(), method_help)),
+                .layer_fn(move |s| Gate::new(s, active.clone(), method_help))
+                .option_layer(tx_intake.map(|(pool, chain)| {
+                    tower::layer::layer_fn(move |s| {
+                        TxBatch::new(
+                            s,
+                            TxIntake {
+                                pool: pool.clone(),
+                                chain: chain.clone(),
+                                max_response: MAX_RESPONSE_BODY as usize,
+                            },
+                        )
+                    })
+                })),
         )
         .to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();

@@ -1,0 +1,204 @@
+//! The RPC middleware that admits a batch's `sendrawtransaction` calls together: decoded
+//! where they stand, then checked as one mempool batch (`SharedMempool::submit_batch`: the
+//! cheap checks under one lock, the signatures as one ed25519 batch over the verification
+//! threads, admission in order) on one blocking thread, instead of a blocking task, a lock
+//! round and a lone signature check per call.
+//!
+//! Owns only that grouping: each call gets the answer the method itself would give (the same
+//! txid, the same error codes and messages, `submit`'s mapping), in batch order, and every
+//! other entry of the batch goes to the inner service unchanged. A call whose parameters are
+//! not one plain string also goes to the inner service, which answers it as before.
+
+use super::mempool::{submit_verdict, SENDRAWTRANSACTION};
+use crate::chain::ChainHandle;
+use crate::mempool::SharedMempool;
+use crate::types::Transaction;
+use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, RpcServiceT};
+use jsonrpsee::core::server::BatchResponseBuilder;
+use jsonrpsee::types::{ErrorObjectOwned, Request};
+use jsonrpsee::{MethodResponse, ResponsePayload};
+use std::future::Future;
+
+/// A batch with fewer transactions than this is left to the method: one call gains nothing.
+const MIN_GROUPED: usize = 2;
+
+/// Wraps the RPC service `inner` of one connection.
+#[derive(Clone)]
+pub struct TxBatch<S> {
+    inner: S,
+    intake: TxIntake,
+}
+
+/// What the middleware admits into: the node's pool, judged against its chain.
+#[derive(Clone)]
+pub struct TxIntake {
+    pub pool: SharedMempool,
+    pub chain: ChainHandle,
+    /// The largest response the server sends (`ServerConfig::max_response_body_size`).
+    pub max_response: usize,
+}
+
+impl<S> TxBatch<S> {
+    pub fn new(inner: S, intake: TxIntake) -> TxBatch<S> {
+        TxBatch { inner, intake }
+    }
+}
+
+/// The one hex string a `sendrawtransaction` call carries, by position or by name; `None`
+/// for anything else (left to the method, which explains what is wrong).
+fn hex_param(request: &Request<'_>) -> Option<String> {
+    let params = request.params();
+    if params.is_object() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Named {
+            hexstring: String,
+        }
+        return params.parse::<Named>().ok().map(|n| n.hexstring);
+    }
+    params.parse::<(String,)>().ok().map(|(hex,)| hex)
+}
+
+/// How one grouped call is answered: decoded (its place in the checked batch) or not.
+enum Grouped {
+    Decoded(usize),
+    Undecodable(ErrorObjectOwned),
+}
+
+impl<S> RpcServiceT for TxBatch<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = S::MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(
+        &self,
+        request: Request<'a>,
+    ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        self.inner.call(request)
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        let inner = self.inner.clone();
+        let intake = self.intake.clone();
+        async move {
+            // Decoding is cheap next to a signature; it runs here, the checks off this task.
+            let mut txs: Vec<Transaction> = Vec::new();
+            let grouped: Vec<Option<Grouped>> = batch
+                .iter()
+                .map(|entry| match entry {
+                    Ok(BatchEntry::Call(req)) if req.method_name() == SENDRAWTRANSACTION => {
+                        let hex = hex_param(req)?;
+                        Some(match super::mempool::decode_tx_hex(&hex) {
+                            Ok(tx) => {
+                                txs.push(tx);
+                                Grouped::Decoded(txs.len() - 1)
+                            }
+                            Err(e) => Grouped::Undecodable(e),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect();
+            if txs.len() < MIN_GROUPED {
+                return inner.batch(batch).await;
+            }
+            let (pool, chain) = (intake.pool.clone(), intake.chain.clone());
+            let checked = tokio::task::spawn_blocking(move || {
+                let reader = chain.reader();
+                let now = crate::time::unix_secs();
+                let threads = crate::chain::signatures::default_threads();
+                pool.submit_batch(txs, reader, now, threads)
+                    .into_iter()
+                    .map(|(txid, verdict)| submit_verdict(txid, verdict, reader))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let Ok(verdicts) = checked else {
+                // The check panicked: nothing was answered, so the method answers each.
+                return inner.batch(batch).await;
+            };
+            let mut response = BatchResponseBuilder::new_with_limit(intake.max_response);
+            for (entry, grouped) in batch.into_iter().zip(grouped) {
+                let answer = match (entry, grouped) {
+                    (Ok(BatchEntry::Call(req)), Some(grouped)) => {
+                        let id = req.id();
+                        let verdict = match grouped {
+                            Grouped::Decoded(i) => verdicts[i].clone(),
+                            Grouped::Undecodable(e) => Err(e),
+                        };
+                        match verdict {
+                            Ok(txid) => MethodResponse::response(
+                                id,
+                                ResponsePayload::success(txid),
+                                intake.max_response,
+                            ),
+                            Err(e) => MethodResponse::error(id, e),
+                        }
+                    }
+                    (Ok(BatchEntry::Call(req)), None) => inner.call(req).await,
+                    (Ok(BatchEntry::Notification(n)), _) => {
+                        inner.notification(n).await;
+                        continue;
+                    }
+                    (Err(err), _) => {
+                        let (err, id) = err.into_parts();
+                        MethodResponse::error(id, err)
+                    }
+                };
+                if let Err(too_big) = response.append(answer) {
+                    return too_big;
+                }
+            }
+            MethodResponse::from_batch(response.finish())
+        }
+    }
+
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonrpsee::types::Id;
+    use serde_json::value::RawValue;
+
+    fn param_of(params: Option<&str>) -> Option<String> {
+        let raw = params.map(|p| RawValue::from_string(p.to_string()).unwrap());
+        let request = Request::owned(SENDRAWTRANSACTION.to_string(), raw, Id::Number(1));
+        hex_param(&request)
+    }
+
+    #[test]
+    fn only_one_plain_string_is_taken_from_a_call_the_rest_is_left_to_the_method() {
+        assert_eq!(param_of(Some(r#"["ab01"]"#)), Some("ab01".to_string()));
+        assert_eq!(
+            param_of(Some(r#"{"hexstring": "ab01"}"#)),
+            Some("ab01".to_string())
+        );
+        for left in [
+            None,
+            Some("[]"),
+            Some("[1]"),
+            Some(r#"["ab", "cd"]"#),
+            Some(r#"{"hex": "ab"}"#),
+            Some(r#"{"hexstring": "ab", "more": 1}"#),
+        ] {
+            assert_eq!(param_of(left), None, "{left:?}");
+        }
+    }
+}
