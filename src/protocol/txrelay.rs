@@ -149,6 +149,13 @@ pub struct TxRelay {
     /// nonces in order: they are asked for, sent and checked in that order). Entries no
     /// longer wanted are skipped when met.
     unrequested: VecDeque<Hash256>,
+    /// Wanted transactions met when every announcer had its requests in flight at the
+    /// limit, in order, ahead of `unrequested`: looked at again only once a peer's requests
+    /// fell below the limit (`room`), and then only until every announcer is full again, so
+    /// a flood's backlog is not walked at every INV and tick.
+    parked: VecDeque<Hash256>,
+    /// A peer's requests in flight fell below the limit since `parked` was last looked at.
+    room: bool,
     /// The earliest trickle time of a peer with announcements queued (a departed peer's may
     /// linger until the next tick: one early tick).
     due: Option<LocalTime>,
@@ -171,6 +178,8 @@ impl Default for TxRelay {
             counts: BTreeMap::new(),
             wanted: BTreeMap::new(),
             unrequested: VecDeque::new(),
+            parked: VecDeque::new(),
+            room: false,
             due: None,
             oldest_request: None,
             recent: BoundedSet::new(MAX_RECENT),
@@ -244,6 +253,8 @@ impl TxRelay {
         for txid in orphaned {
             self.wanted.remove(&txid);
         }
+        // Parked ones it announced may have another announcer with room, or nobody left.
+        self.room = true;
     }
 
     pub fn counts_of(&self, peer: PeerId) -> RelayCounts {
@@ -274,6 +285,11 @@ impl TxRelay {
                 if !listed && p.announced < MAX_ANNOUNCED_PER_PEER {
                     w.announcers.push(peer);
                     p.announced += 1;
+                    if w.requested.is_none() && p.in_flight < MAX_IN_FLIGHT_PER_PEER {
+                        // Possibly parked: an announcer with room looks at it now (an entry
+                        // met again once it is in flight is skipped).
+                        self.unrequested.push_back(item.hash);
+                    }
                 }
                 continue;
             }
@@ -294,11 +310,31 @@ impl TxRelay {
     }
 
     /// Asks for every wanted transaction not in flight, from its best announcer with room:
-    /// outbound before inbound, then in order of announcement. One GETDATA per peer.
+    /// outbound before inbound, then in order of announcement (the parked first, once a peer
+    /// has room again). One GETDATA per peer. Once no peer that announced anything wanted
+    /// has room, the rest is parked unread.
     fn request(&mut self, now: Now, out: &mut Outbox) {
         let mut batches: BTreeMap<PeerId, Vec<Hash256>> = BTreeMap::new();
         let mut waiting = VecDeque::new();
-        while let Some(txid) = self.unrequested.pop_front() {
+        let from_parked = std::mem::take(&mut self.room);
+        let mut parked_left = from_parked;
+        let mut open = self.any_announcer_with_room();
+        while open {
+            let next = if parked_left {
+                self.parked.pop_front()
+            } else {
+                None
+            };
+            let txid = match next {
+                Some(txid) => txid,
+                None => {
+                    parked_left = false;
+                    match self.unrequested.pop_front() {
+                        Some(txid) => txid,
+                        None => break,
+                    }
+                }
+            };
             let Some(w) = self.wanted.get_mut(&txid).filter(|w| w.requested.is_none()) else {
                 continue;
             };
@@ -322,6 +358,10 @@ impl TxRelay {
                 }
                 continue;
             };
+            let filled = self
+                .peers
+                .get(&w.announcers[index])
+                .is_some_and(|p| p.in_flight + 1 >= MAX_IN_FLIGHT_PER_PEER);
             let peer = w.announcers.remove(index);
             w.requested = Some((peer, now.local));
             self.oldest_request = Some(self.oldest_request.map_or(now.local, |o| o.min(now.local)));
@@ -331,11 +371,32 @@ impl TxRelay {
             }
             self.counts.entry(peer).or_default().tx_requested += 1;
             batches.entry(peer).or_default().push(txid);
+            if filled {
+                open = self.any_announcer_with_room();
+            }
         }
-        self.unrequested = waiting;
+        // Parked in announcement order: stopped among the parked, what was met goes back
+        // ahead of the rest of them; otherwise after them. What was never looked at follows.
+        let rest = std::mem::take(&mut self.unrequested);
+        if parked_left {
+            while let Some(txid) = waiting.pop_back() {
+                self.parked.push_front(txid);
+            }
+        } else {
+            self.parked.extend(waiting);
+        }
+        self.parked.extend(rest);
         for (peer, txids) in batches {
             out.get_data(peer, InvKind::Tx, &txids);
         }
+    }
+
+    /// Whether some peer that announced a wanted transaction has room for a request (each
+    /// announcer of a wanted transaction counts it in `announced`).
+    fn any_announcer_with_room(&self) -> bool {
+        self.peers
+            .values()
+            .any(|p| p.announced > 0 && p.in_flight < MAX_IN_FLIGHT_PER_PEER)
     }
 
     /// TX: a transaction we asked this peer for goes to the mempool. One we did not ask for
@@ -386,6 +447,7 @@ impl TxRelay {
                     w.requested = None;
                     self.unrequested.push_back(item.hash);
                     freed = true;
+                    self.room = true;
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.in_flight = p.in_flight.saturating_sub(1);
                     }
@@ -409,6 +471,7 @@ impl TxRelay {
         if self.checking.remove(&txid).is_some() {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight = p.in_flight.saturating_sub(1);
+                self.room = true;
                 // Refill in batches, not one GETDATA per verdict.
                 if p.in_flight == MAX_IN_FLIGHT_PER_PEER / 2 {
                     self.request(now, out);
@@ -537,6 +600,7 @@ impl TxRelay {
                     w.requested = None;
                     self.unrequested.push_back(*txid);
                     expired = true;
+                    self.room = true;
                     if let Some(p) = self.peers.get_mut(&asked) {
                         p.in_flight = p.in_flight.saturating_sub(1);
                     }
@@ -544,20 +608,20 @@ impl TxRelay {
             }
         }
         self.oldest_request = oldest;
-        if expired || !self.unrequested.is_empty() {
+        if expired || !self.unrequested.is_empty() || (self.room && !self.parked.is_empty()) {
             self.request(now, out);
         }
     }
 
     /// When `tick` next has something to do apart from the trickle (`next_due`): a request
     /// timing out (counted from when it was sent, which is no later than `tick` counts from),
-    /// or requests waiting to go out.
+    /// or requests waiting to go out (parked ones once a peer has room again).
     pub fn next_wake(&self, now: LocalTime) -> Wake {
         let mut wake = Wake::NEVER;
         if let Some(at) = self.oldest_request {
             wake.at(at + TX_REQUEST_TIMEOUT);
         }
-        if !self.unrequested.is_empty() {
+        if !self.unrequested.is_empty() || (self.room && !self.parked.is_empty()) {
             wake.at(now);
         }
         wake
@@ -656,6 +720,59 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_behind_a_full_peer_is_parked_until_it_has_room_or_another_announces() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Outbound, &mut rng);
+        out.take_outputs();
+        relay.peers.get_mut(&1).unwrap().in_flight = MAX_IN_FLIGHT_PER_PEER;
+        relay.on_inv(1, &inv(&[txid(1), txid(2), txid(3)]), now(0), &mut out);
+        assert!(sent(&mut out).is_empty(), "peer 1 has no room");
+        assert_eq!(relay.parked.len(), 3);
+        assert!(relay.unrequested.is_empty());
+        assert_eq!(
+            relay.next_wake(now(0).local),
+            Wake::NEVER,
+            "a parked backlog asks for no tick"
+        );
+        // Another announcer with room gets its request at once.
+        relay.on_inv(2, &inv(&[txid(2)]), now(1), &mut out);
+        assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(2)])]);
+        // A verdict that halves peer 1's backlog: the parked are asked for, in order.
+        relay.peers.get_mut(&1).unwrap().in_flight = MAX_IN_FLIGHT_PER_PEER / 2 + 1;
+        relay.checking.insert(txid(9), 1);
+        relay.processed(1, txid(9), &TxResult::Accepted, now(2), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![txid(1), txid(3)])]);
+        assert!(relay.parked.is_empty() && relay.unrequested.is_empty());
+    }
+
+    #[test]
+    fn a_full_peer_that_gets_room_is_asked_for_its_oldest_parked_first() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        out.take_outputs();
+        relay.peers.get_mut(&1).unwrap().in_flight = MAX_IN_FLIGHT_PER_PEER;
+        relay.on_inv(1, &inv(&[txid(1), txid(2)]), now(0), &mut out);
+        // One verdict frees one slot; newer announcements arrive before the next tick.
+        relay.checking.insert(txid(9), 1);
+        relay.processed(1, txid(9), &TxResult::Accepted, now(1), &mut out);
+        relay.on_inv(1, &inv(&[txid(3)]), now(2), &mut out);
+        assert_eq!(
+            sent(&mut out),
+            vec![(1, "getdata", vec![txid(1)])],
+            "the oldest, not the newest, takes the slot"
+        );
+        assert_eq!(
+            relay.parked.iter().copied().collect::<Vec<_>>(),
+            vec![txid(2), txid(3)]
+        );
+    }
+
+    #[test]
     fn an_admitted_transaction_is_announced_once_in_nonce_order_and_not_to_whoever_has_it() {
         let mut rng = StdRng::seed_from_u64(1);
         let mut relay = TxRelay::default();
@@ -731,6 +848,9 @@ mod tests {
                 requested: None,
             },
         );
+        for announcer in [1, 2] {
+            relay.peers.get_mut(&announcer).unwrap().announced += 1;
+        }
         relay.unrequested.push_back(id);
         relay.request(now(0), &mut out);
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![id])]);
