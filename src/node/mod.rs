@@ -190,7 +190,7 @@ pub async fn run_with_log(
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
         log,
-        tx_intake: Some((mempool.clone(), chain_handle.clone())),
+        tx_intake: (mempool.clone(), chain_handle.clone()),
     };
     let (rpc_handle, rpc_addr) = match server::start(
         config.rpc_addr,

@@ -62,9 +62,8 @@ pub struct RpcContext {
     pub metrics: Arc<Metrics>,
     /// The log filter, when the process installed a reloadable one.
     pub log: Option<Arc<dyn LogControl>>,
-    /// Where a batch's `sendrawtransaction` calls are admitted together (`txbatch`); `None`
-    /// leaves each call to the method.
-    pub tx_intake: Option<(SharedMempool, ChainHandle)>,
+    /// Where a batch's `sendrawtransaction` calls are admitted together (`txbatch`).
+    pub tx_intake: (SharedMempool, ChainHandle),
 }
 
 /// Changing the log filter while the node runs (`logging`); the binary implements it over
@@ -588,7 +587,7 @@ pub async fn start(
         p2p_addr: ctx.p2p_addr.map(|a| a.to_string()),
     };
     let metrics = ctx.metrics.clone();
-    let tx_intake = ctx.tx_intake.clone();
+    let (pool, chain) = ctx.tx_intake.clone();
     let active = ActiveCalls::default();
     let rpc = NodeRpc {
         ctx,
@@ -616,18 +615,16 @@ pub async fn start(
             RpcServiceBuilder::new()
                 .layer_fn(move |inner| RpcTiming::new(inner, metrics.clone()))
                 .layer_fn(move |s| Gate::new(s, active.clone(), method_help))
-                .option_layer(tx_intake.map(|(pool, chain)| {
-                    tower::layer::layer_fn(move |s| {
-                        TxBatch::new(
-                            s,
-                            TxIntake {
-                                pool: pool.clone(),
-                                chain: chain.clone(),
-                                max_response: MAX_RESPONSE_BODY as usize,
-                            },
-                        )
-                    })
-                })),
+                .layer_fn(move |s| {
+                    TxBatch::new(
+                        s,
+                        TxIntake {
+                            pool: pool.clone(),
+                            chain: chain.clone(),
+                            max_response: MAX_RESPONSE_BODY as usize,
+                        },
+                    )
+                }),
         )
         .to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();
