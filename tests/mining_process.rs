@@ -34,6 +34,28 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `noded signtx` with the key file `key`: the transaction's hex.
+fn signtx(key: &str, to: &str, amount: u64, fee: u64, nonce: u64, network: &str) -> String {
+    let (amount, fee, nonce) = (amount.to_string(), fee.to_string(), nonce.to_string());
+    stdout_of(&[
+        "signtx",
+        "--key",
+        key,
+        "--to",
+        to,
+        "--amount",
+        &amount,
+        "--fee",
+        &fee,
+        "--nonce",
+        &nonce,
+        "--network",
+        network,
+    ])
+    .trim()
+    .to_string()
+}
+
 /// The value of a `name: value` line.
 fn field(text: &str, name: &str) -> String {
     text.lines()
@@ -173,25 +195,7 @@ fn a_transaction_signed_offline_is_accepted_and_misuse_is_refused_with_reason_co
     let bob = field(&stdout_of(&["keygen"]), "address");
     call(&node, "generatetoaddress", json!([1, alice]));
 
-    let sign = |amount: u64, fee: u64, nonce: u64, network: &str| {
-        stdout_of(&[
-            "signtx",
-            "--key",
-            key_arg,
-            "--to",
-            &bob,
-            "--amount",
-            &amount.to_string(),
-            "--fee",
-            &fee.to_string(),
-            "--nonce",
-            &nonce.to_string(),
-            "--network",
-            network,
-        ])
-        .trim()
-        .to_string()
-    };
+    let sign = |amount, fee, nonce, network| signtx(key_arg, &bob, amount, fee, nonce, network);
     let hex = sign(5 * COIN, 1_000, 0, "regtest");
     let txid = call(&node, "sendrawtransaction", json!([hex]));
     assert_eq!(
@@ -355,26 +359,7 @@ fn a_batch_of_sendrawtransaction_answers_each_call_as_the_method_alone_would() {
     let key_arg = key.to_str().unwrap();
     let alice = field(&stdout_of(&["keygen", "--out", key_arg]), "address");
     let bob = field(&stdout_of(&["keygen"]), "address");
-    let sign = |amount: u64, fee: u64, nonce: u64, network: &str| {
-        let (amount, fee, nonce) = (amount.to_string(), fee.to_string(), nonce.to_string());
-        stdout_of(&[
-            "signtx",
-            "--key",
-            key_arg,
-            "--to",
-            &bob,
-            "--amount",
-            &amount,
-            "--fee",
-            &fee,
-            "--nonce",
-            &nonce,
-            "--network",
-            network,
-        ])
-        .trim()
-        .to_string()
-    };
+    let sign = |amount, fee, nonce, network| signtx(key_arg, &bob, amount, fee, nonce, network);
     let first = sign(COIN, 1_000, 0, "regtest");
     let calls: Vec<(&str, Value)> = vec![
         ("sendrawtransaction", json!([first])),

@@ -69,6 +69,12 @@ fn reach_ms(sim: &Sim, txid: &Hash256, from_us: u64, fraction: f64) -> u64 {
     (times[k - 1] - from_us) / 1_000
 }
 
+/// Prints when 50 %, 90 % and 100 % of the nodes had `txid`.
+fn print_reach(label: &str, sim: &Sim, txid: &Hash256, from_us: u64) {
+    let [half, most, all] = [0.5, 0.9, 1.0].map(|f| reach_ms(sim, txid, from_us, f));
+    println!("{label}: 50% in {half} ms, 90% in {most} ms, 100% in {all} ms");
+}
+
 /// One transaction submitted at node 7 of an `n`-node network with `loss`; runs until every
 /// pool holds it (or `limit`). Returns the network, the txid and when it was submitted (µs).
 fn relay_one(n: usize, seed: u64, loss: f64, limit: LocalDuration) -> (Sim, Hash256, u64) {
@@ -107,12 +113,7 @@ fn a_transaction_submitted_at_one_node_reaches_all_fifty_pools() {
     // Fetched once per node: one TX each (but the submitter's), no NOTFOUND.
     assert_eq!(sim.trace().delivered_of(Command::Tx), 49);
     assert_eq!(sim.trace().delivered_of(Command::NotFound), 0);
-    println!(
-        "50 nodes: 50% in {} ms, 90% in {} ms, 100% in {} ms",
-        reach_ms(&sim, &txid, start, 0.5),
-        reach_ms(&sim, &txid, start, 0.9),
-        reach_ms(&sim, &txid, start, 1.0),
-    );
+    print_reach("50 nodes", &sim, &txid, start);
 }
 
 // ----- b. 10 % loss ----------------------------------------------------------------------
@@ -122,12 +123,7 @@ fn a_transaction_reaches_all_fifty_pools_with_ten_percent_loss_on_every_link() {
     let (sim, txid, start) = relay_one(50, 4, 0.1, secs(60));
     assert!(sim.stats().retransmitted > 0, "loss was modelled");
     assert_eq!(sim.trace().tx_first_arrivals(&txid).len(), 50);
-    println!(
-        "50 nodes, 10% loss: 50% in {} ms, 90% in {} ms, 100% in {} ms",
-        reach_ms(&sim, &txid, start, 0.5),
-        reach_ms(&sim, &txid, start, 0.9),
-        reach_ms(&sim, &txid, start, 1.0),
-    );
+    print_reach("50 nodes, 10% loss", &sim, &txid, start);
 }
 
 // ----- c. consecutive nonces at different nodes --------------------------------------------

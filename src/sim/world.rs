@@ -882,8 +882,7 @@ impl Sim {
             Output::Persist(_) | Output::ResolveSeeds | Output::Event(_) => {}
             Output::SubmitBlock { peer, block } => {
                 let n = &mut self.nodes[node];
-                let at = n.chain_busy_until.max(self.now) + self.validation_delay;
-                n.chain_busy_until = at;
+                let at = queue_behind(&mut n.chain_busy_until, self.now, self.validation_delay);
                 let life = n.life;
                 self.queue.push(
                     at,
@@ -926,8 +925,7 @@ impl Sim {
                     .side_of(node, peer)
                     .map(|(link, side)| self.links[link as usize].node[1 - side]);
                 let n = &mut self.nodes[node];
-                let at = n.pool_busy_until.max(self.now) + self.tx_check_delay;
-                n.pool_busy_until = at;
+                let at = queue_behind(&mut n.pool_busy_until, self.now, self.tx_check_delay);
                 let life = n.life;
                 self.queue.push(
                     at,
@@ -1614,4 +1612,11 @@ impl Sim {
             }
         }
     }
+}
+
+/// When work taking `cost` that queues behind `busy_until` (the node's chain or pool works
+/// one item at a time) is done, if handed over at `now`; the queue's end moves there.
+fn queue_behind(busy_until: &mut SimTime, now: SimTime, cost: SimTime) -> SimTime {
+    *busy_until = (*busy_until).max(now) + cost;
+    *busy_until
 }
