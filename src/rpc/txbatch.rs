@@ -1,18 +1,18 @@
-//! The RPC middleware that admits a batch's `sendrawtransaction` calls together: decoded
-//! where they stand, then checked as one mempool batch (`SharedMempool::submit_batch`: the
-//! cheap checks under one lock, the signatures as one ed25519 batch over the verification
-//! threads, admission in order; a thousand at a time) on one blocking thread, instead of a blocking task, a lock
-//! round and a lone signature check per call.
+//! The RPC middleware that admits a batch's `sendrawtransaction` calls together: decoded,
+//! then checked as one mempool batch (`SharedMempool::submit_batch`: the cheap checks under
+//! one lock, the signatures as one ed25519 batch over the verification threads, admission in
+//! order; a thousand at a time), all on one blocking thread, instead of a blocking task, a
+//! lock round and a lone signature check per call.
 //!
 //! Owns only that grouping: each call gets the answer the method itself would give (the same
 //! txid, the same error codes and messages, `submit`'s mapping), in batch order, and every
 //! other entry of the batch goes to the inner service unchanged. A call whose parameters are
 //! not one plain string also goes to the inner service, which answers it as before.
 
-use super::mempool::{submit_verdict, SENDRAWTRANSACTION};
+use super::mempool::{decode_tx_hex, submit_verdict, SENDRAWTRANSACTION};
 use crate::chain::ChainHandle;
 use crate::mempool::SharedMempool;
-use crate::types::Transaction;
+use crate::types::{Hash256, Transaction};
 use jsonrpsee::core::middleware::{Batch, BatchEntry, Notification, RpcServiceT};
 use jsonrpsee::core::server::BatchResponseBuilder;
 use jsonrpsee::types::{ErrorObjectOwned, Request};
@@ -62,10 +62,45 @@ fn hex_param(request: &Request<'_>) -> Option<String> {
     params.parse::<(String,)>().ok().map(|(hex,)| hex)
 }
 
-/// How one grouped call is answered: decoded (its place in the checked batch) or not.
-enum Grouped {
-    Decoded(usize),
-    Undecodable(ErrorObjectOwned),
+/// The answers to `sendrawtransaction` of each of `hexes`, in order, as the method would
+/// give them one after another: decoded, then checked in mempool batches of `CHECK_CHUNK`.
+fn admit(
+    pool: &SharedMempool,
+    chain: &ChainHandle,
+    hexes: &[String],
+) -> Vec<Result<Hash256, ErrorObjectOwned>> {
+    let reader = chain.reader();
+    let now = crate::time::unix_secs();
+    let threads = crate::chain::signatures::default_threads();
+    // A decoding error is the answer already; the rest are filled in by the checks, in order.
+    let mut answers: Vec<Option<Result<Hash256, ErrorObjectOwned>>> = Vec::new();
+    let mut txs = Vec::with_capacity(hexes.len());
+    for hex in hexes {
+        match decode_tx_hex(hex) {
+            Ok(tx) => {
+                txs.push(tx);
+                answers.push(None);
+            }
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    let mut verdicts = Vec::with_capacity(txs.len());
+    let mut txs = txs.into_iter().peekable();
+    while txs.peek().is_some() {
+        let chunk: Vec<Transaction> = txs.by_ref().take(CHECK_CHUNK).collect();
+        verdicts.extend(
+            pool.submit_batch(chunk, reader, now, threads)
+                .into_iter()
+                .map(|(txid, verdict)| submit_verdict(txid, verdict, reader)),
+        );
+    }
+    let mut verdicts = verdicts.into_iter();
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| verdicts.next().expect("a verdict per decoded transaction"))
+        })
+        .collect()
 }
 
 impl<S> RpcServiceT for TxBatch<S>
@@ -94,59 +129,33 @@ where
         let inner = self.inner.clone();
         let intake = self.intake.clone();
         async move {
-            // Decoding is cheap next to a signature; it runs here, the checks off this task.
-            let mut txs: Vec<Transaction> = Vec::new();
-            let grouped: Vec<Option<Grouped>> = batch
+            // Only the parameters are read here: decoding and checking run off this task.
+            let mut hexes: Vec<String> = Vec::new();
+            let grouped: Vec<Option<usize>> = batch
                 .iter()
                 .map(|entry| match entry {
                     Ok(BatchEntry::Call(req)) if req.method_name() == SENDRAWTRANSACTION => {
-                        let hex = hex_param(req)?;
-                        Some(match super::mempool::decode_tx_hex(&hex) {
-                            Ok(tx) => {
-                                txs.push(tx);
-                                Grouped::Decoded(txs.len() - 1)
-                            }
-                            Err(e) => Grouped::Undecodable(e),
-                        })
+                        hexes.push(hex_param(req)?);
+                        Some(hexes.len() - 1)
                     }
                     _ => None,
                 })
                 .collect();
-            if txs.len() < MIN_GROUPED {
+            if hexes.len() < MIN_GROUPED {
                 return inner.batch(batch).await;
             }
             let (pool, chain) = (intake.pool.clone(), intake.chain.clone());
-            let checked = tokio::task::spawn_blocking(move || {
-                let reader = chain.reader();
-                let now = crate::time::unix_secs();
-                let threads = crate::chain::signatures::default_threads();
-                let mut verdicts = Vec::with_capacity(txs.len());
-                let mut txs = txs.into_iter().peekable();
-                while txs.peek().is_some() {
-                    let chunk: Vec<Transaction> = txs.by_ref().take(CHECK_CHUNK).collect();
-                    verdicts.extend(
-                        pool.submit_batch(chunk, reader, now, threads)
-                            .into_iter()
-                            .map(|(txid, verdict)| submit_verdict(txid, verdict, reader)),
-                    );
-                }
-                verdicts
-            })
-            .await;
-            let Ok(verdicts) = checked else {
+            let checked = tokio::task::spawn_blocking(move || admit(&pool, &chain, &hexes)).await;
+            let Ok(answers) = checked else {
                 // The check panicked: nothing was answered, so the method answers each.
                 return inner.batch(batch).await;
             };
             let mut response = BatchResponseBuilder::new_with_limit(intake.max_response);
             for (entry, grouped) in batch.into_iter().zip(grouped) {
                 let answer = match (entry, grouped) {
-                    (Ok(BatchEntry::Call(req)), Some(grouped)) => {
+                    (Ok(BatchEntry::Call(req)), Some(i)) => {
                         let id = req.id();
-                        let verdict = match grouped {
-                            Grouped::Decoded(i) => verdicts[i].clone(),
-                            Grouped::Undecodable(e) => Err(e),
-                        };
-                        match verdict {
+                        match answers[i].clone() {
                             Ok(txid) => MethodResponse::response(
                                 id,
                                 ResponsePayload::success(txid),
