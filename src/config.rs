@@ -163,7 +163,8 @@ pub struct NodeArgs {
     /// Announce this node and find others on the local network with mDNS
     #[arg(long, env = "NODED_DISCOVER_LAN", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub discover_lan: Option<bool>,
-    /// Peer added to the address book at start (host:port); unlike --addnode, not kept connected
+    /// Bootstrap node (IP:port): asked once for peer addresses over a short connection, then
+    /// kept in the address book; unlike --addnode, not kept connected
     #[arg(
         long,
         env = "NODED_BOOTSTRAP",

@@ -84,6 +84,44 @@ fn a_dns_seed_served_on_loopback_leads_to_a_real_connection() {
     stop.store(true, Ordering::Relaxed);
 }
 
+/// `--bootstrap`: the node asks the bootstrap node for addresses over one short connection,
+/// learns the other node from the answer, and keeps the bootstrap node in its book like any
+/// other address; it ends up connected to both.
+#[test]
+fn a_bootstrap_node_is_asked_for_addresses_and_the_node_joins_the_network() {
+    let seed = TestNode::start(&[]);
+    let seed_addr = seed.p2p_addr().to_string();
+    // Another node the bootstrap node knows of (it advertised its listen address).
+    let other = TestNode::start(&["--addnode", &seed_addr]);
+    let knows = |node: &TestNode, port: u16| {
+        rpc(node, "getnodeaddresses", json!([100]))
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["port"] == port))
+    };
+    wait_until(
+        DEADLINE,
+        "the bootstrap node learned the other node's address",
+        || knows(&seed, other.p2p_addr().port()),
+    );
+    let node = TestNode::start(&["--bootstrap", &seed_addr]);
+    wait_until(DEADLINE, "both addresses in the new node's book", || {
+        knows(&node, other.p2p_addr().port()) && knows(&node, seed.p2p_addr().port())
+    });
+    wait_until(DEADLINE, "the new node connected to both", || {
+        let ids: Vec<Value> = node
+            .ready_peers()
+            .iter()
+            .map(|p| p["nodeid"].clone())
+            .collect();
+        ids.contains(&seed.getinfo()["nodeid"]) && ids.contains(&other.getinfo()["nodeid"])
+    });
+    // The fetch itself is gone: no addr-fetch connection stays.
+    assert!(node
+        .peers()
+        .iter()
+        .all(|p| p["connection_type"] != "addr-fetch"));
+}
+
 /// Longest a `getinfo` call may take while 130 connections flood the P2P port (see the
 /// assertion for why this much).
 const RPC_STALL_BOUND: Duration = Duration::from_secs(4);

@@ -53,6 +53,7 @@ pub const DISCONNECT_REASONS: &[&str] = &[
     "stalling",
     "mutated_block",
     "headers_changed",
+    "addr_fetch_done",
     "slow_peer",
     "closed",
     "network_off",
@@ -67,6 +68,7 @@ pub const CONN_TYPES: &[(&str, &str)] = &[
     ("outbound", "manual"),
     ("outbound", "onetry"),
     ("outbound", "feeler"),
+    ("outbound", "addr-fetch"),
 ];
 
 /// Reorganisation depth buckets (blocks disconnected): most reorgs are one block; deeper

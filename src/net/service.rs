@@ -352,15 +352,16 @@ impl NetService {
                 tracing::warn!(error = %e, "ignoring a repeated peer");
             }
         }
-        for spec in &discovery.bootstrap {
-            if let Ok(ip) = spec.host.parse::<IpAddr>() {
-                let addr = SocketAddr::new(ip, spec.port);
-                let found = Input::Discovered {
-                    addrs: vec![addr],
-                    source: addr,
-                };
-                let _ = core.handle(clock.now(), found);
-            }
+        let bootstrap: Vec<SocketAddr> = discovery
+            .bootstrap
+            .iter()
+            .filter_map(|spec| {
+                let ip = spec.host.parse::<IpAddr>().ok()?;
+                Some(SocketAddr::new(ip, spec.port))
+            })
+            .collect();
+        if !bootstrap.is_empty() {
+            let _ = core.handle(clock.now(), Input::Bootstrap { addrs: bootstrap });
         }
         let totals = Arc::new(Totals::default());
         let counts = Arc::new(PeerCounts::default());
@@ -1540,6 +1541,7 @@ fn disconnect_label(reason: &crate::protocol::DisconnectReason) -> &'static str 
         R::Requested => "requested",
         R::NodeIdMismatch => "node_id_mismatch",
         R::FeelerDone => "feeler_done",
+        R::AddrFetchDone => "addr_fetch_done",
         R::Stalling => "stalling",
         R::MutatedBlock => "mutated_block",
         R::HeadersChanged => "headers_changed",
@@ -1550,9 +1552,9 @@ fn disconnect_label(reason: &crate::protocol::DisconnectReason) -> &'static str 
 }
 
 /// Whether a connection of this type gets INFO connect and disconnect lines: a feeler only
-/// tests an address and is gone within seconds, every few minutes.
+/// tests an address, an address fetch only asks for addresses; both are gone within seconds.
 fn announced(conn_type: crate::protocol::ConnType) -> bool {
-    conn_type != crate::protocol::ConnType::Feeler
+    !conn_type.is_short_lived()
 }
 
 fn log_event(event: &Event) {
@@ -1655,6 +1657,7 @@ mod tests {
             R::Requested,
             R::NodeIdMismatch,
             R::FeelerDone,
+            R::AddrFetchDone,
             R::Stalling,
             R::MutatedBlock,
             R::HeadersChanged,

@@ -54,6 +54,8 @@ struct Gossip {
     tokens_at: LocalTime,
     known: HashSet<SocketAddr>,
     getaddr_answered: bool,
+    /// An addr-fetch connection: closed once its GETADDR answer is in.
+    fetch: bool,
 }
 
 pub struct AddrMgr {
@@ -105,6 +107,7 @@ impl AddrMgr {
                         tokens_at: now.local,
                         known: HashSet::new(),
                         getaddr_answered: false,
+                        fetch: conn_type == ConnType::AddrFetch,
                     },
                 );
             }
@@ -140,6 +143,11 @@ impl AddrMgr {
                 }
             }
             Internal::DialFailed { addr } => self.book.attempt_failed(&addr, now.unix_secs()),
+            Internal::AddrFetchEnded { addr } => {
+                let unix = now.unix_secs();
+                self.book
+                    .add(addr, crate::wire::SERVICE_NETWORK, addr, unix, unix);
+            }
             _ => {}
         }
     }
@@ -223,6 +231,10 @@ impl AddrMgr {
                 fresh_new.push(TimestampedAddress { time, ..*item });
             }
         }
+        if p.fetch {
+            // The answer to our GETADDR (the first ADDR after it; even an empty one).
+            out.disconnect(peer, super::io::DisconnectReason::AddrFetchDone);
+        }
         // Addresses earn no eviction protection: they are free to make up.
         if list.len() <= ADDR_RELAY_MAX_ITEMS && !fresh_new.is_empty() {
             self.relay(peer, &fresh_new, rng, out);
@@ -289,7 +301,7 @@ impl AddrMgr {
                 p.known.insert(i.addr.socket_addr());
             }
         }
-        out.addr(peer, items);
+        out.addr_answer(peer, items);
     }
 
     /// A sample of the book for `getnodeaddresses`, drawn with the core's RNG.
@@ -445,6 +457,76 @@ mod tests {
         let list = items(&[("127.0.0.1:8333", t), ("10.1.2.3:8333", t)]);
         local.on_addr(1, &list, &cfg, now(0), &mut rng, &mut out);
         assert_eq!(local.book().len(), 2);
+    }
+
+    /// An address fetch asks once (GETADDR), is closed by the first ADDR that follows (an
+    /// empty one too: a GETADDR is always answered), and its node then joins the book.
+    #[test]
+    fn an_address_fetch_ends_with_its_answer_and_its_node_joins_the_book() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let mut rng = StdRng::seed_from_u64(1);
+        // The bootstrap node knows nobody yet: it still answers, with an empty ADDR.
+        let mut seed = AddrMgr::new(AddrMan::new([2; 32]));
+        ready(&mut seed, &cfg, 9, "3.3.3.3:5000", ConnType::Inbound);
+        let mut out = Outbox::default();
+        seed.on_getaddr(9, &cfg, now(0), &mut rng, &mut out);
+        let answer = relayed(&mut out);
+        assert_eq!(answer.len(), 1);
+        assert!(answer[0].1.is_empty());
+
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        let mut out = Outbox::default();
+        let addr: SocketAddr = "7.7.7.7:8333".parse().unwrap();
+        mgr.on_internal(
+            &Internal::PeerConnected {
+                peer: 1,
+                addr,
+                node_id: NodeId([1; 32]),
+                conn_type: ConnType::AddrFetch,
+            },
+            &cfg,
+            now(0),
+            &mut out,
+        );
+        mgr.on_internal(
+            &Internal::PeerNegotiated {
+                peer: 1,
+                addr,
+                conn_type: ConnType::AddrFetch,
+                seen_as: None,
+                height: 0,
+                relay: true,
+            },
+            &cfg,
+            now(0),
+            &mut out,
+        );
+        let asked = out
+            .take_outputs()
+            .into_iter()
+            .any(|o| matches!(o, Output::Send(1, Message::GetAddr)));
+        assert!(asked, "GETADDR sent");
+        let t = T0 / 1000;
+        mgr.on_addr(1, &[], &cfg, now(50), &mut rng, &mut out);
+        let mut closed = false;
+        while let Some(e) = out.next_internal() {
+            closed |= matches!(
+                e,
+                Internal::DisconnectRequested {
+                    peer: 1,
+                    reason: super::super::io::DisconnectReason::AddrFetchDone
+                }
+            );
+        }
+        assert!(closed, "the answer closes the fetch");
+        assert_eq!(
+            mgr.book().len(),
+            0,
+            "not in the book while it is being asked"
+        );
+        mgr.on_internal(&Internal::AddrFetchEnded { addr }, &cfg, now(60), &mut out);
+        assert_eq!(mgr.book().len(), 1);
+        assert!(mgr.book().get(&addr).is_some_and(|e| e.last_seen <= t + 1));
     }
 
     /// Defect 4: a future timestamp counted as fresh, so it was relayed and looked recent.

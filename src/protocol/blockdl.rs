@@ -81,9 +81,11 @@ impl BlockDl {
             Internal::PeerConnected { peer, .. } => {
                 self.peers.insert(peer, DlPeer::default());
             }
-            Internal::PeerNegotiated { peer, .. } => {
+            Internal::PeerNegotiated {
+                peer, conn_type, ..
+            } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.negotiated = true;
+                    p.negotiated = !conn_type.is_short_lived();
                 }
             }
             Internal::PeerDisconnecting { peer } => {

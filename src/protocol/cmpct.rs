@@ -137,7 +137,7 @@ impl CompactRelay {
             }
             Internal::PeerNegotiated {
                 peer, conn_type, ..
-            } if conn_type != ConnType::Feeler => {
+            } if !conn_type.is_short_lived() => {
                 // Low-bandwidth at first: it announces with HEADERS until it proves fast.
                 out.send(
                     peer,

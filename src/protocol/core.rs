@@ -326,6 +326,7 @@ impl Core {
                 relay.mempool_contents(peer, txs, now.local, relay_rng)
             }
             Input::FuturesExpired { peer, count } => relay.futures_expired(peer, count, out),
+            Input::Bootstrap { addrs: nodes } => peers.queue_addr_fetches(&nodes, rng),
             Input::Discovered {
                 addrs: found,
                 source,

@@ -34,6 +34,8 @@ pub enum ConnType {
     /// A short test connection to a tried address whose slot a newcomer wants; closed after
     /// the handshake.
     Feeler,
+    /// A short connection to a bootstrap node: one GETADDR, closed when its answer arrives.
+    AddrFetch,
 }
 
 impl ConnType {
@@ -44,7 +46,14 @@ impl ConnType {
             ConnType::Manual => "manual",
             ConnType::OneTry => "onetry",
             ConnType::Feeler => "feeler",
+            ConnType::AddrFetch => "addr-fetch",
         }
+    }
+
+    /// A connection made for one question (a feeler's test, an address fetch): no header
+    /// sync, no block or transaction relay over it.
+    pub fn is_short_lived(self) -> bool {
+        matches!(self, ConnType::Feeler | ConnType::AddrFetch)
     }
 
     pub fn is_manual(self) -> bool {
@@ -70,6 +79,8 @@ pub enum DisconnectReason {
     NodeIdMismatch,
     /// A feeler connection did its job.
     FeelerDone,
+    /// An address fetch got its answer (or waited for it long enough).
+    AddrFetchDone,
     /// It let a block request outlive the stall timeout.
     Stalling,
     /// It sent a block whose body does not match the header.
@@ -88,7 +99,9 @@ impl DisconnectReason {
     pub fn is_routine(&self) -> bool {
         matches!(
             self,
-            DisconnectReason::DuplicateNodeId | DisconnectReason::FeelerDone
+            DisconnectReason::DuplicateNodeId
+                | DisconnectReason::FeelerDone
+                | DisconnectReason::AddrFetchDone
         )
     }
 }
@@ -113,6 +126,7 @@ impl std::fmt::Display for DisconnectReason {
                 write!(f, "VERSION node id differs from TLS identity")
             }
             DisconnectReason::FeelerDone => write!(f, "feeler test done"),
+            DisconnectReason::AddrFetchDone => write!(f, "address fetch done"),
             DisconnectReason::Stalling => write!(f, "stalled the block download"),
             DisconnectReason::MutatedBlock => {
                 write!(f, "sent a block whose body does not match its header")
@@ -173,7 +187,10 @@ pub enum Input {
     DialFailed { dial: DialId },
     /// The timer asked for with `Output::SetTimer` is due (early or repeated ticks are fine).
     Tick,
-    /// Addresses learned from DNS seeds, bootstrap nodes or LAN discovery.
+    /// Bootstrap nodes (`--bootstrap`): each is asked once for addresses over a short
+    /// addr-fetch connection, then kept in the address book like any other address.
+    Bootstrap { addrs: Vec<SocketAddr> },
+    /// Addresses learned from DNS seeds or LAN discovery.
     Discovered {
         addrs: Vec<SocketAddr>,
         source: SocketAddr,
@@ -477,6 +494,9 @@ pub enum Internal {
     },
     /// A dial to this address-book address did not connect.
     DialFailed { addr: SocketAddr },
+    /// The address fetch from this bootstrap node is over (answered, timed out, or never
+    /// connected): the address joins the book.
+    AddrFetchEnded { addr: SocketAddr },
     /// The peer broke a rule.
     Misbehaved { peer: PeerId, what: Misbehaviour },
     /// The chain's active tip changed.
@@ -614,6 +634,11 @@ impl Outbox {
         if items.is_empty() {
             return;
         }
+        self.addr_answer(peer, items);
+    }
+
+    /// The answer to a GETADDR: sent even when empty, so the asker knows it has it all.
+    pub fn addr_answer(&mut self, peer: PeerId, items: Vec<TimestampedAddress>) {
         let list = BoundedVec::new(items).expect("callers cap ADDR lists at MAX_ADDR_ITEMS");
         self.send(peer, Message::Addr(list));
     }

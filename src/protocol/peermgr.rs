@@ -1,6 +1,7 @@
 //! The peer manager: the connection lifecycle. Admission, the VERSION/VERACK handshake and
 //! its timeout, duplicate and self connections, inbound eviction, added (manual) peers with
-//! their backoff, and the choice of whom to dial (outbound slots, feelers, DNS seeds).
+//! their backoff, and the choice of whom to dial (outbound slots, feelers, address fetches
+//! from bootstrap nodes, DNS seeds).
 //!
 //! Owns the peer table, pending dials and added peers, on monotonic time (wall time only goes
 //! into VERSION). Never scores or bans (it asks the coordinator whether a peer is banned),
@@ -45,6 +46,12 @@ const DUPLICATE_DIAL_BACKOFF: LocalDuration = LocalDuration::from_mins(10);
 const FEELER_INTERVAL: LocalDuration = LocalDuration::from_mins(2);
 /// Addresses remembered for that; the one due soonest goes first beyond this.
 const MAX_DUPLICATE_DIALS: usize = 1_024;
+/// Bootstrap nodes waiting for their address fetch; more are ignored (an operator's list,
+/// not a stranger's).
+const MAX_ADDR_FETCHES: usize = 64;
+/// An address fetch whose answer has not come by this long after connecting is closed: an
+/// answer takes one round trip after the handshake.
+const ADDR_FETCH_TIMEOUT: LocalDuration = LocalDuration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ManualState {
@@ -71,6 +78,7 @@ enum DialKind {
     Manual(String),
     OneTry,
     Feeler(SocketAddr),
+    AddrFetch(SocketAddr),
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +165,9 @@ pub struct PeerMgr {
     last_seed_request: Option<LocalTime>,
     /// When the next feeler may start.
     next_feeler: LocalTime,
+    /// Bootstrap nodes still to be asked for addresses, one connection at a time, in a
+    /// seeded random order (so a crowd starting together spreads over them).
+    addr_fetches: std::collections::VecDeque<SocketAddr>,
     /// Set by `setnetworkactive false`: no dialling, no inbound, every peer let go.
     network_off: bool,
 }
@@ -426,6 +437,7 @@ impl PeerMgr {
             Some(DialKind::Manual(key)) => (ConnType::Manual, Some(key.clone())),
             Some(DialKind::OneTry) => (ConnType::OneTry, None),
             Some(DialKind::Feeler(_)) => (ConnType::Feeler, None),
+            Some(DialKind::AddrFetch(_)) => (ConnType::AddrFetch, None),
         };
         let group_rank =
             eviction::group_rank(eviction_key, &netgroup(&addr, cfg.allow_local_addrs));
@@ -638,6 +650,7 @@ impl PeerMgr {
             DialKind::Auto(addr) | DialKind::Feeler(addr) => {
                 out.internal(Internal::DialFailed { addr })
             }
+            DialKind::AddrFetch(addr) => out.internal(Internal::AddrFetchEnded { addr }),
             DialKind::Manual(key) => self.manual_retry_later(&key, now, false),
             DialKind::OneTry => {}
         }
@@ -670,6 +683,9 @@ impl PeerMgr {
                 m.state = ManualState::Idle;
                 m.next_attempt = now;
             }
+        }
+        if p.conn_type == ConnType::AddrFetch {
+            out.internal(Internal::AddrFetchEnded { addr: p.addr });
         }
         let failed = matches!(p.conn_type, ConnType::Outbound | ConnType::Feeler)
             && !p.ready
@@ -724,7 +740,8 @@ impl PeerMgr {
                 user_agent: BoundedString::truncating(&cfg.user_agent),
                 best_height: self.best_height,
                 node_id: cfg.our_node_id,
-                relay: true,
+                // A connection for one question wants no transaction announcements.
+                relay: !p.conn_type.is_short_lived(),
             },
         );
     }
@@ -822,6 +839,11 @@ impl PeerMgr {
             if !p.disconnecting && !p.ready && now.local.since(p.connected_at) >= handshake_timeout
             {
                 out.disconnect(*id, DisconnectReason::HandshakeTimeout);
+            } else if !p.disconnecting
+                && p.conn_type == ConnType::AddrFetch
+                && now.local.since(p.connected_at) >= ADDR_FETCH_TIMEOUT
+            {
+                out.disconnect(*id, DisconnectReason::AddrFetchDone);
             }
         }
         let expired: Vec<DialId> = self
@@ -838,6 +860,7 @@ impl PeerMgr {
             return;
         }
         self.maintain_manual(now.local, out);
+        self.maybe_fetch_addrs(cfg, views, now.local, out);
         self.maintain_outbound(cfg, views, book, now, rng, out);
         self.maybe_start_feeler(cfg, views, book, now, out);
     }
@@ -852,6 +875,8 @@ impl PeerMgr {
         for p in self.peers.values() {
             if !p.disconnecting && !p.ready {
                 wake.at(p.connected_at + handshake_timeout);
+            } else if !p.disconnecting && p.conn_type == ConnType::AddrFetch {
+                wake.at(p.connected_at + ADDR_FETCH_TIMEOUT);
             }
         }
         for d in self.dials.values() {
@@ -864,6 +889,9 @@ impl PeerMgr {
         }
         let room = self.peers.len() + self.dials.len() < cfg.max_total;
         if !cfg.connect_only && room && self.auto_outbound_count() < cfg.max_outbound {
+            wake.at(now);
+        }
+        if !cfg.connect_only && room && !self.addr_fetches.is_empty() && !self.fetching() {
             wake.at(now);
         }
         let feeling = self
@@ -1000,6 +1028,63 @@ impl PeerMgr {
         let dial = self.new_dial(DialKind::Feeler(addr), now.local);
         self.next_feeler = now.local + FEELER_INTERVAL;
         out.dial(dial, DialTarget::socket(addr), None);
+    }
+
+    /// Bootstrap nodes to ask for addresses (`Input::Bootstrap`), queued in a random order.
+    pub fn queue_addr_fetches(&mut self, addrs: &[SocketAddr], rng: &mut StdRng) {
+        let mut addrs: Vec<SocketAddr> = addrs
+            .iter()
+            .filter(|a| !self.addr_fetches.contains(a))
+            .copied()
+            .collect();
+        for i in (1..addrs.len()).rev() {
+            addrs.swap(i, rng.gen_range(0..=i));
+        }
+        let room = MAX_ADDR_FETCHES.saturating_sub(self.addr_fetches.len());
+        self.addr_fetches.extend(addrs.into_iter().take(room));
+    }
+
+    /// Whether an address fetch is under way (dialling or connected).
+    fn fetching(&self) -> bool {
+        self.dials
+            .values()
+            .any(|d| matches!(d.kind, DialKind::AddrFetch(_)))
+            || self
+                .peers
+                .values()
+                .any(|p| p.conn_type == ConnType::AddrFetch)
+    }
+
+    /// Asks the next bootstrap node for addresses, one at a time: a crowd of new nodes costs
+    /// each bootstrap node one short connection per newcomer, not a full-relay slot it must
+    /// evict for (every newcomer otherwise knows only the bootstrap nodes and dials them all).
+    fn maybe_fetch_addrs(
+        &mut self,
+        cfg: &CoreConfig,
+        views: &Views,
+        now: LocalTime,
+        out: &mut Outbox,
+    ) {
+        if cfg.connect_only
+            || self.fetching()
+            || self.peers.len() + self.dials.len() >= cfg.max_total
+        {
+            return;
+        }
+        while let Some(addr) = self.addr_fetches.pop_front() {
+            let connected = self
+                .peers
+                .values()
+                .any(|p| p.addr == addr || p.listen_addr() == Some(addr));
+            if connected || (views.banned)(addr.ip(), None) {
+                // Asked another way already, or not to be asked: it joins the book as is.
+                out.internal(Internal::AddrFetchEnded { addr });
+                continue;
+            }
+            let dial = self.new_dial(DialKind::AddrFetch(addr), now);
+            out.dial(dial, DialTarget::socket(addr), None);
+            return;
+        }
     }
 
     fn maybe_request_seeds(&mut self, cfg: &CoreConfig, now: LocalTime, out: &mut Outbox) {
@@ -1307,6 +1392,75 @@ mod tests {
             disconnects(&f.drain().0),
             vec![(4, DisconnectReason::TooManyConnections)]
         );
+    }
+
+    /// Bootstrap nodes are asked for addresses one short connection at a time, never as
+    /// outbound slots; each joins the book once its fetch is over, however it ended.
+    #[test]
+    fn bootstrap_nodes_are_asked_for_addresses_one_at_a_time_then_join_the_book() {
+        let mut f = Fixture::new();
+        let mut book = AddrMan::new([3; 32]);
+        let seeds: Vec<SocketAddr> = ["7.0.0.1:8333", "8.0.0.1:8333"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        f.mgr.queue_addr_fetches(&seeds, &mut f.rng);
+        f.tick(0, &mut book);
+        let (out, _) = f.drain();
+        let first = dials(&out);
+        assert_eq!(
+            first.len(),
+            1,
+            "one fetch at a time, no outbound dial: {out:?}"
+        );
+        let (dial, target) = first[0].clone();
+        // Still under way: nothing more is dialled.
+        f.tick(1_000, &mut book);
+        assert!(dials(&f.drain().0).is_empty());
+        let n = if target.starts_with('7') { 7 } else { 8 };
+        f.connect(1, &target, Some(dial), n, 1_000);
+        let (out, internal) = f.drain();
+        assert!(internal.iter().any(|e| matches!(
+            e,
+            Internal::PeerConnected {
+                conn_type: ConnType::AddrFetch,
+                ..
+            }
+        )));
+        // Its VERSION asks for no transaction announcements.
+        assert!(matches!(&out[0], Output::Send(1, Message::Version(v)) if !v.relay));
+        f.version(1, n, 5);
+        f.mgr.on_verack(1, &mut f.out);
+        f.drain();
+        // No answer within the timeout: the fetch is closed.
+        f.tick(1_000 + ADDR_FETCH_TIMEOUT.as_millis() - 1, &mut book);
+        assert!(disconnects(&f.drain().0).is_empty());
+        f.tick(1_000 + ADDR_FETCH_TIMEOUT.as_millis(), &mut book);
+        assert_eq!(
+            disconnects(&f.drain().0),
+            vec![(1, DisconnectReason::AddrFetchDone)]
+        );
+        f.mgr.disconnected(1, at(32_000).local, &mut f.out);
+        let (_, internal) = f.drain();
+        let ended: SocketAddr = target.parse().unwrap();
+        assert!(internal
+            .iter()
+            .any(|e| matches!(e, Internal::AddrFetchEnded { addr } if *addr == ended)));
+        // The other bootstrap node is next; its dial fails, and it is over too.
+        f.tick(33_000, &mut book);
+        let (out, _) = f.drain();
+        let second = dials(&out);
+        assert_eq!(second.len(), 1);
+        assert_ne!(second[0].1, target);
+        f.mgr.dial_failed(second[0].0, at(34_000).local, &mut f.out);
+        let (_, internal) = f.drain();
+        assert!(internal.iter().any(
+            |e| matches!(e, Internal::AddrFetchEnded { addr } if addr.to_string() == second[0].1)
+        ));
+        // Nothing left to fetch, and the book is empty (the address manager fills it from
+        // `AddrFetchEnded`): no dial.
+        f.tick(35_000, &mut book);
+        assert!(dials(&f.drain().0).is_empty());
     }
 
     /// Two nodes that dial each other at once must keep the same one of the two connections

@@ -96,7 +96,15 @@ impl SyncMgr {
                     },
                 );
             }
-            Internal::PeerNegotiated { peer, height, .. } => {
+            Internal::PeerNegotiated {
+                peer,
+                height,
+                conn_type,
+                ..
+            } => {
+                if conn_type.is_short_lived() {
+                    return; // a feeler's test or an address fetch: gone in a round trip
+                }
                 let syncing = self.peers.values().any(|p| p.asked.is_some());
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;

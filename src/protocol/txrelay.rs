@@ -208,7 +208,7 @@ impl TxRelay {
                 let outbound = conn_type != ConnType::Inbound;
                 let mut p = RelayPeer {
                     outbound,
-                    relay: relay && conn_type != ConnType::Feeler,
+                    relay: relay && !conn_type.is_short_lived(),
                     known: BoundedSet::new(MAX_KNOWN_PER_PEER),
                     queue: Vec::new(),
                     next_trickle: now.local,

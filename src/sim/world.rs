@@ -78,11 +78,6 @@ const MAX_LOOPBACK_NODES: usize = (EPHEMERAL_FIRST_PORT - LOOPBACK_FIRST_PORT) a
 const EPHEMERAL_FIRST_PORT: u16 = 32_768;
 const EPHEMERAL_LAST_PORT: u16 = 60_999;
 
-/// Where bootstrap addresses are said to come from (`Input::Discovered`'s source), as if
-/// from a DNS seed.
-const BOOTSTRAP_SOURCE_PUBLIC: &str = "9.9.9.9:53";
-const BOOTSTRAP_SOURCE_LOOPBACK: &str = "127.0.0.1:53";
-
 /// Ready transactions listed for a new peer at most: the real shell's
 /// `MEMPOOL_ANNOUNCED_ON_CONNECT`.
 const MEMPOOL_LISTED_ON_CONNECT: usize = 50_000;
@@ -414,13 +409,6 @@ impl Sim {
             seen_as: [SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0); 2],
             dial: 0,
         });
-        let source: SocketAddr = if loopback {
-            BOOTSTRAP_SOURCE_LOOPBACK
-        } else {
-            BOOTSTRAP_SOURCE_PUBLIC
-        }
-        .parse()
-        .expect("a socket address");
         let seeds: Vec<SocketAddr> = config
             .bootstrap
             .iter()
@@ -433,7 +421,7 @@ impl Sim {
                 .filter(|a| *a != sim.nodes[i].addr)
                 .collect();
             if !addrs.is_empty() {
-                sim.feed(i, Input::Discovered { addrs, source });
+                sim.feed(i, Input::Bootstrap { addrs });
             }
             sim.feed(i, Input::Tick);
         }
