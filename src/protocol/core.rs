@@ -99,11 +99,9 @@ pub struct Core {
     out: Outbox,
     /// The tick last asked for, so each is asked for once.
     timer: Option<LocalTime>,
-    /// The earliest moment a manager has something due, as of the last input that could
-    /// have made it earlier (`wake_stale`).
-    wake: Wake,
-    /// An input may have brought a manager's wake forward: ask them all again.
-    wake_stale: bool,
+    /// When each manager next has something due, as of the last input that could have
+    /// brought it forward.
+    wakes: Wakes,
     /// The next point of the tick grid (`TICK_INTERVAL` apart); an announcement batch may
     /// be due before it.
     full_tick: Option<LocalTime>,
@@ -115,6 +113,71 @@ const PRESYNC_SALT_DOMAIN: u64 = 0x0070_7265_7379_6e63;
 const RELAY_RNG_DOMAIN: u64 = 0x0074_7872_656c_6179;
 /// Mixed into the seed for the compact block manager's generator ("cmpct").
 const COMPACT_RNG_DOMAIN: u64 = 0x0000_0063_6d70_6374;
+
+/// Each ticking manager's wake (`Wake`), kept between inputs, and which of them an input may
+/// have brought forward (`stale`: asked again before the next timer is set). A tick runs only
+/// the managers whose wake has come.
+#[derive(Clone, Copy, Debug)]
+struct Wakes {
+    each: [Wake; Wakes::COUNT],
+    /// One bit per manager (`Wakes::bit`).
+    stale: u8,
+}
+
+impl Wakes {
+    const PEERS: usize = 0;
+    const PINGS: usize = 1;
+    const ADDRS: usize = 2;
+    const SCORES: usize = 3;
+    const SYNC: usize = 4;
+    const BLOCKS: usize = 5;
+    const RELAY: usize = 6;
+    const COUNT: usize = 7;
+    const ALL: u8 = (1 << Wakes::COUNT) - 1;
+
+    fn new() -> Wakes {
+        Wakes {
+            each: [Wake::NEVER; Wakes::COUNT],
+            stale: Wakes::ALL,
+        }
+    }
+
+    const fn bit(manager: usize) -> u8 {
+        1 << manager
+    }
+
+    fn earliest(&self) -> Wake {
+        let mut wake = Wake::NEVER;
+        for w in self.each {
+            wake.merge(w);
+        }
+        wake
+    }
+
+    /// `managers` and those whose wake reads what their ticks may change: the peer and
+    /// address managers share the address book, the sync and block download managers the
+    /// header tree.
+    fn with_shared_state(managers: u8) -> u8 {
+        let mut bits = managers;
+        for pair in [
+            Wakes::bit(Wakes::PEERS) | Wakes::bit(Wakes::ADDRS),
+            Wakes::bit(Wakes::SYNC) | Wakes::bit(Wakes::BLOCKS),
+        ] {
+            if managers & pair != 0 {
+                bits |= pair;
+            }
+        }
+        bits
+    }
+
+    /// The managers with something due at `t` (or whose wake is stale: not known to be
+    /// later).
+    fn due(&self, t: LocalTime) -> u8 {
+        (0..Wakes::COUNT)
+            .filter(|&m| self.each[m].time().is_some_and(|w| w <= t))
+            .fold(self.stale, |bits, m| bits | Wakes::bit(m))
+    }
+}
 
 impl Core {
     pub fn new(cfg: CoreConfig, addrman: AddrMan, bans: BanList) -> Core {
@@ -140,8 +203,7 @@ impl Core {
             tree,
             out: Outbox::default(),
             timer: None,
-            wake: Wake::NEVER,
-            wake_stale: true,
+            wakes: Wakes::new(),
             full_tick: None,
         }
     }
@@ -172,17 +234,23 @@ impl Core {
             Input::Connected { peer, .. } => Some(peer),
             _ => None,
         };
-        // The messages that can only put deadlines later (a sign of life, a PONG sent, an
-        // answer to GETADDR) or add tried-table collisions (checked below) unless they raise
-        // an internal event: the rest may bring a wake forward.
-        let keeps_wake = matches!(
-            &input,
+        // Which managers' wakes the input may bring forward (an internal event it raises
+        // makes them all stale, in `fan_out`). A PING (a sign of life, a PONG sent), an ADDR
+        // or a GETADDR only put deadlines later or add tried-table collisions (checked in
+        // `set_timer`); a PONG moves its peer's next ping forward; a tick, the managers it ran
+        // (`dispatch`).
+        self.wakes.stale |= match &input {
             Input::Received {
                 message: Message::Ping(_) | Message::Addr(_) | Message::GetAddr,
                 ..
             }
-        );
-        self.wake_stale |= !keeps_wake;
+            | Input::Tick => 0,
+            Input::Received {
+                message: Message::Pong(_),
+                ..
+            } => Wakes::bit(Wakes::PINGS),
+            _ => Wakes::ALL,
+        };
         let result = self.dispatch(now, input);
         self.fan_out(now);
         // Whatever happened, the download window is topped up.
@@ -190,7 +258,9 @@ impl Core {
         let compact = |peer| self.compact.takes_compact(peer);
         self.blocks
             .request(&self.tree, &compact, now, &mut self.out);
-        self.wake_stale |= self.out.pending_outputs() != before;
+        if self.out.pending_outputs() != before {
+            self.wakes.stale = Wakes::ALL;
+        }
         if let Some(peer) = joined {
             self.announce_if_kept(peer);
         }
@@ -213,13 +283,11 @@ impl Core {
             None => t + TICK_INTERVAL,
         };
         self.full_tick = Some(grid);
-        if self.wake_stale {
-            self.wake = self.next_wake(t);
-            self.wake_stale = false;
-        } else if self.addrs.book().has_collisions() {
-            self.wake.at(t);
+        self.refresh_wakes(t);
+        if self.addrs.book().has_collisions() {
+            self.wakes.each[Wakes::ADDRS].at(t);
         }
-        let mut wake = self.wake;
+        let mut wake = self.wakes.earliest();
         wake.at(t + MAX_TICK_GAP);
         let due = wake.time().expect("bounded by the gap");
         let mut next = if due <= grid {
@@ -236,16 +304,32 @@ impl Core {
         }
     }
 
-    /// The earliest moment any manager's tick has something to do.
-    fn next_wake(&self, t: LocalTime) -> Wake {
-        let mut wake = self.peers.next_wake(&self.cfg, self.addrs.book(), t);
-        wake.merge(self.pings.next_wake(&self.cfg));
-        wake.merge(self.addrs.next_wake(t));
-        wake.merge(self.scores.next_wake(t));
-        wake.merge(self.sync.next_wake(&self.tree, t));
-        wake.merge(self.blocks.next_wake(t));
-        wake.merge(self.relay.next_wake(t));
-        wake
+    /// Asks the managers whose wakes are stale when their tick next has something to do.
+    fn refresh_wakes(&mut self, t: LocalTime) {
+        let stale = std::mem::take(&mut self.wakes.stale);
+        let asked = |m: usize| stale & Wakes::bit(m) != 0;
+        let each = &mut self.wakes.each;
+        if asked(Wakes::PEERS) {
+            each[Wakes::PEERS] = self.peers.next_wake(&self.cfg, self.addrs.book(), t);
+        }
+        if asked(Wakes::PINGS) {
+            each[Wakes::PINGS] = self.pings.next_wake(&self.cfg);
+        }
+        if asked(Wakes::ADDRS) {
+            each[Wakes::ADDRS] = self.addrs.next_wake(t);
+        }
+        if asked(Wakes::SCORES) {
+            each[Wakes::SCORES] = self.scores.next_wake(t);
+        }
+        if asked(Wakes::SYNC) {
+            each[Wakes::SYNC] = self.sync.next_wake(&self.tree, t);
+        }
+        if asked(Wakes::BLOCKS) {
+            each[Wakes::BLOCKS] = self.blocks.next_wake(t);
+        }
+        if asked(Wakes::RELAY) {
+            each[Wakes::RELAY] = self.relay.next_wake(t);
+        }
     }
 
     fn dispatch(&mut self, now: Now, input: Input) -> Result<(), CommandError> {
@@ -283,6 +367,7 @@ impl Core {
             relay_rng,
             tree,
             out,
+            wakes,
             ..
         } = self;
         // What the peer manager may look at of the other managers, for this input.
@@ -306,13 +391,33 @@ impl Core {
             Input::Disconnected { peer } => peers.disconnected(peer, now.local, out),
             Input::DialFailed { dial } => peers.dial_failed(dial, now.local, out),
             Input::Tick => {
-                peers.tick(cfg, &views, addrs.book_mut(), now, rng, out);
-                pings.tick(cfg, now.local, rng, out);
-                scores.tick(now);
-                addrs.tick(now, out);
-                sync.tick(tree, now, out);
-                blocks.tick(tree, now, out);
-                relay.tick(now, relay_rng, out);
+                // Only the managers with something due: by `Wake`'s rule the others' ticks
+                // would do nothing. Their wakes are asked again afterwards.
+                let t = now.local;
+                let due = wakes.due(t);
+                if due & Wakes::bit(Wakes::PEERS) != 0 {
+                    peers.tick(cfg, &views, addrs.book_mut(), now, rng, out);
+                }
+                if due & Wakes::bit(Wakes::PINGS) != 0 {
+                    pings.tick(cfg, t, rng, out);
+                }
+                if due & Wakes::bit(Wakes::SCORES) != 0 {
+                    scores.tick(now);
+                }
+                if due & Wakes::bit(Wakes::ADDRS) != 0 {
+                    addrs.tick(now, out);
+                }
+                if due & Wakes::bit(Wakes::SYNC) != 0 {
+                    sync.tick(tree, now, out);
+                }
+                if due & Wakes::bit(Wakes::BLOCKS) != 0 {
+                    blocks.tick(tree, now, out);
+                }
+                if due & Wakes::bit(Wakes::RELAY) != 0 || relay.next_due().is_some_and(|d| d <= t) {
+                    relay.tick(now, relay_rng, out);
+                    wakes.stale |= Wakes::bit(Wakes::RELAY);
+                }
+                wakes.stale |= Wakes::with_shared_state(due);
             }
             Input::TxProcessed { peer, txid, result } => {
                 relay.processed(peer, txid, &result, now, out)
@@ -587,7 +692,7 @@ impl Core {
     /// for by any manager reaches the shell once and every manager hears of it.
     fn fan_out(&mut self, now: Now) {
         while let Some(event) = self.out.next_internal() {
-            self.wake_stale = true;
+            self.wakes.stale = Wakes::ALL;
             if let Internal::DisconnectRequested { peer, reason } = event {
                 if self.peers.mark_disconnecting(peer) {
                     self.out.push(Output::Disconnect(peer, reason));
