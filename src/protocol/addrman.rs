@@ -9,7 +9,6 @@
 //! caller's RNG.
 
 use super::netgroup::netgroup;
-use crate::types::hash::sha256d_parts;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +21,8 @@ const NEW_BUCKETS_PER_SOURCE_GROUP: u64 = 32;
 /// Buckets one address group may spread over in the tried table.
 const TRIED_BUCKETS_PER_GROUP: u64 = 8;
 
+/// Random draws `select` makes before it scans the whole book for an eligible address.
+const SELECT_DRAWS: usize = 64;
 /// Addresses not heard of for this long are stale.
 pub const HORIZON_SECS: u64 = 30 * 24 * 60 * 60;
 /// Attempts without ever succeeding after which an address is stale.
@@ -108,22 +109,51 @@ impl AddrInfo {
 /// The occupied slots of a bucket table (new or tried), by slot number. Only occupied slots
 /// take memory: a full table would be 16,384 slots per node, most of them empty, which a
 /// simulator running a thousand nodes would pay for in memory and page faults.
+/// The occupied slots are also listed (in no meaningful order), so one can be drawn at
+/// random in constant time.
 #[derive(Default)]
 struct SlotTable {
-    occupied: BTreeMap<usize, SocketAddr>,
+    /// Slot -> its address and its index in `listed`.
+    occupied: BTreeMap<usize, (SocketAddr, usize)>,
+    listed: Vec<usize>,
 }
 
 impl SlotTable {
     fn get(&self, slot: usize) -> Option<SocketAddr> {
-        self.occupied.get(&slot).copied()
+        self.occupied.get(&slot).map(|(a, _)| *a)
     }
 
     fn set(&mut self, slot: usize, addr: SocketAddr) {
-        self.occupied.insert(slot, addr);
+        let next = self.listed.len();
+        let entry = self.occupied.entry(slot).or_insert((addr, next));
+        entry.0 = addr;
+        if entry.1 == next {
+            self.listed.push(slot);
+        }
     }
 
     fn take(&mut self, slot: usize) -> Option<SocketAddr> {
-        self.occupied.remove(&slot)
+        let (addr, index) = self.occupied.remove(&slot)?;
+        self.listed.swap_remove(index);
+        if let Some(&moved) = self.listed.get(index) {
+            self.occupied
+                .get_mut(&moved)
+                .expect("listed slots are occupied")
+                .1 = index;
+        }
+        Some(addr)
+    }
+
+    fn len(&self) -> usize {
+        self.listed.len()
+    }
+
+    /// An occupied slot's address, drawn uniformly.
+    fn draw(&self, rng: &mut impl Rng) -> Option<SocketAddr> {
+        let slot = *self
+            .listed
+            .get(rng.gen_range(0..self.listed.len().max(1)))?;
+        self.get(slot)
     }
 
     #[cfg(test)]
@@ -145,9 +175,19 @@ pub struct AddrMan {
     dirty: bool,
 }
 
-fn hash_u64(parts: &[&[u8]]) -> u64 {
-    let h = sha256d_parts(parts);
-    u64::from_le_bytes(h.0[..8].try_into().expect("8 bytes"))
+/// A keyed hash of `parts` for bucketing: SipHash-2-4, a pseudo-random function of its
+/// 128-bit key, so without the book's secret nobody can aim addresses at chosen buckets (what
+/// Bitcoin Core gets from SHA-256 of its secret; SipHash does it for a tenth of the cost, and
+/// a node hashes every address gossip brings it).
+fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let (k, rest) = key.split_at(16);
+    let mut h = siphasher::sip::SipHasher24::new_with_key(k.try_into().expect("16 bytes"));
+    h.write(rest);
+    for part in parts {
+        h.write(part);
+    }
+    h.finish()
 }
 
 impl AddrMan {
@@ -242,9 +282,9 @@ impl AddrMan {
     pub fn new_slot(&self, addr: &SocketAddr, source: &SocketAddr) -> usize {
         let group = netgroup(addr, self.local_groups);
         let source_group = netgroup(source, self.local_groups);
-        let h1 = hash_u64(&[&self.key, &group.0, &source_group.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
+        let h1 = keyed_hash(&self.key, &[&group.0, &source_group.0]) % NEW_BUCKETS_PER_SOURCE_GROUP;
         let bucket =
-            hash_u64(&[&self.key, &source_group.0, &h1.to_le_bytes()]) % NEW_BUCKETS as u64;
+            keyed_hash(&self.key, &[&source_group.0, &h1.to_le_bytes()]) % NEW_BUCKETS as u64;
         self.position(b'N', bucket, addr)
     }
 
@@ -252,21 +292,23 @@ impl AddrMan {
     pub fn tried_slot(&self, addr: &SocketAddr) -> usize {
         let group = netgroup(addr, self.local_groups);
         let bytes = SocketAddrBytes::from(*addr);
-        let h1 =
-            hash_u64(&[&self.key, &bytes.ip, &bytes.port.to_le_bytes()]) % TRIED_BUCKETS_PER_GROUP;
-        let bucket = hash_u64(&[&self.key, &group.0, &h1.to_le_bytes()]) % TRIED_BUCKETS as u64;
+        let h1 = keyed_hash(&self.key, &[&bytes.ip, &bytes.port.to_le_bytes()])
+            % TRIED_BUCKETS_PER_GROUP;
+        let bucket = keyed_hash(&self.key, &[&group.0, &h1.to_le_bytes()]) % TRIED_BUCKETS as u64;
         self.position(b'T', bucket, addr)
     }
 
     fn position(&self, table: u8, bucket: u64, addr: &SocketAddr) -> usize {
         let bytes = SocketAddrBytes::from(*addr);
-        let pos = hash_u64(&[
+        let pos = keyed_hash(
             &self.key,
-            &[table],
-            &bucket.to_le_bytes(),
-            &bytes.ip,
-            &bytes.port.to_le_bytes(),
-        ]) % BUCKET_SIZE as u64;
+            &[
+                &[table],
+                &bucket.to_le_bytes(),
+                &bytes.ip,
+                &bytes.port.to_le_bytes(),
+            ],
+        ) % BUCKET_SIZE as u64;
         bucket as usize * BUCKET_SIZE + pos as usize
     }
 
@@ -448,6 +490,35 @@ impl AddrMan {
         now: u64,
         eligible: impl Fn(&SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
+        // Bitcoin Core's way first: draw addresses at random (tried or new table, even odds)
+        // and keep one with probability `chance`, asking eligibility only of those kept.
+        // This is rejection sampling: each eligible address comes with odds proportional to
+        // its chance, and the cost does not grow with the book (the scan below does: every
+        // dial would test every address).
+        for _ in 0..SELECT_DRAWS {
+            let tried = match (self.tried_table.len(), self.new_table.len()) {
+                (0, 0) => return None,
+                (0, _) => false,
+                (_, 0) => true,
+                _ => rng.gen_bool(0.5),
+            };
+            let table = if tried {
+                &self.tried_table
+            } else {
+                &self.new_table
+            };
+            let Some(e) = table.draw(rng).and_then(|a| self.entries.get(&a)) else {
+                continue;
+            };
+            if e.is_terrible(now) || rng.gen::<f64>() >= e.chance(now) {
+                continue;
+            }
+            let addr = e.socket_addr();
+            if eligible(&addr) {
+                return Some(addr);
+            }
+        }
+        // Few eligible addresses (or only recently tried ones): the exact choice among them.
         let candidates: Vec<&AddrInfo> = self
             .entries
             .values()
@@ -616,6 +687,63 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert_eq!(man.select(&mut rng, NOW + 3600, |_| true), Some(a));
         assert_eq!(man.select(&mut rng, NOW + 3600, |x| *x != a), None);
+    }
+
+    /// The slot table's list (for drawing at random) stays in step with its slots through
+    /// sets, replacements and removals.
+    #[test]
+    fn slot_table_draws_only_occupied_slots() {
+        let mut table = SlotTable::default();
+        let a = |i: u16| addr(&format!("1.2.3.4:{i}"));
+        for i in 0..10 {
+            table.set(i as usize * 7, a(i));
+        }
+        table.set(14, a(99)); // replaces slot 14's address
+        assert_eq!(table.len(), 10);
+        for slot in [0, 14, 63] {
+            table.take(slot);
+        }
+        assert_eq!(table.len(), 7);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let mut drawn = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            drawn.insert(table.draw(&mut rng).unwrap());
+        }
+        let expected: std::collections::BTreeSet<SocketAddr> =
+            [1u16, 3, 4, 5, 6, 7, 8].into_iter().map(a).collect();
+        assert_eq!(drawn, expected);
+        assert_eq!(SlotTable::default().draw(&mut rng), None);
+    }
+
+    /// `select` draws at random and keeps an address with odds proportional to its chance,
+    /// among eligible ones only: an address tried a minute ago (chance 0.01) is picked about a
+    /// hundred times less often than a fresh one, and an ineligible one never.
+    #[test]
+    fn select_favours_addresses_by_their_chance_and_skips_ineligible_ones() {
+        let mut man = AddrMan::new([6; 32]);
+        let fresh = addr("1.2.3.4:8333");
+        let tried_recently = addr("2.3.4.5:8333");
+        let excluded = addr("3.4.5.6:8333");
+        for a in [fresh, tried_recently, excluded] {
+            assert!(man.add(a, 1, addr("5.5.5.5:1"), NOW, NOW));
+        }
+        man.attempt_failed(&tried_recently, NOW);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..20_000 {
+            let pick = man.select(&mut rng, NOW + 60, |a| *a != excluded).unwrap();
+            *counts.entry(pick).or_insert(0u32) += 1;
+        }
+        assert!(!counts.contains_key(&excluded));
+        let (f, t) = (
+            counts[&fresh],
+            counts.get(&tried_recently).copied().unwrap_or(0),
+        );
+        // Expected ratio 1 / (0.01 * 0.66) = 152: allow a wide band for sampling noise.
+        assert!(
+            t > 0 && f / t > 60 && f / t < 400,
+            "fresh {f}, recently tried {t}"
+        );
     }
 
     #[test]
