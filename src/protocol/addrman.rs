@@ -9,6 +9,7 @@
 //! caller's RNG.
 
 use super::netgroup::netgroup;
+use indexmap::IndexMap;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -111,14 +112,20 @@ impl AddrInfo {
 /// simulator running a thousand nodes would pay for in memory and page faults.
 /// The occupied slots are also listed (in no meaningful order), so one can be drawn at
 /// random in constant time.
-#[derive(Default)]
 struct SlotTable {
-    /// Slot -> its address and its index in `listed`.
-    occupied: BTreeMap<usize, (SocketAddr, usize)>,
+    /// Slot -> its address and its index in `listed`. Never iterated (no order to keep).
+    occupied: std::collections::HashMap<usize, (SocketAddr, usize), KeyedHasher>,
     listed: Vec<usize>,
 }
 
 impl SlotTable {
+    fn new(hasher: KeyedHasher) -> SlotTable {
+        SlotTable {
+            occupied: std::collections::HashMap::with_hasher(hasher),
+            listed: Vec::new(),
+        }
+    }
+
     fn get(&self, slot: usize) -> Option<SocketAddr> {
         self.occupied.get(&slot).map(|(a, _)| *a)
     }
@@ -164,8 +171,9 @@ impl SlotTable {
 
 pub struct AddrMan {
     key: [u8; 32],
-    /// Ordered, so that selection with a seeded RNG is reproducible.
-    entries: BTreeMap<SocketAddr, AddrInfo>,
+    /// In insertion order (removals swap the last entry in), so that sampling with a seeded
+    /// RNG is reproducible; looked up by hash.
+    entries: IndexMap<SocketAddr, AddrInfo, KeyedHasher>,
     new_table: SlotTable,
     tried_table: SlotTable,
     /// Each loopback address and port is its own group (local test networks only).
@@ -173,6 +181,35 @@ pub struct AddrMan {
     /// Good addresses whose tried slot is held by another, with when the collision arose.
     collisions: BTreeMap<SocketAddr, u64>,
     dirty: bool,
+}
+
+/// Hashes for maps keyed by addresses strangers send: SipHash-1-3 under a key derived from a
+/// secret, so nobody can send addresses that all land in one hash bucket (a fixed fast hash
+/// would let a peer make every lookup walk its whole flood), yet the same secret gives the
+/// same hashes (a simulation replays).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyedHasher {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedHasher {
+    /// Keys derived from `secret` (never the secret itself: it also keys the buckets).
+    pub fn from_secret(secret: &[u8; 32]) -> KeyedHasher {
+        let k = |domain: &[u8]| keyed_hash(secret, &[b"map-key", domain]);
+        KeyedHasher {
+            k0: k(b"0"),
+            k1: k(b"1"),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyedHasher {
+    type Hasher = siphasher::sip::SipHasher13;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.k0, self.k1)
+    }
 }
 
 /// A keyed hash of `parts` for bucketing: SipHash-2-4, a pseudo-random function of its
@@ -194,9 +231,9 @@ impl AddrMan {
     pub fn new(key: [u8; 32]) -> AddrMan {
         AddrMan {
             key,
-            entries: BTreeMap::new(),
-            new_table: SlotTable::default(),
-            tried_table: SlotTable::default(),
+            entries: IndexMap::with_hasher(KeyedHasher::from_secret(&key)),
+            new_table: SlotTable::new(KeyedHasher::from_secret(&key)),
+            tried_table: SlotTable::new(KeyedHasher::from_secret(&key)),
             local_groups: false,
             collisions: BTreeMap::new(),
             dirty: false,
@@ -347,7 +384,7 @@ impl AddrMan {
             if !stale {
                 return false;
             }
-            self.entries.remove(&occupant);
+            self.entries.swap_remove(&occupant);
         }
         self.new_table.set(slot, addr);
         self.entries.insert(
@@ -427,7 +464,7 @@ impl AddrMan {
                 if self.new_table.get(slot).is_none_or(|a| a == addr) {
                     self.new_table.set(slot, evicted);
                 } else {
-                    self.entries.remove(&evicted);
+                    self.entries.swap_remove(&evicted);
                 }
             }
         }
@@ -576,7 +613,7 @@ impl AddrMan {
             .map(|e| (e.socket_addr(), e.tried, e.source.into()))
             .collect();
         for (addr, tried, source) in &doomed {
-            self.entries.remove(addr);
+            self.entries.swap_remove(addr);
             let slot = if *tried {
                 self.tried_slot(addr)
             } else {
@@ -693,7 +730,7 @@ mod tests {
     /// sets, replacements and removals.
     #[test]
     fn slot_table_draws_only_occupied_slots() {
-        let mut table = SlotTable::default();
+        let mut table = SlotTable::new(KeyedHasher::from_secret(&[5; 32]));
         let a = |i: u16| addr(&format!("1.2.3.4:{i}"));
         for i in 0..10 {
             table.set(i as usize * 7, a(i));
@@ -712,7 +749,8 @@ mod tests {
         let expected: std::collections::BTreeSet<SocketAddr> =
             [1u16, 3, 4, 5, 6, 7, 8].into_iter().map(a).collect();
         assert_eq!(drawn, expected);
-        assert_eq!(SlotTable::default().draw(&mut rng), None);
+        let empty = SlotTable::new(KeyedHasher::from_secret(&[5; 32]));
+        assert_eq!(empty.draw(&mut rng), None);
     }
 
     /// `select` draws at random and keeps an address with odds proportional to its chance,

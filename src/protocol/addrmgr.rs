@@ -5,7 +5,7 @@
 //! Owns the `AddrMan` and each peer's gossip state. Never dials: the peer manager picks
 //! addresses from the book the coordinator lends it.
 
-use super::addrman::{AddrInfo, AddrMan};
+use super::addrman::{AddrInfo, AddrMan, KeyedHasher};
 use super::config::CoreConfig;
 use super::io::{ConnType, Internal, Outbox, PeerId, Persist, Wake};
 use super::netgroup::is_routable;
@@ -52,7 +52,7 @@ struct Gossip {
     disconnecting: bool,
     tokens: f64,
     tokens_at: LocalTime,
-    known: HashSet<SocketAddr>,
+    known: HashSet<SocketAddr, KeyedHasher>,
     getaddr_answered: bool,
     /// An addr-fetch connection: closed once its GETADDR answer is in.
     fetch: bool,
@@ -60,6 +60,8 @@ struct Gossip {
 
 pub struct AddrMgr {
     book: AddrMan,
+    /// For the per-peer known-address sets (keyed from the book's secret).
+    hasher: KeyedHasher,
     peers: BTreeMap<PeerId, Gossip>,
     last_cleanup: LocalTime,
     last_persist: LocalTime,
@@ -68,6 +70,7 @@ pub struct AddrMgr {
 impl AddrMgr {
     pub fn new(book: AddrMan) -> AddrMgr {
         AddrMgr {
+            hasher: KeyedHasher::from_secret(&book.key()),
             book,
             peers: BTreeMap::new(),
             last_cleanup: LocalTime::default(),
@@ -105,7 +108,7 @@ impl AddrMgr {
                         disconnecting: false,
                         tokens,
                         tokens_at: now.local,
-                        known: HashSet::new(),
+                        known: HashSet::with_hasher(self.hasher),
                         getaddr_answered: false,
                         fetch: conn_type == ConnType::AddrFetch,
                     },
