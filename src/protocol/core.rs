@@ -1007,6 +1007,46 @@ mod tests {
             .contains(&Output::SetTimer(LocalTime::from_millis(13_000))));
     }
 
+    /// Only the ping manager's wake is asked again after a PONG, and it must be: the peer's
+    /// next deadline moves from the ping timeout (20 min) forward to its next ping (2 min).
+    /// Ticking only when the core's timer asks, each PING goes out on time.
+    #[test]
+    fn after_a_pong_the_timer_brings_the_next_ping_on_time() {
+        let mut cfg = CoreConfig::new(id(0));
+        cfg.connect_only = true; // no outbound slot to fill
+        let interval = cfg.ping_interval_ms;
+        let mut c = Core::new(cfg, AddrMan::new([1; 32]), BanList::default());
+        let addr: SocketAddr = "8.8.8.8:1".parse().unwrap();
+        connected(&mut c, 1, addr, None, 1, at(0));
+        received(&mut c, 1, version(1, 5, addr), at(0));
+        received(&mut c, 1, Message::Verack, at(0));
+        // The timer the core last asked for, and the pings it sent (when, nonce).
+        let drain = |c: &mut Core, timer: &mut u64, now: u64, pings: &mut Vec<(u64, u64)>| {
+            for o in c.drain_outputs() {
+                match o {
+                    Output::SetTimer(t) => *timer = t.as_millis(),
+                    Output::Send(1, Message::Ping(n)) => pings.push((now, n)),
+                    _ => {}
+                }
+            }
+        };
+        let (mut timer, mut pings) = (u64::MAX, Vec::new());
+        drain(&mut c, &mut timer, 0, &mut pings);
+        while timer <= 2 * interval && pings.len() < 2 {
+            let now = timer;
+            c.handle(at(now), Input::Tick).unwrap();
+            let before = pings.len();
+            drain(&mut c, &mut timer, now, &mut pings);
+            if pings.len() > before && pings.len() == 1 {
+                // Answered at once: the next ping is due an interval after this one.
+                received(&mut c, 1, Message::Pong(pings[0].1), at(now + 100));
+                drain(&mut c, &mut timer, now + 100, &mut pings);
+            }
+        }
+        let sent: Vec<u64> = pings.iter().map(|(at, _)| *at).collect();
+        assert_eq!(sent, vec![interval, 2 * interval]);
+    }
+
     /// Defect 3: a per-IP cap counted exact IPv6 addresses, so one /64 was no limit at all.
     #[test]
     fn inbound_per_ip_caps_count_ipv6_by_slash_64() {

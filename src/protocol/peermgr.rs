@@ -23,6 +23,7 @@ use crate::types::NodeId;
 use crate::wire::message::reject_code;
 use crate::wire::{NetAddress, Version};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -1037,9 +1038,7 @@ impl PeerMgr {
             .filter(|a| !self.addr_fetches.contains(a))
             .copied()
             .collect();
-        for i in (1..addrs.len()).rev() {
-            addrs.swap(i, rng.gen_range(0..=i));
-        }
+        addrs.shuffle(rng);
         let room = MAX_ADDR_FETCHES.saturating_sub(self.addr_fetches.len());
         self.addr_fetches.extend(addrs.into_iter().take(room));
     }
