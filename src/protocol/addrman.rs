@@ -10,6 +10,7 @@
 
 use super::netgroup::netgroup;
 use indexmap::IndexMap;
+use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -589,19 +590,25 @@ impl AddrMan {
     /// A random sample for a GETADDR answer: about 23% of the book (all of a small book),
     /// at most `max`, never stale entries.
     pub fn sample(&self, rng: &mut impl Rng, now: u64, max: usize) -> Vec<&AddrInfo> {
-        let mut fresh: Vec<&AddrInfo> = self
-            .entries
-            .values()
+        let stale = self.entries.values().filter(|e| e.is_terrible(now)).count();
+        let usable = self.entries.len() - stale;
+        let want = (usable * 23 / 100).max(usable.min(100)).min(max);
+        // A uniform draw of `want + stale` entries holds at least `want` usable ones; in a
+        // random order, its first `want` usable ones are a uniform sample of them. Drawn by
+        // index, so an answer costs what it holds, not what the book holds.
+        let mut drawn = rand::seq::index::sample(
+            rng,
+            self.entries.len(),
+            (want + stale).min(self.entries.len()),
+        )
+        .into_vec();
+        drawn.shuffle(rng);
+        drawn
+            .into_iter()
+            .filter_map(|i| self.entries.get_index(i).map(|(_, e)| e))
             .filter(|e| !e.is_terrible(now))
-            .collect();
-        let want = (fresh.len() * 23 / 100).max(fresh.len().min(100)).min(max);
-        // Partial Fisher-Yates: the first `want` become a uniform sample.
-        for i in 0..want {
-            let j = rng.gen_range(i..fresh.len());
-            fresh.swap(i, j);
-        }
-        fresh.truncate(want);
-        fresh
+            .take(want)
+            .collect()
     }
 
     /// Removes stale entries; returns how many. Each entry's slot is computed, not searched for.
@@ -835,6 +842,27 @@ mod tests {
         let s = man.sample(&mut rng, NOW, 1000);
         assert_eq!(s.len(), 100.max(man.len() * 23 / 100).min(man.len()));
         assert_eq!(man.sample(&mut rng, NOW, 10).len(), 10);
+        // Stale entries are never sampled, and the count is of the usable ones.
+        let stale: Vec<SocketAddr> = (0..150u8)
+            .map(|i| addr(&format!("2.{i}.3.4:8333")))
+            .filter(|a| man.get(a).is_some())
+            .collect();
+        for a in &stale {
+            for _ in 0..MAX_RETRIES {
+                man.attempt_failed(a, NOW);
+            }
+        }
+        let later = NOW + 3600;
+        let usable = man.entries().filter(|e| !e.is_terrible(later)).count();
+        assert!(usable > 0 && usable < man.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let s = man.sample(&mut rng, later, 1000);
+            assert_eq!(s.len(), usable.min(100.max(usable * 23 / 100)));
+            assert!(s.iter().all(|e| !e.is_terrible(later)));
+            seen.extend(s.iter().map(|e| e.socket_addr()));
+        }
+        assert_eq!(seen.len(), usable, "every usable entry is drawn sometimes");
     }
 
     /// A book whose tried table holds `old` (good at NOW) and whose new table holds

@@ -9,9 +9,9 @@
 //! none) | kind (u8: 0 delivered, 1 connected, 7 connected inbound, 2 disconnected, 3 dial
 //! failed, 4 dropped, 5 stopped, 6 restarted, 8 transaction admitted ready, 9 admitted as
 //! future, 10 promoted) | command index in `wire::Command::ALL` (u8, 0xff when none) |
-//! `size` (u32) | for a delivered message, its `size` frame bytes' payload (all but the
-//! 24-byte frame header; the header is implied by command and size); for a transaction
-//! event, its txid.
+//! `size` (u32) | for a delivered message, a digest of its payload (the `size` frame bytes
+//! but the 24-byte frame header, implied by command and size): SipHash-1-3 with zero keys, 8
+//! bytes, taken when it was sent so it is encoded once; for a transaction event, its txid.
 //!
 //! Transaction arrivals (admissions into a node's pool) are also indexed by txid, kept
 //! whether or not the events are (16 bytes an admission), so a benchmark can ask when each
@@ -163,7 +163,8 @@ impl Trace {
         self.record(event, &txid.0);
     }
 
-    /// Records an event; `payload` is a delivered message's payload bytes (empty otherwise).
+    /// Records an event; `payload` is a delivered message's payload digest or a transaction
+    /// event's txid (empty otherwise).
     pub(crate) fn record(&mut self, event: TraceEvent, payload: &[u8]) {
         let mut head = [0u8; 22];
         head[0..8].copy_from_slice(&event.at.to_le_bytes());

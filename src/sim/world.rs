@@ -118,6 +118,15 @@ fn peer_id(link: LinkId, side: usize) -> PeerId {
     (link << 1) | side as u64
 }
 
+/// What the trace hash takes of a delivered message's payload: SipHash-1-3 (fixed keys) of its
+/// encoding, so two runs that deliver different bytes hash differently.
+fn payload_digest(payload: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new();
+    h.write(payload);
+    h.finish()
+}
+
 fn link_of(peer: PeerId) -> (LinkId, usize) {
     (peer >> 1, (peer & 1) as usize)
 }
@@ -130,6 +139,9 @@ enum Event {
         side: usize,
         message: Message,
         size: usize,
+        /// A digest of the encoded payload, taken when it was sent (for the trace hash; the
+        /// message is not encoded a second time on delivery).
+        digest: u64,
     },
     /// `node`'s timer (the `SetTimer` of incarnation `life`) is due.
     Tick { node: NodeIndex, life: u32 },
@@ -265,7 +277,7 @@ pub struct Sim {
     now: SimTime,
     seed: u64,
     unix_epoch_ms: u64,
-    /// Reused to encode messages for their size and the trace hash.
+    /// Reused to encode messages for their size and payload digest.
     scratch: Vec<u8>,
     /// The next ephemeral port per host IP: nodes sharing an IP (loopback) share a range,
     /// as processes on one host do, so no two connections come from one address.
@@ -1196,6 +1208,7 @@ impl Sim {
         self.scratch.clear();
         encode_payload(&message, &mut self.scratch);
         let size = FRAME_HEADER_SIZE + self.scratch.len();
+        let digest = payload_digest(&self.scratch);
         match self.net.transmit(node, to, size, self.now, floor) {
             Transmission::Arrives { at, retransmits } => {
                 self.stats.retransmitted += (retransmits > 0) as u64;
@@ -1207,6 +1220,7 @@ impl Sim {
                         side: other,
                         message,
                         size,
+                        digest,
                     },
                 );
             }
@@ -1442,6 +1456,7 @@ impl Sim {
                 side,
                 message,
                 size,
+                digest,
             } => {
                 let l = &self.links[link as usize];
                 let (node, from) = (l.node[side], l.node[1 - side]);
@@ -1452,8 +1467,6 @@ impl Sim {
                     return;
                 }
                 self.stats.delivered += 1;
-                self.scratch.clear();
-                encode_payload(&message, &mut self.scratch);
                 self.trace.record(
                     TraceEvent {
                         at,
@@ -1462,7 +1475,7 @@ impl Sim {
                         kind: TraceKind::Delivered(command),
                         size,
                     },
-                    &self.scratch,
+                    &digest.to_le_bytes(),
                 );
                 self.feed(
                     node,
