@@ -115,6 +115,9 @@ fn a_bootstrap_node_is_asked_for_addresses_and_the_node_joins_the_network() {
             .collect();
         ids.contains(&seed.getinfo()["nodeid"]) && ids.contains(&other.getinfo()["nodeid"])
     });
+    // As bitcoind, `getnodeaddresses 0` lists every address.
+    let all = rpc(&node, "getnodeaddresses", json!([0]));
+    assert!(all.as_array().is_some_and(|a| a.len() >= 2), "{all}");
     // The fetch itself is gone: no addr-fetch connection stays.
     assert!(node
         .peers()

@@ -593,15 +593,29 @@ impl AddrMan {
         let stale = self.entries.values().filter(|e| e.is_terrible(now)).count();
         let usable = self.entries.len() - stale;
         let want = (usable * 23 / 100).max(usable.min(100)).min(max);
+        self.draw_usable(rng, now, want, stale)
+    }
+
+    /// A uniform random sample of `count` usable (not stale) entries, or all of them if
+    /// there are fewer: what `getnodeaddresses` lists.
+    pub fn sample_up_to(&self, rng: &mut impl Rng, now: u64, count: usize) -> Vec<&AddrInfo> {
+        let stale = self.entries.values().filter(|e| e.is_terrible(now)).count();
+        self.draw_usable(rng, now, count, stale)
+    }
+
+    /// `want` usable entries drawn uniformly, given that `stale` entries are not usable.
+    fn draw_usable(
+        &self,
+        rng: &mut impl Rng,
+        now: u64,
+        want: usize,
+        stale: usize,
+    ) -> Vec<&AddrInfo> {
         // A uniform draw of `want + stale` entries holds at least `want` usable ones; in a
         // random order, its first `want` usable ones are a uniform sample of them. Drawn by
         // index, so an answer costs what it holds, not what the book holds.
-        let mut drawn = rand::seq::index::sample(
-            rng,
-            self.entries.len(),
-            (want + stale).min(self.entries.len()),
-        )
-        .into_vec();
+        let amount = want.saturating_add(stale).min(self.entries.len());
+        let mut drawn = rand::seq::index::sample(rng, self.entries.len(), amount).into_vec();
         drawn.shuffle(rng);
         drawn
             .into_iter()
@@ -842,6 +856,9 @@ mod tests {
         let s = man.sample(&mut rng, NOW, 1000);
         assert_eq!(s.len(), 100.max(man.len() * 23 / 100).min(man.len()));
         assert_eq!(man.sample(&mut rng, NOW, 10).len(), 10);
+        // getnodeaddresses: as many as asked for, no share limit; all when asked for more.
+        assert_eq!(man.sample_up_to(&mut rng, NOW, 150).len(), 150);
+        assert_eq!(man.sample_up_to(&mut rng, NOW, usize::MAX).len(), man.len());
         // Stale entries are never sampled, and the count is of the usable ones.
         let stale: Vec<SocketAddr> = (0..150u8)
             .map(|i| addr(&format!("2.{i}.3.4:8333")))

@@ -307,10 +307,11 @@ impl AddrMgr {
         out.addr_answer(peer, items);
     }
 
-    /// A sample of the book for `getnodeaddresses`, drawn with the core's RNG.
+    /// Up to `count` addresses of the book for `getnodeaddresses` (no share limit, unlike a
+    /// GETADDR answer), drawn with the core's RNG.
     pub fn sample(&self, now: Now, count: usize, rng: &mut StdRng) -> Vec<AddrInfo> {
         self.book
-            .sample(rng, now.unix_secs(), count)
+            .sample_up_to(rng, now.unix_secs(), count)
             .into_iter()
             .cloned()
             .collect()

@@ -295,9 +295,11 @@ impl NetApiServer for NetRpc {
     }
 
     async fn getnodeaddresses(&self, count: Option<usize>) -> RpcResult<Value> {
-        let count = count
-            .unwrap_or(1)
-            .min(crate::wire::limits::MAX_ADDR_ITEMS * 10);
+        // As bitcoind: 0 lists every address (the book is bounded by its tables).
+        let count = match count.unwrap_or(1) {
+            0 => usize::MAX,
+            n => n,
+        };
         let list = self.call(|r| NetCommand::NodeAddresses(count, r)).await?;
         Ok(serde_json::to_value(list).map_err(|e| RpcError::Internal(e.to_string()))?)
     }

@@ -245,7 +245,12 @@ pub const METHODS: &[MethodHelp] = &[
     },
     MethodHelp {
         name: "getnodeaddresses",
-        args: &[opt("count", "integer", "1", "How many addresses.")],
+        args: &[opt(
+            "count",
+            "integer",
+            "1",
+            "How many addresses at most; 0 for all.",
+        )],
         about: "A random sample of the address book.",
         result: "[{time, services, address, port, network}]",
         example: "10",
