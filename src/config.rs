@@ -29,6 +29,19 @@ pub const DEFAULT_REGTEST_MINE_INTERVAL_MS: u64 = 1_000;
 pub const MAX_MINE_INTERVAL_MS: u64 = 3_600_000;
 
 /// Parses a DNS seed: `name` or `name:port`.
+/// A bootstrap node: an IP address and port. A host name would be silently unusable (the
+/// address fetch dials addresses), so it is refused with what to use instead.
+fn parse_bootstrap(text: &str) -> Result<PeerSpec, String> {
+    let spec = PeerSpec::parse(text)?;
+    if spec.host.parse::<IpAddr>().is_err() {
+        return Err(format!(
+            "a bootstrap node is IP:PORT; '{}' is a host name (give DNS seeds with --dnsseed)",
+            spec.host
+        ));
+    }
+    Ok(spec)
+}
+
 fn parse_seed(text: &str, default_port: u16) -> Result<(String, u16), String> {
     let (name, port) = match text.rsplit_once(':') {
         Some((name, port)) => (
@@ -521,7 +534,7 @@ impl Config {
         let connect = origin.list(args.connect, file.connect, "connect", PeerSpec::parse)?;
         let noban = origin.list(args.whitelist, file.whitelist, "whitelist", parse_whitelist)?;
         let bootstrap =
-            origin.list(args.bootstrap, file.bootstrap, "bootstrap", PeerSpec::parse)?;
+            origin.list(args.bootstrap, file.bootstrap, "bootstrap", parse_bootstrap)?;
         let dns_seeds = origin.list(args.dnsseed, file.dnsseed, "dnsseed", |text| {
             parse_seed(text, params.default_p2p_port)
         })?;
@@ -752,6 +765,23 @@ mod tests {
                 .starts_with("invalid 'addnode' in /etc/n.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bootstrap_nodes_are_ip_addresses_and_a_host_name_is_refused_by_name() {
+        let mut a = args();
+        a.bootstrap = vec!["127.0.0.1:8333".into(), "[::1]:8333".into()];
+        let c = Config::merge(a, FileConfig::default(), None).unwrap();
+        assert_eq!(c.bootstrap.len(), 2);
+        let mut a = args();
+        a.bootstrap = vec!["seed.example.com:8333".into()];
+        let err = Config::merge(a, FileConfig::default(), None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("invalid --bootstrap 'seed.example.com:8333'"),
+            "{text}"
+        );
+        assert!(text.contains("--dnsseed"), "{text}");
     }
 
     #[test]
