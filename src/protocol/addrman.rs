@@ -230,11 +230,12 @@ fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> u64 {
 
 impl AddrMan {
     pub fn new(key: [u8; 32]) -> AddrMan {
+        let hasher = KeyedHasher::from_secret(&key);
         AddrMan {
             key,
-            entries: IndexMap::with_hasher(KeyedHasher::from_secret(&key)),
-            new_table: SlotTable::new(KeyedHasher::from_secret(&key)),
-            tried_table: SlotTable::new(KeyedHasher::from_secret(&key)),
+            entries: IndexMap::with_hasher(hasher),
+            new_table: SlotTable::new(hasher),
+            tried_table: SlotTable::new(hasher),
             local_groups: false,
             collisions: BTreeMap::new(),
             dirty: false,
@@ -301,6 +302,11 @@ impl AddrMan {
 
     pub fn get(&self, addr: &SocketAddr) -> Option<&AddrInfo> {
         self.entries.get(addr)
+    }
+
+    /// The hasher of the book's address-keyed maps, for other such maps of the core.
+    pub fn hasher(&self) -> KeyedHasher {
+        *self.entries.hasher()
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &AddrInfo> {

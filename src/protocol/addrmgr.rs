@@ -70,7 +70,7 @@ pub struct AddrMgr {
 impl AddrMgr {
     pub fn new(book: AddrMan) -> AddrMgr {
         AddrMgr {
-            hasher: KeyedHasher::from_secret(&book.key()),
+            hasher: book.hasher(),
             book,
             peers: BTreeMap::new(),
             last_cleanup: LocalTime::default(),
@@ -374,7 +374,14 @@ mod tests {
         }
     }
 
-    fn ready(mgr: &mut AddrMgr, cfg: &CoreConfig, peer: PeerId, from: &str, conn_type: ConnType) {
+    /// Connects and negotiates `peer`; returns what the manager sent it.
+    fn ready(
+        mgr: &mut AddrMgr,
+        cfg: &CoreConfig,
+        peer: PeerId,
+        from: &str,
+        conn_type: ConnType,
+    ) -> Vec<Output> {
         let addr: SocketAddr = from.parse().unwrap();
         let mut out = Outbox::default();
         mgr.on_internal(
@@ -401,6 +408,7 @@ mod tests {
             now(0),
             &mut out,
         );
+        out.take_outputs()
     }
 
     fn items(list: &[(&str, u64)]) -> Vec<TimestampedAddress> {
@@ -481,32 +489,8 @@ mod tests {
         let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
         let mut out = Outbox::default();
         let addr: SocketAddr = "7.7.7.7:8333".parse().unwrap();
-        mgr.on_internal(
-            &Internal::PeerConnected {
-                peer: 1,
-                addr,
-                node_id: NodeId([1; 32]),
-                conn_type: ConnType::AddrFetch,
-            },
-            &cfg,
-            now(0),
-            &mut out,
-        );
-        mgr.on_internal(
-            &Internal::PeerNegotiated {
-                peer: 1,
-                addr,
-                conn_type: ConnType::AddrFetch,
-                seen_as: None,
-                height: 0,
-                relay: true,
-            },
-            &cfg,
-            now(0),
-            &mut out,
-        );
-        let asked = out
-            .take_outputs()
+        let sent = ready(&mut mgr, &cfg, 1, "7.7.7.7:8333", ConnType::AddrFetch);
+        let asked = sent
             .into_iter()
             .any(|o| matches!(o, Output::Send(1, Message::GetAddr)));
         assert!(asked, "GETADDR sent");
