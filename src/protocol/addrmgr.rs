@@ -5,7 +5,7 @@
 //! Owns the `AddrMan` and each peer's gossip state. Never dials: the peer manager picks
 //! addresses from the book the coordinator lends it.
 
-use super::addrman::{AddrInfo, AddrMan, KeyedHasher};
+use super::addrman::{AddrInfo, AddrMan, Prehashed};
 use super::config::CoreConfig;
 use super::io::{ConnType, Internal, Outbox, PeerId, Persist, Wake};
 use super::netgroup::is_routable;
@@ -25,7 +25,8 @@ const ADDR_TOKENS_INBOUND_START: f64 = 10.0;
 /// how many peers.
 const ADDR_RELAY_MAX_ITEMS: usize = 10;
 const ADDR_RELAY_FANOUT: usize = 2;
-/// Addresses remembered per peer as known to it; the set starts over beyond this.
+/// Addresses remembered per peer as known to it (Bitcoin Core's figure), in two generations
+/// of half as many: the older half is forgotten when the newer fills.
 const KNOWN_ADDRS_MAX: usize = 5_000;
 /// Gossiped address times further ahead than this are not believed (clock skew allowance).
 const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
@@ -45,6 +46,43 @@ pub fn gossipable(allow_local: bool, ip: IpAddr) -> bool {
     allow_local || is_routable(ip)
 }
 
+/// The addresses a peer is known to have (it sent them, or we did), as fingerprints (the
+/// book's keyed hash: 8 bytes an address instead of 32, and no second hash to look one up).
+/// Two generations, like Bitcoin Core's rolling filter: when the newer holds half the bound it
+/// becomes the older and the old older is dropped, so the set is bounded and never forgets all
+/// at once. A fingerprint collision (1 in 2^64 per pair, unaimable without the secret) costs at
+/// most one address not sent.
+#[derive(Debug, Default)]
+struct KnownAddrs {
+    newer: HashSet<u64, Prehashed>,
+    older: HashSet<u64, Prehashed>,
+}
+
+impl KnownAddrs {
+    /// Records `fingerprint`; whether it was unknown.
+    fn insert(&mut self, fingerprint: u64) -> bool {
+        if self.older.contains(&fingerprint) || self.newer.contains(&fingerprint) {
+            return false;
+        }
+        if self.newer.len() >= KNOWN_ADDRS_MAX / 2 {
+            // The old older's table is cleared and reused (no reallocation).
+            std::mem::swap(&mut self.newer, &mut self.older);
+            self.newer.clear();
+        }
+        self.newer.insert(fingerprint)
+    }
+
+    #[cfg(test)]
+    fn contains(&self, fingerprint: u64) -> bool {
+        self.newer.contains(&fingerprint) || self.older.contains(&fingerprint)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.newer.len() + self.older.len()
+    }
+}
+
 #[derive(Debug)]
 struct Gossip {
     addr: SocketAddr,
@@ -52,7 +90,7 @@ struct Gossip {
     disconnecting: bool,
     tokens: f64,
     tokens_at: LocalTime,
-    known: HashSet<SocketAddr, KeyedHasher>,
+    known: KnownAddrs,
     getaddr_answered: bool,
     /// An addr-fetch connection: closed once its GETADDR answer is in.
     fetch: bool,
@@ -60,8 +98,6 @@ struct Gossip {
 
 pub struct AddrMgr {
     book: AddrMan,
-    /// For the per-peer known-address sets (keyed from the book's secret).
-    hasher: KeyedHasher,
     peers: BTreeMap<PeerId, Gossip>,
     last_cleanup: LocalTime,
     last_persist: LocalTime,
@@ -70,7 +106,6 @@ pub struct AddrMgr {
 impl AddrMgr {
     pub fn new(book: AddrMan) -> AddrMgr {
         AddrMgr {
-            hasher: book.hasher(),
             book,
             peers: BTreeMap::new(),
             last_cleanup: LocalTime::default(),
@@ -108,7 +143,7 @@ impl AddrMgr {
                         disconnecting: false,
                         tokens,
                         tokens_at: now.local,
-                        known: HashSet::with_hasher(self.hasher),
+                        known: KnownAddrs::default(),
                         getaddr_answered: false,
                         fetch: conn_type == ConnType::AddrFetch,
                     },
@@ -216,10 +251,8 @@ impl AddrMgr {
             }
             p.tokens -= 1.0;
             let addr = item.addr.socket_addr();
-            if p.known.len() >= KNOWN_ADDRS_MAX {
-                p.known.clear();
-            }
-            p.known.insert(addr);
+            let fingerprint = self.book.fingerprint(&addr);
+            p.known.insert(fingerprint);
             if !gossipable(cfg.allow_local_addrs, addr.ip()) {
                 continue; // never stored, relayed or dialled
             }
@@ -229,9 +262,11 @@ impl AddrMgr {
             } else {
                 item.time.min(unix)
             };
-            let added = self.book.add(addr, item.addr.services, source, time, unix);
+            let added =
+                self.book
+                    .add_hashed(addr, fingerprint, item.addr.services, source, time, unix);
             if added && unix - time < ADDR_FRESH_SECS {
-                fresh_new.push(TimestampedAddress { time, ..*item });
+                fresh_new.push((fingerprint, TimestampedAddress { time, ..*item }));
             }
         }
         if p.fetch {
@@ -248,7 +283,7 @@ impl AddrMgr {
     fn relay(
         &mut self,
         from: PeerId,
-        items: &[TimestampedAddress],
+        items: &[(u64, TimestampedAddress)],
         rng: &mut StdRng,
         out: &mut Outbox,
     ) {
@@ -267,8 +302,8 @@ impl AddrMgr {
             let p = self.peers.get_mut(&target).expect("listed above");
             let unknown: Vec<TimestampedAddress> = items
                 .iter()
-                .filter(|i| p.known.insert(i.addr.socket_addr()))
-                .copied()
+                .filter(|(fingerprint, _)| p.known.insert(*fingerprint))
+                .map(|(_, item)| *item)
                 .collect();
             out.addr(target, unknown);
         }
@@ -300,9 +335,7 @@ impl AddrMgr {
             })
             .collect();
         for i in &items {
-            if p.known.len() < KNOWN_ADDRS_MAX {
-                p.known.insert(i.addr.socket_addr());
-            }
+            p.known.insert(self.book.fingerprint(&i.addr.socket_addr()));
         }
         out.addr_answer(peer, items);
     }
@@ -366,6 +399,26 @@ mod tests {
     use rand::SeedableRng;
 
     const T0: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn the_known_set_forgets_its_older_half_and_never_outgrows_its_bound() {
+        let mut known = KnownAddrs::default();
+        let half = (KNOWN_ADDRS_MAX / 2) as u64;
+        for f in 0..half {
+            assert!(known.insert(f));
+        }
+        assert!(!known.insert(0), "a fingerprint is known once inserted");
+        // The newer generation is full: it becomes the older one at the next insert.
+        assert!((0..half).all(|f| known.contains(f)));
+        for f in half..3 * half {
+            assert!(known.insert(f));
+            assert!(known.len() <= KNOWN_ADDRS_MAX);
+        }
+        // Two more halves went in: the first half is forgotten, the last two are known.
+        assert!((0..half).all(|f| !known.contains(f)));
+        assert!((half..3 * half).all(|f| known.contains(f)));
+        assert!(known.insert(0), "a forgotten fingerprint is new again");
+    }
 
     fn now(after_ms: u64) -> Now {
         Now {

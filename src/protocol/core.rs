@@ -234,24 +234,31 @@ impl Core {
             Input::Connected { peer, .. } => Some(peer),
             _ => None,
         };
+        let ponged = match input {
+            Input::Received {
+                peer,
+                message: Message::Pong(_),
+            } => Some(peer),
+            _ => None,
+        };
         // Which managers' wakes the input may bring forward (an internal event it raises
         // makes them all stale, in `fan_out`). A PING (a sign of life, a PONG sent), an ADDR
         // or a GETADDR only put deadlines later or add tried-table collisions (checked in
-        // `set_timer`); a PONG moves its peer's next ping forward; a tick, the managers it ran
-        // (`dispatch`).
+        // `set_timer`); a PONG moves only its peer's next ping forward (merged below); a
+        // tick, the managers it ran (`dispatch`).
         self.wakes.stale |= match &input {
             Input::Received {
-                message: Message::Ping(_) | Message::Addr(_) | Message::GetAddr,
+                message: Message::Ping(_) | Message::Pong(_) | Message::Addr(_) | Message::GetAddr,
                 ..
             }
             | Input::Tick => 0,
-            Input::Received {
-                message: Message::Pong(_),
-                ..
-            } => Wakes::bit(Wakes::PINGS),
             _ => Wakes::ALL,
         };
         let result = self.dispatch(now, input);
+        if let Some(peer) = ponged {
+            let wake = self.pings.peer_wake(peer, &self.cfg);
+            self.wakes.each[Wakes::PINGS].merge(wake);
+        }
         self.fan_out(now);
         // Whatever happened, the download window is topped up.
         let before = self.out.pending_outputs();

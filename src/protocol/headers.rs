@@ -289,6 +289,9 @@ impl HeaderTree {
     /// Blocks to download: the best header chain's blocks without a body after its fork
     /// from the active chain, in height order, at most `window` heights past the active tip.
     pub fn missing_blocks(&self, window: u64) -> Vec<Hash256> {
+        if self.without_body == 0 {
+            return Vec::new(); // the common case, asked after every input: no walk
+        }
         let mut fork = self.best.len().min(self.active.len()) - 1;
         while self.best[fork] != self.active[fork] {
             fork -= 1;

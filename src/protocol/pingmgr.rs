@@ -24,6 +24,21 @@ struct Liveness {
     min_rtt: Option<LocalDuration>,
 }
 
+impl Liveness {
+    fn wake(&self, cfg: &CoreConfig) -> Wake {
+        let mut wake = Wake::NEVER;
+        if !self.negotiated || self.disconnecting {
+            return wake;
+        }
+        wake.at(self.last_recv + LocalDuration::from_millis(cfg.inactivity_timeout_ms));
+        match self.ping {
+            Some((_, sent)) => wake.at(sent + LocalDuration::from_millis(cfg.ping_timeout_ms)),
+            None => wake.at(self.last_ping + LocalDuration::from_millis(cfg.ping_interval_ms)),
+        }
+        wake
+    }
+}
+
 /// What getpeerinfo shows of a peer's liveness.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PingStats {
@@ -118,21 +133,18 @@ impl PingMgr {
 
     /// When `tick` next has something to do: a ping due, a ping or inactivity timeout.
     pub fn next_wake(&self, cfg: &CoreConfig) -> Wake {
-        let ping_timeout = LocalDuration::from_millis(cfg.ping_timeout_ms);
-        let inactivity = LocalDuration::from_millis(cfg.inactivity_timeout_ms);
-        let ping_interval = LocalDuration::from_millis(cfg.ping_interval_ms);
         let mut wake = Wake::NEVER;
         for p in self.peers.values() {
-            if !p.negotiated || p.disconnecting {
-                continue;
-            }
-            wake.at(p.last_recv + inactivity);
-            match p.ping {
-                Some((_, sent)) => wake.at(sent + ping_timeout),
-                None => wake.at(p.last_ping + ping_interval),
-            }
+            wake.merge(p.wake(cfg));
         }
         wake
+    }
+
+    /// When `tick` next has something to do for `peer` alone: after a PONG, only its next
+    /// ping moved (forward), so the coordinator merges this into the manager's wake instead
+    /// of walking every peer.
+    pub fn peer_wake(&self, peer: PeerId, cfg: &CoreConfig) -> Wake {
+        self.peers.get(&peer).map_or(Wake::NEVER, |p| p.wake(cfg))
     }
 
     /// Ping and inactivity timeouts, and pings that are due.

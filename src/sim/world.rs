@@ -216,6 +216,10 @@ struct Node {
     life: u32,
     /// The pending `SetTimer`, if any.
     timer: Option<SimTime>,
+    /// The earliest `Tick` event queued for this life, if known. A timer moved later does not
+    /// queue another event: the queued one, when it comes, queues the timer's new time
+    /// (timers move later after most inputs, and each queued event costs a heap push and pop).
+    queued_tick: Option<SimTime>,
     /// Links this node's side has open or pending.
     links: BTreeSet<LinkId>,
     dials: u64,
@@ -381,6 +385,7 @@ impl Sim {
                 up: true,
                 life: 0,
                 timer: None,
+                queued_tick: None,
                 links: BTreeSet::new(),
                 dials: 0,
                 added: Vec::new(),
@@ -533,6 +538,7 @@ impl Sim {
         n.up = false;
         n.life += 1;
         n.timer = None;
+        n.queued_tick = None;
         self.record(node, None, TraceKind::Stopped, 0);
     }
 
@@ -868,8 +874,9 @@ impl Sim {
             Output::SetTimer(at) => {
                 let at = (at.as_millis() * MICROS_PER_MILLI).max(self.now);
                 let n = &mut self.nodes[node];
-                if n.timer != Some(at) {
-                    n.timer = Some(at);
+                n.timer = Some(at);
+                if n.queued_tick.is_none_or(|queued| at < queued) {
+                    n.queued_tick = Some(at);
                     let life = n.life;
                     self.queue.push(at, Event::Tick { node, life });
                 }
@@ -1487,9 +1494,24 @@ impl Sim {
             }
             Event::Tick { node, life } => {
                 let n = &mut self.nodes[node];
-                if n.up && n.life == life && n.timer == Some(at) {
-                    n.timer = None;
-                    self.feed(node, Input::Tick);
+                if !n.up || n.life != life {
+                    return;
+                }
+                if n.queued_tick == Some(at) {
+                    n.queued_tick = None;
+                }
+                match n.timer {
+                    Some(due) if due == at => {
+                        n.timer = None;
+                        self.feed(node, Input::Tick);
+                    }
+                    // Moved later since this event was queued: queue its new time (unless an
+                    // earlier event is queued, which will).
+                    Some(due) if due > at && n.queued_tick.is_none_or(|queued| due < queued) => {
+                        n.queued_tick = Some(due);
+                        self.queue.push(due, Event::Tick { node, life });
+                    }
+                    _ => {}
                 }
             }
             Event::Syn {
