@@ -12,6 +12,11 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::BTreeMap;
 
+/// When one peer's ping is due, the pings due within this long go out with it: the peers'
+/// pings fall into a few groups that stay together, so a node wakes a few times an interval
+/// for its pings instead of once a peer. A peer is pinged at most this much early.
+const PING_ALIGN: LocalDuration = LocalDuration::from_secs(30);
+
 #[derive(Debug)]
 struct Liveness {
     negotiated: bool,
@@ -152,6 +157,12 @@ impl PingMgr {
         let ping_timeout = LocalDuration::from_millis(cfg.ping_timeout_ms);
         let inactivity = LocalDuration::from_millis(cfg.inactivity_timeout_ms);
         let ping_interval = LocalDuration::from_millis(cfg.ping_interval_ms);
+        let align = PING_ALIGN.min(LocalDuration::from_millis(cfg.ping_interval_ms / 4));
+        let live = |p: &Liveness| p.negotiated && !p.disconnecting && p.ping.is_none();
+        let ping_due = self
+            .peers
+            .values()
+            .any(|p| live(p) && now.since(p.last_ping) >= ping_interval);
         for (peer, p) in &mut self.peers {
             if !p.negotiated || p.disconnecting {
                 continue;
@@ -166,7 +177,7 @@ impl PingMgr {
                 out.disconnect(*peer, DisconnectReason::Inactivity);
                 continue;
             }
-            if p.ping.is_none() && now.since(p.last_ping) >= ping_interval {
+            if ping_due && p.ping.is_none() && now.since(p.last_ping) + align >= ping_interval {
                 send_ping(*peer, p, now, rng, out);
             }
         }
@@ -262,6 +273,39 @@ mod tests {
         );
         mgr.on_pong(1, nonce, sent_at + LocalDuration::from_millis(40));
         assert_eq!(mgr.stats(1).rtt, Some(LocalDuration::from_millis(40)));
+    }
+
+    #[test]
+    fn pings_due_within_the_alignment_go_out_with_a_due_one_and_no_sooner() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let interval = LocalDuration::from_millis(cfg.ping_interval_ms);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = PingMgr::default();
+        let t0 = LocalTime::from_millis(1_000);
+        negotiated(&mut mgr, 1, t0);
+        negotiated(&mut mgr, 2, t0 + PING_ALIGN - LocalDuration::from_millis(1));
+        negotiated(&mut mgr, 3, t0 + PING_ALIGN + LocalDuration::from_millis(1));
+        let mut out = Outbox::default();
+        // Peer 2 is within the alignment of being due, but nobody is due yet: no ping.
+        mgr.tick(
+            &cfg,
+            t0 + interval - LocalDuration::from_millis(1),
+            &mut rng,
+            &mut out,
+        );
+        assert!(pings(&mut out).is_empty());
+        assert_eq!(mgr.next_wake(&cfg).time(), Some(t0 + interval));
+        // Peer 1 is due: peer 2 goes with it, peer 3 (due later than the alignment) does not.
+        mgr.tick(&cfg, t0 + interval, &mut rng, &mut out);
+        let sent: Vec<PeerId> = out
+            .take_outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(peer, Message::Ping(_)) => Some(peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![1, 2]);
     }
 
     #[test]
