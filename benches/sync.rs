@@ -119,7 +119,7 @@ fn headers_benchmark() {
         },
         Input::Received {
             peer: 1,
-            message: Message::Version(Version {
+            message: Message::Version(Box::new(Version {
                 protocol_version: PROTOCOL_VERSION,
                 services: 1,
                 timestamp: 0,
@@ -130,7 +130,7 @@ fn headers_benchmark() {
                 best_height: HEADERS as u64,
                 node_id: peer_id,
                 relay: true,
-            }),
+            })),
         },
         Input::Received {
             peer: 1,

@@ -149,7 +149,7 @@ fn inject(nodes: &[TestNode], txs: &[Transaction]) -> (tokio::runtime::Runtime, 
                 Ok(Some(Ok(Message::GetData(items)))) => {
                     for item in items.as_slice() {
                         if let Some(tx) = by_id.get(&item.hash) {
-                            if peer.send(Message::Tx(tx.clone())).await.is_err() {
+                            if peer.send(Message::Tx(Box::new(tx.clone()))).await.is_err() {
                                 return;
                             }
                         }

@@ -66,7 +66,7 @@ fn disconnects(out: &[Output]) -> Vec<(u64, DisconnectReason)> {
 
 fn version_from(n: u8) -> Message {
     let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    Message::Version(Version {
+    Message::Version(Box::new(Version {
         protocol_version: PROTOCOL_VERSION,
         services: 1,
         timestamp: 0,
@@ -77,7 +77,7 @@ fn version_from(n: u8) -> Message {
         best_height: 0,
         node_id: node_id(n),
         relay: true,
-    })
+    }))
 }
 
 /// An inbound peer `peer` (node `n`) that completes its handshake.

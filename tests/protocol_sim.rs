@@ -145,7 +145,7 @@ fn core(n: u32) -> Core {
 
 fn version_from(id: NodeId, nonce: u64, protocol_version: u32) -> Message {
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    Message::Version(Version {
+    Message::Version(Box::new(Version {
         protocol_version,
         services: 1,
         timestamp: (T0 / 1000) as i64,
@@ -156,7 +156,7 @@ fn version_from(id: NodeId, nonce: u64, protocol_version: u32) -> Message {
         best_height: 0,
         node_id: id,
         relay: true,
-    })
+    }))
 }
 
 fn disconnects(out: &[Output]) -> Vec<(u64, DisconnectReason)> {
@@ -434,13 +434,13 @@ fn misbehaviour_bans_ip_and_node_id_until_expiry() {
     for _ in 0..4 {
         c.received(
             7,
-            Message::Tx(noded::types::Transaction::Coinbase(
+            Message::Tx(Box::new(noded::types::Transaction::Coinbase(
                 noded::types::Coinbase {
                     height: 1,
                     to: noded::types::Address([0; 20]),
                     amount: noded::types::Amount(1),
                 },
-            )),
+            ))),
             T0,
         );
     }
@@ -453,13 +453,13 @@ fn misbehaviour_bans_ip_and_node_id_until_expiry() {
     assert!(disconnects(&c.actions()).is_empty());
     c.received(
         7,
-        Message::Tx(noded::types::Transaction::Coinbase(
+        Message::Tx(Box::new(noded::types::Transaction::Coinbase(
             noded::types::Coinbase {
                 height: 2,
                 to: noded::types::Address([0; 20]),
                 amount: noded::types::Amount(1),
             },
-        )),
+        ))),
         T0,
     );
     assert_eq!(

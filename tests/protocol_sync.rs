@@ -182,7 +182,7 @@ impl Net {
                 node_id: idb,
             },
         ));
-        let version = Message::Version(Version {
+        let version = Message::Version(Box::new(Version {
             protocol_version: PROTOCOL_VERSION,
             services: 1,
             timestamp: (FIXED_EPOCH_MS / 1000) as i64,
@@ -193,7 +193,7 @@ impl Net {
             best_height: self.height(a) as u64,
             node_id: ida,
             relay: true,
-        });
+        }));
         self.queue.push_back((
             b,
             Input::Received {

@@ -388,7 +388,7 @@ fn vectors() -> Vec<Vector> {
         // Frames, one per command.
         Vector::new(
             "version-main",
-            frame(Network::Main, Message::Version(version())),
+            frame(Network::Main, Message::Version(Box::new(version()))),
         ),
         Vector::new("verack-regtest", frame(Network::Regtest, Message::Verack)),
         Vector::new(
@@ -460,7 +460,7 @@ fn vectors() -> Vec<Vector> {
             "tx-regtest",
             frame(
                 Network::Regtest,
-                Message::Tx(Transaction::Transfer(tx.clone())),
+                Message::Tx(Box::new(Transaction::Transfer(tx.clone()))),
             ),
         ),
         Vector::new(
@@ -496,19 +496,19 @@ fn vectors() -> Vec<Vector> {
             "reject-regtest",
             frame(
                 Network::Regtest,
-                Message::Reject(Reject {
+                Message::Reject(Box::new(Reject {
                     message: BoundedString::new("tx".to_string()).unwrap(),
                     code: reject_code::INVALID,
                     reason: BoundedString::new("bad signature".to_string()).unwrap(),
                     hash: Some(txid),
-                }),
+                })),
             ),
         ),
         Vector::new(
             "reject-nohash-main",
             frame(
                 Network::Main,
-                Message::Reject(Reject {
+                Message::Reject(Box::new(Reject {
                     message: BoundedString::new("version".to_string()).unwrap(),
                     code: reject_code::OBSOLETE,
                     reason: BoundedString::new(
@@ -516,7 +516,7 @@ fn vectors() -> Vec<Vector> {
                     )
                     .unwrap(),
                     hash: None,
-                }),
+                })),
             ),
         ),
         Vector::new(
@@ -771,8 +771,11 @@ fn vectors() -> Vec<Vector> {
             fires_at: FRAME_HEADER_SIZE + 44,
         },
     ));
-    let mut bad_bool =
-        frame_bytes(Network::Main.params().magic, &Message::Version(version())).unwrap();
+    let mut bad_bool = frame_bytes(
+        Network::Main.params().magic,
+        &Message::Version(Box::new(version())),
+    )
+    .unwrap();
     *bad_bool.last_mut().unwrap() = 2;
     fix_checksum(&mut bad_bool);
     let bad_bool_len = bad_bool.len();
@@ -996,7 +999,7 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
         core.drain_outputs()
             .into_iter()
             .filter_map(|o| match o {
-                Output::Send(7, Message::Reject(r)) => Some(r),
+                Output::Send(7, Message::Reject(r)) => Some(*r),
                 _ => None,
             })
             .collect()
@@ -1005,7 +1008,7 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
     let mut old = version();
     old.protocol_version = 0;
     let sent = rejects(&|core| {
-        let message = Message::Version(old.clone());
+        let message = Message::Version(Box::new(old.clone()));
         core.handle(now, Input::Received { peer: 7, message })
             .unwrap()
     });
@@ -1019,7 +1022,7 @@ fn the_rejects_noded_sends_are_the_documented_ones() {
     else {
         panic!("reject-nohash-main is a REJECT frame");
     };
-    assert_eq!(sent, vec![documented.clone()]);
+    assert_eq!(sent, vec![*documented.clone()]);
     assert!(DOC.contains(&format!(
         "reason `{}`",
         documented.reason.as_str().replace('0', "V")

@@ -108,7 +108,7 @@ fn locator() -> LocatorRequest {
 /// A representative valid message of every command that has a payload.
 fn messages_with_payloads() -> Vec<Message> {
     vec![
-        Message::Version(version_with_agent("/noded:0.1.0/")),
+        Message::Version(Box::new(version_with_agent("/noded:0.1.0/"))),
         Message::Ping(7),
         Message::Pong(7),
         Message::Addr(
@@ -140,17 +140,17 @@ fn messages_with_payloads() -> Vec<Message> {
             header: header(),
             transactions: BoundedVec::new(vec![coinbase(), transfer()]).unwrap(),
         })),
-        Message::Tx(coinbase()),
-        Message::Tx(transfer()),
+        Message::Tx(Box::new(coinbase())),
+        Message::Tx(Box::new(transfer())),
         Message::GetHeaders(locator()),
         Message::GetBlocks(locator()),
         Message::Headers(BoundedVec::new(vec![header(); 2]).unwrap()),
-        Message::Reject(Reject {
+        Message::Reject(Box::new(Reject {
             message: BoundedString::new("tx".to_string()).unwrap(),
             code: 0x10,
             reason: BoundedString::new("bad nonce".to_string()).unwrap(),
             hash: Some(Hash256([4; 32])),
-        }),
+        })),
     ]
 }
 
@@ -476,7 +476,11 @@ fn handshake_limit_applies_until_the_handshake_completes() {
     let mut d = decoder(false);
     let mut buf = BytesMut::new();
     buf.extend_from_slice(
-        &frame_bytes(MAGIC, &Message::Version(version_with_agent("/x/"))).unwrap(),
+        &frame_bytes(
+            MAGIC,
+            &Message::Version(Box::new(version_with_agent("/x/"))),
+        )
+        .unwrap(),
     );
     buf.extend_from_slice(&frame_bytes(MAGIC, &Message::Verack).unwrap());
     assert!(matches!(d.decode(&mut buf), Ok(Some(Message::Version(_)))));
@@ -632,7 +636,7 @@ fn a_truncated_payload_with_a_correct_checksum_is_rejected() {
 
 #[test]
 fn a_relay_flag_other_than_0_or_1_is_rejected() {
-    let payload = payload_of(&Message::Version(version_with_agent("/noded/")));
+    let payload = payload_of(&Message::Version(Box::new(version_with_agent("/noded/"))));
     let last = payload.len() - 1;
     assert_eq!(payload[last], 1, "relay is the last byte");
     for (flag, ok) in [(0u8, true), (1, true), (2, false), (0xff, false)] {
@@ -673,7 +677,7 @@ fn an_unknown_inventory_kind_is_rejected() {
 #[test]
 fn unknown_transaction_kinds_and_option_tags_are_rejected() {
     // Transaction: u32 tag, 0 = Coinbase, 1 = Transfer.
-    let mut payload = payload_of(&Message::Tx(coinbase()));
+    let mut payload = payload_of(&Message::Tx(Box::new(coinbase())));
     payload[0] = 2;
     let mut d = decoder(true);
     assert_malformed(
@@ -682,12 +686,12 @@ fn unknown_transaction_kinds_and_option_tags_are_rejected() {
         "UnexpectedVariant",
     );
     // Reject.hash: a u8 tag, 0 = none, 1 = some.
-    let reject = Message::Reject(Reject {
+    let reject = Message::Reject(Box::new(Reject {
         message: BoundedString::new("tx".into()).unwrap(),
         code: 1,
         reason: BoundedString::new("r".into()).unwrap(),
         hash: None,
-    });
+    }));
     let mut payload = payload_of(&reject);
     let last = payload.len() - 1;
     assert_eq!(payload[last], 0);
@@ -702,7 +706,7 @@ fn unknown_transaction_kinds_and_option_tags_are_rejected() {
 
 #[test]
 fn invalid_utf8_in_text_fields_is_rejected() {
-    let mut payload = payload_of(&Message::Version(version_with_agent("abc")));
+    let mut payload = payload_of(&Message::Version(Box::new(version_with_agent("abc"))));
     assert_eq!(
         &payload[USER_AGENT_OFFSET..USER_AGENT_OFFSET + 11],
         &[3, 0, 0, 0, 0, 0, 0, 0, b'a', b'b', b'c']
@@ -716,12 +720,12 @@ fn invalid_utf8_in_text_fields_is_rejected() {
     );
 
     // In a REJECT reason: a lone continuation byte.
-    let reject = Message::Reject(Reject {
+    let reject = Message::Reject(Box::new(Reject {
         message: BoundedString::new("tx".into()).unwrap(),
         code: 1,
         reason: BoundedString::new("ok".into()).unwrap(),
         hash: None,
-    });
+    }));
     let mut payload = payload_of(&reject);
     // (8 + 2) message, 1 code, 8 length, then the reason's two bytes.
     payload[19] = 0x80;
@@ -736,7 +740,7 @@ fn invalid_utf8_in_text_fields_is_rejected() {
 #[test]
 fn a_user_agent_over_256_bytes_is_rejected() {
     // The exact cap is fine.
-    let at_cap = Message::Version(version_with_agent(&"a".repeat(256)));
+    let at_cap = Message::Version(Box::new(version_with_agent(&"a".repeat(256))));
     let mut d = decoder(false);
     assert_eq!(
         decode_once(&mut d, &frame_bytes(MAGIC, &at_cap).unwrap()).unwrap(),

@@ -116,7 +116,7 @@ proptest! {
 
     #[test]
     fn version_round_trips(m in magic(), v in version()) {
-        check_round_trip(m, &Message::Version(v))?;
+        check_round_trip(m, &Message::Version(Box::new(v)))?;
     }
 
     #[test]
@@ -166,7 +166,7 @@ proptest! {
 
     #[test]
     fn tx_round_trips(m in magic(), tx in transaction()) {
-        check_round_trip(m, &Message::Tx(tx))?;
+        check_round_trip(m, &Message::Tx(Box::new(tx)))?;
     }
 
     #[test]
@@ -186,7 +186,7 @@ proptest! {
 
     #[test]
     fn reject_round_trips(m in magic(), r in reject()) {
-        check_round_trip(m, &Message::Reject(r))?;
+        check_round_trip(m, &Message::Reject(Box::new(r)))?;
     }
 
     #[test]
@@ -356,7 +356,7 @@ fn largest_valid_payloads_exactly_fill_their_limits() {
     };
     let cases: Vec<(Message, usize)> = vec![
         (
-            Message::Version(Version {
+            Message::Version(Box::new(Version {
                 protocol_version: 1,
                 services: 1,
                 timestamp: -1,
@@ -368,7 +368,7 @@ fn largest_valid_payloads_exactly_fill_their_limits() {
                 best_height: 5,
                 node_id: NodeId([3; 32]),
                 relay: true,
-            }),
+            })),
             MAX_VERSION_PAYLOAD,
         ),
         (Message::Verack, 0),
@@ -386,14 +386,14 @@ fn largest_valid_payloads_exactly_fill_their_limits() {
         (Message::GetData(inv.clone()), MAX_INV_PAYLOAD),
         (Message::NotFound(inv), MAX_INV_PAYLOAD),
         (
-            Message::Tx(Transaction::Transfer(Transfer {
+            Message::Tx(Box::new(Transaction::Transfer(Transfer {
                 from: [1; 32],
                 to: Address([2; 20]),
                 amount: Amount(3),
                 fee: Amount(4),
                 nonce: 5,
                 signature: [6; 64],
-            })),
+            }))),
             MAX_TX_SIZE,
         ),
         (Message::GetHeaders(locator.clone()), MAX_LOCATOR_PAYLOAD),
@@ -403,12 +403,12 @@ fn largest_valid_payloads_exactly_fill_their_limits() {
             MAX_HEADERS_PAYLOAD,
         ),
         (
-            Message::Reject(Reject {
+            Message::Reject(Box::new(Reject {
                 message: noded::encoding::BoundedString::new("x".repeat(12)).unwrap(),
                 code: 0x10,
                 reason: noded::encoding::BoundedString::new("r".repeat(MAX_REJECT_REASON)).unwrap(),
                 hash: Some(hash),
-            }),
+            })),
             MAX_REJECT_PAYLOAD,
         ),
         (Message::SendHeaders, 0),

@@ -593,7 +593,7 @@ mod tests {
         };
         let mut remote = Framed::new(theirs, MessageCodec::new(magic));
         let any = crate::wire::NetAddress::new(addr, 0);
-        let version = Message::Version(crate::wire::Version {
+        let version = Message::Version(Box::new(crate::wire::Version {
             protocol_version: crate::wire::PROTOCOL_VERSION,
             services: 1,
             timestamp: 0,
@@ -604,7 +604,7 @@ mod tests {
             best_height: 0,
             node_id: identity.node_id(),
             relay: true,
-        });
+        }));
         remote.send(version).await.unwrap();
         remote.send(Message::Verack).await.unwrap();
         for _ in 0..2 {

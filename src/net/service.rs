@@ -1470,7 +1470,9 @@ async fn serve_peer_txs(
             }
         }
         for tx in found {
-            let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(Message::Tx(tx))).await;
+            let sent =
+                tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(Message::Tx(Box::new(tx))))
+                    .await;
             if !matches!(sent, Ok(Ok(()))) {
                 return;
             }

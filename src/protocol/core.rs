@@ -228,6 +228,12 @@ impl Core {
         self.out.take_outputs()
     }
 
+    /// `drain_outputs` into a buffer the caller keeps (a simulator feeding millions of inputs
+    /// allocates no vector per input).
+    pub fn drain_outputs_into(&mut self, into: &mut Vec<Output>) {
+        self.out.move_outputs_into(into);
+    }
+
     /// Feeds one input at `now`. Only commands can fail; their result is returned.
     pub fn handle(&mut self, now: Now, input: Input) -> Result<(), CommandError> {
         let joined = match input {
@@ -530,7 +536,7 @@ impl Core {
         let out = &mut self.out;
         let (cfg, rng) = (&self.cfg, &mut self.rng);
         match message {
-            Message::Version(v) => self.peers.on_version(peer, v, cfg, now, rng, out),
+            Message::Version(v) => self.peers.on_version(peer, *v, cfg, now, rng, out),
             Message::Verack => self.peers.on_verack(peer, out),
             Message::Reject(r) => {
                 tracing::debug!(peer, code = r.code, reason = %r.reason, command = %r.message, "peer sent REJECT");
@@ -596,7 +602,7 @@ impl Core {
                 let pushed = |hash: &crate::types::Hash256| self.compact.was_pushed(hash);
                 serve(peer, InvList::truncating(rest), &self.tree, &pushed, out)
             }
-            Message::Tx(tx) => self.relay.on_tx(peer, tx, now, out),
+            Message::Tx(tx) => self.relay.on_tx(peer, *tx, now, out),
         }
     }
 
@@ -899,7 +905,7 @@ mod tests {
     }
 
     fn version(n: u8, nonce: u64, receiver: SocketAddr) -> Message {
-        Message::Version(Version {
+        Message::Version(Box::new(Version {
             protocol_version: PROTOCOL_VERSION,
             services: 1,
             timestamp: 0,
@@ -910,7 +916,7 @@ mod tests {
             best_height: 0,
             node_id: id(n),
             relay: true,
-        })
+        }))
     }
 
     fn connected(

@@ -554,6 +554,11 @@ impl Outbox {
         std::mem::take(&mut self.outputs)
     }
 
+    /// Moves the outputs into `into`, keeping both buffers' memory for the next input.
+    pub fn move_outputs_into(&mut self, into: &mut Vec<Output>) {
+        into.append(&mut self.outputs);
+    }
+
     /// Outputs waiting to be taken.
     pub fn pending_outputs(&self) -> usize {
         self.outputs.len()
@@ -609,7 +614,7 @@ impl Outbox {
     }
 
     pub fn version(&mut self, peer: PeerId, version: Version) {
-        self.send(peer, Message::Version(version));
+        self.send(peer, Message::Version(Box::new(version)));
     }
 
     pub fn verack(&mut self, peer: PeerId) {
@@ -686,12 +691,12 @@ impl Outbox {
     pub fn reject(&mut self, peer: PeerId, command: &str, code: u8, reason: &str) {
         self.send(
             peer,
-            Message::Reject(Reject {
+            Message::Reject(Box::new(Reject {
                 message: BoundedString::truncating(command),
                 code,
                 reason: BoundedString::truncating(reason),
                 hash: None,
-            }),
+            })),
         );
     }
 }

@@ -10,15 +10,37 @@ use std::collections::BinaryHeap;
 /// Virtual time in microseconds since the simulation started.
 pub type SimTime = u64;
 
+/// `(time, sequence number, slot)` packed high to low in one integer, so the heap compares
+/// keys with one instruction and holds 16 bytes a key (the heap's sifting is the simulator's
+/// hottest loop): 44 bits of time (203 days of virtual microseconds), 52 bits of sequence
+/// number, 32 bits of slot. The slot never decides an order (sequence numbers are unique).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    at: SimTime,
-    seq: u64,
-    slot: u32,
+struct Key(u128);
+
+const TIME_BITS: u32 = 44;
+const SEQ_BITS: u32 = 52;
+const SLOT_BITS: u32 = 32;
+
+impl Key {
+    fn new(at: SimTime, seq: u64, slot: u32) -> Key {
+        assert!(at < 1 << TIME_BITS, "virtual time past 2^44 µs (203 days)");
+        assert!(seq < 1 << SEQ_BITS, "more than 2^52 events scheduled");
+        Key(u128::from(at) << (SEQ_BITS + SLOT_BITS)
+            | u128::from(seq) << SLOT_BITS
+            | u128::from(slot))
+    }
+
+    fn at(self) -> SimTime {
+        (self.0 >> (SEQ_BITS + SLOT_BITS)) as SimTime
+    }
+
+    fn slot(self) -> u32 {
+        self.0 as u32
+    }
 }
 
 /// A min-queue of events keyed by `(time, sequence number)`. Events live in a slab and the
-/// heap moves only 24-byte keys, so large events (messages) are moved once in and once out.
+/// heap moves only 16-byte keys, so large events (messages) are moved once in and once out.
 #[derive(Debug)]
 pub(crate) struct EventQueue<E> {
     heap: BinaryHeap<Reverse<Key>>,
@@ -52,25 +74,25 @@ impl<E> EventQueue<E> {
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Reverse(Key { at, seq, slot }));
+        self.heap.push(Reverse(Key::new(at, seq, slot)));
     }
 
     /// The earliest event, if it is due at or before `until`.
     pub(crate) fn pop_until(&mut self, until: SimTime) -> Option<(SimTime, E)> {
         let Reverse(key) = *self.heap.peek()?;
-        if key.at > until {
+        if key.at() > until {
             return None;
         }
         self.heap.pop();
-        let event = self.slots[key.slot as usize]
+        let event = self.slots[key.slot() as usize]
             .take()
             .expect("a queued slot holds its event");
-        self.free.push(key.slot);
-        Some((key.at, event))
+        self.free.push(key.slot());
+        Some((key.at(), event))
     }
 
     pub(crate) fn next_time(&self) -> Option<SimTime> {
-        self.heap.peek().map(|Reverse(k)| k.at)
+        self.heap.peek().map(|Reverse(k)| k.at())
     }
 
     pub(crate) fn len(&self) -> usize {

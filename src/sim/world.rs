@@ -283,6 +283,8 @@ pub struct Sim {
     unix_epoch_ms: u64,
     /// Reused to encode messages for their size and payload digest.
     scratch: Vec<u8>,
+    /// Reused to take each input's outputs from its core.
+    outputs: Vec<Output>,
     /// The next ephemeral port per host IP: nodes sharing an IP (loopback) share a range,
     /// as processes on one host do, so no two connections come from one address.
     next_port: BTreeMap<IpAddr, u16>,
@@ -413,6 +415,7 @@ impl Sim {
             seed: config.seed,
             unix_epoch_ms: config.unix_epoch_ms,
             scratch: Vec::new(),
+            outputs: Vec::new(),
             next_port: BTreeMap::new(),
             invalid: BTreeSet::new(),
             validation_delay: config.validation_delay.as_millis() * MICROS_PER_MILLI,
@@ -837,10 +840,14 @@ impl Sim {
     fn handle(&mut self, node: NodeIndex, input: Input) -> Result<(), CommandError> {
         let now = self.now();
         let result = self.nodes[node].core.handle(now, input);
-        let outputs = self.nodes[node].core.drain_outputs();
-        for output in outputs {
+        // Reused from input to input; an output that feeds a core in turn (a nested call)
+        // finds it taken and uses a new one.
+        let mut outputs = std::mem::take(&mut self.outputs);
+        self.nodes[node].core.drain_outputs_into(&mut outputs);
+        for output in outputs.drain(..) {
             self.apply(node, output);
         }
+        self.outputs = outputs;
         result
     }
 
@@ -1069,7 +1076,7 @@ impl Sim {
         for txid in txids {
             match self.nodes[node].pool.get(&txid) {
                 Some(tx) => {
-                    let message = Message::Tx(tx.clone());
+                    let message = Message::Tx(Box::new(tx.clone()));
                     self.send(node, peer, message);
                 }
                 None => missing.push(txid),

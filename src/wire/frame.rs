@@ -30,7 +30,7 @@ pub fn checksum(payload: &[u8]) -> [u8; 4] {
 /// Encodes the payload of `message`.
 pub fn encode_payload(message: &Message, out: &mut Vec<u8>) {
     match message {
-        Message::Version(v) => encoding::encode_into(v, out),
+        Message::Version(v) => encoding::encode_into(v.as_ref(), out),
         Message::Verack | Message::GetAddr | Message::SendHeaders => {}
         Message::Ping(nonce) | Message::Pong(nonce) => encoding::encode_into(nonce, out),
         Message::Addr(list) => encoding::encode_into(list, out),
@@ -38,10 +38,10 @@ pub fn encode_payload(message: &Message, out: &mut Vec<u8>) {
             encoding::encode_into(list, out)
         }
         Message::Block(block) => encoding::encode_into(block.as_ref(), out),
-        Message::Tx(tx) => encoding::encode_into(tx, out),
+        Message::Tx(tx) => encoding::encode_into(tx.as_ref(), out),
         Message::GetHeaders(req) | Message::GetBlocks(req) => encoding::encode_into(req, out),
         Message::Headers(list) => encoding::encode_into(list, out),
-        Message::Reject(reject) => encoding::encode_into(reject, out),
+        Message::Reject(reject) => encoding::encode_into(reject.as_ref(), out),
         Message::SendCmpct(send) => encoding::encode_into(send, out),
         Message::CmpctBlock(block) => encoding::encode_into(block.as_ref(), out),
         Message::GetBlockTxn(request) => encoding::encode_into(request, out),
@@ -126,7 +126,9 @@ pub fn decode_payload(command: Command, payload: &[u8]) -> Result<Message, WireE
         }
     };
     let message = match command {
-        Command::Version => Message::Version(encoding::decode_exact(payload).map_err(malformed)?),
+        Command::Version => Message::Version(Box::new(
+            encoding::decode_exact(payload).map_err(malformed)?,
+        )),
         Command::Verack => empty().map(|_| Message::Verack)?,
         Command::GetAddr => empty().map(|_| Message::GetAddr)?,
         Command::SendHeaders => empty().map(|_| Message::SendHeaders)?,

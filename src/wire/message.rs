@@ -124,7 +124,9 @@ pub mod reject_code {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    Version(Version),
+    /// Boxed, as `Tx`: the largest payloads are boxed so a `Message` stays small to move
+    /// (every message is moved several times between the core and the shell).
+    Version(Box<Version>),
     Verack,
     Ping(u64),
     Pong(u64),
@@ -134,11 +136,11 @@ pub enum Message {
     GetData(InvList),
     NotFound(InvList),
     Block(Box<Block>),
-    Tx(Transaction),
+    Tx(Box<Transaction>),
     GetHeaders(LocatorRequest),
     GetBlocks(LocatorRequest),
     Headers(BoundedVec<Header, MAX_HEADERS_ITEMS>),
-    Reject(Reject),
+    Reject(Box<Reject>),
     SendHeaders,
     SendCmpct(SendCmpct),
     CmpctBlock(Box<CompactBlock>),

@@ -46,7 +46,7 @@ impl TestPeer {
 
     pub fn version(&self) -> Message {
         let any: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        Message::Version(Version {
+        Message::Version(Box::new(Version {
             protocol_version: noded::wire::PROTOCOL_VERSION,
             services: 1,
             timestamp: 0,
@@ -57,7 +57,7 @@ impl TestPeer {
             best_height: 0,
             node_id: self.node_id,
             relay: true,
-        })
+        }))
     }
 
     pub async fn send(&mut self, message: Message) -> Result<(), WireError> {

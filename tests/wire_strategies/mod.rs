@@ -299,7 +299,7 @@ pub fn reject() -> impl Strategy<Value = Reject> {
 /// Any message, of every variant.
 pub fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        version().prop_map(Message::Version),
+        version().prop_map(|v| Message::Version(Box::new(v))),
         Just(Message::Verack),
         any::<u64>().prop_map(Message::Ping),
         any::<u64>().prop_map(Message::Pong),
@@ -309,11 +309,11 @@ pub fn message() -> impl Strategy<Value = Message> {
         inv_list().prop_map(Message::GetData),
         inv_list().prop_map(Message::NotFound),
         block().prop_map(|b| Message::Block(Box::new(b))),
-        transaction().prop_map(Message::Tx),
+        transaction().prop_map(|tx| Message::Tx(Box::new(tx))),
         locator_request().prop_map(Message::GetHeaders),
         locator_request().prop_map(Message::GetBlocks),
         bounded_vec(header(), 30).prop_map(Message::Headers),
-        reject().prop_map(Message::Reject),
+        reject().prop_map(|r| Message::Reject(Box::new(r))),
         Just(Message::SendHeaders),
         (any::<bool>(), any::<u64>()).prop_map(|(high_bandwidth, version)| {
             Message::SendCmpct(SendCmpct {
