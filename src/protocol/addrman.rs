@@ -363,7 +363,6 @@ impl AddrMan {
         self.entries.get(addr)
     }
 
-    /// The hasher of the book's address-keyed maps, for other such maps of the core.
     /// `addr`'s keyed hash: what the book's map hashes it to, and a fingerprint no stranger
     /// can predict (the known-address sets keep these instead of addresses).
     pub fn fingerprint(&self, addr: &SocketAddr) -> u64 {
@@ -371,6 +370,7 @@ impl AddrMan {
         self.entries.hasher().hash_one(addr)
     }
 
+    /// The hasher of the book's address-keyed maps, for other such maps of the core.
     pub fn hasher(&self) -> KeyedHasher {
         *self.entries.hasher()
     }
