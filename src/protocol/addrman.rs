@@ -24,6 +24,10 @@ const NEW_BUCKETS_PER_SOURCE_GROUP: u64 = 32;
 /// Buckets one address group may spread over in the tried table.
 const TRIED_BUCKETS_PER_GROUP: u64 = 8;
 
+/// Addresses a new book has room for before it grows: a node on any network learns this many
+/// within minutes, and growing to it from nothing would copy the entries ten times over
+/// (~130 KB reserved).
+const INITIAL_CAPACITY: usize = 1_024;
 /// Random draws `select` makes before it scans the whole book for an eligible address.
 const SELECT_DRAWS: usize = 64;
 /// Addresses not heard of for this long are stale.
@@ -292,7 +296,7 @@ impl AddrMan {
         AddrMan {
             key,
             bucketing: keyed_hasher(&key),
-            entries: IndexMap::with_hasher(hasher),
+            entries: IndexMap::with_capacity_and_hasher(INITIAL_CAPACITY, hasher),
             new_table: SlotTable::new(),
             tried_table: SlotTable::new(),
             local_groups: false,
