@@ -374,11 +374,6 @@ impl AddrMan {
         self.entries.hasher().hash_one(addr)
     }
 
-    /// The hasher of the book's address-keyed maps, for other such maps of the core.
-    pub fn hasher(&self) -> KeyedHasher {
-        *self.entries.hasher()
-    }
-
     pub fn entries(&self) -> impl Iterator<Item = &AddrInfo> {
         self.entries.values()
     }

@@ -236,16 +236,13 @@ impl Core {
 
     /// Feeds one input at `now`. Only commands can fail; their result is returned.
     pub fn handle(&mut self, now: Now, input: Input) -> Result<(), CommandError> {
-        let joined = match input {
-            Input::Connected { peer, .. } => Some(peer),
-            _ => None,
-        };
-        let ponged = match input {
+        let (joined, ponged) = match input {
+            Input::Connected { peer, .. } => (Some(peer), None),
             Input::Received {
                 peer,
                 message: Message::Pong(_),
-            } => Some(peer),
-            _ => None,
+            } => (None, Some(peer)),
+            _ => (None, None),
         };
         // Which managers' wakes the input may bring forward (an internal event it raises
         // makes them all stale, in `fan_out`). A PING (a sign of life, a PONG sent), an ADDR

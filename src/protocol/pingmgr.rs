@@ -157,7 +157,7 @@ impl PingMgr {
         let ping_timeout = LocalDuration::from_millis(cfg.ping_timeout_ms);
         let inactivity = LocalDuration::from_millis(cfg.inactivity_timeout_ms);
         let ping_interval = LocalDuration::from_millis(cfg.ping_interval_ms);
-        let align = PING_ALIGN.min(LocalDuration::from_millis(cfg.ping_interval_ms / 4));
+        let align = PING_ALIGN.min(LocalDuration::from_millis(ping_interval.as_millis() / 4));
         let live = |p: &Liveness| p.negotiated && !p.disconnecting && p.ping.is_none();
         let ping_due = self
             .peers
