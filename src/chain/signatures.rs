@@ -29,6 +29,9 @@
 //! prime-order subgroup: if every member satisfies equation 4 the batch passes always, and if
 //! one does not, it passes only with probability about 2⁻¹²⁸. The two paths accept the same
 //! set. When a batch fails, its members are checked one by one to name the first culprit.
+//! The batch sums the coefficients `zᵢkᵢ` of each distinct sender key before multiplying (the
+//! same sum, by the group law): a sender with many transfers in a batch costs one full-width
+//! term instead of one per signature.
 //!
 //! Every signature `Transfer::verify_signature` (strict, cofactorless) accepts is accepted
 //! here; the converse fails only for `A` or `R` with a torsion component, which honest signers
@@ -51,6 +54,8 @@ pub const MIN_PARALLEL_BATCH: usize = 128;
 
 /// A transfer signature that passed the encoding checks (1–3), ready for the equation.
 pub struct PreparedSignature {
+    /// The sender key as encoded: signatures by one key share its term in a batch.
+    key: [u8; 32],
     a: EdwardsPoint,
     r: EdwardsPoint,
     s: Scalar,
@@ -162,7 +167,13 @@ pub fn prepare(transfer: &Transfer, magic: NetworkMagic) -> Option<PreparedSigna
     hash.update(transfer.from);
     hash.update(transfer.signing_message(magic));
     let k = Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
-    Some(PreparedSignature { a, r, s, k })
+    Some(PreparedSignature {
+        key: transfer.from,
+        a,
+        r,
+        s,
+        k,
+    })
 }
 
 /// Equation 4 for one signature.
@@ -188,13 +199,25 @@ fn verify_batch(batch: &[PreparedSignature]) -> bool {
                 })
                 .collect();
             let b_coefficient: Scalar = batch.iter().zip(&zs).map(|(p, z)| z * p.s).sum();
-            // −(Σ zᵢsᵢ)B + Σ zᵢRᵢ + Σ (zᵢkᵢ)Aᵢ
+            // Σ (zᵢkᵢ)Aᵢ with the coefficients of each distinct sender key summed first:
+            // the same sum, with one full-width term per sender instead of per signature
+            // (a sender's run of transactions costs its key's term once).
+            let mut senders: HashMap<[u8; 32], usize> = HashMap::with_capacity(batch.len());
+            let mut sender_terms: Vec<(Scalar, EdwardsPoint)> = Vec::with_capacity(batch.len());
+            for (p, z) in batch.iter().zip(&zs) {
+                let term = *senders.entry(p.key).or_insert_with(|| {
+                    sender_terms.push((Scalar::ZERO, p.a));
+                    sender_terms.len() - 1
+                });
+                sender_terms[term].0 += z * p.k;
+            }
+            // −(Σ zᵢsᵢ)B + Σ zᵢRᵢ + Σ_A (Σ_{Aᵢ=A} zᵢkᵢ)A
             let scalars = std::iter::once(-b_coefficient)
                 .chain(zs.iter().copied())
-                .chain(batch.iter().zip(&zs).map(|(p, z)| z * p.k));
+                .chain(sender_terms.iter().map(|(k, _)| *k));
             let points = std::iter::once(ED25519_BASEPOINT_POINT)
                 .chain(batch.iter().map(|p| p.r))
-                .chain(batch.iter().map(|p| p.a));
+                .chain(sender_terms.iter().map(|(_, a)| *a));
             EdwardsPoint::vartime_multiscalar_mul(scalars, points)
                 .mul_by_cofactor()
                 .is_identity()
@@ -368,6 +391,24 @@ mod tests {
         }
         assert!(!verify_transfer_signature(&txs[333], MAGIC));
         assert!(!verify_transfer_signature(&txs[250], MAGIC));
+    }
+
+    #[test]
+    fn one_senders_run_shares_its_key_term_and_a_bad_member_still_fails_the_batch() {
+        // Two senders, many signatures each: their key terms are summed per sender.
+        let mut txs: Vec<Transfer> = (0..64).map(|i| transfer((i % 2) as u8, i)).collect();
+        let refs: Vec<&Transfer> = txs.iter().collect();
+        assert_eq!(verify_chunk(&refs, MAGIC), Ok(()));
+        // A wrong k for one member of a run (its message changed) is not absorbed by the
+        // run's shared term.
+        txs[41].fee = Amount(2);
+        let refs: Vec<&Transfer> = txs.iter().collect();
+        assert_eq!(verify_chunk(&refs, MAGIC), Err(41));
+        // Nor is a wrong s.
+        txs[41].fee = Amount(1);
+        txs[17].signature[40] ^= 1;
+        let refs: Vec<&Transfer> = txs.iter().collect();
+        assert_eq!(verify_chunk(&refs, MAGIC), Err(17));
     }
 
     #[test]
