@@ -46,6 +46,16 @@ pub fn encode_into<T: Encode>(value: &T, out: &mut Vec<u8>) {
         .expect("encoding into memory cannot fail");
 }
 
+/// The length of a value's encoding, without building it.
+pub fn encoded_len<T: Encode>(value: &T) -> usize {
+    let mut encoder =
+        bincode::enc::EncoderImpl::new(bincode::enc::write::SizeWriter::default(), CONFIG);
+    value
+        .encode(&mut encoder)
+        .expect("encoding into a counter cannot fail");
+    encoder.into_writer().bytes_written
+}
+
 /// Decodes a value that must occupy `bytes` exactly: trailing bytes are an error, so every
 /// accepted encoding is the canonical one.
 pub fn decode_exact<T: Decode<()>>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -228,6 +238,15 @@ mod tests {
         assert_eq!(encode(&1u32), vec![1, 0, 0, 0]);
         assert_eq!(encode(&0x0102u64), vec![2, 1, 0, 0, 0, 0, 0, 0]);
         assert_eq!(encode(&[7u8; 3]), vec![7, 7, 7], "arrays carry no length");
+    }
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let list = BoundedVec::<u64, 8>::new(vec![1, 2, 3]).expect("within the cap");
+        let text = BoundedString::<16>::new("noded".to_string()).expect("within the cap");
+        assert_eq!(encoded_len(&list), encode(&list).len());
+        assert_eq!(encoded_len(&text), encode(&text).len());
+        assert_eq!(encoded_len(&(7u32, [0u8; 5])), 9);
     }
 
     #[test]

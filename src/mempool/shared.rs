@@ -215,14 +215,25 @@ impl SharedMempool {
         threads: usize,
         from: Option<Relayer>,
     ) -> Vec<(Txid, Result<Accepted, MempoolError>)> {
-        // Each encoding once: its hash is the txid, its length the size admission charges.
-        let (txids, sizes): (Vec<Txid>, Vec<usize>) = txs
-            .iter()
-            .map(|tx| {
-                let bytes = crate::encoding::encode(tx);
-                (crate::types::sha256d(&bytes), bytes.len())
-            })
-            .unzip();
+        let identified = txs.into_iter().map(|tx| (tx.txid(), tx)).collect();
+        self.submit_identified_from(identified, view, now, threads, from)
+    }
+
+    /// `submit_batch_from` for transactions whose txids the caller has already computed
+    /// (each `txid` must be its transaction's `txid()`): a relayed transaction is hashed once
+    /// per node, where the relay first meets it.
+    pub fn submit_identified_from(
+        &self,
+        identified: Vec<(Txid, Transaction)>,
+        view: &dyn AccountView,
+        now: u64,
+        threads: usize,
+        from: Option<Relayer>,
+    ) -> Vec<(Txid, Result<Accepted, MempoolError>)> {
+        debug_assert!(identified.iter().all(|(txid, tx)| *txid == tx.txid()));
+        let (txids, txs): (Vec<Txid>, Vec<Transaction>) = identified.into_iter().unzip();
+        // The size admission charges, counted without building the encoding.
+        let sizes: Vec<usize> = txs.iter().map(crate::encoding::encoded_len).collect();
         let mut senders: Vec<Address> = txs.iter().filter_map(transfer_sender).collect();
         senders.sort_unstable();
         senders.dedup();

@@ -234,7 +234,7 @@ struct LivePeer {
     /// Blocks waiting for its serving task (`serve_peer`), once it has asked for any.
     serving: Option<mpsc::Sender<ServeJob>>,
     /// Its transactions waiting for the mempool (`check_peer_txs`), in arrival order.
-    checking: Option<mpsc::Sender<Box<Transaction>>>,
+    checking: Option<mpsc::Sender<(Hash256, Box<Transaction>)>>,
     /// Transaction requests waiting for its transaction-serving task (`serve_peer_txs`).
     serving_txs: Option<mpsc::Sender<Vec<Hash256>>>,
     addr: SocketAddr,
@@ -870,7 +870,7 @@ impl NetService {
                 Output::ServeBlocks { peer, hashes } => {
                     self.serve(peer, hashes.into_iter().map(ServeJob::Block).collect())
                 }
-                Output::SubmitTx { peer, tx } => self.submit_tx(peer, tx),
+                Output::SubmitTx { peer, txid, tx } => self.submit_tx(peer, txid, tx),
                 Output::ListMempool { peer } => self.list_mempool(peer),
                 Output::ServeTxs { peer, txids } => self.serve_txs(peer, txids),
                 Output::SendCompact {
@@ -1135,7 +1135,7 @@ impl NetService {
     /// one after another in the order they came (a sender's nonces arrive in order, and so
     /// enter the pool in order) and feeds each answer back. A full queue (more than the core
     /// ever has in flight to one peer) refuses it at once.
-    fn submit_tx(&mut self, peer: PeerId, tx: Box<Transaction>) {
+    fn submit_tx(&mut self, peer: PeerId, txid: Hash256, tx: Box<Transaction>) {
         let Some(live) = self.live.get_mut(&peer) else {
             return;
         };
@@ -1156,8 +1156,7 @@ impl NetService {
                 queue
             }
         };
-        if let Err(refused) = queue.try_send(tx) {
-            let txid = refused.into_inner().txid();
+        if queue.try_send((txid, tx)).is_err() {
             self.feed(Input::TxProcessed {
                 peer,
                 txid,
@@ -1370,7 +1369,7 @@ fn not_found(kind: InvKind, hashes: &[Hash256]) -> Message {
 /// to the service.
 async fn check_peer_txs(
     peer: PeerId,
-    mut queue: mpsc::Receiver<Box<Transaction>>,
+    mut queue: mpsc::Receiver<(Hash256, Box<Transaction>)>,
     pool: SharedMempool,
     chain: ChainHandle,
     results: mpsc::Sender<(PeerId, Hash256, TxResult)>,
@@ -1398,19 +1397,19 @@ async fn check_peer_txs(
             return;
         };
         // Whatever else arrived meanwhile joins the batch.
-        let mut batch = vec![*first];
+        let mut batch = vec![(first.0, *first.1)];
         while batch.len() < TX_CHECK_BATCH {
             match queue.try_recv() {
-                Ok(tx) => batch.push(*tx),
+                Ok((txid, tx)) => batch.push((txid, *tx)),
                 Err(_) => break,
             }
         }
-        let txids: Vec<Hash256> = batch.iter().map(Transaction::txid).collect();
+        let txids: Vec<Hash256> = batch.iter().map(|(txid, _)| *txid).collect();
         let (pool, chain) = (pool.clone(), chain.clone());
         let threads = crate::chain::signatures::default_threads();
         let checked = tokio::task::spawn_blocking(move || {
             let now = crate::time::unix_secs();
-            pool.submit_batch_from(batch, chain.reader(), now, threads, Some(peer))
+            pool.submit_identified_from(batch, chain.reader(), now, threads, Some(peer))
         })
         .await;
         let verdicts: Vec<(Hash256, TxResult)> = match checked {

@@ -314,6 +314,8 @@ pub enum Output {
     /// with `Input::TxProcessed`.
     SubmitTx {
         peer: PeerId,
+        /// The transaction's id, computed once where it arrived.
+        txid: Hash256,
         tx: Box<Transaction>,
     },
     /// Send the peer these transactions from the mempool as TX messages (one NOTFOUND for

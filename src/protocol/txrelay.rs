@@ -424,6 +424,7 @@ impl TxRelay {
             self.counts.entry(peer).or_default().tx_received += 1;
             out.push(Output::SubmitTx {
                 peer,
+                txid,
                 tx: Box::new(tx),
             });
         } else if !self.recent.contains(&txid)

@@ -934,7 +934,7 @@ impl Sim {
     /// blocking thread does soon after).
     fn apply_tx_output(&mut self, node: NodeIndex, output: Output) {
         match output {
-            Output::SubmitTx { peer, tx } => {
+            Output::SubmitTx { peer, tx, .. } => {
                 let from = self
                     .side_of(node, peer)
                     .map(|(link, side)| self.links[link as usize].node[1 - side]);
