@@ -62,6 +62,11 @@ const RETRYABLE: [&str; 4] = [
     "busy",
     "not checked",
 ];
+/// Announcers kept per transaction while the mempool checks it, to be asked next if the pool
+/// refuses it for a reason that says nothing about it (`RETRYABLE`): in a flood, a future
+/// refused past one peer's cap is good from another, and once it is lost every later nonce
+/// of its sender waits for it.
+const MAX_FALLBACK_ANNOUNCERS: usize = 8;
 /// Futures of one peer that one expiry sweep must drop unfilled to cost it one `orphan-flood`
 /// score: a quarter of its cap (1,024). Relay loses a nonce now and then (a few dozen in a
 /// ten-node flood), leaving the sender's later ones unfilled, but those came from several
@@ -169,6 +174,9 @@ pub struct TxRelay {
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
     /// flight to all peers; a peer's are forgotten when it goes, its checks with it).
     checking: BTreeMap<Hash256, PeerId>,
+    /// Other announcers of transactions being checked (at most `MAX_FALLBACK_ANNOUNCERS`
+    /// each; entries only for txids in `checking`).
+    fallbacks: BTreeMap<Hash256, Vec<PeerId>>,
 }
 
 impl Default for TxRelay {
@@ -185,6 +193,7 @@ impl Default for TxRelay {
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
+            fallbacks: BTreeMap::new(),
         }
     }
 }
@@ -231,6 +240,8 @@ impl TxRelay {
                 if matches!(event, Internal::PeerGone { .. }) {
                     self.counts.remove(&peer);
                     self.checking.retain(|_, from| *from != peer);
+                    let checking = &self.checking;
+                    self.fallbacks.retain(|txid, _| checking.contains_key(txid));
                 }
             }
             _ => {}
@@ -273,10 +284,16 @@ impl TxRelay {
         };
         for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
             p.known.insert(item.hash);
-            if self.recent.contains(&item.hash)
-                || self.rejects.contains(&item.hash)
-                || self.checking.contains_key(&item.hash)
-            {
+            if self.recent.contains(&item.hash) || self.rejects.contains(&item.hash) {
+                continue;
+            }
+            if let Some(&from) = self.checking.get(&item.hash) {
+                // Someone to ask should the pool refuse it for a reason of its own.
+                let others = self.fallbacks.entry(item.hash).or_default();
+                if from != peer && !others.contains(&peer) && others.len() < MAX_FALLBACK_ANNOUNCERS
+                {
+                    others.push(peer);
+                }
                 continue;
             }
             if let Some(w) = self.wanted.get_mut(&item.hash) {
@@ -413,14 +430,18 @@ impl TxRelay {
             .get(&txid)
             .is_some_and(|w| w.requested.is_some_and(|(a, _)| a == peer));
         if asked {
-            let w = self.wanted.remove(&txid).expect("just looked up");
+            let mut w = self.wanted.remove(&txid).expect("just looked up");
             // Its slot stays taken until the mempool's verdict (`processed`): backpressure.
-            for other in w.announcers {
-                if let Some(o) = self.peers.get_mut(&other) {
+            for other in &w.announcers {
+                if let Some(o) = self.peers.get_mut(other) {
                     o.announced = o.announced.saturating_sub(1);
                 }
             }
             self.checking.insert(txid, peer);
+            if !w.announcers.is_empty() {
+                w.announcers.truncate(MAX_FALLBACK_ANNOUNCERS);
+                self.fallbacks.insert(txid, w.announcers);
+            }
             self.counts.entry(peer).or_default().tx_received += 1;
             out.push(Output::SubmitTx {
                 peer,
@@ -469,6 +490,7 @@ impl TxRelay {
         now: Now,
         out: &mut Outbox,
     ) {
+        let fallback = self.fallbacks.remove(&txid);
         if self.checking.remove(&txid).is_some() {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight = p.in_flight.saturating_sub(1);
@@ -486,9 +508,47 @@ impl TxRelay {
                 self.recent.insert(txid);
                 out.misbehaved(peer, Misbehaviour::InvalidTx);
             }
-            TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {}
+            TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {
+                if let Some(announcers) = fallback {
+                    self.ask_next(txid, announcers, now, out);
+                }
+            }
             TxResult::Refused(_) => self.rejects.insert(txid),
         }
+    }
+
+    /// A transaction the pool refused for a reason that says nothing about it: wanted again,
+    /// from the other announcers still connected (asked at once if one has room).
+    fn ask_next(&mut self, txid: Hash256, announcers: Vec<PeerId>, now: Now, out: &mut Outbox) {
+        if self.wanted.contains_key(&txid)
+            || self.checking.contains_key(&txid)
+            || self.wanted.len() >= MAX_WANTED
+        {
+            return;
+        }
+        let mut listed = Vec::with_capacity(announcers.len());
+        for a in announcers {
+            if let Some(p) = self
+                .peers
+                .get_mut(&a)
+                .filter(|p| p.announced < MAX_ANNOUNCED_PER_PEER)
+            {
+                p.announced += 1;
+                listed.push(a);
+            }
+        }
+        if listed.is_empty() {
+            return;
+        }
+        self.wanted.insert(
+            txid,
+            Wanted {
+                announcers: listed,
+                requested: None,
+            },
+        );
+        self.unrequested.push_back(txid);
+        self.request(now, out);
     }
 
     /// The mempool dropped `count` future transactions this peer relayed, unfilled, at their
@@ -935,6 +995,53 @@ mod tests {
         // Offered again by another peer: fetched.
         relay.on_inv(2, &inv(&[txid(7)]), now(10), &mut out);
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(7)])]);
+    }
+
+    #[test]
+    fn a_transaction_refused_for_a_reason_not_its_own_is_asked_of_its_other_announcers() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Inbound, &mut rng);
+        negotiated(&mut relay, 3, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 4, ConnType::Inbound, &mut rng);
+        out.take_outputs();
+        let tx = some_tx(1);
+        let id = tx.txid();
+        relay.on_inv(1, &inv(&[id]), now(0), &mut out);
+        relay.on_inv(2, &inv(&[id]), now(1), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        relay.on_tx(1, tx.clone(), now(2), &mut out);
+        out.take_outputs();
+        // Announced while the pool checks it: remembered, not asked.
+        relay.on_inv(3, &inv(&[id]), now(3), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // Peer 1's futures are over its cap: asked of the outbound announcer 3 at once.
+        let over_cap = TxResult::Refused("too-many-future-from-peer".to_string());
+        relay.processed(1, id, &over_cap, now(4), &mut out);
+        assert_eq!(sent(&mut out), vec![(3, "getdata", vec![id])]);
+        relay.on_tx(3, tx.clone(), now(5), &mut out);
+        out.take_outputs();
+        relay.processed(
+            3,
+            id,
+            &TxResult::Refused("busy".to_string()),
+            now(6),
+            &mut out,
+        );
+        assert_eq!(sent(&mut out), vec![(2, "getdata", vec![id])]);
+        // Refused for a reason of its own: nobody else is asked, nor is it fetched again.
+        relay.on_inv(4, &inv(&[id]), now(7), &mut out);
+        relay.on_tx(2, tx, now(8), &mut out);
+        out.take_outputs();
+        let own = TxResult::Refused("fee-too-low".to_string());
+        relay.processed(2, id, &own, now(9), &mut out);
+        assert!(sent(&mut out).is_empty());
+        relay.on_inv(4, &inv(&[id]), now(10), &mut out);
+        assert!(sent(&mut out).is_empty());
+        assert!(relay.fallbacks.is_empty() && relay.wanted.is_empty());
+        assert!(misbehaved(&mut out).is_empty());
     }
 
     #[test]
