@@ -173,10 +173,17 @@ pub struct TxRelay {
     rejects: BoundedSet,
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
     /// flight to all peers; a peer's are forgotten when it goes, its checks with it).
-    checking: BTreeMap<Hash256, PeerId>,
-    /// Other announcers of transactions being checked (at most `MAX_FALLBACK_ANNOUNCERS`
-    /// each; entries only for txids in `checking`).
-    fallbacks: BTreeMap<Hash256, Vec<PeerId>>,
+    checking: BTreeMap<Hash256, Checking>,
+}
+
+/// A transaction the mempool is checking.
+#[derive(Debug)]
+struct Checking {
+    /// The peer that sent it.
+    from: PeerId,
+    /// Its other announcers, to ask next if the pool refuses it for a reason not its own (at
+    /// most `MAX_FALLBACK_ANNOUNCERS`).
+    others: Vec<PeerId>,
 }
 
 impl Default for TxRelay {
@@ -193,7 +200,6 @@ impl Default for TxRelay {
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
-            fallbacks: BTreeMap::new(),
         }
     }
 }
@@ -239,9 +245,7 @@ impl TxRelay {
                 }
                 if matches!(event, Internal::PeerGone { .. }) {
                     self.counts.remove(&peer);
-                    self.checking.retain(|_, from| *from != peer);
-                    let checking = &self.checking;
-                    self.fallbacks.retain(|txid, _| checking.contains_key(txid));
+                    self.checking.retain(|_, c| c.from != peer);
                 }
             }
             _ => {}
@@ -287,12 +291,13 @@ impl TxRelay {
             if self.recent.contains(&item.hash) || self.rejects.contains(&item.hash) {
                 continue;
             }
-            if let Some(&from) = self.checking.get(&item.hash) {
-                // Someone to ask should the pool refuse it for a reason of its own.
-                let others = self.fallbacks.entry(item.hash).or_default();
-                if from != peer && !others.contains(&peer) && others.len() < MAX_FALLBACK_ANNOUNCERS
+            if let Some(c) = self.checking.get_mut(&item.hash) {
+                // Someone to ask should the pool refuse it for a reason not its own.
+                if c.from != peer
+                    && !c.others.contains(&peer)
+                    && c.others.len() < MAX_FALLBACK_ANNOUNCERS
                 {
-                    others.push(peer);
+                    c.others.push(peer);
                 }
                 continue;
             }
@@ -437,11 +442,14 @@ impl TxRelay {
                     o.announced = o.announced.saturating_sub(1);
                 }
             }
-            self.checking.insert(txid, peer);
-            if !w.announcers.is_empty() {
-                w.announcers.truncate(MAX_FALLBACK_ANNOUNCERS);
-                self.fallbacks.insert(txid, w.announcers);
-            }
+            w.announcers.truncate(MAX_FALLBACK_ANNOUNCERS);
+            self.checking.insert(
+                txid,
+                Checking {
+                    from: peer,
+                    others: w.announcers,
+                },
+            );
             self.counts.entry(peer).or_default().tx_received += 1;
             out.push(Output::SubmitTx {
                 peer,
@@ -490,8 +498,8 @@ impl TxRelay {
         now: Now,
         out: &mut Outbox,
     ) {
-        let fallback = self.fallbacks.remove(&txid);
-        if self.checking.remove(&txid).is_some() {
+        let checked = self.checking.remove(&txid);
+        if checked.is_some() {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight = p.in_flight.saturating_sub(1);
                 self.room = true;
@@ -509,8 +517,8 @@ impl TxRelay {
                 out.misbehaved(peer, Misbehaviour::InvalidTx);
             }
             TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {
-                if let Some(announcers) = fallback {
-                    self.ask_next(txid, announcers, now, out);
+                if let Some(c) = checked {
+                    self.ask_next(txid, c.others, now, out);
                 }
             }
             TxResult::Refused(_) => self.rejects.insert(txid),
@@ -803,7 +811,13 @@ mod tests {
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(2)])]);
         // A verdict that halves peer 1's backlog: the parked are asked for, in order.
         relay.peers.get_mut(&1).unwrap().in_flight = MAX_IN_FLIGHT_PER_PEER / 2 + 1;
-        relay.checking.insert(txid(9), 1);
+        relay.checking.insert(
+            txid(9),
+            Checking {
+                from: 1,
+                others: Vec::new(),
+            },
+        );
         relay.processed(1, txid(9), &TxResult::Accepted, now(2), &mut out);
         assert_eq!(sent(&mut out), vec![(1, "getdata", vec![txid(1), txid(3)])]);
         assert!(relay.parked.is_empty() && relay.unrequested.is_empty());
@@ -819,7 +833,13 @@ mod tests {
         relay.peers.get_mut(&1).unwrap().in_flight = MAX_IN_FLIGHT_PER_PEER;
         relay.on_inv(1, &inv(&[txid(1), txid(2)]), now(0), &mut out);
         // One verdict frees one slot; newer announcements arrive before the next tick.
-        relay.checking.insert(txid(9), 1);
+        relay.checking.insert(
+            txid(9),
+            Checking {
+                from: 1,
+                others: Vec::new(),
+            },
+        );
         relay.processed(1, txid(9), &TxResult::Accepted, now(1), &mut out);
         relay.on_inv(1, &inv(&[txid(3)]), now(2), &mut out);
         assert_eq!(
@@ -1040,7 +1060,7 @@ mod tests {
         assert!(sent(&mut out).is_empty());
         relay.on_inv(4, &inv(&[id]), now(10), &mut out);
         assert!(sent(&mut out).is_empty());
-        assert!(relay.fallbacks.is_empty() && relay.wanted.is_empty());
+        assert!(relay.checking.is_empty() && relay.wanted.is_empty());
         assert!(misbehaved(&mut out).is_empty());
     }
 
