@@ -140,7 +140,7 @@ pub const MAX_WAIT_FOR_NEW_BLOCK: std::time::Duration = std::time::Duration::fro
 /// A transaction as JSON.
 pub fn transaction_json(tx: &Transaction) -> Value {
     let txid = tx.txid();
-    let size = encoding::encode(tx).len();
+    let size = encoding::encoded_len(tx);
     match tx {
         Transaction::Coinbase(cb) => json!({
             "txid": txid,

@@ -61,8 +61,9 @@ impl Block {
         merkle_root(&txids)
     }
 
+    /// The length of the block's encoding (counted, not built).
     pub fn encoded_size(&self) -> usize {
-        encoding::encode(self).len()
+        encoding::encoded_len(self)
     }
 }
 
