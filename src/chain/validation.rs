@@ -11,7 +11,7 @@ use super::state::{Account, AccountView};
 use super::work::{is_retarget_height, retarget_bits};
 use crate::metrics::SignatureMetrics;
 use crate::params::{NetworkParams, BLOCK_VERSION, MAX_FUTURE_BLOCK_TIME_SECS};
-use crate::types::block::MAX_BLOCK_SIZE;
+use crate::types::block::{merkle_root, MAX_BLOCK_SIZE};
 use crate::types::pow::{hash_meets_target, target_from_compact};
 use crate::types::{Address, Amount, Block, Hash256, Header, Transaction, Transfer};
 use std::collections::HashMap;
@@ -121,6 +121,14 @@ pub struct BlockSummary {
 /// sum that does not overflow. Signatures are checked separately (`check_signatures`): they
 /// are the expensive part and run in parallel.
 pub fn check_block_stateless(block: &Block) -> Result<BlockSummary, BlockError> {
+    check_block_stateless_with(block, &block.txids())
+}
+
+/// `check_block_stateless` with the block's txids (in block order) already computed.
+fn check_block_stateless_with(
+    block: &Block,
+    txids: &[Hash256],
+) -> Result<BlockSummary, BlockError> {
     let size = block.encoded_size();
     if size > MAX_BLOCK_SIZE {
         return Err(BlockError::TooLarge {
@@ -128,7 +136,7 @@ pub fn check_block_stateless(block: &Block) -> Result<BlockSummary, BlockError> 
             max: MAX_BLOCK_SIZE,
         });
     }
-    if block.compute_merkle_root() != block.header.merkle_root {
+    if merkle_root(txids) != block.header.merkle_root {
         return Err(BlockError::BadMerkleRoot);
     }
     let mut txs = block.transactions.iter();
@@ -216,13 +224,34 @@ pub fn check_signatures_except(
     known: Option<&dyn VerifiedTransactions>,
     metrics: Option<&SignatureMetrics>,
 ) -> Result<(), BlockError> {
-    let skip: Vec<bool> = match known {
+    match known {
         Some(known) => {
-            let txids: Vec<Hash256> = block.transactions.iter().map(Transaction::txid).collect();
-            known.verified(&txids)
+            check_signatures_known(params, block, &block.txids(), threads, known, metrics)
         }
-        None => vec![],
-    };
+        None => check_signatures_skipping(params, block, &[], threads, metrics),
+    }
+}
+
+/// `check_signatures_except` with the block's txids (in block order) already computed.
+fn check_signatures_known(
+    params: &NetworkParams,
+    block: &Block,
+    txids: &[Hash256],
+    threads: usize,
+    known: &dyn VerifiedTransactions,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<(), BlockError> {
+    check_signatures_skipping(params, block, &known.verified(txids), threads, metrics)
+}
+
+/// Verifies the signatures of the transfers whose index in the block is not set in `skip`.
+fn check_signatures_skipping(
+    params: &NetworkParams,
+    block: &Block,
+    skip: &[bool],
+    threads: usize,
+    metrics: Option<&SignatureMetrics>,
+) -> Result<(), BlockError> {
     let mut transfers: Vec<&Transfer> = Vec::with_capacity(block.transactions.len());
     let mut positions: Vec<usize> = Vec::with_capacity(block.transactions.len());
     for (index, tx) in block.transactions.iter().enumerate() {
@@ -412,9 +441,18 @@ pub fn precheck_except(
     metrics: Option<&SignatureMetrics>,
 ) -> Result<CheckedBlock, (Hash256, BlockError)> {
     let hash = block.hash();
-    let summary = check_block_arrival(params, &block, &hash).map_err(|e| (hash, e))?;
+    // Computed once: the merkle root and the signatures the mempool vouches for both need
+    // them.
+    let txids = block.txids();
+    let summary = check_header_stateless(params, &block.header, &hash)
+        .and_then(|()| check_block_stateless_with(&block, &txids))
+        .map_err(|e| (hash, e))?;
     if let Some(threads) = signature_threads {
-        check_signatures_except(params, &block, threads, known, metrics).map_err(|e| (hash, e))?;
+        match known {
+            Some(known) => check_signatures_known(params, &block, &txids, threads, known, metrics),
+            None => check_signatures_skipping(params, &block, &[], threads, metrics),
+        }
+        .map_err(|e| (hash, e))?;
     }
     Ok(CheckedBlock {
         block,

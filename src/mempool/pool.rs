@@ -13,7 +13,7 @@ use crate::encoding;
 use crate::types::amount::MAX_MONEY;
 use crate::types::{Address, Amount, Block, Hash256, NetworkMagic, Transaction, Transfer};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 pub type Txid = Hash256;
 
@@ -232,6 +232,50 @@ pub struct BlockUpdate {
     pub txids: Vec<Txid>,
     /// Transactions dropped as no longer valid (or evicted for room), with the reason.
     pub removed: Vec<(Txid, MempoolError)>,
+}
+
+/// One sender's transfers in a block, in block order (a valid block's are consecutive
+/// nonces).
+#[derive(Debug)]
+pub struct SenderTransfers<'a> {
+    pub sender: Address,
+    pub transfers: Vec<&'a Transfer>,
+}
+
+impl SenderTransfers<'_> {
+    /// Whether the block carries exactly this transfer. Looked up by nonce (the block's run
+    /// is consecutive), then compared whole.
+    fn carries(&self, transfer: &Transfer) -> bool {
+        let Some(first) = self.transfers.first() else {
+            return false;
+        };
+        transfer
+            .nonce
+            .checked_sub(first.nonce)
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| self.transfers.get(at))
+            .is_some_and(|t| *t == transfer)
+    }
+}
+
+/// A block's transfers grouped by sender, senders in order of first appearance: each
+/// sender's address is derived once, however many transfers it has in the block.
+pub fn transfers_by_sender(block: &Block) -> Vec<SenderTransfers<'_>> {
+    let mut at: HashMap<&[u8; 32], usize> = HashMap::new();
+    let mut groups: Vec<SenderTransfers<'_>> = Vec::new();
+    for tx in block.transactions.iter() {
+        if let Transaction::Transfer(t) = tx {
+            let i = *at.entry(&t.from).or_insert_with(|| {
+                groups.push(SenderTransfers {
+                    sender: t.sender(),
+                    transfers: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[i].transfers.push(t);
+        }
+    }
+    groups
 }
 
 /// What `Mempool::expire_report` dropped.
@@ -1117,38 +1161,36 @@ impl Mempool {
     }
 
     pub fn block_connected(&mut self, block: &Block, view: &dyn AccountView) -> BlockUpdate {
+        self.block_connected_by_sender(&transfers_by_sender(block), view)
+    }
+
+    /// `block_connected` with the block's transfers grouped by `transfers_by_sender`. A pool
+    /// entry the block carries (the same transfer, so the same txid: the encoding is
+    /// canonical) is confirmed; nothing is hashed.
+    pub fn block_connected_by_sender(
+        &mut self,
+        senders: &[SenderTransfers<'_>],
+        view: &dyn AccountView,
+    ) -> BlockUpdate {
         self.chain_events += 1;
-        let mut included = HashSet::new();
-        let mut senders = Vec::new();
-        let mut seen = HashSet::new();
-        for tx in block.transactions.iter() {
-            if let Transaction::Transfer(t) = tx {
-                let txid = tx.txid();
-                if self.txids.contains_key(&txid) {
-                    included.insert(txid);
-                }
-                let sender = t.sender();
-                if seen.insert(sender) {
-                    senders.push(sender);
-                }
-            }
-        }
         let mut update = BlockUpdate::default();
-        for sender in senders {
-            if !self.accounts.contains_key(&sender) {
+        for group in senders {
+            if !self.accounts.contains_key(&group.sender) {
                 continue;
             }
-            let mut entries = self.take_account(&sender);
+            let mut entries = self.take_account(&group.sender);
             entries.retain(|e| {
-                if included.contains(&e.txid) {
+                if group.carries(&e.transfer) {
                     update.txids.push(e.txid);
                     false
                 } else {
                     true
                 }
             });
-            let state = view.account(&sender);
-            update.removed.extend(self.rebuild(sender, state, entries));
+            let state = view.account(&group.sender);
+            update
+                .removed
+                .extend(self.rebuild(group.sender, state, entries));
         }
         update
     }

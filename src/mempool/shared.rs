@@ -9,7 +9,7 @@
 
 use super::error::MempoolError;
 use super::futures::Relayer;
-use super::pool::{Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
+use super::pool::{transfers_by_sender, Accepted, BlockUpdate, Mempool, Txid, VerifiedTransfer};
 use crate::chain::signatures::verify_transfers;
 use crate::chain::state::{Account, AccountView};
 use crate::chain::{ChainEvent, ChainHandle};
@@ -333,16 +333,17 @@ impl SharedMempool {
     /// call it off the async runtime. Futures the block made ready (it carried the nonce
     /// they waited for, from elsewhere) are published as admitted, so they are announced.
     pub fn block_connected(&self, block: &Block, store: &dyn AccountView) -> BlockUpdate {
-        let mut senders = transfer_senders(block);
+        let mut groups = transfers_by_sender(block);
         {
             let pool = self.lock();
-            senders.retain(|s| pool.has_sender(s));
+            groups.retain(|g| pool.has_sender(&g.sender));
         }
+        let senders: Vec<Address> = groups.iter().map(|g| g.sender).collect();
         let view = PrefetchedAccounts::read(store, senders.clone());
         let (update, promoted) = {
             let mut pool = self.lock();
             let waiting = pool.futures_of(&senders);
-            let update = pool.block_connected(block, &view);
+            let update = pool.block_connected_by_sender(&groups, &view);
             (update, ready_events(&pool, &waiting))
         };
         for event in promoted {

@@ -57,8 +57,12 @@ impl Block {
 
     /// The merkle root of this block's transactions as they are (not the header's claim).
     pub fn compute_merkle_root(&self) -> Hash256 {
-        let txids: Vec<Hash256> = self.transactions.iter().map(Transaction::txid).collect();
-        merkle_root(&txids)
+        merkle_root(&self.txids())
+    }
+
+    /// Each transaction's id, in block order.
+    pub fn txids(&self) -> Vec<Hash256> {
+        self.transactions.iter().map(Transaction::txid).collect()
     }
 
     /// The length of the block's encoding (counted, not built).
