@@ -349,6 +349,42 @@ fn a_block_mined_later_is_announced_and_fetched() {
 }
 
 #[test]
+fn a_block_submitted_here_is_pushed_once_checked_before_it_is_connected() {
+    let mut net = Net::new(2);
+    let blocks = chain(3);
+    net.connect(1, 0);
+    net.run(2);
+    // Node 0 delivers node 1 its first new block, so node 1 asks it for compact pushes.
+    net.give(0, &blocks[..1]);
+    assert_eq!(net.height(1), 1);
+    // `submitblock` at node 0: the chain checked the body and is connecting it. Node 1 has
+    // it (pushed, rebuilt, connected) while node 0's chain has not connected it yet.
+    let submitted = Arc::new(blocks[1].clone());
+    net.queue
+        .push_back((0, Input::BlockChecked { block: submitted }));
+    net.pump();
+    assert_eq!(net.height(0), 1, "node 0's chain never connected it");
+    assert_eq!((net.height(1), net.tip(1)), (2, blocks[1].hash()));
+    // Node 0's chain connects it: nothing goes twice, and the next block goes on as usual.
+    net.give(0, &blocks[1..]);
+    assert_eq!((net.height(0), net.height(1)), (3, 3));
+    assert_eq!(
+        net.nodes[1].submitted, 3,
+        "each block handed to node 1's chain once"
+    );
+    // A block the header tree refuses (here: not building on anything known) is not pushed.
+    let stray = chain(5).pop().unwrap();
+    net.queue.push_back((
+        0,
+        Input::BlockChecked {
+            block: Arc::new(stray.clone()),
+        },
+    ));
+    net.pump();
+    assert_eq!(net.nodes[1].submitted, 3);
+}
+
+#[test]
 fn two_sides_that_mined_apart_converge_on_the_heavier_one() {
     let params = Network::Regtest.params();
     let mut net = Net::new(4);

@@ -1,8 +1,8 @@
 //! bitcoind habits through the real binary: JSON-RPC 1.0 requests, integer verbosity, extra
 //! arguments refused, coin amounts, the newer methods (listtransactions, getwalletinfo,
-//! validateaddress, getrpcinfo, waitfornewblock, setnetworkactive, logging), and `noded rpc`
-//! as a scripting client (error data and usage, a closed pipe, bitcoin-cli's flags, each OS
-//! error printed once).
+//! validateaddress, getrpcinfo, waitfornewblock, waitforblock, waitforblockheight,
+//! setnetworkactive, logging), and `noded rpc` as a scripting client (error data and usage, a
+//! closed pipe, bitcoin-cli's flags, each OS error printed once).
 
 mod common;
 
@@ -346,6 +346,61 @@ fn waitfornewblock_returns_at_a_new_block_or_the_timeout_and_getrpcinfo_shows_it
     let tip = waiter.join().unwrap().unwrap();
     let height = tip["height"].as_u64().expect("a height");
     assert!((1..=mined).contains(&height), "{tip} after {mined} blocks");
+}
+
+#[test]
+fn waitforblock_and_waitforblockheight_answer_when_the_tip_gets_there_or_at_the_timeout() {
+    let node = TestNode::start(&[]);
+    let genesis = rpc(&node, "getbestblockhash", json!([]));
+    // Already there: answered at once, not after the (long) timeout.
+    let started = Instant::now();
+    let tip = rpc(
+        &node,
+        "waitforblock",
+        json!([genesis, DEADLINE.as_millis() as u64]),
+    );
+    assert_eq!(tip["hash"], genesis);
+    let tip = rpc(
+        &node,
+        "waitforblockheight",
+        json!([0, DEADLINE.as_millis() as u64]),
+    );
+    assert_eq!(tip["height"], 0);
+    assert!(
+        started.elapsed() < DEADLINE / 2,
+        "an answer that was due at once waited"
+    );
+
+    // Not there: the timeout ends the wait and the tip then is the answer.
+    let elsewhere = "11".repeat(32);
+    let tip = rpc(&node, "waitforblock", json!([elsewhere, 50]));
+    assert_eq!(tip["hash"], genesis, "{tip}");
+    let tip = rpc(&node, "waitforblockheight", json!([1, 50]));
+    assert_eq!(tip["height"], 0, "{tip}");
+
+    // Waiting for a height two blocks up: answered once both are mined, not at the first.
+    let (addr, cookie) = (node.rpc_addr, node.cookie.clone());
+    let waiter = std::thread::spawn(move || {
+        noded::rpc::client::call(
+            addr,
+            &cookie,
+            "waitforblockheight",
+            json!([2, DEADLINE.as_millis() as u64]),
+        )
+    });
+    let first = rpc(&node, "generate", json!([1]))[0].clone();
+    let tip = rpc(
+        &node,
+        "waitforblock",
+        json!([first, DEADLINE.as_millis() as u64]),
+    );
+    assert_eq!(tip["height"], 1, "{tip}");
+    rpc(&node, "generate", json!([1]));
+    let tip = waiter.join().unwrap().unwrap();
+    assert_eq!(tip["height"], 2, "{tip}");
+
+    let (code, message) = rpc_error(&node, "waitforblock", json!(["nothex", 50]));
+    assert_eq!(code, -8, "{message}");
 }
 
 #[test]

@@ -208,6 +208,18 @@ impl ChainHandle {
         block: Block,
         now: u64,
     ) -> Result<SubmitOutcome, ChainError> {
+        self.submit_block_then(block, now, |_| {}).await
+    }
+
+    /// `submit_block_at`, calling `checked` with the block once its stateless checks and
+    /// signatures passed, before the writer connects it (`submitblock` pushes it to peers
+    /// then, so that their validation overlaps ours). Not called for a block already stored.
+    pub async fn submit_block_then(
+        &self,
+        block: Block,
+        now: u64,
+        checked: impl FnOnce(&Block),
+    ) -> Result<SubmitOutcome, ChainError> {
         let hash = block.hash();
         if let Some(record) = self.reader.index_record(&hash)? {
             return if record.status.is_failed() {
@@ -216,7 +228,7 @@ impl ChainHandle {
                 Ok(SubmitOutcome::Duplicate)
             };
         }
-        let checked = {
+        let checked_block = {
             let _permit = self
                 .prechecks
                 .acquire()
@@ -233,8 +245,9 @@ impl ChainHandle {
             .map_err(|_| ChainError::WriterStopped)?
             .map_err(|(hash, error)| ChainError::InvalidBlock { hash, error })?
         };
+        checked(checked_block.block());
         self.request(|reply| Command::Submit {
-            block: Box::new(checked),
+            block: Box::new(checked_block),
             now,
             reply,
         })

@@ -156,6 +156,9 @@ pub enum NetCommand {
     Ping(Reply<()>),
     /// `setnetworkactive`: answers the state now.
     SetNetworkActive(bool, Reply<bool>),
+    /// `submitblock`: the block passed the chain's stateless checks and signatures and is
+    /// being connected; pushed at once to the peers that asked for compact pushes.
+    BlockChecked(Arc<Block>),
 }
 
 /// Header-only branches one getchaintips lists at most (a peer's side branches are bounded
@@ -209,6 +212,13 @@ pub struct Totals {
 pub struct ServiceGone;
 
 impl NetHandle {
+    /// Hands the service a block submitted here that passed the chain's stateless checks and
+    /// signatures, to push before the chain connects it. Never waits: with the command queue
+    /// full it is left to the announcement that follows the connect.
+    pub fn block_checked(&self, block: Arc<Block>) {
+        let _ = self.commands.try_send(NetCommand::BlockChecked(block));
+    }
+
     /// Peer notices from now on.
     pub fn subscribe_peers(&self) -> broadcast::Receiver<PeerNotice> {
         self.notices.subscribe()
@@ -711,6 +721,7 @@ impl NetService {
     fn on_command(&mut self, command: NetCommand) {
         let now = self.now();
         match command {
+            NetCommand::BlockChecked(block) => self.feed(Input::BlockChecked { block }),
             NetCommand::HeaderTips(reply) => {
                 let _ = reply.send(self.core.headers().header_only_tips(MAX_HEADER_TIPS));
             }

@@ -309,27 +309,30 @@ impl CompactRelay {
     /// A block about to go to the chain whose header and proof of work passed, that would
     /// become our tip on a parent we have stored: pushed at once to the peers that asked for
     /// pushes, so that validation at the next hop overlaps ours.
+    /// `from` is the peer that delivered it (none for a block submitted here); `block` makes
+    /// the shared copy only if it goes anywhere.
     pub fn push_early(
         &mut self,
-        from: PeerId,
-        block: &Block,
+        from: Option<PeerId>,
+        header: &Header,
+        block: impl FnOnce() -> Arc<Block>,
         tree: &HeaderTree,
         rng: &mut impl Rng,
         out: &mut Outbox,
     ) {
-        let hash = block.hash();
+        let hash = header.hash();
         let new_tip = tree.work_of(&hash).is_some_and(|w| w > tree.active_work())
-            && tree.has_body(&block.header.prev_hash);
+            && tree.has_body(&header.prev_hash);
         if !new_tip {
             return;
         }
-        let targets = self.push_targets(hash, Some(from));
+        let targets = self.push_targets(hash, from);
         if !targets.is_empty() {
             self.pushed(hash, &targets);
             out.push(Output::SendCompact {
                 peers: targets,
                 hash,
-                block: Some(Arc::new(block.clone())),
+                block: Some(block()),
                 nonce: rng.gen(),
             });
         }

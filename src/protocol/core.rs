@@ -36,6 +36,7 @@ use crate::wire::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Blocks served for one GETDATA: what a download window asks of one peer, with room.
 pub const MAX_BLOCKS_SERVED: usize = 128;
@@ -362,6 +363,10 @@ impl Core {
                 self.block_processed(peer, hash, result);
                 return Ok(());
             }
+            Input::BlockChecked { block } => {
+                self.checked_block(block, now);
+                return Ok(());
+            }
             other => other,
         };
         let Core {
@@ -484,6 +489,7 @@ impl Core {
             Input::Received { .. }
             | Input::Command(_)
             | Input::Reconstructed { .. }
+            | Input::BlockChecked { .. }
             | Input::BlockProcessed { .. } => unreachable!("dispatched above"),
         }
         Ok(())
@@ -654,13 +660,42 @@ impl Core {
     /// rebuild it learns then that the block can be fetched from us.
     fn take_block(&mut self, peer: PeerId, block: Box<crate::types::Block>) {
         self.compact.push_early(
-            peer,
-            &block,
+            Some(peer),
+            &block.header,
+            || Arc::new((*block).clone()),
             &self.tree,
             &mut self.compact_rng,
             &mut self.out,
         );
         self.out.push(Output::SubmitBlock { peer, block });
+    }
+
+    /// A block submitted here whose body passed the chain's stateless checks and signatures
+    /// (the chain is connecting it): its header joins the tree (a header the tree refuses
+    /// leaves the block to the chain's verdict and the usual announcement) and the block is
+    /// pushed early like a relayed one.
+    fn checked_block(&mut self, block: Arc<crate::types::Block>, now: Now) {
+        let hash = block.hash();
+        if !self.tree.contains(&hash) {
+            let (accepted, error) = self
+                .tree
+                .accept(std::slice::from_ref(&block.header), now.unix_secs());
+            if let Some(error) = error {
+                tracing::debug!(%hash, %error, "submitted block's header not taken: no early push");
+                return;
+            }
+            if accepted.new > 0 {
+                self.out.internal(Internal::HeadersAdded);
+            }
+        }
+        self.compact.push_early(
+            None,
+            &block.header,
+            || block.clone(),
+            &self.tree,
+            &mut self.compact_rng,
+            &mut self.out,
+        );
     }
 
     /// The chain's answer for a block. A block rebuilt from a compact block is judged as a

@@ -199,6 +199,12 @@ pub enum Input {
     BlockConnected { header: Header, height: u64 },
     /// The chain disconnected this block: its parent is the active chain's tip again.
     BlockDisconnected { header: Header, height: u64 },
+    /// A block submitted here (`submitblock`) whose body passed the chain's stateless checks
+    /// and signatures, before the chain connects it: pushed at once to the peers that asked
+    /// for compact pushes, as a relayed block is, so that their validation overlaps ours.
+    BlockChecked {
+        block: std::sync::Arc<crate::types::Block>,
+    },
     /// The chain's answer for a block handed over with `Output::SubmitBlock`.
     BlockProcessed {
         peer: PeerId,

@@ -131,9 +131,14 @@ pub trait ChainApi {
     async fn verifychain(&self, checklevel: Option<u32>) -> RpcResult<VerifyReport>;
     #[method(name = "waitfornewblock")]
     async fn waitfornewblock(&self, timeout: Option<u64>) -> RpcResult<Value>;
+    #[method(name = "waitforblock")]
+    async fn waitforblock(&self, blockhash: String, timeout: Option<u64>) -> RpcResult<Value>;
+    #[method(name = "waitforblockheight")]
+    async fn waitforblockheight(&self, height: u64, timeout: Option<u64>) -> RpcResult<Value>;
 }
 
-/// Longest `waitfornewblock` waits (also for a timeout of 0, bitcoind's "forever"): shorter
+/// Longest `waitfornewblock`, `waitforblock` and `waitforblockheight` wait (also for a
+/// timeout of 0, bitcoind's "forever"): shorter
 /// than the 15-minute read timeout of `noded rpc` and bitcoin-cli, so the answer arrives.
 pub const MAX_WAIT_FOR_NEW_BLOCK: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -463,7 +468,19 @@ impl ChainApiServer for ChainRpc {
                 format!("Block decode failed: {e}"),
             )
         })?;
-        match self.chain.submit_block(block).await {
+        // Pushed to peers as soon as its signatures passed, before it is connected here: the
+        // next hop validates while we connect.
+        let net = self.net.clone();
+        let checked = move |block: &Block| {
+            if let Some(net) = net {
+                net.block_checked(Arc::new(block.clone()));
+            }
+        };
+        let submitted = self
+            .chain
+            .submit_block_then(block, crate::time::unix_secs(), checked)
+            .await;
+        match submitted {
             Ok(SubmitOutcome::Connected { .. }) => Ok(None),
             Ok(SubmitOutcome::Duplicate) => Ok(Some("duplicate".into())),
             Ok(SubmitOutcome::SideBranch { .. } | SubmitOutcome::Orphan) => {
@@ -493,21 +510,51 @@ impl ChainApiServer for ChainRpc {
     }
 
     async fn waitfornewblock(&self, timeout: Option<u64>) -> RpcResult<Value> {
+        let start = self.chain.tip().hash;
+        self.wait_for_tip(timeout, move |tip| tip.hash != start)
+            .await
+    }
+
+    async fn waitforblock(&self, blockhash: String, timeout: Option<u64>) -> RpcResult<Value> {
+        let hash = parse_hash(&blockhash, "blockhash")?;
+        self.wait_for_tip(timeout, move |tip| tip.hash == hash)
+            .await
+    }
+
+    async fn waitforblockheight(&self, height: u64, timeout: Option<u64>) -> RpcResult<Value> {
+        self.wait_for_tip(timeout, move |tip| tip.height >= height)
+            .await
+    }
+}
+
+impl ChainRpc {
+    /// The waits of `waitfornewblock`, `waitforblock` and `waitforblockheight`: until the
+    /// active tip satisfies `done` (at once if it already does), the timeout in milliseconds
+    /// passes (0 or none: the longest allowed), or the node shuts down; answers the tip then.
+    async fn wait_for_tip(
+        &self,
+        timeout: Option<u64>,
+        done: impl Fn(&crate::chain::ChainTip) -> bool,
+    ) -> RpcResult<Value> {
         let limit = match timeout.unwrap_or(0) {
             0 => MAX_WAIT_FOR_NEW_BLOCK,
             ms => std::time::Duration::from_millis(ms).min(MAX_WAIT_FOR_NEW_BLOCK),
         };
         let mut tips = self.chain.tip_receiver();
-        let start = tips.borrow_and_update().hash;
-        let changed = async {
+        let reached = async {
+            // Marked seen before it is read, so a tip published after this read wakes the
+            // loop: no change can fall between the check and the wait.
+            if done(&tips.borrow_and_update()) {
+                return;
+            }
             while tips.changed().await.is_ok() {
-                if tips.borrow_and_update().hash != start {
+                if done(&tips.borrow_and_update()) {
                     return;
                 }
             }
         };
         tokio::select! {
-            _ = changed => {}
+            _ = reached => {}
             _ = tokio::time::sleep(limit) => {}
             _ = self.shutdown.cancelled() => {}
         }
@@ -528,7 +575,7 @@ mod tests {
         let (handle, _thread) = writer::spawn(chain);
         let module = chain_rpc_module(handle);
         let names: Vec<&str> = module.method_names().collect();
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 18);
         for name in names {
             assert!(
                 crate::rpc::server::METHODS.iter().any(|m| m.name == name),

@@ -291,6 +291,26 @@ pub const METHODS: &[MethodHelp] = &[
         example: "5000",
     },
     MethodHelp {
+        name: "waitforblock",
+        args: &[
+            req("blockhash", "string (hex)", "The block to wait for as the tip."),
+            opt("timeout", "integer (milliseconds)", "0", "Give up after this long; 0 waits the longest allowed (10 minutes)."),
+        ],
+        about: "Waits until the block is the active tip (at once if it is), the timeout passes, or shutdown; returns the tip then.",
+        result: "{hash, height}",
+        example: "\"<blockhash>\" 5000",
+    },
+    MethodHelp {
+        name: "waitforblockheight",
+        args: &[
+            req("height", "integer", "The height to wait for."),
+            opt("timeout", "integer (milliseconds)", "0", "Give up after this long; 0 waits the longest allowed (10 minutes)."),
+        ],
+        about: "Waits until the active tip is at least this high (at once if it is), the timeout passes, or shutdown; returns the tip then.",
+        result: "{hash, height}",
+        example: "100 5000",
+    },
+    MethodHelp {
         name: "getblockhash",
         args: &[req("height", "integer", "A height on the active chain.")],
         about: "Hash of the active chain's block at a height.",
