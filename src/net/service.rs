@@ -287,6 +287,9 @@ pub struct NetService {
     /// Per peer, the futures it relayed that an expiry sweep dropped unfilled (a notice
     /// missed when lagging goes unscored).
     unfilled: broadcast::Receiver<(PeerId, usize)>,
+    /// What the pool removed: evicted futures are fetched again (`Input::TxsEvicted`); a
+    /// notice missed when lagging leaves those to their senders' next nonces.
+    removals: broadcast::Receiver<crate::mempool::shared::RemovedTxs>,
     /// The mempool's answers for transactions handed over (`Output::SubmitTx`).
     tx_results_tx: mpsc::Sender<(PeerId, Hash256, TxResult)>,
     tx_results: mpsc::Receiver<(PeerId, Hash256, TxResult)>,
@@ -350,6 +353,7 @@ impl NetService {
         let (rebuilt_tx, rebuilt) = mpsc::channel(REBUILD_QUEUE);
         let admitted = mempool.subscribe();
         let unfilled = mempool.subscribe_unfilled();
+        let removals = mempool.subscribe_removals();
         let (reloaded_tx, reloaded) = mpsc::channel(1);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
@@ -418,6 +422,7 @@ impl NetService {
             mempool,
             admitted,
             unfilled,
+            removals,
             tx_results_tx,
             tx_results,
             tx_checks: Arc::new(tokio::sync::Semaphore::new(TX_CHECKS)),
@@ -484,6 +489,18 @@ impl NetService {
                 admitted = self.admitted.recv() => self.on_admitted(admitted),
                 Ok((peer, count)) = self.unfilled.recv() => {
                     self.feed(Input::FuturesExpired { peer, count });
+                }
+                Ok(removed) = self.removals.recv() => {
+                    let evicted = MempoolError::Evicted.to_string();
+                    let txids: Vec<Hash256> = removed
+                        .0
+                        .iter()
+                        .filter(|(_, why)| *why == evicted)
+                        .map(|(txid, _)| *txid)
+                        .collect();
+                    if !txids.is_empty() {
+                        self.feed(Input::TxsEvicted { txids });
+                    }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => self.feed(Input::Tick),
                 _ = progress.tick() => mark = self.log_sync_progress(mark),
@@ -1428,6 +1445,7 @@ async fn check_peer_txs(
                 .into_iter()
                 .map(|(txid, verdict)| {
                     let result = match verdict {
+                        Ok(accepted) if accepted.future => TxResult::AcceptedFuture,
                         Ok(_) => TxResult::Accepted,
                         Err(
                             e @ (MempoolError::BadSignature

@@ -446,6 +446,7 @@ impl Core {
                 relay.mempool_contents(peer, txs, now.local, relay_rng)
             }
             Input::FuturesExpired { peer, count } => relay.futures_expired(peer, count, out),
+            Input::TxsEvicted { txids } => relay.evicted(&txids, now.local),
             Input::Bootstrap { addrs: nodes } => peers.queue_addr_fetches(&nodes, rng),
             Input::Discovered {
                 addrs: found,

@@ -236,6 +236,11 @@ pub enum Input {
         peer: PeerId,
         txs: Vec<Announceable>,
     },
+    /// The mempool evicted these transactions for room (futures first, when too many wait
+    /// for their gaps). Each announced here and admitted as a future is fetched again after
+    /// a delay: no peer announces a transaction twice, so it would be lost for good, and
+    /// every later nonce of its sender with it.
+    TxsEvicted { txids: Vec<Hash256> },
     /// The mempool dropped `count` future transactions (nonces past a gap) this peer relayed
     /// at their expiry, the gap still unfilled.
     FuturesExpired { peer: PeerId, count: usize },
@@ -443,6 +448,9 @@ pub type Announceable = (Hash256, Address, u64);
 pub enum TxResult {
     /// Admitted (announced separately, with `Input::TxAccepted`, once ready to mine).
     Accepted,
+    /// Admitted as a future (its sender's earlier nonce is missing): the pool may evict it
+    /// for room before the gap fills (`Input::TxsEvicted`), and then it is fetched again.
+    AcceptedFuture,
     /// Not admitted for a reason that is not the sender's fault (already known, a fee below
     /// our minimum, a nonce already used, the pool full).
     Refused(String),

@@ -19,7 +19,7 @@ use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Hash256, Transaction};
 use crate::wire::message::{InvKind, InvList};
 use rand::Rng;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Mean time between announcement batches to an outbound peer (Bitcoin Core: 2 s; shorter
 /// here, where a whole batch goes in one INV).
@@ -67,6 +67,13 @@ const RETRYABLE: [&str; 4] = [
 /// refused past one peer's cap is good from another, and once it is lost every later nonce
 /// of its sender waits for it.
 const MAX_FALLBACK_ANNOUNCERS: usize = 8;
+/// Futures whose announcers are kept, and evicted futures waiting to be fetched again: the
+/// pool holds no more futures than this (`DEFAULT_MAX_FUTURE_TOTAL`).
+const MAX_HELD_FUTURES: usize = crate::mempool::pool::DEFAULT_MAX_FUTURE_TOTAL;
+/// How long an evicted future waits before it is fetched again: in a flood its gap fills
+/// within a second or two, and then it enters as pending; fetched at once it would most
+/// likely be a future again, in a pool still full of them.
+pub const FUTURE_REFETCH_DELAY: LocalDuration = LocalDuration::from_secs(2);
 /// Futures of one peer that one expiry sweep must drop unfilled to cost it one `orphan-flood`
 /// score: a quarter of its cap (1,024). Relay loses a nonce now and then (a few dozen in a
 /// ten-node flood), leaving the sender's later ones unfilled, but those came from several
@@ -135,6 +142,33 @@ impl BoundedSet {
     fn contains(&self, hash: &Hash256) -> bool {
         self.set.contains(&short_id(hash))
     }
+
+    /// Forgets `hash` (its place in the eviction order stays: if it is inserted again, it
+    /// may be forgotten early, costing at most one more fetch).
+    fn remove(&mut self, hash: &Hash256) {
+        self.set.remove(&short_id(hash));
+    }
+}
+
+/// The announcers of transactions admitted as futures, the newest `MAX_HELD_FUTURES`: to
+/// fetch one again if the pool evicts it.
+#[derive(Debug, Default)]
+struct HeldFutures {
+    announcers: HashMap<Hash256, Vec<PeerId>>,
+    order: VecDeque<Hash256>,
+}
+
+impl HeldFutures {
+    fn hold(&mut self, txid: Hash256, announcers: Vec<PeerId>) {
+        if self.announcers.insert(txid, announcers).is_none() {
+            self.order.push_back(txid);
+            if self.order.len() > MAX_HELD_FUTURES {
+                if let Some(old) = self.order.pop_front() {
+                    self.announcers.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 /// Counters for getpeerinfo.
@@ -174,6 +208,11 @@ pub struct TxRelay {
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
     /// flight to all peers; a peer's are forgotten when it goes, its checks with it).
     checking: BTreeMap<Hash256, Checking>,
+    /// Who announced the futures the pool admitted, to fetch one again if it is evicted.
+    held_futures: HeldFutures,
+    /// Evicted futures to fetch again, each with when (in the order evicted, so due times
+    /// ascend).
+    refetch: VecDeque<(LocalTime, Hash256)>,
 }
 
 /// A transaction the mempool is checking.
@@ -200,6 +239,8 @@ impl Default for TxRelay {
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
+            held_futures: HeldFutures::default(),
+            refetch: VecDeque::new(),
         }
     }
 }
@@ -511,6 +552,14 @@ impl TxRelay {
         }
         match result {
             TxResult::Accepted => self.recent.insert(txid),
+            TxResult::AcceptedFuture => {
+                self.recent.insert(txid);
+                if let Some(c) = checked {
+                    let mut announcers = c.others;
+                    announcers.insert(0, c.from);
+                    self.held_futures.hold(txid, announcers);
+                }
+            }
             TxResult::Invalid(reason) => {
                 tracing::debug!(peer, %txid, %reason, "peer sent an invalid transaction");
                 self.recent.insert(txid);
@@ -557,6 +606,37 @@ impl TxRelay {
         );
         self.unrequested.push_back(txid);
         self.request(now, out);
+    }
+
+    /// The mempool evicted these for room: each future fetched here is forgotten as handled
+    /// and fetched again from its announcers after `FUTURE_REFETCH_DELAY` (by then its gap
+    /// has most likely filled, so it enters as pending and cannot be evicted as a future).
+    pub fn evicted(&mut self, txids: &[Hash256], now: LocalTime) {
+        for txid in txids {
+            if self.held_futures.announcers.contains_key(txid)
+                && self.refetch.len() < MAX_HELD_FUTURES
+            {
+                self.recent.remove(txid);
+                self.refetch.push_back((now + FUTURE_REFETCH_DELAY, *txid));
+            }
+        }
+    }
+
+    /// Evicted futures whose delay is over: wanted again from their announcers still
+    /// connected, unless one came back meanwhile.
+    fn refetch_due(&mut self, now: Now, out: &mut Outbox) {
+        while let Some(&(at, txid)) = self.refetch.front() {
+            if at > now.local {
+                break;
+            }
+            self.refetch.pop_front();
+            if self.recent.contains(&txid) {
+                continue;
+            }
+            if let Some(announcers) = self.held_futures.announcers.get(&txid).cloned() {
+                self.ask_next(txid, announcers, now, out);
+            }
+        }
     }
 
     /// The mempool dropped `count` future transactions this peer relayed, unfilled, at their
@@ -677,6 +757,7 @@ impl TxRelay {
             }
         }
         self.oldest_request = oldest;
+        self.refetch_due(now, out);
         if expired || !self.unrequested.is_empty() || (self.room && !self.parked.is_empty()) {
             self.request(now, out);
         }
@@ -692,6 +773,9 @@ impl TxRelay {
         }
         if !self.unrequested.is_empty() || (self.room && !self.parked.is_empty()) {
             wake.at(now);
+        }
+        if let Some(&(at, _)) = self.refetch.front() {
+            wake.at(at);
         }
         wake
     }
@@ -1015,6 +1099,45 @@ mod tests {
         // Offered again by another peer: fetched.
         relay.on_inv(2, &inv(&[txid(7)]), now(10), &mut out);
         assert_eq!(sent(&mut out), vec![(2, "getdata", vec![txid(7)])]);
+    }
+
+    #[test]
+    fn a_future_the_pool_evicts_is_fetched_again_after_the_delay_from_its_announcers() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Inbound, &mut rng);
+        out.take_outputs();
+        let (future, pending) = (some_tx(1), some_tx(2));
+        let (id, other) = (future.txid(), pending.txid());
+        relay.on_inv(1, &inv(&[id, other]), now(0), &mut out);
+        relay.on_inv(2, &inv(&[id, other]), now(1), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id, other])]);
+        relay.on_tx(1, future.clone(), now(2), &mut out);
+        relay.on_tx(1, pending, now(2), &mut out);
+        out.take_outputs();
+        relay.processed(1, id, &TxResult::AcceptedFuture, now(3), &mut out);
+        relay.processed(1, other, &TxResult::Accepted, now(3), &mut out);
+        // Evicted: nothing at once (its gap is most likely still open), and an eviction of
+        // a transaction that was not a future here is not acted on.
+        relay.evicted(&[id, other], LocalTime::from_millis(10));
+        relay.tick(now(10), &mut rng, &mut out);
+        assert!(sent(&mut out).is_empty());
+        assert_eq!(
+            relay.next_wake(LocalTime::from_millis(10)).time(),
+            Some(LocalTime::from_millis(10) + FUTURE_REFETCH_DELAY)
+        );
+        // After the delay: asked of its announcers again, the outbound one first.
+        let due = 10 + FUTURE_REFETCH_DELAY.as_millis();
+        relay.tick(now(due), &mut rng, &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        relay.on_tx(1, future, now(due + 1), &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::SubmitTx { peer: 1, .. }]
+        ));
+        assert!(misbehaved(&mut out).is_empty());
     }
 
     #[test]

@@ -679,7 +679,7 @@ impl Sim {
         assert!(self.nodes[node].up, "node {node} is stopped");
         let txid = tx.txid();
         match self.admit(node, None, tx) {
-            TxResult::Accepted => Ok(txid),
+            TxResult::Accepted | TxResult::AcceptedFuture => Ok(txid),
             refused => Err(refused),
         }
     }
