@@ -323,9 +323,21 @@ impl CompactRelay {
         let hash = header.hash();
         let new_tip = tree.work_of(&hash).is_some_and(|w| w > tree.active_work())
             && tree.has_body(&header.prev_hash);
-        if !new_tip {
-            return;
+        if new_tip {
+            self.push_block(from, hash, block, rng, out);
         }
+    }
+
+    /// Pushes `hash` (a block known to make a new tip on a stored parent) to the peers that
+    /// asked for pushes and do not have it, except `from`, once.
+    pub fn push_block(
+        &mut self,
+        from: Option<PeerId>,
+        hash: Hash256,
+        block: impl FnOnce() -> Arc<Block>,
+        rng: &mut impl Rng,
+        out: &mut Outbox,
+    ) {
         let targets = self.push_targets(hash, from);
         if !targets.is_empty() {
             self.pushed(hash, &targets);

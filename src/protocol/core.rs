@@ -672,28 +672,27 @@ impl Core {
     }
 
     /// A block submitted here whose body passed the chain's stateless checks and signatures
-    /// (the chain is connecting it): its header joins the tree (a header the tree refuses
-    /// leaves the block to the chain's verdict and the usual announcement) and the block is
-    /// pushed early like a relayed one.
+    /// (the chain is connecting it): pushed early like a relayed block if it extends the
+    /// active tip and its header passes the header tree's checks (those a receiver makes of
+    /// a pushed header). The header is checked on a copy of the tree's tail, not stored: the
+    /// chain's verdict, and the event of its connect, decide what the tree holds.
     fn checked_block(&mut self, block: Arc<crate::types::Block>, now: Now) {
         let hash = block.hash();
-        if !self.tree.contains(&hash) {
-            let (accepted, error) = self
-                .tree
-                .accept(std::slice::from_ref(&block.header), now.unix_secs());
-            if let Some(error) = error {
-                tracing::debug!(%hash, %error, "submitted block's header not taken: no early push");
-                return;
-            }
-            if accepted.new > 0 {
-                self.out.internal(Internal::HeadersAdded);
-            }
+        let parent = block.header.prev_hash;
+        if parent != self.tree.active_tip() || self.tree.contains(&hash) {
+            return;
         }
-        self.compact.push_early(
+        let Some(mut tail) = self.tree.tail(&parent) else {
+            return;
+        };
+        if let Err(error) = tail.extend(&block.header, now.unix_secs()) {
+            tracing::debug!(%hash, %error, "submitted block's header refused: not pushed early");
+            return;
+        }
+        self.compact.push_block(
             None,
-            &block.header,
+            hash,
             || block.clone(),
-            &self.tree,
             &mut self.compact_rng,
             &mut self.out,
         );
