@@ -565,11 +565,13 @@ impl CompactRelay {
         out: &mut Outbox,
     ) {
         let hash = request.block_hash;
-        let recent = tree
-            .height_of(&hash)
-            .is_some_and(|h| h + MAX_BLOCKTXN_DEPTH >= tree.active_height());
-        let held = tree.has_body(&hash) || self.pushed.contains(&hash);
-        if recent && held {
+        // A block pushed is recent (the last `KEPT_PUSHED`) and held by the shell, even before
+        // its header is in the tree (one submitted here is pushed while the chain connects it).
+        let stored_recent = tree.has_body(&hash)
+            && tree
+                .height_of(&hash)
+                .is_some_and(|h| h + MAX_BLOCKTXN_DEPTH >= tree.active_height());
+        if stored_recent || self.pushed.contains(&hash) {
             out.push(Output::ServeBlockTxn { peer, request });
         } else {
             out.not_found(
@@ -921,6 +923,48 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_block_pushed_before_its_header_is_in_the_tree_is_served_to_getblocktxn() {
+        let mut relay = CompactRelay::default();
+        let mut out = Outbox::default();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let tree = HeaderTree::new(Network::Regtest.params());
+        connected(&mut relay, 1, ConnType::Inbound, &mut out);
+        relay.on_send_cmpct(
+            1,
+            SendCmpct {
+                high_bandwidth: true,
+                version: COMPACT_VERSION,
+            },
+            &mut out,
+        );
+        out.take_outputs();
+        let (block, _) = block_and_compact(3);
+        let hash = block.hash();
+        let request = GetBlockTxn {
+            block_hash: hash,
+            indexes: BoundedVec::truncating(vec![1]),
+        };
+        // Neither stored nor pushed: NOTFOUND.
+        relay.on_get_block_txn(1, request.clone(), &tree, &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::Send(1, Message::NotFound(_))]
+        ));
+        // Pushed (a block submitted here, its header not in the tree): served.
+        let shared = Arc::new(block);
+        relay.push_block(None, hash, || shared.clone(), &mut rng, &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::SendCompact { .. }]
+        ));
+        relay.on_get_block_txn(1, request, &tree, &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::ServeBlockTxn { peer: 1, .. }]
+        ));
     }
 
     fn support(relay: &mut CompactRelay, peer: PeerId, out: &mut Outbox) {
