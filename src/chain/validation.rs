@@ -274,6 +274,8 @@ fn check_signatures_skipping(
 pub fn touched_addresses(block: &Block) -> Vec<Address> {
     let mut seen = std::collections::HashSet::with_capacity(block.transactions.len() * 2);
     let mut out = Vec::with_capacity(block.transactions.len() * 2);
+    // A sender's address is derived once per block, however many transfers it makes.
+    let mut senders: std::collections::HashSet<&[u8; 32]> = std::collections::HashSet::new();
     let mut touch = |a: Address| {
         if seen.insert(a) {
             out.push(a);
@@ -283,7 +285,9 @@ pub fn touched_addresses(block: &Block) -> Vec<Address> {
         match tx {
             Transaction::Coinbase(cb) => touch(cb.to),
             Transaction::Transfer(t) => {
-                touch(t.sender());
+                if senders.insert(&t.from) {
+                    touch(t.sender());
+                }
                 touch(t.to);
             }
         }
@@ -327,6 +331,8 @@ pub fn apply_block(block: &Block, view: &impl AccountView) -> Result<StateDelta,
             accounts.len() - 1
         })
     };
+    // A sender's address is derived once per block (its slot found by key after that).
+    let mut sender_slots: HashMap<&[u8; 32], usize> = HashMap::new();
     for (index, tx) in block.transactions.iter().enumerate() {
         match tx {
             Transaction::Coinbase(cb) => {
@@ -342,7 +348,14 @@ pub fn apply_block(block: &Block, view: &impl AccountView) -> Result<StateDelta,
                     .amount
                     .checked_add(t.fee)
                     .ok_or(BlockError::AmountOutOfRange { index })?;
-                let s = slot(t.sender(), &mut accounts);
+                let s = match sender_slots.get(&t.from) {
+                    Some(&s) => s,
+                    None => {
+                        let s = slot(t.sender(), &mut accounts);
+                        sender_slots.insert(&t.from, s);
+                        s
+                    }
+                };
                 let sender = &mut accounts[s].2;
                 if t.nonce != sender.nonce {
                     return Err(BlockError::BadNonce {

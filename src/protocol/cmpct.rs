@@ -309,6 +309,7 @@ impl CompactRelay {
     /// A block about to go to the chain whose header and proof of work passed, that would
     /// become our tip on a parent we have stored: pushed at once to the peers that asked for
     /// pushes, so that validation at the next hop overlaps ours.
+    ///
     /// `from` is the peer that delivered it (none for a block submitted here); `block` makes
     /// the shared copy only if it goes anywhere.
     pub fn push_early(

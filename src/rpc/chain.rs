@@ -138,8 +138,8 @@ pub trait ChainApi {
 }
 
 /// Longest `waitfornewblock`, `waitforblock` and `waitforblockheight` wait (also for a
-/// timeout of 0, bitcoind's "forever"): shorter
-/// than the 15-minute read timeout of `noded rpc` and bitcoin-cli, so the answer arrives.
+/// timeout of 0, bitcoind's "forever"): shorter than the 15-minute read timeout of
+/// `noded rpc` and bitcoin-cli, so the answer arrives.
 pub const MAX_WAIT_FOR_NEW_BLOCK: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A transaction as JSON.
