@@ -377,7 +377,7 @@ fn a_block_submitted_here_is_pushed_once_checked_before_it_is_connected() {
     net.queue.push_back((
         0,
         Input::BlockChecked {
-            block: Arc::new(stray.clone()),
+            block: Arc::new(stray),
         },
     ));
     net.pump();

@@ -224,24 +224,27 @@ pub fn check_signatures_except(
     known: Option<&dyn VerifiedTransactions>,
     metrics: Option<&SignatureMetrics>,
 ) -> Result<(), BlockError> {
-    match known {
-        Some(known) => {
-            check_signatures_known(params, block, &block.txids(), threads, known, metrics)
-        }
-        None => check_signatures_skipping(params, block, &[], threads, metrics),
-    }
+    // The txids are only needed to ask `known`.
+    let txids = if known.is_some() {
+        block.txids()
+    } else {
+        Vec::new()
+    };
+    check_signatures_vouched(params, block, &txids, threads, known, metrics)
 }
 
-/// `check_signatures_except` with the block's txids (in block order) already computed.
-fn check_signatures_known(
+/// `check_signatures_except` with the block's txids (in block order) already computed when
+/// `known` is given (unread otherwise).
+fn check_signatures_vouched(
     params: &NetworkParams,
     block: &Block,
     txids: &[Hash256],
     threads: usize,
-    known: &dyn VerifiedTransactions,
+    known: Option<&dyn VerifiedTransactions>,
     metrics: Option<&SignatureMetrics>,
 ) -> Result<(), BlockError> {
-    check_signatures_skipping(params, block, &known.verified(txids), threads, metrics)
+    let skip = known.map_or_else(Vec::new, |known| known.verified(txids));
+    check_signatures_skipping(params, block, &skip, threads, metrics)
 }
 
 /// Verifies the signatures of the transfers whose index in the block is not set in `skip`.
@@ -461,11 +464,8 @@ pub fn precheck_except(
         .and_then(|()| check_block_stateless_with(&block, &txids))
         .map_err(|e| (hash, e))?;
     if let Some(threads) = signature_threads {
-        match known {
-            Some(known) => check_signatures_known(params, &block, &txids, threads, known, metrics),
-            None => check_signatures_skipping(params, &block, &[], threads, metrics),
-        }
-        .map_err(|e| (hash, e))?;
+        check_signatures_vouched(params, &block, &txids, threads, known, metrics)
+            .map_err(|e| (hash, e))?;
     }
     Ok(CheckedBlock {
         block,

@@ -9,8 +9,8 @@
 //! queue and trickle time, its requests in flight; and the node's table of wanted
 //! transactions and bounded memory of recently handled ones. Never reads the mempool: what
 //! the pool admitted and what it made of a fetched transaction arrive as inputs
-//! (`TxAccepted`, `TxProcessed`, `FuturesExpired`, `TxsEvicted`), and GETDATA for transactions is answered
-//! by the shell. The pool decides how many futures a peer may have; this manager only scores
+//! (`TxAccepted`, `TxProcessed`, `FuturesExpired`, `TxsEvicted`), and GETDATA for
+//! transactions is answered by the shell. The pool decides how many futures a peer may have; this manager only scores
 //! what the pool's answers say.
 
 use super::bans::Misbehaviour;
