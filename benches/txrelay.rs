@@ -10,6 +10,10 @@
 //! when its pool first holds k (transactions enter every pool in announcement order, a
 //! sender's nonces in order); a latency is the latest acceptance over the nodes less the
 //! moment the injecting peer announced it, so it carries up to `POLL` of sampling error.
+//! With each run, the nodes' CPU time per transaction per node; before the runs, the
+//! ceiling this machine sets: the rate at which its cores batch-verify the flood's signatures
+//! with nothing else running, divided by the node count (every node verifies every
+//! transaction, and all of them share the cores).
 //!
 //! Then mempool intake at one node (`-- intake`): the flood as P2P TX messages and as
 //! JSON-RPC batches of 1,000 `sendrawtransaction`, with the node's CPU time per transaction.
@@ -18,6 +22,8 @@
 
 #[path = "support/blocks.rs"]
 mod blocks;
+#[path = "support/ceiling.rs"]
+mod ceiling;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/common/peer.rs"]
@@ -203,6 +209,8 @@ fn inject_and_wait(nodes: &[TestNode], txs: &[Transaction]) -> Option<Duration> 
 fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Figures {
     let nodes = start(dials);
     fund(&nodes, keys);
+    let pids: Vec<u32> = nodes.iter().map(|n| n.child.id()).collect();
+    let cpu_before = ceiling::total_cpu(&pids);
     let (runtime, started) = inject(&nodes, txs);
     // accepted[i][k]: when node i's pool first held k + 1 transactions.
     let mut accepted: Vec<Vec<Duration>> = vec![Vec::with_capacity(FLOOD); nodes.len()];
@@ -222,6 +230,7 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
         }
         std::thread::sleep(POLL);
     };
+    let cpu = ceiling::total_cpu(&pids) - cpu_before;
     drop(runtime);
     let mut latencies: Vec<f64> = (0..FLOOD)
         .map(|k| {
@@ -280,19 +289,18 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
         figures.p99_ms,
         u8::from(figures.complete),
     );
+    println!(
+        "       the {} nodes' CPU until then: {:.2} s, {:.1} us per transaction per node",
+        nodes.len(),
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / (FLOOD * nodes.len()) as f64,
+    );
     figures
 }
 
-/// The node's CPU time so far (user + system), from /proc (clock ticks of 10 ms: Linux's
-/// `CLK_TCK` of 100).
+/// The node's CPU time so far (user + system).
 fn cpu_time(node: &TestNode) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.child.id())).unwrap();
-    // The fields after the command name (in parentheses): utime and stime are the 12th and
-    // 13th of them.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
+    ceiling::process_cpu(node.child.id())
 }
 
 /// One HTTP POST of a JSON-RPC batch to the node; the whole reply.
@@ -381,6 +389,21 @@ fn main() {
         "signed {FLOOD} transfers from {SENDERS} senders in {:.1?}",
         built.elapsed()
     );
+    if want("line") || want("mesh") {
+        // Every node verifies every transaction, and all of them share this machine's cores:
+        // no relay, however lean, beats this rate divided by the node count.
+        let rate = ceiling::verification_rate(&txs);
+        println!(
+            "ceiling: this machine batch-verifies the flood's signatures at {rate:.0}/s on its {} cores with nothing else running, so no flood verified at every node exceeds {:.0} tx/s on 5 nodes, {:.0} tx/s on 10",
+            ceiling::cores(),
+            rate / 5.0,
+            rate / 10.0,
+        );
+        println!(
+            "         (verification alone: {:.1} us per transaction per node)",
+            1e6 * ceiling::cores() as f64 / rate
+        );
+    }
     if want("line") {
         let line: Vec<&[usize]> = vec![&[], &[0], &[1], &[2], &[3]];
         run("5/line", &line, &keys, &txs);
