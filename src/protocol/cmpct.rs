@@ -591,7 +591,10 @@ fn is_well_formed(compact: &CompactBlock) -> bool {
         return false;
     }
     let prefilled = compact.prefilled.as_slice();
-    if prefilled.first().map(|p| p.index) != Some(0) {
+    if !prefilled
+        .first()
+        .is_some_and(|p| p.index == 0 && p.tx.is_coinbase())
+    {
         return false;
     }
     prefilled.windows(2).all(|w| w[0].index < w[1].index)
@@ -869,6 +872,14 @@ mod tests {
         let mut no_coinbase = compact.clone();
         no_coinbase.prefilled = BoundedVec::truncating(vec![]);
         assert!(!is_well_formed(&no_coinbase));
+        let mut transfer_first = compact.clone();
+        let mut prefilled = transfer_first.prefilled.clone().into_inner();
+        prefilled[0].tx = transfer(7);
+        transfer_first.prefilled = BoundedVec::truncating(prefilled);
+        assert!(
+            !is_well_formed(&transfer_first),
+            "index 0 holds a transfer, not a coinbase"
+        );
         let mut out_of_range = compact.clone();
         let mut prefilled = out_of_range.prefilled.clone().into_inner();
         prefilled.push(PrefilledTxFor::at(9));
