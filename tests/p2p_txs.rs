@@ -1,10 +1,18 @@
 //! Transactions over the network between real `noded` processes on 127.0.0.1, driven over
-//! JSON-RPC only: a transaction sent at one end of a line reaches every mempool, is mined at
-//! the other end, and leaves every mempool; a sender's later nonces follow.
+//! JSON-RPC: a transaction sent at one end of a line reaches every mempool, is mined at the
+//! other end, and leaves every mempool; a sender's later nonces follow. And one node serving
+//! a peer's burst of GETDATA in full.
 
 mod common;
+#[path = "common/peer.rs"]
+mod peer;
 
 use common::*;
+use noded::params::REGTEST;
+use noded::types::Hash256;
+use noded::wire::message::{inv_list, InvKind};
+use noded::wire::Message;
+use peer::TestPeer;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -232,4 +240,51 @@ fn a_block_whose_transactions_every_mempool_holds_crosses_the_line_as_compact_bl
             "node {i} rebuilt the block from its mempool without a round trip"
         );
     }
+}
+
+/// A flood's requester sends many small GETDATAs back to back, and a serving node answered a
+/// ninth waiting one with NOTFOUND, for transactions it held: a requester with no other
+/// announcer then forgot them for good (a ten-node flood lost transactions this way). Up to
+/// twice a noded requester's 5,000 in flight now wait to be served: all of them are.
+#[test]
+fn a_burst_of_getdata_within_the_requesters_bound_is_served_in_full() {
+    const TXS: usize = 50;
+    const REQUESTS: usize = 100; // 5,000 transactions asked for, in 100 GETDATAs
+    let node = TestNode::start(&[]);
+    node.rpc("generate", json!([1])).unwrap();
+    let payee = node.rpc("getnewaddress", json!([])).unwrap();
+    for _ in 0..TXS {
+        node.rpc("sendtoaddress", json!([payee, 1_000])).unwrap();
+    }
+    let txids: Vec<Hash256> = mempool(&node)
+        .iter()
+        .map(|t| t.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(txids.len(), TXS);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (received, not_found) = runtime.block_on(async {
+        let mut peer = TestPeer::connect(node.p2p_addr(), REGTEST.magic)
+            .await
+            .unwrap();
+        peer.handshake().await;
+        // All sent before any answer is read: the node's outbox and the socket fill, and its
+        // serving task waits while the requests queue up.
+        for _ in 0..REQUESTS {
+            peer.send(Message::GetData(inv_list(InvKind::Tx, &txids)))
+                .await
+                .unwrap();
+        }
+        let (mut received, mut not_found) = (0, 0);
+        while received < TXS * REQUESTS && not_found == 0 {
+            match peer.recv().await {
+                Some(Ok(Message::Tx(_))) => received += 1,
+                Some(Ok(Message::NotFound(items))) => not_found += items.len(),
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended: {other:?}"),
+            }
+        }
+        (received, not_found)
+    });
+    assert_eq!(not_found, 0, "NOTFOUND for transactions the node holds");
+    assert_eq!(received, TXS * REQUESTS);
 }

@@ -76,6 +76,12 @@ const MAX_HELD_FUTURES: usize = crate::mempool::pool::DEFAULT_MAX_FUTURE_TOTAL;
 /// within a second or two, and then it enters as pending; fetched at once it would most
 /// likely be a future again, in a pool still full of them.
 pub const FUTURE_REFETCH_DELAY: LocalDuration = LocalDuration::from_secs(2);
+/// Times a transaction refused for want of room (`RETRYABLE`) is fetched again from the peer
+/// that last sent it, `FUTURE_REFETCH_DELAY` after each refusal, once no other announcer is
+/// left to ask: every peer announces it once, so without this it would be lost for good,
+/// and every later nonce of its sender with it. A flood's gaps fill within seconds; a gap
+/// that stays open this long is not worth a request every 2 s.
+const MAX_REFUSED_REFETCHES: u8 = 8;
 /// Futures of one peer that one expiry sweep must drop unfilled to cost it one `orphan-flood`
 /// score: a quarter of its cap (1,024). Relay loses a nonce now and then (a few dozen in a
 /// ten-node flood), leaving the sender's later ones unfilled, but those came from several
@@ -152,11 +158,14 @@ impl BoundedSet {
     }
 }
 
-/// The announcers of transactions admitted as futures, the newest `MAX_HELD_FUTURES`: to
-/// fetch one again if the pool evicts it.
+/// The announcers of transactions to be fetched again later, the newest `MAX_HELD_FUTURES`:
+/// futures admitted (fetched again if the pool evicts one), and transactions refused for
+/// want of room with no other announcer left to ask (fetched again after the delay).
 #[derive(Debug, Default)]
 struct HeldFutures {
     announcers: HashMap<Hash256, Vec<PeerId>>,
+    /// How often each was fetched again after a refusal for want of room.
+    refetches: HashMap<Hash256, u8>,
     order: VecDeque<Hash256>,
 }
 
@@ -167,9 +176,23 @@ impl HeldFutures {
             if self.order.len() > MAX_HELD_FUTURES {
                 if let Some(old) = self.order.pop_front() {
                     self.announcers.remove(&old);
+                    self.refetches.remove(&old);
                 }
             }
         }
+    }
+
+    /// Holds `txid` to be fetched from `from` again after a refusal for want of room;
+    /// whether it may be (not refused that way `MAX_REFUSED_REFETCHES` times already).
+    fn hold_refused(&mut self, txid: Hash256, from: PeerId) -> bool {
+        let tries = self.refetches.get(&txid).copied().unwrap_or(0);
+        if tries >= MAX_REFUSED_REFETCHES {
+            return false;
+        }
+        self.hold(txid, vec![from]);
+        // `hold` may have dropped the oldest entry; this one is the newest, so it stays.
+        self.refetches.insert(txid, tries + 1);
+        true
     }
 }
 
@@ -569,7 +592,14 @@ impl TxRelay {
             }
             TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {
                 if let Some(c) = checked {
-                    self.ask_next(txid, c.others, now, out);
+                    if c.others.iter().any(|a| self.peers.contains_key(a)) {
+                        self.ask_next(txid, c.others, now, out);
+                    } else if self.refetch.len() < MAX_HELD_FUTURES
+                        && self.held_futures.hold_refused(txid, c.from)
+                    {
+                        self.refetch
+                            .push_back((now.local + FUTURE_REFETCH_DELAY, txid));
+                    }
                 }
             }
             TxResult::Refused(_) => self.rejects.insert(txid),
@@ -624,8 +654,8 @@ impl TxRelay {
         }
     }
 
-    /// Evicted futures whose delay is over: wanted again from their announcers still
-    /// connected, unless one came back meanwhile.
+    /// Evicted futures, and transactions refused for want of room, whose delay is over:
+    /// wanted again from their announcers still connected, unless one came back meanwhile.
     fn refetch_due(&mut self, now: Now, out: &mut Outbox) {
         while let Some(&(at, txid)) = self.refetch.front() {
             if at > now.local {
@@ -1184,6 +1214,49 @@ mod tests {
         relay.processed(2, id, &own, now(9), &mut out);
         assert!(sent(&mut out).is_empty());
         relay.on_inv(4, &inv(&[id]), now(10), &mut out);
+        assert!(sent(&mut out).is_empty());
+        assert!(relay.checking.is_empty() && relay.wanted.is_empty());
+        assert!(misbehaved(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_refused_for_room_with_no_other_announcer_is_fetched_again_after_the_delay() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        out.take_outputs();
+        let tx = some_tx(1);
+        let id = tx.txid();
+        relay.on_inv(1, &inv(&[id]), now(0), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        let over_cap = TxResult::Refused("too-many-future-from-peer".to_string());
+        let mut at = 1;
+        for round in 0..MAX_REFUSED_REFETCHES {
+            relay.on_tx(1, tx.clone(), now(at), &mut out);
+            out.take_outputs();
+            relay.processed(1, id, &over_cap, now(at), &mut out);
+            // Every peer announces a transaction once: nobody else will offer it. Not asked
+            // again at once (its gap is most likely still open), but after the delay.
+            relay.tick(now(at), &mut rng, &mut out);
+            assert!(sent(&mut out).is_empty(), "round {round}");
+            at += FUTURE_REFETCH_DELAY.as_millis();
+            relay.tick(now(at), &mut rng, &mut out);
+            assert_eq!(
+                sent(&mut out),
+                vec![(1, "getdata", vec![id])],
+                "round {round}"
+            );
+        }
+        // A gap that stays open this long is given up on.
+        relay.on_tx(1, tx, now(at), &mut out);
+        out.take_outputs();
+        relay.processed(1, id, &over_cap, now(at), &mut out);
+        relay.tick(
+            now(at + 10 * FUTURE_REFETCH_DELAY.as_millis()),
+            &mut rng,
+            &mut out,
+        );
         assert!(sent(&mut out).is_empty());
         assert!(relay.checking.is_empty() && relay.wanted.is_empty());
         assert!(misbehaved(&mut out).is_empty());
