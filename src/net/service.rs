@@ -1499,7 +1499,9 @@ async fn check_peer_txs(
 }
 
 /// A peer's transaction-serving task: for each GETDATA, the transactions the mempool holds
-/// (copied under its lock, in one short look) as TX messages, then one NOTFOUND for the rest.
+/// (copied under its lock, in one short look on a blocking thread: the lock may be held for
+/// a few milliseconds by a batch's admission, which must not stall a runtime worker) as TX
+/// messages, then one NOTFOUND for the rest.
 async fn serve_peer_txs(
     mut queue: mpsc::Receiver<Vec<Hash256>>,
     queued: Arc<AtomicUsize>,
@@ -1518,9 +1520,10 @@ async fn serve_peer_txs(
         // Taken off the queue: room for as many more (the answer's sending is bounded by the
         // peer's outbox, not by this count).
         queued.fetch_sub(txids.len(), Ordering::AcqRel);
-        let mut found = Vec::with_capacity(txids.len());
-        let mut missing = Vec::new();
-        {
+        let pool = pool.clone();
+        let looked_up = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::with_capacity(txids.len());
+            let mut missing = Vec::new();
             let pool = pool.lock();
             for txid in txids {
                 match pool.get(&txid) {
@@ -1528,7 +1531,12 @@ async fn serve_peer_txs(
                     None => missing.push(txid),
                 }
             }
-        }
+            (found, missing)
+        })
+        .await;
+        let Ok((found, missing)) = looked_up else {
+            return; // the runtime is shutting down (or the lookup panicked)
+        };
         for tx in found {
             let sent =
                 tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(Message::Tx(Box::new(tx))))
