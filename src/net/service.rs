@@ -1228,21 +1228,17 @@ impl NetService {
             }
         };
         let count = txids.len();
-        // Only this task adds, so the check and the add cannot interleave with another add.
-        let fits = queued.load(Ordering::Acquire) + count <= SERVE_TX_QUEUED;
-        if fits {
-            queued.fetch_add(count, Ordering::AcqRel);
+        // Only this task adds, so no other add comes between the check and the add.
+        if queued.load(Ordering::Acquire) + count > SERVE_TX_QUEUED {
+            let _ = live.outbox.try_send(not_found(InvKind::Tx, &txids));
+            return;
         }
-        let refused = if fits {
-            queue.try_send(txids).err().map(|e| {
-                queued.fetch_sub(count, Ordering::AcqRel);
-                e.into_inner()
-            })
-        } else {
-            Some(txids)
-        };
-        if let Some(refused) = refused {
-            let _ = live.outbox.try_send(not_found(InvKind::Tx, &refused));
+        queued.fetch_add(count, Ordering::AcqRel);
+        if let Err(refused) = queue.try_send(txids) {
+            queued.fetch_sub(count, Ordering::AcqRel);
+            let _ = live
+                .outbox
+                .try_send(not_found(InvKind::Tx, &refused.into_inner()));
         }
     }
 

@@ -160,24 +160,37 @@ impl BoundedSet {
 
 /// The announcers of transactions to be fetched again later, the newest `MAX_HELD_FUTURES`:
 /// futures admitted (fetched again if the pool evicts one), and transactions refused for
-/// want of room with no other announcer left to ask (fetched again after the delay).
+/// want of room with nobody left to ask (fetched again after the delay).
 #[derive(Debug, Default)]
-struct HeldFutures {
-    announcers: HashMap<Hash256, Vec<PeerId>>,
-    /// How often each was fetched again after a refusal for want of room.
-    refetches: HashMap<Hash256, u8>,
+struct HeldAnnouncers {
+    held: HashMap<Hash256, Held>,
     order: VecDeque<Hash256>,
 }
 
-impl HeldFutures {
+#[derive(Debug)]
+struct Held {
+    announcers: Vec<PeerId>,
+    /// How often it was fetched again after a refusal for want of room.
+    refusals: u8,
+}
+
+impl HeldAnnouncers {
     fn hold(&mut self, txid: Hash256, announcers: Vec<PeerId>) {
-        if self.announcers.insert(txid, announcers).is_none() {
-            self.order.push_back(txid);
-            if self.order.len() > MAX_HELD_FUTURES {
-                if let Some(old) = self.order.pop_front() {
-                    self.announcers.remove(&old);
-                    self.refetches.remove(&old);
-                }
+        if let Some(held) = self.held.get_mut(&txid) {
+            held.announcers = announcers;
+            return;
+        }
+        self.held.insert(
+            txid,
+            Held {
+                announcers,
+                refusals: 0,
+            },
+        );
+        self.order.push_back(txid);
+        if self.order.len() > MAX_HELD_FUTURES {
+            if let Some(old) = self.order.pop_front() {
+                self.held.remove(&old);
             }
         }
     }
@@ -185,14 +198,18 @@ impl HeldFutures {
     /// Holds `txid` to be fetched from `from` again after a refusal for want of room;
     /// whether it may be (not refused that way `MAX_REFUSED_REFETCHES` times already).
     fn hold_refused(&mut self, txid: Hash256, from: PeerId) -> bool {
-        let tries = self.refetches.get(&txid).copied().unwrap_or(0);
-        if tries >= MAX_REFUSED_REFETCHES {
+        let refusals = self.held.get(&txid).map_or(0, |h| h.refusals);
+        if refusals >= MAX_REFUSED_REFETCHES {
             return false;
         }
         self.hold(txid, vec![from]);
         // `hold` may have dropped the oldest entry; this one is the newest, so it stays.
-        self.refetches.insert(txid, tries + 1);
+        self.held.get_mut(&txid).expect("just held").refusals = refusals + 1;
         true
+    }
+
+    fn announcers(&self, txid: &Hash256) -> Option<&Vec<PeerId>> {
+        self.held.get(txid).map(|h| &h.announcers)
     }
 }
 
@@ -233,9 +250,10 @@ pub struct TxRelay {
     /// Handed to the mempool, verdict pending, and whose they were (at most what is in
     /// flight to all peers; a peer's are forgotten when it goes, its checks with it).
     checking: BTreeMap<Hash256, Checking>,
-    /// Who announced the futures the pool admitted, to fetch one again if it is evicted.
-    held_futures: HeldFutures,
-    /// Evicted futures to fetch again, each with when (in the order evicted, so due times
+    /// Who announced the futures the pool admitted (to fetch one again if it is evicted) and
+    /// the transactions refused for want of room with nobody left to ask.
+    held: HeldAnnouncers,
+    /// Held transactions to fetch again, each with when (in the order scheduled, so due times
     /// ascend).
     refetch: VecDeque<(LocalTime, Hash256)>,
 }
@@ -264,7 +282,7 @@ impl Default for TxRelay {
             recent: BoundedSet::new(MAX_RECENT),
             rejects: BoundedSet::new(MAX_REJECTS),
             checking: BTreeMap::new(),
-            held_futures: HeldFutures::default(),
+            held: HeldAnnouncers::default(),
             refetch: VecDeque::new(),
         }
     }
@@ -582,7 +600,7 @@ impl TxRelay {
                 if let Some(c) = checked {
                     let mut announcers = c.others;
                     announcers.insert(0, c.from);
-                    self.held_futures.hold(txid, announcers);
+                    self.held.hold(txid, announcers);
                 }
             }
             TxResult::Invalid(reason) => {
@@ -592,10 +610,12 @@ impl TxRelay {
             }
             TxResult::Refused(code) if RETRYABLE.contains(&code.as_str()) => {
                 if let Some(c) = checked {
-                    if c.others.iter().any(|a| self.peers.contains_key(a)) {
-                        self.ask_next(txid, c.others, now, out);
-                    } else if self.refetch.len() < MAX_HELD_FUTURES
-                        && self.held_futures.hold_refused(txid, c.from)
+                    let from = c.from;
+                    // With nobody else to ask (every peer announces it once), the peer that
+                    // sent it is asked again after the delay.
+                    if !self.ask_next(txid, c.others, now, out)
+                        && self.refetch.len() < MAX_HELD_FUTURES
+                        && self.held.hold_refused(txid, from)
                     {
                         self.refetch
                             .push_back((now.local + FUTURE_REFETCH_DELAY, txid));
@@ -607,13 +627,20 @@ impl TxRelay {
     }
 
     /// A transaction the pool refused for a reason that says nothing about it: wanted again,
-    /// from the other announcers still connected (asked at once if one has room).
-    fn ask_next(&mut self, txid: Hash256, announcers: Vec<PeerId>, now: Now, out: &mut Outbox) {
-        if self.wanted.contains_key(&txid)
-            || self.checking.contains_key(&txid)
-            || self.wanted.len() >= MAX_WANTED
-        {
-            return;
+    /// from the other announcers still connected (asked at once if one has room). Whether it
+    /// is wanted or being checked now (false: none of them could be asked).
+    fn ask_next(
+        &mut self,
+        txid: Hash256,
+        announcers: Vec<PeerId>,
+        now: Now,
+        out: &mut Outbox,
+    ) -> bool {
+        if self.wanted.contains_key(&txid) || self.checking.contains_key(&txid) {
+            return true;
+        }
+        if self.wanted.len() >= MAX_WANTED {
+            return false;
         }
         let mut listed = Vec::with_capacity(announcers.len());
         for a in announcers {
@@ -627,7 +654,7 @@ impl TxRelay {
             }
         }
         if listed.is_empty() {
-            return;
+            return false;
         }
         self.wanted.insert(
             txid,
@@ -638,6 +665,7 @@ impl TxRelay {
         );
         self.unrequested.push_back(txid);
         self.request(now, out);
+        true
     }
 
     /// The mempool evicted these for room: each future fetched here is forgotten as handled
@@ -645,9 +673,7 @@ impl TxRelay {
     /// has most likely filled, so it enters as pending and cannot be evicted as a future).
     pub fn evicted(&mut self, txids: &[Hash256], now: LocalTime) {
         for txid in txids {
-            if self.held_futures.announcers.contains_key(txid)
-                && self.refetch.len() < MAX_HELD_FUTURES
-            {
+            if self.held.announcers(txid).is_some() && self.refetch.len() < MAX_HELD_FUTURES {
                 self.recent.remove(txid);
                 self.refetch.push_back((now + FUTURE_REFETCH_DELAY, *txid));
             }
@@ -665,7 +691,7 @@ impl TxRelay {
             if self.recent.contains(&txid) {
                 continue;
             }
-            if let Some(announcers) = self.held_futures.announcers.get(&txid).cloned() {
+            if let Some(announcers) = self.held.announcers(&txid).cloned() {
                 self.ask_next(txid, announcers, now, out);
             }
         }
