@@ -9,9 +9,12 @@
 //! Run with `cargo bench --bench p2p`. Every child process is killed by a drop guard; the whole
 //! run takes well under 90 s.
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/common/peer.rs"]
 mod peer;
 
+use cpu::{clock_ticks_per_second, process_cpu, stat_cpu};
 use futures::StreamExt;
 use noded::net::identity::Identity;
 use noded::net::tls::{self, TlsIdentity};
@@ -20,7 +23,6 @@ use noded::wire::Message;
 use peer::TestPeer;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -260,35 +262,6 @@ fn status_field(pid: u32, field: &str) -> u64 {
 /// VmRSS in bytes.
 fn rss(pid: u32) -> u64 {
     status_field(pid, "VmRSS:") * 1024
-}
-
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// utime + stime in seconds from a /proc `stat` file, and the `comm` it names.
-fn stat_cpu(path: &Path) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_string();
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((comm, (utime + stime) / clock_ticks_per_second()))
-}
-
-fn process_cpu(pid: u32) -> f64 {
-    stat_cpu(Path::new(&format!("/proc/{pid}/stat"))).map_or(0.0, |(_, s)| s)
 }
 
 /// Machine-wide busy and idle CPU seconds (all cores) from /proc/stat.

@@ -27,6 +27,8 @@ mod blocks;
 mod ceiling;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/cpu.rs"]
+mod cpu;
 
 use blocks::{funding, next_block, sign_all, TXS_PER_BLOCK};
 use common::{rpc, rpc_batch, wait_until, TestNode};
@@ -279,7 +281,7 @@ fn propagation_benchmark() {
 /// Each node is watched by a `waitforblock` call made before the submission, which the node
 /// answers when the block becomes its tip: polling the five nodes instead would load the two
 /// cores the nodes share.
-fn time_along_line(line: &[TestNode], block: &Block) -> (Vec<f64>, Duration) {
+fn time_along_line(line: &[TestNode], block: &Block) -> (Vec<f64>, f64) {
     let hash = block.hash().to_string();
     let started = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
     let waiters: Vec<_> = line
@@ -318,10 +320,10 @@ fn time_along_line(line: &[TestNode], block: &Block) -> (Vec<f64>, Duration) {
     (ms, ceiling::total_cpu(&pids) - cpu_before)
 }
 
-/// The nodes' CPU over a propagation, and the least wall time that much work takes on the
-/// cores they share.
-fn print_cpu(cpu: Duration) {
-    let ms = cpu.as_secs_f64() * 1_000.0;
+/// The nodes' CPU seconds over a propagation, and the least wall time that much work takes
+/// on the cores they share.
+fn print_cpu(cpu: f64) {
+    let ms = cpu * 1_000.0;
     println!(
         "    the {LINE} nodes' CPU from the submission until the last had it: {ms:.0} ms ({:.0} ms of wall time on {} cores at the least)",
         ms / ceiling::cores() as f64,

@@ -26,6 +26,8 @@ mod blocks;
 mod ceiling;
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "../tests/common/peer.rs"]
 mod peer;
 
@@ -292,15 +294,15 @@ fn run(label: &str, dials: &[&[usize]], keys: &Keys, txs: &[Transaction]) -> Fig
     println!(
         "       the {} nodes' CPU until then: {:.2} s, {:.1} us per transaction per node",
         nodes.len(),
-        cpu.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / (FLOOD * nodes.len()) as f64,
+        cpu,
+        cpu * 1e6 / (FLOOD * nodes.len()) as f64,
     );
     figures
 }
 
 /// The node's CPU time so far (user + system).
 fn cpu_time(node: &TestNode) -> Duration {
-    ceiling::process_cpu(node.child.id())
+    Duration::from_secs_f64(cpu::process_cpu(node.child.id()))
 }
 
 /// One HTTP POST of a JSON-RPC batch to the node; the whole reply.

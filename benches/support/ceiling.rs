@@ -1,6 +1,6 @@
 //! What this machine allows, measured beside the relay benchmarks (`txrelay`, `sync`): the
 //! rate at which all its cores batch-verify signatures, and the CPU time `noded` processes
-//! spend. Every node of a benchmark verifies every fresh transaction and all the nodes share
+//! spend (read by `cpu.rs`, which a bench including this module includes too). Every node of a benchmark verifies every fresh transaction and all the nodes share
 //! these cores, so no schedule verifies faster than this rate divided by the node count.
 //! Included with `#[path]`; measures, asserts nothing.
 
@@ -46,24 +46,9 @@ fn rate(transfers: &[&Transfer], batch: usize) -> f64 {
     verified as f64 / started.elapsed().as_secs_f64()
 }
 
-/// CPU time (user and system) the process `pid` has used so far, its exited threads
-/// included (the chain's verifier runs each batch on threads that end with it), from
-/// `/proc/<pid>/stat`: in clock ticks of 10 ms (Linux's `USER_HZ` of 100), so a difference
-/// of two readings is good to 10 ms a process.
-pub fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a running process");
-    // The fields after the command name (in parentheses): utime and stime are the 12th and
-    // 13th of them.
-    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
-}
-
-/// The CPU time of all `pids` together.
-pub fn total_cpu(pids: &[u32]) -> Duration {
-    pids.iter().map(|&pid| process_cpu(pid)).sum()
+/// CPU seconds all `pids` have used so far (`cpu.rs`, included beside this module).
+pub fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|&pid| crate::cpu::process_cpu(pid)).sum()
 }
 
 /// Cores the benchmark's processes share.
