@@ -8,9 +8,8 @@
 //! newcomer may evict it. Pure: times are inputs (Unix seconds), randomness comes from the
 //! caller's RNG.
 
+use super::fpindex::{prefetch, FpIndex};
 use super::netgroup::netgroup;
-use indexmap::map::RawEntryApiV1;
-use indexmap::IndexMap;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -182,8 +181,8 @@ pub struct AddrMan {
     /// of taking in the same 16 bytes again (same hashes, two SipHash rounds fewer).
     bucketing: siphasher::sip::SipHasher24,
     /// In insertion order (removals swap the last entry in), so that sampling with a seeded
-    /// RNG is reproducible; looked up by hash.
-    entries: IndexMap<SocketAddr, AddrInfo, KeyedHasher>,
+    /// RNG is reproducible; looked up by fingerprint.
+    entries: Entries,
     new_table: SlotTable,
     tried_table: SlotTable,
     /// Each loopback address and port is its own group (local test networks only).
@@ -191,6 +190,132 @@ pub struct AddrMan {
     /// Good addresses whose tried slot is held by another, with when the collision arose.
     collisions: BTreeMap<SocketAddr, u64>,
     dirty: bool,
+}
+
+/// The book's entries in insertion order (a removal swaps the last entry in), each with its
+/// address and fingerprint, indexed by fingerprint.
+#[derive(Debug)]
+struct Entries {
+    list: Vec<Entry>,
+    index: FpIndex,
+    hasher: KeyedHasher,
+}
+
+#[derive(Debug)]
+struct Entry {
+    fingerprint: u64,
+    addr: SocketAddr,
+    info: AddrInfo,
+}
+
+impl Entries {
+    fn with_capacity(capacity: usize, hasher: KeyedHasher) -> Entries {
+        Entries {
+            list: Vec::with_capacity(capacity),
+            index: FpIndex::with_capacity(capacity),
+            hasher,
+        }
+    }
+
+    fn fingerprint(&self, addr: &SocketAddr) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(addr)
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &AddrInfo> {
+        self.list.iter().map(|e| &e.info)
+    }
+
+    fn position_hashed(&self, fingerprint: u64, addr: &SocketAddr) -> Option<usize> {
+        self.index
+            .find(fingerprint, |at| self.list[at].addr == *addr)
+    }
+
+    fn position(&self, addr: &SocketAddr) -> Option<usize> {
+        self.position_hashed(self.fingerprint(addr), addr)
+    }
+
+    fn get(&self, addr: &SocketAddr) -> Option<&AddrInfo> {
+        self.position(addr).map(|at| &self.list[at].info)
+    }
+
+    fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut AddrInfo> {
+        self.position(addr).map(|at| &mut self.list[at].info)
+    }
+
+    fn get_index(&self, at: usize) -> Option<&AddrInfo> {
+        self.list.get(at).map(|e| &e.info)
+    }
+
+    /// The fingerprint of the entry at `at`, as computed when it was added.
+    fn fingerprint_at(&self, at: usize) -> u64 {
+        self.list[at].fingerprint
+    }
+
+    /// Starts loading the entry at `at`.
+    fn prefetch_at(&self, at: usize) {
+        if let Some(entry) = self.list.get(at) {
+            prefetch(entry);
+        }
+    }
+
+    /// Adds an entry whose address is not in the book.
+    fn push_new(&mut self, fingerprint: u64, addr: SocketAddr, info: AddrInfo) {
+        self.index.insert(fingerprint, self.list.len());
+        self.list.push(Entry {
+            fingerprint,
+            addr,
+            info,
+        });
+    }
+
+    /// Adds `info` under `addr`, or replaces the entry there (keeping its place).
+    fn insert(&mut self, addr: SocketAddr, info: AddrInfo) {
+        let fingerprint = self.fingerprint(&addr);
+        match self.position_hashed(fingerprint, &addr) {
+            Some(at) => self.list[at].info = info,
+            None => self.push_new(fingerprint, addr, info),
+        }
+    }
+
+    /// Removes `addr`'s entry; the last entry takes its place.
+    fn swap_remove(&mut self, addr: &SocketAddr) -> Option<AddrInfo> {
+        let fingerprint = self.fingerprint(addr);
+        let at = self.position_hashed(fingerprint, addr)?;
+        self.index.remove(fingerprint, at);
+        let last = self.list.len() - 1;
+        let removed = self.list.swap_remove(at);
+        if at < last {
+            self.index.moved(self.list[at].fingerprint, last, at);
+        }
+        Some(removed.info)
+    }
+
+    fn into_values(self) -> impl Iterator<Item = AddrInfo> {
+        self.list.into_iter().map(|e| e.info)
+    }
+
+    /// Starts loading `fingerprint`'s index slot (see `AddrMan::prefetch`).
+    fn prefetch_slot(&self, fingerprint: u64) {
+        self.index.prefetch(fingerprint);
+    }
+
+    /// Starts loading the entry under `fingerprint`, if there is one (its index slot should
+    /// be loaded by now). The first candidate is taken unconfirmed: it is the entry in all
+    /// but 1 in 2^64 cases, and a wrong guess only loads another line.
+    fn prefetch_entry(&self, fingerprint: u64) {
+        if let Some(at) = self.index.find(fingerprint, |_| true) {
+            prefetch(&self.list[at]);
+        }
+    }
 }
 
 /// Hashes for maps keyed by addresses strangers send: SipHash-1-3 under a key derived from a
@@ -296,7 +421,7 @@ impl AddrMan {
         AddrMan {
             key,
             bucketing: keyed_hasher(&key),
-            entries: IndexMap::with_capacity_and_hasher(INITIAL_CAPACITY, hasher),
+            entries: Entries::with_capacity(INITIAL_CAPACITY, hasher),
             new_table: SlotTable::new(),
             tried_table: SlotTable::new(),
             local_groups: false,
@@ -370,8 +495,19 @@ impl AddrMan {
     /// `addr`'s keyed hash: what the book's map hashes it to, and a fingerprint no stranger
     /// can predict (the known-address sets keep these instead of addresses).
     pub fn fingerprint(&self, addr: &SocketAddr) -> u64 {
-        use std::hash::BuildHasher;
-        self.entries.hasher().hash_one(addr)
+        self.entries.fingerprint(addr)
+    }
+
+    /// Starts loading what `add_hashed` of `fingerprint` will read first; a hint that changes
+    /// no result. A list of addresses prefetched a few ahead of the one being added has its
+    /// cache misses overlap instead of following one another.
+    pub fn prefetch(&self, fingerprint: u64) {
+        self.entries.prefetch_slot(fingerprint);
+    }
+
+    /// The second stage, once the slot has had time to load: the entry itself.
+    pub fn prefetch_entry(&self, fingerprint: u64) {
+        self.entries.prefetch_entry(fingerprint);
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &AddrInfo> {
@@ -455,12 +591,8 @@ impl AddrMan {
             return false;
         }
         let seen = seen.min(now);
-        let found = self
-            .entries
-            .raw_entry_v1()
-            .index_from_hash(hash, |k| *k == addr);
-        if let Some(index) = found {
-            let (_, info) = self.entries.get_index_mut(index).expect("just found");
+        if let Some(at) = self.entries.position_hashed(hash, &addr) {
+            let info = &mut self.entries.list[at].info;
             if seen > info.last_seen {
                 info.last_seen = seen;
                 info.services |= services;
@@ -480,14 +612,7 @@ impl AddrMan {
             self.entries.swap_remove(&occupant);
         }
         self.new_table.set(slot, addr);
-        let indexmap::map::raw_entry_v1::RawEntryMut::Vacant(vacant) = self
-            .entries
-            .raw_entry_mut_v1()
-            .from_hash(hash, |k| *k == addr)
-        else {
-            unreachable!("looked up above, and only its slot's occupant was removed since");
-        };
-        vacant.insert_hashed_nocheck(
+        self.entries.push_new(
             hash,
             addr,
             AddrInfo {
@@ -690,13 +815,21 @@ impl AddrMan {
     /// A random sample for a GETADDR answer: 23% of the book's entries (at least 100, or all
     /// of a smaller book), at most `max`, less the stale entries drawn (Bitcoin Core's way:
     /// the answer costs what it holds, with no pass over the whole book to count the stale).
-    pub fn sample(&self, rng: &mut impl Rng, now: u64, max: usize) -> Vec<&AddrInfo> {
+    /// Each entry comes with its fingerprint (what the answer's recipient is then known to
+    /// have), read from the book rather than hashed again.
+    pub fn sample(&self, rng: &mut impl Rng, now: u64, max: usize) -> Vec<(u64, &AddrInfo)> {
         let len = self.entries.len();
         let want = (len * 23 / 100).max(len.min(100)).min(max);
-        rand::seq::index::sample(rng, len, want)
+        let drawn = rand::seq::index::sample(rng, len, want).into_vec();
+        // The draws land anywhere in a book that is mostly out of cache: their loads are
+        // started together before any is read.
+        for &at in &drawn {
+            self.entries.prefetch_at(at);
+        }
+        drawn
             .into_iter()
-            .filter_map(|i| self.entries.get_index(i).map(|(_, e)| e))
-            .filter(|e| !e.is_terrible(now))
+            .filter_map(|at| Some((self.entries.fingerprint_at(at), self.entries.get_index(at)?)))
+            .filter(|(_, e)| !e.is_terrible(now))
             .collect()
     }
 
@@ -723,7 +856,7 @@ impl AddrMan {
         drawn.shuffle(rng);
         drawn
             .into_iter()
-            .filter_map(|i| self.entries.get_index(i).map(|(_, e)| e))
+            .filter_map(|i| self.entries.get_index(i))
             .filter(|e| !e.is_terrible(now))
             .take(want)
             .collect()
@@ -981,8 +1114,11 @@ mod tests {
             let s = man.sample(&mut rng, later, 1000);
             let drawn = man.len().min(100.max(man.len() * 23 / 100));
             assert!(s.len() <= drawn && s.len() >= drawn.saturating_sub(man.len() - usable));
-            assert!(s.iter().all(|e| !e.is_terrible(later)));
-            seen.extend(s.iter().map(|e| e.socket_addr()));
+            assert!(s.iter().all(|(_, e)| !e.is_terrible(later)));
+            assert!(s
+                .iter()
+                .all(|(f, e)| *f == man.fingerprint(&e.socket_addr())));
+            seen.extend(s.iter().map(|(_, e)| e.socket_addr()));
         }
         assert_eq!(seen.len(), usable, "every usable entry is drawn sometimes");
     }

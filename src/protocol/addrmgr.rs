@@ -28,6 +28,9 @@ const ADDR_RELAY_FANOUT: usize = 2;
 /// Addresses remembered per peer as known to it (Bitcoin Core's figure), in two generations
 /// of half as many: the older half is forgotten when the newer fills.
 const KNOWN_ADDRS_MAX: usize = 5_000;
+/// How many addresses ahead of the one being added the book is asked to load its slot (and
+/// half as many ahead, the entry): enough to cover a cache miss with the work of the others.
+const PREFETCH_AHEAD: usize = 8;
 /// Gossiped address times further ahead than this are not believed (clock skew allowance).
 const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
 /// What an unbelievable future time is replaced with: five days ago, old enough not to be
@@ -244,14 +247,32 @@ impl AddrMgr {
         p.tokens = (p.tokens + elapsed * ADDR_TOKENS_PER_SEC).min(ADDR_TOKENS_MAX);
         p.tokens_at = now.local;
         let source = p.addr;
+        // What the bucket may let through (hashed up front, so that the book can be asked to
+        // load each address's slot a few addresses ahead: a GETADDR answer's lookups then
+        // overlap instead of waiting on one cache miss after another).
+        let admitted = &list[..list.len().min(p.tokens.max(0.0) as usize + 1)];
+        let hashed: Vec<(SocketAddr, u64)> = admitted
+            .iter()
+            .map(|item| {
+                let addr = item.addr.socket_addr();
+                (addr, self.book.fingerprint(&addr))
+            })
+            .collect();
+        for &(_, fingerprint) in hashed.iter().take(PREFETCH_AHEAD) {
+            self.book.prefetch(fingerprint);
+        }
         let mut fresh_new = Vec::new();
-        for item in list {
+        for (k, (item, &(addr, fingerprint))) in admitted.iter().zip(&hashed).enumerate() {
             if p.tokens < 1.0 {
                 break; // over the rate: the rest is dropped, without penalty
             }
             p.tokens -= 1.0;
-            let addr = item.addr.socket_addr();
-            let fingerprint = self.book.fingerprint(&addr);
+            if let Some(&(_, ahead)) = hashed.get(k + PREFETCH_AHEAD) {
+                self.book.prefetch(ahead);
+            }
+            if let Some(&(_, near)) = hashed.get(k + PREFETCH_AHEAD / 2) {
+                self.book.prefetch_entry(near);
+            }
             p.known.insert(fingerprint);
             if !gossipable(cfg.allow_local_addrs, addr.ip()) {
                 continue; // never stored, relayed or dialled
@@ -324,18 +345,19 @@ impl AddrMgr {
             return;
         }
         p.getaddr_answered = true;
-        let items: Vec<TimestampedAddress> = self
+        let mut items = Vec::new();
+        for (fingerprint, e) in self
             .book
             .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS)
-            .into_iter()
-            .filter(|e| gossipable(cfg.allow_local_addrs, e.socket_addr().ip()))
-            .map(|e| TimestampedAddress {
-                time: e.last_seen,
-                addr: NetAddress::new(e.socket_addr(), e.services),
-            })
-            .collect();
-        for i in &items {
-            p.known.insert(self.book.fingerprint(&i.addr.socket_addr()));
+        {
+            let addr = e.socket_addr();
+            if gossipable(cfg.allow_local_addrs, addr.ip()) {
+                p.known.insert(fingerprint);
+                items.push(TimestampedAddress {
+                    time: e.last_seen,
+                    addr: NetAddress::new(addr, e.services),
+                });
+            }
         }
         out.addr_answer(peer, items);
     }

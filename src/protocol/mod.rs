@@ -14,6 +14,7 @@ pub mod cmpct;
 pub mod config;
 pub mod core;
 pub mod eviction;
+pub mod fpindex;
 pub mod headers;
 pub mod io;
 pub mod netgroup;
