@@ -9,11 +9,12 @@ use super::addrman::{AddrInfo, AddrMan, Prehashed};
 use super::config::CoreConfig;
 use super::io::{ConnType, Internal, Outbox, PeerId, Persist, Wake};
 use super::netgroup::is_routable;
+use super::peermap::PeerMap;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::wire::{limits, NetAddress, TimestampedAddress};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 /// ADDR token bucket: refill rate and burst (Bitcoin Core's figures).
@@ -101,7 +102,7 @@ struct Gossip {
 
 pub struct AddrMgr {
     book: AddrMan,
-    peers: BTreeMap<PeerId, Gossip>,
+    peers: PeerMap<Gossip>,
     last_cleanup: LocalTime,
     last_persist: LocalTime,
 }
@@ -110,7 +111,7 @@ impl AddrMgr {
     pub fn new(book: AddrMan) -> AddrMgr {
         AddrMgr {
             book,
-            peers: BTreeMap::new(),
+            peers: PeerMap::new(),
             last_cleanup: LocalTime::default(),
             last_persist: LocalTime::default(),
         }

@@ -11,6 +11,7 @@
 use super::bans::Misbehaviour;
 use super::headers::HeaderTree;
 use super::io::{BlockResult, DisconnectReason, Internal, Outbox, PeerId, Wake};
+use super::peermap::PeerMap;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Block, Hash256, Header};
 use crate::wire::message::{InvKind, InvList};
@@ -48,7 +49,7 @@ struct DlPeer {
 
 #[derive(Debug)]
 pub struct BlockDl {
-    peers: BTreeMap<PeerId, DlPeer>,
+    peers: PeerMap<DlPeer>,
     in_flight: BTreeMap<Hash256, Request>,
     /// Handed to the chain, not yet reported stored: never handed over twice.
     submitted: BTreeMap<Hash256, (LocalTime, Header)>,
@@ -59,7 +60,7 @@ pub struct BlockDl {
 impl Default for BlockDl {
     fn default() -> Self {
         BlockDl {
-            peers: BTreeMap::new(),
+            peers: PeerMap::new(),
             in_flight: BTreeMap::new(),
             submitted: BTreeMap::new(),
             avg_delivery: LocalDuration::from_secs(1),

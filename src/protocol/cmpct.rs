@@ -15,6 +15,7 @@
 use super::bans::Misbehaviour;
 use super::headers::HeaderTree;
 use super::io::{ConnType, Internal, Outbox, Output, PeerId, Reconstruction};
+use super::peermap::PeerMap;
 use crate::encoding::BoundedVec;
 use crate::types::{Block, Hash256, Header, Transaction};
 use crate::wire::compact::{
@@ -102,7 +103,7 @@ impl Pending {
 
 #[derive(Debug, Default)]
 pub struct CompactRelay {
-    peers: BTreeMap<PeerId, CmpctPeer>,
+    peers: PeerMap<CmpctPeer>,
     counts: BTreeMap<PeerId, CompactCounts>,
     /// The peers we asked to push to us, the one that delivered a new block first most
     /// recently at the front.

@@ -18,6 +18,7 @@ pub mod fpindex;
 pub mod headers;
 pub mod io;
 pub mod netgroup;
+pub mod peermap;
 pub mod peermgr;
 pub mod pingmgr;
 pub mod presync;

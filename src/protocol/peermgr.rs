@@ -16,6 +16,7 @@ use super::io::{
     Persist, Wake,
 };
 use super::netgroup::{host_key, netgroup};
+use super::peermap::PeerMap;
 use crate::config::PeerSpec;
 use crate::encoding::BoundedString;
 use crate::time::{LocalDuration, LocalTime, Now};
@@ -156,7 +157,7 @@ pub struct Views<'a> {
 
 #[derive(Debug, Default)]
 pub struct PeerMgr {
-    peers: BTreeMap<PeerId, Peer>,
+    peers: PeerMap<Peer>,
     manual: Vec<ManualPeer>,
     dials: BTreeMap<DialId, PendingDial>,
     /// Addresses not to dial until the time given: their node is connected another way.

@@ -7,10 +7,10 @@
 
 use super::config::CoreConfig;
 use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
+use super::peermap::PeerMap;
 use crate::time::{LocalDuration, LocalTime};
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeMap;
 
 /// When one peer's ping is due, the pings due within this long go out with it: the peers'
 /// pings fall into a few groups that stay together, so a node wakes a few times an interval
@@ -54,7 +54,7 @@ pub struct PingStats {
 
 #[derive(Debug, Default)]
 pub struct PingMgr {
-    peers: BTreeMap<PeerId, Liveness>,
+    peers: PeerMap<Liveness>,
 }
 
 impl PingMgr {

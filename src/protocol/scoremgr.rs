@@ -10,11 +10,11 @@ use super::io::{
     CommandError, ConnType, DisconnectReason, Event, Internal, Outbox, PeerId, Persist, Wake,
 };
 use super::netgroup::canonical_ip;
+use super::peermap::PeerMap;
 use crate::time::{LocalTime, Now};
 use crate::types::NodeId;
 use crate::wire::message::reject_code;
 use crate::wire::WireError;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 #[derive(Debug)]
@@ -28,14 +28,14 @@ struct Scored {
 #[derive(Debug)]
 pub struct ScoreMgr {
     bans: BanList,
-    peers: BTreeMap<PeerId, Scored>,
+    peers: PeerMap<Scored>,
 }
 
 impl ScoreMgr {
     pub fn new(bans: BanList) -> ScoreMgr {
         ScoreMgr {
             bans,
-            peers: BTreeMap::new(),
+            peers: PeerMap::new(),
         }
     }
 

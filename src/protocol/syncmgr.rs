@@ -10,13 +10,13 @@
 use super::bans::Misbehaviour;
 use super::headers::{HeaderError, HeaderTree};
 use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
+use super::peermap::PeerMap;
 use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
 use crate::chain::work::ChainWork;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Hash256, Header};
 use crate::wire::limits::MAX_HEADERS_ITEMS;
 use crate::wire::message::{InvKind, InvList, LocatorRequest};
-use std::collections::BTreeMap;
 
 /// How long a GETHEADERS may go unanswered before another peer is asked.
 const HEADERS_TIMEOUT: LocalDuration = LocalDuration::from_mins(2);
@@ -51,7 +51,7 @@ struct SyncPeer {
 
 #[derive(Debug, Default)]
 pub struct SyncMgr {
-    peers: BTreeMap<PeerId, SyncPeer>,
+    peers: PeerMap<SyncPeer>,
     /// Salts the pre-sync commitment bits (from the core's seeded RNG).
     salt: u64,
     /// A header chain with less work is never stored without a pre-sync.
@@ -61,7 +61,7 @@ pub struct SyncMgr {
 impl SyncMgr {
     pub fn new(salt: u64, minimum_chain_work: ChainWork) -> SyncMgr {
         SyncMgr {
-            peers: BTreeMap::new(),
+            peers: PeerMap::new(),
             salt,
             minimum_chain_work,
         }

@@ -15,6 +15,7 @@
 
 use super::bans::Misbehaviour;
 use super::io::{Announceable, ConnType, Internal, Outbox, Output, PeerId, TxResult, Wake};
+use super::peermap::PeerMap;
 use crate::time::{LocalDuration, LocalTime, Now};
 use crate::types::{Address, Hash256, Transaction};
 use crate::wire::message::{InvKind, InvList};
@@ -223,7 +224,7 @@ pub struct RelayCounts {
 
 #[derive(Debug)]
 pub struct TxRelay {
-    peers: BTreeMap<PeerId, RelayPeer>,
+    peers: PeerMap<RelayPeer>,
     counts: BTreeMap<PeerId, RelayCounts>,
     wanted: BTreeMap<Hash256, Wanted>,
     /// Wanted transactions not in flight, in the order they were announced (a sender's
@@ -271,7 +272,7 @@ struct Checking {
 impl Default for TxRelay {
     fn default() -> TxRelay {
         TxRelay {
-            peers: BTreeMap::new(),
+            peers: PeerMap::new(),
             counts: BTreeMap::new(),
             wanted: BTreeMap::new(),
             unrequested: VecDeque::new(),
