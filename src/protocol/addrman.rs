@@ -255,9 +255,9 @@ impl Entries {
         self.list.get(at).map(|e| &e.info)
     }
 
-    /// The fingerprint of the entry at `at`, as computed when it was added.
-    fn fingerprint_at(&self, at: usize) -> u64 {
-        self.list[at].fingerprint
+    /// The entry at `at` with its fingerprint (as computed when it was added).
+    fn fingerprinted(&self, at: usize) -> Option<(u64, &AddrInfo)> {
+        self.list.get(at).map(|e| (e.fingerprint, &e.info))
     }
 
     /// Starts loading the entry at `at`.
@@ -828,7 +828,7 @@ impl AddrMan {
         }
         drawn
             .into_iter()
-            .filter_map(|at| Some((self.entries.fingerprint_at(at), self.entries.get_index(at)?)))
+            .filter_map(|at| self.entries.fingerprinted(at))
             .filter(|(_, e)| !e.is_terrible(now))
             .collect()
     }
