@@ -7,7 +7,11 @@
 //! fails on a slow machine. The load generator shares the machine's cores with the server, so
 //! throughput is a lower bound of what the server alone could do.
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 use base64::Engine;
+use cpu::clock_ticks_per_second;
 use noded::datadir::read_rpc_endpoint;
 use noded::rpc::client;
 use std::io::{BufRead, BufReader};
@@ -198,22 +202,11 @@ fn thread_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
 }
 
-/// User plus system CPU time of a process (`self` or a pid), in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    // Fields after the command name start at field 3 (state); utime and stime are 14 and 15.
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+/// User plus system CPU time of this process, in seconds.
+fn own_cpu_seconds() -> f64 {
+    cpu::stat_cpu(Path::new("/proc/self/stat")).map_or(0.0, |(_, s)| s)
 }
 
-/// Machine-wide CPU time in seconds: (idle incl. iowait, irq incl. softirq, steal).
 fn machine_cpu_seconds() -> [f64; 3] {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let cpu = stat.lines().next().unwrap_or("");
@@ -227,19 +220,6 @@ fn machine_cpu_seconds() -> [f64; 3] {
         .collect();
     let hz = clock_ticks_per_second();
     [(f[3] + f[4]) / hz, (f[5] + f[6]) / hz, f[7] / hz]
-}
-
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }
 
 fn cores() -> usize {
@@ -427,11 +407,11 @@ fn load(
         .map(|_| rt.spawn(drive(node.rpc_addr, batch.clone(), depth, phase.clone())))
         .collect();
     std::thread::sleep(WARMUP);
-    let server_pid = node.pid().to_string();
+    let server_pid = node.pid();
     let switches0 = context_switches(node.pid());
     let (server0, loader0, machine0) = (
-        cpu_seconds(&server_pid),
-        cpu_seconds("self"),
+        cpu::process_cpu(server_pid),
+        own_cpu_seconds(),
         machine_cpu_seconds(),
     );
     let t0 = Instant::now();
@@ -441,8 +421,8 @@ fn load(
     let elapsed = t0.elapsed().as_secs_f64();
     let switches1 = context_switches(node.pid());
     let (server1, loader1, machine1) = (
-        cpu_seconds(&server_pid),
-        cpu_seconds("self"),
+        cpu::process_cpu(server_pid),
+        own_cpu_seconds(),
         machine_cpu_seconds(),
     );
     let mut total = Tally::default();

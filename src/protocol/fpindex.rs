@@ -53,7 +53,15 @@ impl FpIndex {
 
     /// The first position under `fingerprint` that `is_key` confirms.
     #[inline]
-    pub fn find(&self, fingerprint: u64, mut is_key: impl FnMut(usize) -> bool) -> Option<usize> {
+    pub fn find(&self, fingerprint: u64, is_key: impl FnMut(usize) -> bool) -> Option<usize> {
+        self.probe(fingerprint, is_key)
+            .map(|i| self.slots[i].position as usize)
+    }
+
+    /// The first slot of `fingerprint`'s run holding that fingerprint with a position `hit`
+    /// accepts.
+    #[inline]
+    fn probe(&self, fingerprint: u64, mut hit: impl FnMut(usize) -> bool) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -64,8 +72,8 @@ impl FpIndex {
             if slot.position == EMPTY {
                 return None;
             }
-            if slot.fingerprint == fingerprint && is_key(slot.position as usize) {
-                return Some(slot.position as usize);
+            if slot.fingerprint == fingerprint && hit(slot.position as usize) {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
@@ -104,21 +112,7 @@ impl FpIndex {
 
     /// The slot holding `position` under `fingerprint`.
     fn slot_of(&self, fingerprint: u64, position: usize) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.mask();
-        let mut i = fingerprint as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot.position == EMPTY {
-                return None;
-            }
-            if slot.fingerprint == fingerprint && slot.position as usize == position {
-                return Some(i);
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(fingerprint, |p| p == position)
     }
 
     /// Removes `position` from under `fingerprint`; whether it was there.
