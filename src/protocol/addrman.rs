@@ -325,10 +325,12 @@ impl Entries {
     /// Starts loading the entry under `fingerprint`, if there is one (its index slot should
     /// be loaded by now). The first candidate is taken unconfirmed: it is the entry in all
     /// but 1 in 2^64 cases, and a wrong guess only loads another line.
-    fn prefetch_entry(&self, fingerprint: u64) {
-        if let Some(at) = self.index.find(fingerprint, |_| true) {
+    fn prefetch_entry(&self, fingerprint: u64) -> bool {
+        let found = self.index.find(fingerprint, |_| true);
+        if let Some(at) = found {
             prefetch(&self.list[at]);
         }
+        found.is_some()
     }
 }
 
@@ -549,9 +551,21 @@ impl AddrMan {
         self.entries.prefetch_slot(fingerprint);
     }
 
-    /// The second stage, once the slot has had time to load: the entry itself.
-    pub fn prefetch_entry(&self, fingerprint: u64) {
-        self.entries.prefetch_entry(fingerprint);
+    /// The second stage, once the index slot has had time to load: the entry itself, or,
+    /// if the book has none (an address about to be added), the new-table slot it would take
+    /// from `source`. That slot is returned, for `add_hashed`.
+    pub fn prepare(
+        &self,
+        addr: &SocketAddr,
+        fingerprint: u64,
+        source: &SocketAddr,
+    ) -> Option<usize> {
+        if self.entries.prefetch_entry(fingerprint) {
+            return None;
+        }
+        let slot = self.new_slot(addr, source);
+        prefetch(&self.new_table.at[slot]);
+        Some(slot)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &AddrInfo> {
@@ -617,20 +631,24 @@ impl AddrMan {
         now: u64,
     ) -> bool {
         let hash = self.fingerprint(&addr);
-        self.add_hashed(addr, hash, services, source, seen, now)
+        self.add_hashed(addr, hash, None, services, source, seen, now)
     }
 
-    /// `add`, given `addr`'s `fingerprint` (a gossip handler has taken it already).
+    /// `add`, given `addr`'s `fingerprint` (a gossip handler has taken it already) and
+    /// perhaps its new-table slot from `source` (as `prepare` computed it).
+    #[allow(clippy::too_many_arguments)]
     pub fn add_hashed(
         &mut self,
         addr: SocketAddr,
         hash: u64,
+        new_slot: Option<usize>,
         services: u64,
         source: SocketAddr,
         seen: u64,
         now: u64,
     ) -> bool {
         debug_assert_eq!(hash, self.fingerprint(&addr));
+        debug_assert!(new_slot.is_none_or(|slot| slot == self.new_slot(&addr, &source)));
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return false;
         }
@@ -644,7 +662,7 @@ impl AddrMan {
             }
             return false;
         }
-        let slot = self.new_slot(&addr, &source);
+        let slot = new_slot.unwrap_or_else(|| self.new_slot(&addr, &source));
         if let Some(occupant) = self.new_table.get(slot) {
             if !self.entries.list[occupant].info.is_terrible(now) {
                 return false;

@@ -252,28 +252,33 @@ impl AddrMgr {
         // load each address's slot a few addresses ahead: a GETADDR answer's lookups then
         // overlap instead of waiting on one cache miss after another).
         let admitted = &list[..list.len().min(p.tokens.max(0.0) as usize + 1)];
-        let hashed: Vec<(SocketAddr, u64)> = admitted
+        // Each address: (it, its fingerprint, its new-table slot if `prepare` found it new).
+        let mut hashed: Vec<(SocketAddr, u64, Option<usize>)> = admitted
             .iter()
             .map(|item| {
                 let addr = item.addr.socket_addr();
-                (addr, self.book.fingerprint(&addr))
+                (addr, self.book.fingerprint(&addr), None)
             })
             .collect();
-        for &(_, fingerprint) in hashed.iter().take(PREFETCH_AHEAD) {
+        for &(_, fingerprint, _) in hashed.iter().take(PREFETCH_AHEAD) {
             self.book.prefetch(fingerprint);
         }
+        for near in hashed.iter_mut().take(PREFETCH_AHEAD / 2) {
+            near.2 = self.book.prepare(&near.0, near.1, &source);
+        }
         let mut fresh_new = Vec::new();
-        for (k, (item, &(addr, fingerprint))) in admitted.iter().zip(&hashed).enumerate() {
+        for (k, item) in admitted.iter().enumerate() {
             if p.tokens < 1.0 {
                 break; // over the rate: the rest is dropped, without penalty
             }
             p.tokens -= 1.0;
-            if let Some(&(_, ahead)) = hashed.get(k + PREFETCH_AHEAD) {
+            if let Some(&(_, ahead, _)) = hashed.get(k + PREFETCH_AHEAD) {
                 self.book.prefetch(ahead);
             }
-            if let Some(&(_, near)) = hashed.get(k + PREFETCH_AHEAD / 2) {
-                self.book.prefetch_entry(near);
+            if let Some(near) = hashed.get_mut(k + PREFETCH_AHEAD / 2) {
+                near.2 = self.book.prepare(&near.0, near.1, &source);
             }
+            let (addr, fingerprint, new_slot) = hashed[k];
             p.known.insert(fingerprint);
             if !gossipable(cfg.allow_local_addrs, addr.ip()) {
                 continue; // never stored, relayed or dialled
@@ -284,9 +289,15 @@ impl AddrMgr {
             } else {
                 item.time.min(unix)
             };
-            let added =
-                self.book
-                    .add_hashed(addr, fingerprint, item.addr.services, source, time, unix);
+            let added = self.book.add_hashed(
+                addr,
+                fingerprint,
+                new_slot,
+                item.addr.services,
+                source,
+                time,
+                unix,
+            );
             if added && unix - time < ADDR_FRESH_SECS {
                 fresh_new.push((fingerprint, TimestampedAddress { time, ..*item }));
             }
