@@ -474,7 +474,7 @@ impl AddrMan {
             if self.entries.position_hashed(fingerprint, &addr).is_some() {
                 continue;
             }
-            let (tried, slot) = self.home(&info);
+            let (tried, slot) = self.home_of(&addr, &info);
             if self.table(tried).get(slot).is_none() {
                 let at = self.entries.push_new(fingerprint, addr, info);
                 self.table_mut(tried).set(slot, at);
@@ -500,12 +500,17 @@ impl AddrMan {
     }
 
     /// The slot an entry lives in: its tried slot if tried (then `true`), else its new slot.
-    fn home(&self, info: &AddrInfo) -> (bool, usize) {
-        let addr = info.socket_addr();
+    fn home(&self, e: &Entry) -> (bool, usize) {
+        self.home_of(&e.addr, &e.info)
+    }
+
+    /// `home` of an entry keyed `addr` (the address it was added under, which may be a form
+    /// that `info.socket_addr()` does not give back, such as an IPv4-mapped IPv6 address).
+    fn home_of(&self, addr: &SocketAddr, info: &AddrInfo) -> (bool, usize) {
         if info.tried {
-            (true, self.tried_slot(&addr))
+            (true, self.tried_slot(addr))
         } else {
-            (false, self.new_slot(&addr, &info.source.into()))
+            (false, self.new_slot(addr, &info.source.into()))
         }
     }
 
@@ -513,7 +518,7 @@ impl AddrMan {
     /// reused that). The last entry takes its place, and its slot follows it.
     fn drop_entry(&mut self, at: usize) {
         if let Some(from) = self.entries.swap_remove_at(at) {
-            let (tried, slot) = self.home(&self.entries.list[at].info);
+            let (tried, slot) = self.home(&self.entries.list[at]);
             self.table_mut(tried).repoint(slot, from, at);
         }
     }
@@ -737,12 +742,12 @@ impl AddrMan {
         if self.entries.list[at].info.tried {
             return;
         }
-        let (_, new_slot) = self.home(&self.entries.list[at].info);
+        let (_, new_slot) = self.home(&self.entries.list[at]);
         let tried_slot = self.tried_slot(&addr);
         if let Some(evicted) = self.tried_table.take(tried_slot) {
             let e = &mut self.entries.list[evicted].info;
             e.tried = false;
-            let (_, slot) = self.home(&self.entries.list[evicted].info);
+            let (_, slot) = self.home(&self.entries.list[evicted]);
             // It may take the slot `addr` is leaving.
             if self.new_table.get(slot).is_none_or(|p| p == at) {
                 self.new_table.set(slot, evicted);
@@ -916,15 +921,17 @@ impl AddrMan {
 
     /// Removes stale entries; returns how many. Each entry's slot is computed, not searched for.
     pub fn remove_terrible(&mut self, now: u64) -> usize {
+        // By the addresses the entries were added under (what finds them again).
         let doomed: Vec<SocketAddr> = self
             .entries
-            .values()
-            .filter(|e| e.is_terrible(now))
-            .map(|e| e.socket_addr())
+            .list
+            .iter()
+            .filter(|e| e.info.is_terrible(now))
+            .map(|e| e.addr)
             .collect();
         for addr in &doomed {
             let at = self.entries.position(addr).expect("listed above");
-            let (tried, slot) = self.home(&self.entries.list[at].info);
+            let (tried, slot) = self.home(&self.entries.list[at]);
             self.table_mut(tried).take_if(slot, at);
             self.drop_entry(at);
             self.collisions.remove(addr);
@@ -1247,7 +1254,7 @@ mod tests {
         /// an entry, and each table lists exactly its occupied slots.
         fn check_tables(&self) {
             for (at, e) in self.entries.list.iter().enumerate() {
-                let (tried, slot) = self.home(&e.info);
+                let (tried, slot) = self.home(e);
                 assert_eq!(
                     self.table(tried).get(slot),
                     Some(at),
@@ -1278,8 +1285,14 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let mut man = AddrMan::new([9; 32]);
         let sources = [addr("5.5.5.5:1"), addr("6.6.6.6:1")];
+        // Some added in their IPv4-mapped IPv6 form, as a dual-stack socket reports a peer.
         let pick = |rng: &mut rand::rngs::StdRng| {
-            SocketAddr::from(([10, rng.gen_range(0..2), rng.gen(), rng.gen()], 8333))
+            let ip = std::net::Ipv4Addr::new(10, rng.gen_range(0..2), rng.gen(), rng.gen());
+            if rng.gen_bool(0.1) {
+                SocketAddr::from((ip.to_ipv6_mapped(), 8333))
+            } else {
+                SocketAddr::from((ip, 8333))
+            }
         };
         let mut now = NOW;
         let (mut stale_replaced, mut tried_evictions) = (0, 0);
