@@ -76,6 +76,14 @@ impl KnownAddrs {
         self.newer.insert(fingerprint)
     }
 
+    /// Makes room for `additional` insertions in one allocation (a GETADDR answer's hundreds
+    /// would otherwise grow the set through every power of two, rehashing each time); never
+    /// beyond what a generation holds.
+    fn reserve(&mut self, additional: usize) {
+        let room = (KNOWN_ADDRS_MAX / 2).saturating_sub(self.newer.len());
+        self.newer.reserve(additional.min(room));
+    }
+
     #[cfg(test)]
     fn contains(&self, fingerprint: u64) -> bool {
         self.newer.contains(&fingerprint) || self.older.contains(&fingerprint)
@@ -266,6 +274,7 @@ impl AddrMgr {
         for near in hashed.iter_mut().take(PREFETCH_AHEAD / 2) {
             near.2 = self.book.prepare(&near.0, near.1, &source);
         }
+        p.known.reserve(admitted.len());
         let mut fresh_new = Vec::new();
         for (k, item) in admitted.iter().enumerate() {
             if p.tokens < 1.0 {
@@ -358,10 +367,11 @@ impl AddrMgr {
         }
         p.getaddr_answered = true;
         let mut items = Vec::new();
-        for (fingerprint, e) in self
+        let sample = self
             .book
-            .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS)
-        {
+            .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS);
+        p.known.reserve(sample.len());
+        for (fingerprint, e) in sample {
             let addr = e.socket_addr();
             if gossipable(cfg.allow_local_addrs, addr.ip()) {
                 p.known.insert(fingerprint);
