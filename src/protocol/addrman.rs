@@ -114,7 +114,7 @@ impl AddrInfo {
 
 /// A bucket table (new or tried): each slot holds the book position of the entry in it, or
 /// nothing. Dense, two bytes a slot (32 KB for the new table): a lookup is one load, which a
-/// list of addresses can start ahead of time (`prefetch`). A map of only the occupied slots,
+/// list of addresses can start ahead of time (`AddrMan::prepare`). A map of only the occupied slots,
 /// keyed by slot and holding addresses, took ~100 KB a book at 1,000 entries and two cache
 /// misses a lookup, and the book was then looked up again by address.
 /// The occupied slots are also listed (in no meaningful order), so one can be drawn at

@@ -29,8 +29,9 @@ const ADDR_RELAY_FANOUT: usize = 2;
 /// Addresses remembered per peer as known to it (Bitcoin Core's figure), in two generations
 /// of half as many: the older half is forgotten when the newer fills.
 const KNOWN_ADDRS_MAX: usize = 5_000;
-/// How many addresses ahead of the one being added the book is asked to load its slot (and
-/// half as many ahead, the entry): enough to cover a cache miss with the work of the others.
+/// How many addresses ahead of the one being added the book is asked to load its index slot
+/// (and half as many ahead, the entry, or for an address it lacks, the new-table slot it would
+/// take): enough to cover a cache miss with the work of the others.
 const PREFETCH_AHEAD: usize = 8;
 /// Gossiped address times further ahead than this are not believed (clock skew allowance).
 const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
