@@ -56,6 +56,16 @@ pub struct Accepted {
     pub best_changed: bool,
 }
 
+/// Whether each header after the first builds on the one before it. A HEADERS message must
+/// be one chain: its work is counted as one chain's before any of it is stored, so a list of
+/// branches (say a header on the tip, then siblings off genesis) would pass for more work
+/// than any of them has.
+pub fn is_chain(headers: &[Header]) -> bool {
+    headers
+        .windows(2)
+        .all(|pair| pair[1].prev_hash == pair[0].hash())
+}
+
 pub struct HeaderTree {
     params: &'static NetworkParams,
     nodes: HashMap<Hash256, Node>,
@@ -314,7 +324,8 @@ impl HeaderTree {
     }
 
     /// Checks and adds a batch of headers, each building on the one before (the first on a
-    /// known header). Stops at the first that fails; what came before it stays.
+    /// known header; `is_chain` has checked the rest). Stops at the first that fails; what
+    /// came before it stays.
     pub fn accept(&mut self, headers: &[Header], now_secs: u64) -> (Accepted, Option<HeaderError>) {
         let mut accepted = Accepted::default();
         for header in headers {

@@ -8,7 +8,7 @@
 //! is lent to it by the coordinator.
 
 use super::bans::Misbehaviour;
-use super::headers::{HeaderError, HeaderTree};
+use super::headers::{is_chain, HeaderError, HeaderTree};
 use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
 use super::peermap::PeerMap;
 use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
@@ -168,6 +168,11 @@ impl SyncMgr {
             p.presync = None;
             return; // nothing after our locator: in step with it
         }
+        if !is_chain(headers) {
+            // Checked before its work is counted or any of it stored: refused whole.
+            out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+            return;
+        }
         let full = headers.len() == MAX_HEADERS_ITEMS;
         let passed: Vec<Header>;
         // A pass in progress goes on with the batch that continues it; anything else (an
@@ -242,11 +247,12 @@ impl SyncMgr {
                 }
                 ask(peer, p, tree, now, out);
             }
-            Some(HeaderError::Unconnected(_)) => {
-                // Connected at first, then not: the list was not a chain.
-                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
-            }
-            Some(HeaderError::Invalid { .. } | HeaderError::InvalidAncestor(_)) => {
+            // A later header unconnected: not a chain (`is_chain` has refused such lists).
+            Some(
+                HeaderError::Unconnected(_)
+                | HeaderError::Invalid { .. }
+                | HeaderError::InvalidAncestor(_),
+            ) => {
                 out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
             }
             Some(HeaderError::Full) => {
@@ -671,6 +677,30 @@ mod tests {
         assert_eq!(tree.headers_without_body(), 2_500);
         assert_eq!(tree.best_hash(), other[2_499].hash());
         assert_eq!(mgr.presync_buffered(), 0);
+        assert!(disconnects(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_message_that_is_not_one_chain_is_refused_whole_and_costs_the_sender() {
+        // Its work would be counted as one chain's: a first header on our tip, then siblings
+        // off genesis (cheap proof of work each), would pass the anti-DoS bar and fill the
+        // tree with low-work headers if the list were not checked to be a chain first.
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let mut list = vec![headers(2_301)[2_300]];
+        list.extend((2..40).map(|to| branch(1, to)[0]));
+        mgr.on_headers(1, &list, &mut tree, now(10), &mut out);
+        assert_eq!(tree.headers_without_body(), 0, "nothing of it is stored");
+        assert_eq!(
+            disconnects(&mut out),
+            vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
+        );
+        // The same first header on its own is a valid announcement.
+        mgr.on_headers(1, &list[..1], &mut tree, now(20), &mut out);
+        assert_eq!(tree.headers_without_body(), 1);
         assert!(disconnects(&mut out).is_empty());
     }
 
