@@ -56,16 +56,6 @@ pub struct Accepted {
     pub best_changed: bool,
 }
 
-/// Whether each header after the first builds on the one before it. A HEADERS message must
-/// be one chain: its work is counted as one chain's before any of it is stored, so a list of
-/// branches (say a header on the tip, then siblings off genesis) would pass for more work
-/// than any of them has.
-pub fn is_chain(headers: &[Header]) -> bool {
-    headers
-        .windows(2)
-        .all(|pair| pair[1].prev_hash == pair[0].hash())
-}
-
 pub struct HeaderTree {
     params: &'static NetworkParams,
     nodes: HashMap<Hash256, Node>,
@@ -323,13 +313,52 @@ impl HeaderTree {
         self.best.get(height as usize).copied()
     }
 
-    /// Checks and adds a batch of headers, each building on the one before (the first on a
-    /// known header; `is_chain` has checked the rest). Stops at the first that fails; what
-    /// came before it stays.
-    pub fn accept(&mut self, headers: &[Header], now_secs: u64) -> (Accepted, Option<HeaderError>) {
-        let mut accepted = Accepted::default();
+    /// The checks a HEADERS message gets before anything else, none of them needing the tree:
+    /// each header's proof of work meets the target it claims, and each after the first builds
+    /// on the one before it. A message's work is counted from its claimed targets and as one
+    /// chain's before any header is stored (the anti-DoS bar), so both must hold first:
+    /// otherwise a last header claiming a high target, or a list of branches (a header on the
+    /// tip, then siblings off genesis), would pass low-work headers for more work than they
+    /// have. A list that is not one chain is `Unconnected` at its first header out of line.
+    /// Returns the headers' hashes, for `accept_hashed`.
+    pub fn check_message(&self, headers: &[Header]) -> Result<Vec<Hash256>, HeaderError> {
+        let mut hashes = Vec::with_capacity(headers.len());
+        let mut previous: Option<Hash256> = None;
         for header in headers {
             let hash = header.hash();
+            if previous.is_some_and(|p| header.prev_hash != p) {
+                return Err(HeaderError::Unconnected(hash));
+            }
+            check_header_stateless(self.params, header, &hash).map_err(|e| {
+                HeaderError::Invalid {
+                    hash,
+                    reason: e.to_string(),
+                }
+            })?;
+            previous = Some(hash);
+            hashes.push(hash);
+        }
+        Ok(hashes)
+    }
+
+    /// Checks and adds a batch of headers, each building on the one before (the first on a
+    /// known header; `check_message` has checked the rest). Stops at the first that fails; what
+    /// came before it stays.
+    pub fn accept(&mut self, headers: &[Header], now_secs: u64) -> (Accepted, Option<HeaderError>) {
+        let hashes: Vec<Hash256> = headers.iter().map(Header::hash).collect();
+        self.accept_hashed(headers, &hashes, now_secs)
+    }
+
+    /// `accept`, given the headers' hashes (`check_message` has taken them).
+    pub fn accept_hashed(
+        &mut self,
+        headers: &[Header],
+        hashes: &[Hash256],
+        now_secs: u64,
+    ) -> (Accepted, Option<HeaderError>) {
+        debug_assert_eq!(headers.len(), hashes.len());
+        let mut accepted = Accepted::default();
+        for (header, &hash) in headers.iter().zip(hashes) {
             match self.accept_one(header, hash, now_secs) {
                 Ok(new) => {
                     accepted.new += usize::from(new);

@@ -8,7 +8,7 @@
 //! is lent to it by the coordinator.
 
 use super::bans::Misbehaviour;
-use super::headers::{is_chain, HeaderError, HeaderTree};
+use super::headers::{HeaderError, HeaderTree, MAX_HEADERS_WITHOUT_BODY};
 use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
 use super::peermap::PeerMap;
 use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
@@ -168,11 +168,17 @@ impl SyncMgr {
             p.presync = None;
             return; // nothing after our locator: in step with it
         }
-        if !is_chain(headers) {
-            // Checked before its work is counted or any of it stored: refused whole.
-            out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
-            return;
-        }
+        let hashes = match tree.check_message(headers) {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                // Before its work is counted or any of it stored: refused whole.
+                tracing::debug!(peer, error = %e, "HEADERS refused");
+                out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidHeader);
+                return;
+            }
+        };
+        // The hashes of `headers` as long as it is the message (a pre-sync may hand on others).
+        let mut hashed = Some(&hashes[..]);
         let full = headers.len() == MAX_HEADERS_ITEMS;
         let passed: Vec<Header>;
         // A pass in progress goes on with the batch that continues it; anything else (an
@@ -185,6 +191,7 @@ impl SyncMgr {
             Some(pass) => match self.follow(peer, pass, headers, full, tree, now, out) {
                 Some(rest) => {
                     passed = rest;
+                    hashed = None;
                     &passed[..]
                 }
                 None => return,
@@ -193,7 +200,7 @@ impl SyncMgr {
                 // Too little work to store: followed in a pre-sync (if there may be more) or
                 // dropped. Known headers cost nothing, so they are not held back.
                 let threshold = anti_dos_threshold(tree, self.minimum_chain_work);
-                let known_end = tree.contains(&headers[headers.len() - 1].hash());
+                let known_end = tree.contains(&hashes[hashes.len() - 1]);
                 if !known_end && batch_work(tree, headers).is_some_and(|w| w < threshold) {
                     if !full {
                         tracing::debug!(peer, "low-work headers not stored");
@@ -208,6 +215,7 @@ impl SyncMgr {
                     match self.follow(peer, pass, headers, full, tree, now, out) {
                         Some(rest) => {
                             passed = rest;
+                            hashed = None;
                             &passed[..]
                         }
                         None => return,
@@ -223,8 +231,15 @@ impl SyncMgr {
         if headers.is_empty() {
             return;
         }
-        let (accepted, error) = tree.accept(headers, now.unix_secs());
+        let (accepted, error) = match hashed {
+            Some(hashes) => tree.accept_hashed(headers, hashes, now.unix_secs()),
+            None => tree.accept(headers, now.unix_secs()),
+        };
         if let Some(last) = accepted.last {
+            // It answers with headers that connect: its earlier misses are forgiven (an honest
+            // peer's announcements miss now and then, racing our sync).
+            p.unconnected = 0;
+            p.unresponsive = false;
             learn_best(peer, p, last, tree, out);
         }
         if accepted.new > 0 {
@@ -241,13 +256,17 @@ impl SyncMgr {
             Some(HeaderError::Unconnected(_)) if accepted.last.is_none() => {
                 // An announcement that raced our sync, or a chain we do not know yet: ask
                 // for the way there. A stream of these is scored.
-                p.unconnected += 1;
-                if p.unconnected % UNCONNECTED_PER_SCORE == 0 {
-                    out.misbehaved(peer, Misbehaviour::UnconnectedHeaders);
+                // Not counted while the tree is full: then nothing new connects, through no
+                // fault of the peer.
+                if tree.headers_without_body() < MAX_HEADERS_WITHOUT_BODY {
+                    p.unconnected += 1;
+                    if p.unconnected % UNCONNECTED_PER_SCORE == 0 {
+                        out.misbehaved(peer, Misbehaviour::UnconnectedHeaders);
+                    }
                 }
                 ask(peer, p, tree, now, out);
             }
-            // A later header unconnected: not a chain (`is_chain` has refused such lists).
+            // A later header unconnected: not a chain (`check_message` has refused such lists).
             Some(
                 HeaderError::Unconnected(_)
                 | HeaderError::Invalid { .. }
@@ -354,8 +373,13 @@ impl SyncMgr {
                 unknown = Some(item.hash);
             }
         }
-        // During a pre-sync the peer's chain is being followed already.
-        if let Some(hash) = unknown.filter(|_| p.presync.is_none()) {
+        // During a pre-sync the peer's chain is being followed already, and while a request
+        // to it is out its answer will bring the block: asked again, an INV would restart the
+        // request's clock, and a peer announcing without ever answering would hold header sync
+        // (`tick` asks nobody while a request is out) at 50 bytes a GETHEADERS of ~3 KB. A peer
+        // that let a request time out is not asked on its word until it answers with headers.
+        let idle = p.presync.is_none() && p.asked.is_none() && !p.unresponsive;
+        if let Some(hash) = unknown.filter(|_| idle) {
             out.get_headers(peer, tree.locator(), hash);
             p.asked = Some(now.local);
         }
@@ -702,6 +726,102 @@ mod tests {
         mgr.on_headers(1, &list[..1], &mut tree, now(20), &mut out);
         assert_eq!(tree.headers_without_body(), 1);
         assert!(disconnects(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_last_header_claiming_work_it_does_not_prove_gets_nothing_stored() {
+        // The message's work is counted from the targets its headers claim: a last header
+        // claiming a high one would lift 1,999 low-work headers over the bar if its proof of
+        // work were checked only after the others were stored.
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let mut list = branch(2_000, 2);
+        list[1_999].bits = 0x1d00ffff;
+        mgr.on_headers(1, &list, &mut tree, now(10), &mut out);
+        assert_eq!(tree.headers_without_body(), 0);
+        assert_eq!(
+            disconnects(&mut out),
+            vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
+        );
+    }
+
+    fn scores(out: &mut Outbox) -> Vec<Misbehaviour> {
+        let mut found = Vec::new();
+        while let Some(e) = out.next_internal() {
+            if let Internal::Misbehaved { what, .. } = e {
+                found.push(what);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn unconnected_announcements_are_forgiven_once_the_peer_sends_headers_that_connect() {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        let chain = headers(40);
+        // Nine announcements of blocks whose parents we lack, then the headers up to them.
+        for h in &chain[1..10] {
+            mgr.on_headers(1, std::slice::from_ref(h), &mut tree, now(10), &mut out);
+        }
+        mgr.on_headers(1, &chain[..10], &mut tree, now(11), &mut out);
+        assert_eq!(tree.best_height(), 10);
+        // Nine more misses: not the tenth in a row, so not scored.
+        for h in &chain[11..20] {
+            mgr.on_headers(1, std::slice::from_ref(h), &mut tree, now(12), &mut out);
+        }
+        assert_eq!(scores(&mut out), vec![]);
+        // A tenth in a row is.
+        mgr.on_headers(1, &chain[20..21], &mut tree, now(13), &mut out);
+        assert_eq!(scores(&mut out), vec![Misbehaviour::UnconnectedHeaders]);
+    }
+
+    fn inv_of(hash: Hash256) -> InvList {
+        InvList::new(vec![crate::wire::message::InvItem {
+            kind: InvKind::Block,
+            hash,
+        }])
+        .unwrap()
+    }
+
+    fn getheaders_count(out: &mut Outbox) -> usize {
+        sent(out)
+            .iter()
+            .filter(|m| matches!(m, Message::GetHeaders(_)))
+            .count()
+    }
+
+    #[test]
+    fn an_inv_does_not_restart_a_request_and_a_peer_that_never_answers_stops_holding_sync() {
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        // Both claim a longer chain and are asked at their handshake; peer 2 answers (with
+        // nothing yet), peer 1 does not.
+        negotiated(&mut mgr, &tree, 1, 50, &mut out);
+        negotiated(&mut mgr, &tree, 2, 50, &mut out);
+        assert_eq!(getheaders_count(&mut out), 2);
+        mgr.on_headers(2, &[], &mut tree, now(1), &mut out);
+        mgr.tick(&tree, now(2), &mut out);
+        assert_eq!(getheaders_count(&mut out), 0, "peer 1's request is out");
+        // Peer 1 announces unknown blocks but never answers: no new request, no new clock.
+        for (i, t) in [30_000, 60_000, 90_000].into_iter().enumerate() {
+            mgr.on_inv(1, &inv_of(Hash256([i as u8; 32])), &tree, now(t), &mut out);
+        }
+        assert_eq!(getheaders_count(&mut out), 0);
+        // Two minutes after the request, it is given up and peer 2 is asked.
+        mgr.tick(&tree, now(121_000), &mut out);
+        assert_eq!(getheaders_count(&mut out), 1);
+        assert_eq!(mgr.peers[&2].asked, Some(now(121_000).local));
+        // Peer 1's announcements are not followed until it answers with headers.
+        mgr.on_inv(1, &inv_of(Hash256([7; 32])), &tree, now(130_000), &mut out);
+        assert_eq!(getheaders_count(&mut out), 0);
+        assert!(mgr.peers[&1].asked.is_none());
     }
 
     #[test]
