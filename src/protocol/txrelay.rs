@@ -44,8 +44,14 @@ const MAX_ANNOUNCED_PER_PEER: usize = 50_000;
 /// Transactions asked of one peer and not yet judged by the mempool (requested, or received
 /// and being checked): what its checking queue in the shell must hold.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
-/// Transactions wanted at once, from all peers (~150 bytes each: 30 MB at most).
+/// Transactions wanted at once, from all peers (~150 bytes each: 30 MB, 37.5 MB with the
+/// reserve below).
 const MAX_WANTED: usize = 200_000;
+/// Room in `wanted` past `MAX_WANTED` that only outbound peers' announcements may take. A few
+/// inbound strangers announcing 55,000 each and answering nothing fill `MAX_WANTED` (a request
+/// whose announcer is the only one waits on it): transactions must still reach us through
+/// the peers we chose.
+const OUTBOUND_WANTED_RESERVE: usize = 50_000;
 /// A GETDATA for a transaction unanswered this long goes to the next announcer.
 pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
 /// Recently handled transactions (admitted or invalid) never fetched again: about an hour
@@ -400,7 +406,12 @@ impl TxRelay {
                 }
                 continue;
             }
-            if self.wanted.len() >= MAX_WANTED || p.announced >= MAX_ANNOUNCED_PER_PEER {
+            let room = if p.outbound {
+                MAX_WANTED + OUTBOUND_WANTED_RESERVE
+            } else {
+                MAX_WANTED
+            };
+            if self.wanted.len() >= room || p.announced >= MAX_ANNOUNCED_PER_PEER {
                 continue;
             }
             p.announced += 1;
@@ -507,19 +518,24 @@ impl TxRelay {
     }
 
     /// TX: a transaction we asked this peer for goes to the mempool. One we did not ask for
-    /// is scored, unless the peer announced it (a late answer after a timeout).
+    /// is scored, unless the peer announced it (a late answer after a timeout: the request
+    /// went to another peer, and the mempool may have refused it for room meanwhile) or it
+    /// is otherwise known.
     pub fn on_tx(&mut self, peer: PeerId, tx: Transaction, now: Now, out: &mut Outbox) {
         let txid = tx.txid();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        let announced = p.known.contains(&txid);
         p.known.insert(txid);
-        p.last_answer = now.local;
         let asked = self
             .wanted
             .get(&txid)
             .is_some_and(|w| w.requested.is_some_and(|(a, _)| a == peer));
         if asked {
+            // Only an answer extends the wait for its other requests: anything else would let
+            // a peer hold every transaction it was asked for with a stream of cheap messages.
+            p.last_answer = now.local;
             let mut w = self.wanted.remove(&txid).expect("just looked up");
             // Its slot stays taken until the mempool's verdict (`processed`): backpressure.
             for other in &w.announcers {
@@ -541,7 +557,8 @@ impl TxRelay {
                 txid,
                 tx: Box::new(tx),
             });
-        } else if !self.recent.contains(&txid)
+        } else if !announced
+            && !self.recent.contains(&txid)
             && !self.rejects.contains(&txid)
             && !self.checking.contains_key(&txid)
             && !self.wanted.contains_key(&txid)
@@ -552,9 +569,6 @@ impl TxRelay {
 
     /// NOTFOUND: the peer no longer has these; ask the next announcer.
     pub fn on_not_found(&mut self, peer: PeerId, items: &InvList, now: Now, out: &mut Outbox) {
-        if let Some(p) = self.peers.get_mut(&peer) {
-            p.last_answer = now.local;
-        }
         let mut freed = false;
         for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Tx) {
             if let Some(w) = self.wanted.get_mut(&item.hash) {
@@ -570,6 +584,11 @@ impl TxRelay {
             }
         }
         if freed {
+            // An answer (not any NOTFOUND: an empty one every few seconds would otherwise
+            // hold the peer's other requests forever).
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.last_answer = now.local;
+            }
             self.request(now, out);
         }
     }
@@ -1099,6 +1118,78 @@ mod tests {
         // A transaction nobody announced is scored.
         relay.on_tx(2, some_tx(2), now(0), &mut out);
         assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
+    }
+
+    #[test]
+    fn only_an_answer_extends_a_peers_requests_so_empty_notfounds_hold_nothing() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Outbound, &mut rng);
+        let id = txid(9);
+        relay.on_inv(1, &inv(&[id]), now(0), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![id])]);
+        relay.on_inv(2, &inv(&[id]), now(100), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // Peer 1 never sends it, but keeps sending NOTFOUNDs of nothing it was asked for.
+        for t in [2_000, 4_000] {
+            relay.on_not_found(1, &inv(&[]), now(t), &mut out);
+            relay.on_not_found(1, &inv(&[txid(200)]), now(t), &mut out);
+        }
+        relay.tick(now(TX_REQUEST_TIMEOUT.as_millis()), &mut rng, &mut out);
+        assert!(sent(&mut out).contains(&(2, "getdata", vec![id])));
+    }
+
+    #[test]
+    fn a_transaction_its_sender_announced_is_not_scored_when_it_comes_unasked() {
+        // A late answer: asked of another announcer meanwhile, and perhaps refused for room or
+        // forgotten as a reject when the tip moved, so noded has no other record of it.
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        let tx = some_tx(3);
+        relay.peers.get_mut(&1).unwrap().known.insert(tx.txid());
+        relay.on_tx(1, tx, now(0), &mut out);
+        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_outputs().is_empty(), "not taken either");
+        // One it never announced is scored.
+        relay.on_tx(1, some_tx(4), now(0), &mut out);
+        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
+    }
+
+    #[test]
+    fn inbound_peers_that_fill_the_wanted_table_leave_room_for_outbound_announcements() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        // Four inbound peers announce 55,000 each and never answer.
+        let mut n = 0u32;
+        let mut fresh = |count: usize| -> Vec<Hash256> {
+            (0..count)
+                .map(|_| {
+                    n += 1;
+                    let mut h = [0xee; 32];
+                    h[..4].copy_from_slice(&n.to_le_bytes());
+                    Hash256(h)
+                })
+                .collect()
+        };
+        for peer in 1..=4 {
+            negotiated(&mut relay, peer, ConnType::Inbound, &mut rng);
+            relay.on_inv(peer, &inv(&fresh(50_000)), now(0), &mut out);
+            relay.on_inv(peer, &inv(&fresh(5_000)), now(0), &mut out);
+        }
+        assert_eq!(relay.wanted_len(), MAX_WANTED);
+        sent(&mut out);
+        // Another inbound announcement finds no room; an outbound peer's does, and is asked.
+        negotiated(&mut relay, 5, ConnType::Inbound, &mut rng);
+        negotiated(&mut relay, 6, ConnType::Outbound, &mut rng);
+        let [a, b] = [txid(1), txid(2)];
+        relay.on_inv(5, &inv(&[a]), now(10), &mut out);
+        relay.on_inv(6, &inv(&[b]), now(10), &mut out);
+        assert_eq!(sent(&mut out), vec![(6, "getdata", vec![b])]);
     }
 
     #[test]
