@@ -526,8 +526,9 @@ impl TxRelay {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        // Announced by it (or sent to it): a TX it pushes unasked and is scored for is not
+        // remembered, so that sending it again is scored again.
         let announced = p.known.contains(&txid);
-        p.known.insert(txid);
         let asked = self
             .wanted
             .get(&txid)
@@ -536,6 +537,7 @@ impl TxRelay {
             // Only an answer extends the wait for its other requests: anything else would let
             // a peer hold every transaction it was asked for with a stream of cheap messages.
             p.last_answer = now.local;
+            p.known.insert(txid);
             let mut w = self.wanted.remove(&txid).expect("just looked up");
             // Its slot stays taken until the mempool's verdict (`processed`): backpressure.
             for other in &w.announcers {
@@ -564,6 +566,8 @@ impl TxRelay {
             && !self.wanted.contains_key(&txid)
         {
             out.misbehaved(peer, Misbehaviour::Unrequested);
+        } else if let Some(p) = self.peers.get_mut(&peer) {
+            p.known.insert(txid); // it has it: not to be announced to it
         }
     }
 
