@@ -584,6 +584,28 @@ impl Outbox {
         self.internal.pop_front()
     }
 
+    /// Drains the internal events; the misbehaviours among them (for managers' tests).
+    #[cfg(test)]
+    pub fn take_misbehaviours(&mut self) -> Vec<super::bans::Misbehaviour> {
+        std::iter::from_fn(|| self.next_internal())
+            .filter_map(|e| match e {
+                Internal::Misbehaved { what, .. } => Some(what),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drains the internal events; the disconnection reasons among them (for managers' tests).
+    #[cfg(test)]
+    pub fn take_disconnect_reasons(&mut self) -> Vec<DisconnectReason> {
+        std::iter::from_fn(|| self.next_internal())
+            .filter_map(|e| match e {
+                Internal::DisconnectRequested { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn push(&mut self, output: Output) {
         self.outputs.push(output);
     }

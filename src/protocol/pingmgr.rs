@@ -233,16 +233,6 @@ mod tests {
             .collect()
     }
 
-    fn disconnect_reasons(out: &mut Outbox) -> Vec<DisconnectReason> {
-        let mut found = Vec::new();
-        while let Some(e) = out.next_internal() {
-            if let Internal::DisconnectRequested { reason, .. } = e {
-                found.push(reason);
-            }
-        }
-        found
-    }
-
     #[test]
     fn a_ping_is_sent_each_interval_and_its_pong_measures_the_round_trip() {
         let cfg = CoreConfig::new(NodeId([0; 32]));
@@ -326,7 +316,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(
-            disconnect_reasons(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::PingTimeout]
         );
 
@@ -342,7 +332,7 @@ mod tests {
             &mut out,
         );
         assert!(
-            disconnect_reasons(&mut out).is_empty(),
+            out.take_disconnect_reasons().is_empty(),
             "heard from 10 s later"
         );
         mgr.tick(
@@ -353,7 +343,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(
-            disconnect_reasons(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::Inactivity]
         );
     }
@@ -379,6 +369,6 @@ mod tests {
         let mut out = Outbox::default();
         mgr.tick(&cfg, t0 + LocalDuration::from_mins(60), &mut rng, &mut out);
         assert!(pings(&mut out).is_empty());
-        assert!(disconnect_reasons(&mut out).is_empty());
+        assert!(out.take_disconnect_reasons().is_empty());
     }
 }

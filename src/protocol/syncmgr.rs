@@ -622,14 +622,8 @@ mod tests {
         bad.nonce = bad.nonce.wrapping_add(1); // proof of work no longer holds (most likely)
         bad.bits = 0x1d00ffff; // and certainly not the required target
         mgr.on_headers(1, &[bad], &mut tree, now(20), &mut out);
-        let mut reasons = Vec::new();
-        while let Some(e) = out.next_internal() {
-            if let Internal::DisconnectRequested { reason, .. } = e {
-                reasons.push(reason);
-            }
-        }
         assert_eq!(
-            reasons,
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
         );
     }
@@ -662,16 +656,6 @@ mod tests {
             .expect("a GETHEADERS")
     }
 
-    fn disconnects(out: &mut Outbox) -> Vec<DisconnectReason> {
-        let mut reasons = Vec::new();
-        while let Some(e) = out.next_internal() {
-            if let Internal::DisconnectRequested { reason, .. } = e {
-                reasons.push(reason);
-            }
-        }
-        reasons
-    }
-
     #[test]
     fn a_low_work_header_chain_is_followed_without_storing_it_until_it_shows_the_work() {
         // Active chain 2,300: the bar is 2,300 - 144 blocks of work. A branch of 2,500 from
@@ -701,7 +685,7 @@ mod tests {
         assert_eq!(tree.headers_without_body(), 2_500);
         assert_eq!(tree.best_hash(), other[2_499].hash());
         assert_eq!(mgr.presync_buffered(), 0);
-        assert!(disconnects(&mut out).is_empty());
+        assert!(out.take_disconnect_reasons().is_empty());
     }
 
     #[test]
@@ -719,13 +703,13 @@ mod tests {
         mgr.on_headers(1, &list, &mut tree, now(10), &mut out);
         assert_eq!(tree.headers_without_body(), 0, "nothing of it is stored");
         assert_eq!(
-            disconnects(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
         );
         // The same first header on its own is a valid announcement.
         mgr.on_headers(1, &list[..1], &mut tree, now(20), &mut out);
         assert_eq!(tree.headers_without_body(), 1);
-        assert!(disconnects(&mut out).is_empty());
+        assert!(out.take_disconnect_reasons().is_empty());
     }
 
     #[test]
@@ -743,19 +727,9 @@ mod tests {
         mgr.on_headers(1, &list, &mut tree, now(10), &mut out);
         assert_eq!(tree.headers_without_body(), 0);
         assert_eq!(
-            disconnects(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
         );
-    }
-
-    fn scores(out: &mut Outbox) -> Vec<Misbehaviour> {
-        let mut found = Vec::new();
-        while let Some(e) = out.next_internal() {
-            if let Internal::Misbehaved { what, .. } = e {
-                found.push(what);
-            }
-        }
-        found
     }
 
     #[test]
@@ -775,10 +749,13 @@ mod tests {
         for h in &chain[11..20] {
             mgr.on_headers(1, std::slice::from_ref(h), &mut tree, now(12), &mut out);
         }
-        assert_eq!(scores(&mut out), vec![]);
+        assert_eq!(out.take_misbehaviours(), vec![]);
         // A tenth in a row is.
         mgr.on_headers(1, &chain[20..21], &mut tree, now(13), &mut out);
-        assert_eq!(scores(&mut out), vec![Misbehaviour::UnconnectedHeaders]);
+        assert_eq!(
+            out.take_misbehaviours(),
+            vec![Misbehaviour::UnconnectedHeaders]
+        );
     }
 
     fn inv_of(hash: Hash256) -> InvList {
@@ -840,7 +817,7 @@ mod tests {
         mgr.on_headers(1, &branch(50, 3), &mut tree, now(30), &mut out);
         assert_eq!(tree.headers_without_body(), 0);
         assert!(mgr.peers[&1].presync.is_none());
-        assert!(disconnects(&mut out).is_empty());
+        assert!(out.take_disconnect_reasons().is_empty());
     }
 
     #[test]
@@ -859,7 +836,7 @@ mod tests {
         let swapped = branch(2_000, 4);
         mgr.on_headers(1, &swapped, &mut tree, now(30), &mut out);
         assert_eq!(
-            disconnects(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::HeadersChanged]
         );
         assert_eq!(tree.headers_without_body(), 0);
@@ -877,7 +854,7 @@ mod tests {
         other[1_500].time = 0; // before the median time past
         mgr.on_headers(1, &other, &mut tree, now(10), &mut out);
         assert_eq!(
-            disconnects(&mut out),
+            out.take_disconnect_reasons(),
             vec![DisconnectReason::Misbehaviour(Misbehaviour::InvalidHeader)]
         );
         assert_eq!(tree.headers_without_body(), 0);

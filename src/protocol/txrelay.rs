@@ -944,16 +944,6 @@ mod tests {
             .collect()
     }
 
-    fn misbehaved(out: &mut Outbox) -> Vec<Misbehaviour> {
-        let mut found = Vec::new();
-        while let Some(e) = out.next_internal() {
-            if let Internal::Misbehaved { what, .. } = e {
-                found.push(what);
-            }
-        }
-        found
-    }
-
     #[test]
     fn a_backlog_behind_a_full_peer_is_parked_until_it_has_room_or_another_announces() {
         let mut rng = StdRng::seed_from_u64(1);
@@ -1112,7 +1102,7 @@ mod tests {
         assert!(sent(&mut out).contains(&(3, "getdata", vec![id])));
         // Peer 1's late answer is neither scored nor taken; peer 3's goes to the mempool.
         relay.on_tx(1, tx.clone(), now(0), &mut out);
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
         assert!(out.take_outputs().is_empty());
         relay.on_tx(3, tx, now(0), &mut out);
         assert!(matches!(
@@ -1121,7 +1111,7 @@ mod tests {
         ));
         // A transaction nobody announced is scored.
         relay.on_tx(2, some_tx(2), now(0), &mut out);
-        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
+        assert_eq!(out.take_misbehaviours(), vec![Misbehaviour::Unrequested]);
     }
 
     #[test]
@@ -1156,11 +1146,11 @@ mod tests {
         let tx = some_tx(3);
         relay.peers.get_mut(&1).unwrap().known.insert(tx.txid());
         relay.on_tx(1, tx, now(0), &mut out);
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
         assert!(out.take_outputs().is_empty(), "not taken either");
         // One it never announced is scored.
         relay.on_tx(1, some_tx(4), now(0), &mut out);
-        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::Unrequested]);
+        assert_eq!(out.take_misbehaviours(), vec![Misbehaviour::Unrequested]);
     }
 
     #[test]
@@ -1225,12 +1215,12 @@ mod tests {
             now(5),
             &mut out,
         );
-        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::InvalidTx]);
+        assert_eq!(out.take_misbehaviours(), vec![Misbehaviour::InvalidTx]);
         // Handled: announced again, it is not fetched again, and sent again it is ignored.
         relay.on_inv(1, &inv(&[id]), now(10), &mut out);
         assert!(sent(&mut out).is_empty());
         relay.on_tx(1, tx, now(0), &mut out);
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
         assert!(out.take_outputs().is_empty());
     }
 
@@ -1247,7 +1237,7 @@ mod tests {
             relay.processed(1, txid(n), &refused, now(0), &mut out);
         }
         assert!(
-            misbehaved(&mut out).is_empty(),
+            out.take_misbehaviours().is_empty(),
             "an honest flood meets the cap"
         );
         // Offered again by another peer: fetched.
@@ -1291,7 +1281,7 @@ mod tests {
             out.take_outputs()[..],
             [Output::SubmitTx { peer: 1, .. }]
         ));
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
     }
 
     #[test]
@@ -1338,7 +1328,7 @@ mod tests {
         relay.on_inv(4, &inv(&[id]), now(10), &mut out);
         assert!(sent(&mut out).is_empty());
         assert!(relay.checking.is_empty() && relay.wanted.is_empty());
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
     }
 
     #[test]
@@ -1381,7 +1371,7 @@ mod tests {
         );
         assert!(sent(&mut out).is_empty());
         assert!(relay.checking.is_empty() && relay.wanted.is_empty());
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
     }
 
     #[test]
@@ -1391,11 +1381,14 @@ mod tests {
         let mut out = Outbox::default();
         negotiated(&mut relay, 1, ConnType::Inbound, &mut rng);
         relay.futures_expired(1, ORPHAN_EXPIRED_BULK - 1, &mut out);
-        assert!(misbehaved(&mut out).is_empty(), "a few lost nonces happen");
+        assert!(
+            out.take_misbehaviours().is_empty(),
+            "a few lost nonces happen"
+        );
         relay.futures_expired(1, ORPHAN_EXPIRED_BULK, &mut out);
-        assert_eq!(misbehaved(&mut out), vec![Misbehaviour::OrphanFlood]);
+        assert_eq!(out.take_misbehaviours(), vec![Misbehaviour::OrphanFlood]);
         // A peer already gone is not scored.
         relay.futures_expired(9, 5_000, &mut out);
-        assert!(misbehaved(&mut out).is_empty());
+        assert!(out.take_misbehaviours().is_empty());
     }
 }
