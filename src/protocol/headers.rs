@@ -64,6 +64,8 @@ pub struct HeaderTree {
     /// The chain's active chain by height.
     active: Vec<Hash256>,
     without_body: usize,
+    /// `MAX_HEADERS_WITHOUT_BODY`, lower in tests that fill the tree.
+    max_without_body: usize,
 }
 
 impl std::fmt::Debug for HeaderTree {
@@ -98,6 +100,16 @@ impl HeaderTree {
             best: vec![hash],
             active: vec![hash],
             without_body: 0,
+            max_without_body: MAX_HEADERS_WITHOUT_BODY,
+        }
+    }
+
+    /// A tree that holds at most `max` headers without a body, for tests of a full tree.
+    #[cfg(test)]
+    pub fn with_body_limit(params: &'static NetworkParams, max: usize) -> HeaderTree {
+        HeaderTree {
+            max_without_body: max,
+            ..HeaderTree::new(params)
         }
     }
 
@@ -237,6 +249,11 @@ impl HeaderTree {
 
     pub fn headers_without_body(&self) -> usize {
         self.without_body
+    }
+
+    /// Whether the tree takes no more headers until blocks arrive for those it has.
+    pub fn is_full(&self) -> bool {
+        self.without_body >= self.max_without_body
     }
 
     /// Whether `hash` is on the active chain.
@@ -393,7 +410,7 @@ impl HeaderTree {
         if parent.invalid {
             return Err(HeaderError::InvalidAncestor(hash));
         }
-        if self.without_body >= MAX_HEADERS_WITHOUT_BODY {
+        if self.is_full() {
             return Err(HeaderError::Full);
         }
         let invalid = |e: BlockError| HeaderError::Invalid {

@@ -8,7 +8,7 @@
 //! is lent to it by the coordinator.
 
 use super::bans::Misbehaviour;
-use super::headers::{HeaderError, HeaderTree, MAX_HEADERS_WITHOUT_BODY};
+use super::headers::{HeaderError, HeaderTree};
 use super::io::{DisconnectReason, Internal, Outbox, PeerId, Wake};
 use super::peermap::PeerMap;
 use super::presync::{anti_dos_threshold, batch_work, Presync, Step};
@@ -246,23 +246,25 @@ impl SyncMgr {
             out.internal(Internal::HeadersAdded);
         }
         match error {
-            None if headers.len() == MAX_HEADERS_ITEMS => {
+            // A full tree takes nothing more: `tick` asks once blocks have made room.
+            // Whether the message was full, not the list taken (a pre-sync that completes
+            // hands on all it held back).
+            None if full && !tree.is_full() => {
                 // A full batch: there is more after its last header.
                 let last = accepted.last.expect("a full batch was accepted");
                 out.get_headers(peer, vec![last], Hash256::ZERO);
                 p.asked = Some(now.local);
             }
             None => {}
+            // Neither counted nor asked while the tree is full: then nothing new connects,
+            // through no fault of the peer, and the answer could not be taken.
+            Some(HeaderError::Unconnected(_)) if accepted.last.is_none() && tree.is_full() => {}
             Some(HeaderError::Unconnected(_)) if accepted.last.is_none() => {
                 // An announcement that raced our sync, or a chain we do not know yet: ask
                 // for the way there. A stream of these is scored.
-                // Not counted while the tree is full: then nothing new connects, through no
-                // fault of the peer.
-                if tree.headers_without_body() < MAX_HEADERS_WITHOUT_BODY {
-                    p.unconnected += 1;
-                    if p.unconnected % UNCONNECTED_PER_SCORE == 0 {
-                        out.misbehaved(peer, Misbehaviour::UnconnectedHeaders);
-                    }
+                p.unconnected += 1;
+                if p.unconnected % UNCONNECTED_PER_SCORE == 0 {
+                    out.misbehaved(peer, Misbehaviour::UnconnectedHeaders);
                 }
                 ask(peer, p, tree, now, out);
             }
@@ -378,7 +380,8 @@ impl SyncMgr {
         // request's clock, and a peer announcing without ever answering would hold header sync
         // (`tick` asks nobody while a request is out) at 50 bytes a GETHEADERS of ~3 KB. A peer
         // that let a request time out is not asked on its word until it answers with headers.
-        let idle = p.presync.is_none() && p.asked.is_none() && !p.unresponsive;
+        // While the tree is full the answer could not be taken.
+        let idle = p.presync.is_none() && p.asked.is_none() && !p.unresponsive && !tree.is_full();
         if let Some(hash) = unknown.filter(|_| idle) {
             out.get_headers(peer, tree.locator(), hash);
             p.asked = Some(now.local);
@@ -488,7 +491,9 @@ impl SyncMgr {
                 }
             }
         }
-        if someone_asked {
+        // While the tree is full an answer could not be taken: asked every tick, a peer
+        // would send 2,000 headers a second for nothing.
+        if someone_asked || tree.is_full() {
             return;
         }
         // Nobody is being asked: if a peer claims a longer chain than our best header, ask it.
@@ -600,6 +605,36 @@ mod tests {
     }
 
     #[test]
+    fn nobody_is_asked_for_headers_while_the_tree_is_full_and_asked_again_once_it_has_room() {
+        let mut tree = HeaderTree::with_body_limit(Network::Regtest.params(), 3);
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 10, &mut out);
+        sent(&mut out);
+        let chain = headers(10);
+        mgr.on_headers(1, &chain[..5], &mut tree, now(10), &mut out);
+        assert_eq!(tree.best_height(), 3);
+        assert!(tree.is_full());
+        sent(&mut out);
+        // It still claims more than we have, but an answer could not be stored: not asked
+        // (the old code asked it every tick, and refused 2,000 headers a second).
+        for second in 1..=5 {
+            mgr.tick(&tree, now(10 + second * 1_000), &mut out);
+        }
+        mgr.on_inv(1, &inv_of(chain[9].hash()), &tree, now(6_000), &mut out);
+        mgr.on_headers(1, &chain[8..], &mut tree, now(6_500), &mut out);
+        assert!(sent(&mut out).is_empty(), "asked while the tree was full");
+        assert!(out.take_misbehaviours().is_empty());
+        // Blocks arrive for what it holds: it is asked for the rest.
+        for (i, h) in chain[..3].iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        assert!(!tree.is_full());
+        mgr.tick(&tree, now(7_000), &mut out);
+        assert_eq!(asked_after(&sent(&mut out))[0], chain[1].hash());
+    }
+
+    #[test]
     fn headers_join_the_tree_and_an_invalid_one_costs_the_sender() {
         let mut tree = HeaderTree::new(Network::Regtest.params());
         let mut mgr = SyncMgr::default();
@@ -686,6 +721,29 @@ mod tests {
         assert_eq!(tree.best_hash(), other[2_499].hash());
         assert_eq!(mgr.presync_buffered(), 0);
         assert!(out.take_disconnect_reasons().is_empty());
+    }
+
+    #[test]
+    fn a_presync_that_completes_on_a_full_message_asks_for_more() {
+        // The bar (2,300 - 144 blocks of work) is passed inside the second message of the
+        // redownload: the 4,000 headers held back are stored, and the message was full, so
+        // there is more to ask for (the old code looked at the 4,000 taken, not the 2,000
+        // sent, and waited for the next tick).
+        let mut tree = active_tree(2_300);
+        let mut mgr = SyncMgr::new(42, ChainWork::zero());
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let other = branch(4_500, 2);
+        mgr.on_headers(1, &other[..2_000], &mut tree, now(10), &mut out);
+        mgr.on_headers(1, &other[2_000..4_000], &mut tree, now(20), &mut out);
+        sent(&mut out);
+        mgr.on_headers(1, &other[..2_000], &mut tree, now(30), &mut out);
+        assert_eq!(mgr.presync_buffered(), 2_000);
+        sent(&mut out);
+        mgr.on_headers(1, &other[2_000..4_000], &mut tree, now(40), &mut out);
+        assert_eq!(tree.headers_without_body(), 4_000);
+        assert_eq!(asked_after(&sent(&mut out)), vec![other[3_999].hash()]);
     }
 
     #[test]
