@@ -266,7 +266,10 @@ impl CompactRelay {
             );
         }
         while self.high_bandwidth.len() > MAX_HIGH_BANDWIDTH {
-            let dropped = self.high_bandwidth.pop_back().expect("over the limit");
+            let dropped = self
+                .high_bandwidth
+                .remove(self.slot_to_free())
+                .expect("in range");
             out.send(
                 dropped,
                 Message::SendCmpct(SendCmpct {
@@ -274,6 +277,24 @@ impl CompactRelay {
                     version: COMPACT_VERSION,
                 }),
             );
+        }
+    }
+
+    /// Which high-bandwidth slot gives way to a newcomer: the oldest, unless that is the
+    /// only outbound peer among them; then the oldest inbound one after the front (as
+    /// Bitcoin Core does): inbound peers that race to deliver first, an attacker's among
+    /// them, never take all the slots from the peers we chose.
+    fn slot_to_free(&self) -> usize {
+        let outbound = |id: &PeerId| self.peers.get(id).is_some_and(|p| p.outbound);
+        let last = self.high_bandwidth.len() - 1;
+        let outbound_held = self.high_bandwidth.iter().filter(|id| outbound(id)).count();
+        if outbound(&self.high_bandwidth[last]) && outbound_held == 1 {
+            (1..last)
+                .rev()
+                .find(|&i| !outbound(&self.high_bandwidth[i]))
+                .unwrap_or(last)
+        } else {
+            last
         }
     }
 
@@ -1016,6 +1037,39 @@ mod tests {
         // A departed peer leaves its slot.
         relay.on_internal(&Internal::PeerDisconnecting { peer: 3 }, &mut out);
         assert_eq!(relay.high_bandwidth, VecDeque::from(vec![5, 2]));
+    }
+
+    #[test]
+    fn inbound_peers_that_deliver_first_never_take_the_last_outbound_fast_slot() {
+        let mut relay = CompactRelay::default();
+        let mut out = Outbox::default();
+        connected(&mut relay, 1, ConnType::Outbound, &mut out);
+        for peer in 5..=8 {
+            connected(&mut relay, peer, ConnType::Inbound, &mut out);
+        }
+        for peer in [1, 5, 6, 7, 8] {
+            support(&mut relay, peer, &mut out);
+        }
+        for peer in [5, 6] {
+            relay.delivered_first(peer, &mut out);
+        }
+        sendcmpcts(&mut out);
+        assert_eq!(relay.high_bandwidth, VecDeque::from(vec![6, 5, 1]));
+        // A third inbound deliverer: the oldest slot is the only outbound peer's, so the
+        // oldest inbound one gives way (the old code dropped peer 1).
+        relay.delivered_first(7, &mut out);
+        assert_eq!(sendcmpcts(&mut out), vec![(7, true), (5, false)]);
+        assert_eq!(relay.high_bandwidth, VecDeque::from(vec![7, 6, 1]));
+        relay.delivered_first(8, &mut out);
+        assert_eq!(relay.high_bandwidth, VecDeque::from(vec![8, 7, 1]));
+        // The outbound peer delivering first takes the front; an inbound one goes.
+        relay.delivered_first(1, &mut out);
+        assert_eq!(relay.high_bandwidth, VecDeque::from(vec![1, 8, 7]));
+        // With two outbound peers among them, the oldest goes, whatever it is.
+        connected(&mut relay, 2, ConnType::Outbound, &mut out);
+        support(&mut relay, 2, &mut out);
+        relay.delivered_first(2, &mut out);
+        assert_eq!(relay.high_bandwidth, VecDeque::from(vec![2, 1, 8]));
     }
 
     fn misbehaviour(out: &mut Outbox) -> Vec<(Misbehaviour, bool)> {
