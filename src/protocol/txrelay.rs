@@ -54,6 +54,15 @@ const MAX_WANTED: usize = 200_000;
 const OUTBOUND_WANTED_RESERVE: usize = 50_000;
 /// A GETDATA for a transaction unanswered this long goes to the next announcer.
 pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
+/// A request is given up this long after it was sent, however busy its peer says it is and
+/// whether or not anyone else announced the transaction (Bitcoin Core's
+/// `GETDATA_TX_INTERVAL`): a peer that answers its other requests cannot hold one, and a
+/// silent one holds its announcements no longer than this.
+pub const TX_REQUEST_MAX_WAIT: LocalDuration = LocalDuration::from_secs(60);
+/// How much later than a request's timeout its hard limit falls (`tick` keeps due times as
+/// the point a timeout counts from).
+const MAX_WAIT_PAST_TIMEOUT: LocalDuration =
+    LocalDuration::from_millis(TX_REQUEST_MAX_WAIT.as_millis() - TX_REQUEST_TIMEOUT.as_millis());
 /// Recently handled transactions (admitted or invalid) never fetched again: about an hour
 /// of a busy network.
 const MAX_RECENT: usize = 200_000;
@@ -116,8 +125,11 @@ struct RelayPeer {
 struct Wanted {
     /// Who announced it and was not tried yet, in order of announcement.
     announcers: Vec<PeerId>,
-    /// The announcer asked, and when.
+    /// The announcer asked, and since when its answer is waited for (when it was sent, or
+    /// later while its peer is busy answering others or is the only one to ask).
     requested: Option<(PeerId, LocalTime)>,
+    /// When the request in flight was sent: `TX_REQUEST_MAX_WAIT` counts from it.
+    sent: LocalTime,
 }
 
 /// Insert-ordered set of transaction ids with a cap: the oldest entries go first. It keeps
@@ -420,6 +432,7 @@ impl TxRelay {
                 Wanted {
                     announcers: vec![peer],
                     requested: None,
+                    sent: LocalTime::default(),
                 },
             );
             self.unrequested.push_back(item.hash);
@@ -482,6 +495,7 @@ impl TxRelay {
                 .is_some_and(|p| p.in_flight + 1 >= MAX_IN_FLIGHT_PER_PEER);
             let peer = w.announcers.remove(index);
             w.requested = Some((peer, now.local));
+            w.sent = now.local;
             self.oldest_request = Some(self.oldest_request.map_or(now.local, |o| o.min(now.local)));
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.in_flight += 1;
@@ -685,6 +699,7 @@ impl TxRelay {
             Wanted {
                 announcers: listed,
                 requested: None,
+                sent: LocalTime::default(),
             },
         );
         self.unrequested.push_back(txid);
@@ -818,13 +833,18 @@ impl TxRelay {
         for (txid, w) in self.wanted.iter_mut() {
             if let Some((asked, at)) = w.requested {
                 // `at` or the re-wait below, whichever stays: both are no earlier than `at`.
-                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                // The hard limit is due `TX_REQUEST_TIMEOUT` after the point kept for it
+                // here, as `next_wake` counts.
+                let limit_from = w.sent + MAX_WAIT_PAST_TIMEOUT;
+                let due_from = at.min(limit_from);
+                oldest = Some(oldest.map_or(due_from, |o| o.min(due_from)));
                 // Counted from the peer's last answer if later: requests wait their turn.
                 let since = self.peers.get(&asked).map_or(at, |p| at.max(p.last_answer));
-                if now.local.since(since) >= TX_REQUEST_TIMEOUT {
-                    if w.announcers.is_empty() {
+                let given_up = now.local.since(w.sent) >= TX_REQUEST_MAX_WAIT;
+                if given_up || now.local.since(since) >= TX_REQUEST_TIMEOUT {
+                    if w.announcers.is_empty() && !given_up {
                         // Nobody else to ask: a busy peer is waited for (its liveness is the
-                        // ping manager's business), not given up on.
+                        // ping manager's business), until the hard limit.
                         w.requested = Some((asked, now.local));
                         continue;
                     }
@@ -1083,6 +1103,7 @@ mod tests {
             Wanted {
                 announcers: vec![1, 2],
                 requested: None,
+                sent: LocalTime::default(),
             },
         );
         for announcer in [1, 2] {
@@ -1133,6 +1154,54 @@ mod tests {
         }
         relay.tick(now(TX_REQUEST_TIMEOUT.as_millis()), &mut rng, &mut out);
         assert!(sent(&mut out).contains(&(2, "getdata", vec![id])));
+    }
+
+    #[test]
+    fn a_request_is_given_up_after_a_minute_by_a_peer_that_answers_others_or_alone() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut relay = TxRelay::default();
+        let mut out = Outbox::default();
+        negotiated(&mut relay, 1, ConnType::Outbound, &mut rng);
+        negotiated(&mut relay, 2, ConnType::Inbound, &mut rng);
+        // Peer 1 announces a transaction others announce too, one nobody else does, and
+        // fifteen it will answer, one every four seconds, so it never looks unresponsive.
+        let (shared, alone) = (txid(200), txid(201));
+        let answers: Vec<Transaction> = (1..=15).map(some_tx).collect();
+        let mut ids = vec![shared, alone];
+        ids.extend(answers.iter().map(|tx| tx.txid()));
+        relay.on_inv(1, &inv(&ids), now(0), &mut out);
+        relay.on_inv(2, &inv(&[shared]), now(0), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", ids.clone())]);
+        let asked_of_2 = |out: &mut Outbox| sent(out).contains(&(2, "getdata", vec![shared]));
+        for second in 1..TX_REQUEST_MAX_WAIT.as_millis() / 1_000 {
+            let t = second * 1_000;
+            if second % 4 == 0 {
+                relay.on_tx(
+                    1,
+                    answers[(second / 4 - 1) as usize].clone(),
+                    now(t),
+                    &mut out,
+                );
+            }
+            relay.tick(now(t), &mut rng, &mut out);
+            assert!(!asked_of_2(&mut out), "given up after {second} s");
+        }
+        assert!(relay.wanted.contains_key(&alone));
+        let in_flight = relay.peers[&1].in_flight;
+        // A minute after the request went out (the old code waited for as long as peer 1
+        // kept answering something, and for ever for what only it announced).
+        relay.tick(now(TX_REQUEST_MAX_WAIT.as_millis()), &mut rng, &mut out);
+        assert!(asked_of_2(&mut out));
+        assert!(
+            !relay.wanted.contains_key(&alone),
+            "nobody left to ask: forgotten"
+        );
+        // Those two, and the fifteenth answer it never sent.
+        assert_eq!(relay.peers[&1].in_flight, in_flight - 3);
+        // It may be announced again, and is then asked for again.
+        relay.on_inv(1, &inv(&[alone]), now(61_000), &mut out);
+        assert_eq!(sent(&mut out), vec![(1, "getdata", vec![alone])]);
+        assert!(out.take_misbehaviours().is_empty());
     }
 
     #[test]
