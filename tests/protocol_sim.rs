@@ -504,10 +504,10 @@ fn manual_peers_are_never_banned() {
     assert!(c.bans().is_empty());
 }
 
-/// The ADDR token bucket of src/protocol/addrmgr.rs: an inbound peer starts with 10 tokens, any
+/// The ADDR token bucket of src/protocol/addrmgr.rs: an inbound peer starts with 1 token, any
 /// other with `ADDR_TOKENS_MAX`; each earns `ADDR_TOKENS_PER_SEC` up to that maximum, and each
 /// address processed costs one token.
-const ADDR_TOKENS_INBOUND_START: usize = 10;
+const ADDR_TOKENS_INBOUND_START: usize = 1;
 const ADDR_TOKENS_MAX: usize = 1_000;
 const ADDR_TOKENS_PER_SEC: f64 = 0.1;
 
@@ -600,7 +600,7 @@ fn getaddr_is_answered_once_and_addr_floods_are_rate_limited() {
         "answered once per connection"
     );
 
-    // An inbound peer's burst: its 10 starting tokens, no more.
+    // An inbound peer's burst: its 1 starting token, no more.
     let flood = free_slot_addrs(&c, from, 1_000);
     assert_eq!(flood_from(&mut c, 7, &flood, T0), ADDR_TOKENS_INBOUND_START);
     // 100 s earn 100 * 0.1 = 10 tokens.

@@ -20,8 +20,9 @@ use std::net::{IpAddr, SocketAddr};
 /// ADDR token bucket: refill rate and burst (Bitcoin Core's figures).
 const ADDR_TOKENS_PER_SEC: f64 = 0.1;
 const ADDR_TOKENS_MAX: f64 = 1_000.0;
-/// An inbound peer's first bucket: enough for a self-advertisement, not for a flood.
-const ADDR_TOKENS_INBOUND_START: f64 = 10.0;
+/// An inbound peer's first bucket: enough for a self-advertisement, not for a flood (Bitcoin
+/// Core's figure: a stranger that reconnects gets one address in a connection, not ten).
+const ADDR_TOKENS_INBOUND_START: f64 = 1.0;
 /// Addresses per ADDR that we still relay onwards (bigger ones are GETADDR answers), and to
 /// how many peers.
 const ADDR_RELAY_MAX_ITEMS: usize = 10;
@@ -40,6 +41,16 @@ const ADDR_FUTURE_SKEW_SECS: u64 = 10 * 60;
 const ADDR_FUTURE_PENALTY_SECS: u64 = 5 * 86_400;
 /// An ADDR entry younger than this is fresh: relayed onwards.
 const ADDR_FRESH_SECS: u64 = 600;
+/// How long a GETADDR answer is reused, at least, and by how much longer at most (a seeded
+/// draw per answer; Bitcoin Core's 21 to 27 hours): a peer that reconnects to ask again gets
+/// the same sample, so it cannot map the book by asking many times.
+const GETADDR_CACHE_MIN: LocalDuration = LocalDuration::from_mins(21 * 60);
+const GETADDR_CACHE_SPREAD_MS: u64 = 6 * 3_600_000;
+/// The answer is drawn afresh before then once the book holds this many times the entries it
+/// held when the answer was drawn (or any, when it held none): a young network's first
+/// askers must not freeze a bootstrap node's answer at a few addresses for a day. Doubling
+/// from one entry to the book's capacity reveals at most about 17 samples more.
+const GETADDR_CACHE_GROWTH: usize = 2;
 /// How often stale entries are dropped from the book.
 const CLEANUP_EVERY: LocalDuration = LocalDuration::from_mins(60);
 /// How often a changed book is handed to the peer store (a crash loses at most this much).
@@ -109,9 +120,20 @@ struct Gossip {
     fetch: bool,
 }
 
+/// The answer given to every GETADDR until it expires (`GETADDR_CACHE_MIN`).
+#[derive(Debug)]
+struct GetAddrCache {
+    /// The addresses, each with its fingerprint (marked known to each asker).
+    items: Vec<(u64, TimestampedAddress)>,
+    /// Entries in the book when it was drawn.
+    book_len: usize,
+    expires: LocalTime,
+}
+
 pub struct AddrMgr {
     book: AddrMan,
     peers: PeerMap<Gossip>,
+    getaddr_cache: Option<GetAddrCache>,
     last_cleanup: LocalTime,
     last_persist: LocalTime,
 }
@@ -121,6 +143,7 @@ impl AddrMgr {
         AddrMgr {
             book,
             peers: PeerMap::new(),
+            getaddr_cache: None,
             last_cleanup: LocalTime::default(),
             last_persist: LocalTime::default(),
         }
@@ -352,6 +375,8 @@ impl AddrMgr {
         }
     }
 
+    /// GETADDR: answered once a connection, with the node's current answer (a sample of the
+    /// book drawn for every asker until it expires or the book has grown, `GetAddrCache`).
     pub fn on_getaddr(
         &mut self,
         peer: PeerId,
@@ -367,20 +392,39 @@ impl AddrMgr {
             return;
         }
         p.getaddr_answered = true;
-        let mut items = Vec::new();
-        let sample = self
-            .book
-            .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS);
-        p.known.reserve(sample.len());
-        for (fingerprint, e) in sample {
-            let addr = e.socket_addr();
-            if gossipable(cfg.allow_local_addrs, addr.ip()) {
-                p.known.insert(fingerprint);
-                items.push(TimestampedAddress {
-                    time: e.last_seen,
-                    addr: NetAddress::new(addr, e.services),
-                });
-            }
+        let book_len = self.book.len();
+        let fresh = self.getaddr_cache.as_ref().is_some_and(|c| {
+            now.local < c.expires
+                && !(book_len > c.book_len && book_len >= c.book_len * GETADDR_CACHE_GROWTH)
+        });
+        if !fresh {
+            let items = self
+                .book
+                .sample(rng, now.unix_secs(), limits::MAX_ADDR_ITEMS)
+                .into_iter()
+                .filter(|(_, e)| gossipable(cfg.allow_local_addrs, e.socket_addr().ip()))
+                .map(|(fingerprint, e)| {
+                    let item = TimestampedAddress {
+                        time: e.last_seen,
+                        addr: NetAddress::new(e.socket_addr(), e.services),
+                    };
+                    (fingerprint, item)
+                })
+                .collect();
+            let spread = LocalDuration::from_millis(rng.gen_range(0..=GETADDR_CACHE_SPREAD_MS));
+            self.getaddr_cache = Some(GetAddrCache {
+                items,
+                book_len,
+                expires: now.local + GETADDR_CACHE_MIN + spread,
+            });
+        }
+        let cache = self.getaddr_cache.as_ref().expect("drawn above");
+        let p = self.peers.get_mut(&peer).expect("looked up above");
+        p.known.reserve(cache.items.len());
+        let mut items = Vec::with_capacity(cache.items.len());
+        for &(fingerprint, item) in &cache.items {
+            p.known.insert(fingerprint);
+            items.push(item);
         }
         out.addr_answer(peer, items);
     }
@@ -535,7 +579,8 @@ mod tests {
         let cfg = CoreConfig::new(NodeId([0; 32]));
         let mut rng = StdRng::seed_from_u64(1);
         let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
-        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Inbound);
+        // Outbound: its bucket holds more than the one address an inbound peer starts with.
+        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Outbound);
         ready(&mut mgr, &cfg, 2, "9.9.9.9:5000", ConnType::Inbound);
         let t = T0 / 1000;
         let list = items(&[
@@ -563,7 +608,7 @@ mod tests {
         let mut cfg = cfg;
         cfg.allow_local_addrs = true;
         let mut local = AddrMgr::new(AddrMan::new([1; 32]).with_local_groups(true));
-        ready(&mut local, &cfg, 1, "127.0.0.1:5000", ConnType::Inbound);
+        ready(&mut local, &cfg, 1, "127.0.0.1:5000", ConnType::Outbound);
         let list = items(&[("127.0.0.1:8333", t), ("10.1.2.3:8333", t)]);
         local.on_addr(1, &list, &cfg, now(0), &mut rng, &mut out);
         assert_eq!(local.book().len(), 2);
@@ -615,13 +660,120 @@ mod tests {
         assert!(mgr.book().get(&addr).is_some_and(|e| e.last_seen <= t + 1));
     }
 
+    /// `n` routable addresses in as many /16 groups, seen at `t`.
+    fn spread(n: usize, first: usize, t: u64) -> Vec<TimestampedAddress> {
+        (first..first + n)
+            .map(|i| TimestampedAddress {
+                time: t,
+                addr: NetAddress::new(
+                    SocketAddr::from(([11 + (i / 250) as u8, (i % 250) as u8, 7, 1], 8333)),
+                    1,
+                ),
+            })
+            .collect()
+    }
+
+    fn answer_to(mgr: &mut AddrMgr, cfg: &CoreConfig, peer: PeerId, at: u64) -> Vec<SocketAddr> {
+        let mut rng = StdRng::seed_from_u64(peer);
+        let mut out = Outbox::default();
+        ready(
+            mgr,
+            cfg,
+            peer,
+            &format!("8.8.{peer}.8:5000"),
+            ConnType::Inbound,
+        );
+        mgr.on_getaddr(peer, cfg, now(at), &mut rng, &mut out);
+        let mut answer: Vec<SocketAddr> = relayed(&mut out)
+            .into_iter()
+            .flat_map(|(_, l)| l)
+            .map(|i| i.addr.socket_addr())
+            .collect();
+        answer.sort();
+        answer
+    }
+
+    /// A stranger that reconnects to ask again got a new 23 % of the book each time, and so
+    /// the whole book in a few dozen connections.
+    #[test]
+    fn getaddr_answers_are_reused_until_they_expire_or_the_book_doubles() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        ready(&mut mgr, &cfg, 1, "9.9.9.9:5000", ConnType::Outbound);
+        let t = T0 / 1000;
+        let mut out = Outbox::default();
+        mgr.on_addr(1, &spread(1_000, 0, t), &cfg, now(0), &mut rng, &mut out);
+        let held = mgr.book().len();
+        assert!(held > 500, "{held}"); // some land on the same bucket slot
+                                       // Askers with their own draws (each seeds the RNG differently) get one answer.
+        let first = answer_to(&mut mgr, &cfg, 2, 1_000);
+        assert_eq!(first.len(), held * 23 / 100);
+        for peer in 3..8 {
+            assert_eq!(answer_to(&mut mgr, &cfg, peer, 60_000 * peer), first);
+        }
+        // After 27 hours at most, a new one.
+        let later = answer_to(&mut mgr, &cfg, 8, 27 * 3_600_000 + 1_000);
+        assert_ne!(later, first);
+        assert_eq!(answer_to(&mut mgr, &cfg, 9, 27 * 3_600_000 + 2_000), later);
+        // A book that has doubled since is sampled again at once.
+        let fresh = t + 27 * 3_600;
+        for (peer, first) in [(10, 1_000), (12, 2_000)] {
+            ready(
+                &mut mgr,
+                &cfg,
+                peer,
+                &format!("9.9.9.{peer}:5000"),
+                ConnType::Outbound,
+            );
+            let list = spread(1_000, first, fresh);
+            let at = now(27 * 3_600_000 + 3_000);
+            mgr.on_addr(peer, &list, &cfg, at, &mut rng, &mut out);
+        }
+        let grown = mgr.book().len();
+        assert!(grown >= 2 * held, "{grown}");
+        let regrown = answer_to(&mut mgr, &cfg, 11, 27 * 3_600_000 + 4_000);
+        assert_eq!(regrown.len(), grown * 23 / 100);
+    }
+
+    /// An inbound stranger's first ADDR carries one address that counts, as in Bitcoin Core
+    /// (ten did before).
+    #[test]
+    fn an_inbound_peer_starts_with_one_address_token() {
+        let cfg = CoreConfig::new(NodeId([0; 32]));
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
+        ready(&mut mgr, &cfg, 1, "9.9.9.9:5000", ConnType::Inbound);
+        let mut out = Outbox::default();
+        mgr.on_addr(
+            1,
+            &spread(10, 0, T0 / 1000),
+            &cfg,
+            now(0),
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(mgr.book().len(), 1);
+        // Ten seconds on, a token more.
+        mgr.on_addr(
+            1,
+            &spread(10, 10, T0 / 1000),
+            &cfg,
+            now(10_000),
+            &mut rng,
+            &mut out,
+        );
+        assert_eq!(mgr.book().len(), 2);
+    }
+
     /// Defect 4: a future timestamp counted as fresh, so it was relayed and looked recent.
     #[test]
     fn future_address_times_are_not_fresh() {
         let cfg = CoreConfig::new(NodeId([0; 32]));
         let mut rng = StdRng::seed_from_u64(1);
         let mut mgr = AddrMgr::new(AddrMan::new([1; 32]));
-        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Inbound);
+        // Outbound: its bucket holds more than the one address an inbound peer starts with.
+        ready(&mut mgr, &cfg, 1, "8.8.8.8:5000", ConnType::Outbound);
         ready(&mut mgr, &cfg, 2, "9.9.9.9:5000", ConnType::Inbound);
         let t = T0 / 1000;
         let mut out = Outbox::default();
