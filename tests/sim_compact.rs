@@ -170,3 +170,70 @@ fn in_a_50_node_network_a_block_of_relayed_transactions_needs_no_round_trip_anyw
         "nearly every node got the block as a compact block ({rebuilt} of {N})"
     );
 }
+
+const T: NodeIndex = 0;
+const MINER: NodeIndex = 1;
+const STRANGER: NodeIndex = 2;
+
+/// T dials the miner, on the other side of the world (a peer T chose: asked to push new
+/// blocks); a stranger next door dials T. The miner mines a block with a transaction T's pool
+/// lacks, and the stranger sends T its compact form first, with its shell answering nothing
+/// from then on. When T had the block, in ms after the stranger's compact block, and the
+/// GETBLOCKTXN round trips T needed.
+fn stranger_pushes_first(stranger_has_it: bool, seed: u64) -> (u64, u64) {
+    use noded::protocol::cmpct::compact_of;
+    use noded::sim::RegionTable;
+    use noded::wire::Message;
+    let regions = RegionTable::builtin();
+    let near = regions.by_name("Frankfurt").unwrap();
+    let mut sim = SimConfig::new(3)
+        .seed(seed)
+        .region(T, near)
+        .region(STRANGER, near)
+        .region(MINER, regions.by_name("Sydney").unwrap())
+        .configure(|_, cfg| cfg.connect_only = true)
+        .build();
+    sim.add_node(T, MINER).unwrap();
+    sim.add_node(STRANGER, T).unwrap();
+    sim.run_for(LocalDuration::from_secs(5));
+    let first = sim.mine(MINER);
+    wait_for(&mut sim, "the first block at T", |s| s.tip(T) == first);
+    let before: Vec<CompactCounts> = (0..3).map(|i| counts(&sim, i)).collect();
+    let block = sim.mine_with(MINER, vec![sim_transfer(9_999, 0)]);
+    wait_for(&mut sim, "the block stored at the miner", |s| {
+        s.chain(MINER).block(&block).is_some()
+    });
+    let whole = sim.chain(MINER).block(&block).unwrap().clone();
+    sim.set_stalling(STRANGER, true);
+    if stranger_has_it {
+        sim.give_blocks(STRANGER, &[(*whole).clone()]);
+    }
+    let compact = compact_of(&whole, 7, None).unwrap();
+    assert!(sim.send_raw(STRANGER, T, Message::CmpctBlock(Box::new(compact))));
+    let took = wait_for(&mut sim, "the block at T", |s| s.tip(T) == block);
+    (took, since(&sim, T, &before).1)
+}
+
+/// A stranger that answers the GETBLOCKTXN for its compact block with NOTFOUND (it does
+/// not have the block) ends its rebuild. The old code kept the rebuild pending, ignored
+/// every other compact block of that block and the one its own download asked the miner
+/// for, and disconnected the miner for stalling, again and again: T never had the block.
+#[test]
+fn a_compact_block_its_sender_cannot_complete_holds_nothing() {
+    let (took, round_trips) = stranger_pushes_first(false, 11);
+    // Asked of the stranger first (its compact block came from next door), then of the
+    // miner once the miner's came from the other side of the world.
+    assert_eq!(round_trips, 2);
+    assert!(took < 2_000, "the block took {took} ms");
+}
+
+/// A stranger that has the block, pushes its compact form first and then never answers the
+/// GETBLOCKTXN does not hold the block: the compact block of a peer T chose takes the fetch
+/// over. The old code ignored every other compact block while the first was pending and
+/// waited the download's stall timeout (10 s) before asking anyone else.
+#[test]
+fn an_inbound_peer_that_pushes_first_and_never_answers_does_not_hold_the_block() {
+    let (took, round_trips) = stranger_pushes_first(true, 11);
+    assert_eq!(round_trips, 2);
+    assert!(took < 2_000, "the block took {took} ms");
+}

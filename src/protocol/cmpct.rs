@@ -21,7 +21,7 @@ use crate::types::{Block, Hash256, Header, Transaction};
 use crate::wire::compact::{
     BlockTxn, CompactBlock, GetBlockTxn, SendCmpct, ShortId, ShortIdKey, COMPACT_VERSION,
 };
-use crate::wire::message::InvKind;
+use crate::wire::message::{InvKind, InvList};
 use crate::wire::Message;
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -116,6 +116,13 @@ pub struct CompactRelay {
     /// Blocks pushed as compact blocks, newest last: each is pushed once, and GETBLOCKTXN
     /// for them is answered before the chain has stored them.
     pushed: VecDeque<Hash256>,
+    /// Rebuilds an outbound peer took over (`may_take_over`), oldest first: the inbound
+    /// peer's answer is still taken if it comes first (its rebuild completed, its BLOCKTXN).
+    superseded: VecDeque<(Hash256, Pending)>,
+    /// Peers asked for a block's transactions whose answer is no longer needed (the block
+    /// came another way, or their superseded rebuild was forgotten): their BLOCKTXN is
+    /// dropped, not scored as unasked.
+    late: VecDeque<(Hash256, PeerId)>,
 }
 
 impl CompactRelay {
@@ -160,7 +167,13 @@ impl CompactRelay {
                 self.counts.remove(&peer);
             }
             Internal::BlockStored { hash } | Internal::BlockInvalid { hash } => {
-                self.pending.remove(&hash);
+                if let Some(done) = self.pending.remove(&hash) {
+                    self.retire(hash, done);
+                }
+                while let Some(at) = self.superseded.iter().position(|(h, _)| *h == hash) {
+                    let (_, done) = self.superseded.remove(at).expect("found");
+                    self.retire(hash, done);
+                }
             }
             _ => {}
         }
@@ -170,6 +183,8 @@ impl CompactRelay {
     /// blocks are fetched elsewhere) and its high-bandwidth slot.
     fn forget(&mut self, peer: PeerId) {
         self.pending.retain(|_, p| p.peer() != peer);
+        self.superseded.retain(|(_, p)| p.peer() != peer);
+        self.late.retain(|(_, p)| *p != peer);
         self.high_bandwidth.retain(|p| *p != peer);
     }
 
@@ -220,6 +235,17 @@ impl CompactRelay {
     /// Whether the block is being rebuilt from a compact block.
     pub fn is_pending(&self, hash: &Hash256) -> bool {
         self.pending.contains_key(hash)
+    }
+
+    /// Whether `peer`'s compact block may take a block's fetch over from `asked_of`, the
+    /// peer it is asked of (rebuilt from its compact block, or downloaded): `peer` is one we
+    /// chose (outbound) and `asked_of` one that chose us (inbound). An inbound peer that
+    /// pushes a new block first and then never answers (a BLOCKTXN, a BLOCK) would otherwise
+    /// hold it for the download's stall timeout (10 s or more) while the peers we chose
+    /// offer it. Outbound never gives way to outbound, so a block changes hands once at most.
+    pub fn may_take_over(&self, peer: PeerId, asked_of: Option<PeerId>) -> bool {
+        let outbound = |p: PeerId| self.peers.get(&p).is_some_and(|c| c.outbound);
+        asked_of.is_some_and(|from| from != peer && !outbound(from)) && outbound(peer)
     }
 
     /// SENDCMPCT: whether it takes compact blocks and wants them pushed. Until a block shows
@@ -426,8 +452,23 @@ impl CompactRelay {
             out.misbehaved_and_disconnect(peer, Misbehaviour::InvalidCompactBlock);
             return;
         }
-        if !wanted || self.pending.contains_key(&hash) {
+        if !wanted {
             return;
+        }
+        match self.pending.get(&hash).map(Pending::peer) {
+            Some(from) if from == peer => return,
+            // Wanted while another peer's rebuild is pending: the coordinator let this
+            // peer take over (`may_take_over`).
+            Some(from) => {
+                tracing::debug!(peer, from, %hash, "compact block taken over");
+                let old = self.pending.remove(&hash).expect("looked up");
+                if self.superseded.len() >= MAX_PENDING {
+                    let (h, oldest) = self.superseded.pop_front().expect("full");
+                    self.retire(h, oldest);
+                }
+                self.superseded.push_back((hash, old));
+            }
+            None => {}
         }
         if self.pending.len() >= MAX_PENDING {
             // Too many rebuilds at once: the whole block, from the same peer.
@@ -457,7 +498,8 @@ impl CompactRelay {
     ) -> Option<Box<Block>> {
         let header = match self.pending.get(&hash) {
             Some(Pending::Rebuilding { peer: from, header }) if *from == peer => *header,
-            _ => return None, // the peer left, or the block arrived another way
+            // Taken over meanwhile: still good if it needs nothing more.
+            _ => return self.superseded_rebuilt(peer, hash, result),
         };
         let outcome = match &result {
             Reconstruction::Complete(_) => "complete",
@@ -505,8 +547,44 @@ impl CompactRelay {
         }
     }
 
+    /// A rebuild that was taken over, finished by the shell: the block if it is whole (then
+    /// the first to arrive), otherwise nothing (the peer that took over is asked).
+    fn superseded_rebuilt(
+        &mut self,
+        peer: PeerId,
+        hash: Hash256,
+        result: Reconstruction,
+    ) -> Option<Box<Block>> {
+        let at = self.superseded.iter().position(|(h, p)| {
+            *h == hash && matches!(p, Pending::Rebuilding { peer: from, .. } if *from == peer)
+        })?;
+        self.superseded.remove(at);
+        match result {
+            Reconstruction::Complete(block) => {
+                if let Some(c) = self.counts.get_mut(&peer) {
+                    c.cmpct_rebuilt += 1;
+                }
+                self.note_rebuilt(hash, peer);
+                Some(block)
+            }
+            _ => None,
+        }
+    }
+
+    /// A rebuild that ends without its answer: a peer already asked for transactions is
+    /// remembered, so that its answer, when it comes, is dropped rather than scored.
+    fn retire(&mut self, hash: Hash256, done: Pending) {
+        if let Pending::AwaitingTxn { peer, .. } = done {
+            if self.late.len() >= MAX_RECENT {
+                self.late.pop_front();
+            }
+            self.late.push_back((hash, peer));
+        }
+    }
+
     /// BLOCKTXN: the missing transactions, in the order asked. Unasked ones cost a little;
     /// a wrong count costs the connection (the download then fetches the block elsewhere).
+    /// The answer of a peer whose rebuild was taken over is still taken if it comes first.
     pub fn on_block_txn(
         &mut self,
         peer: PeerId,
@@ -514,22 +592,34 @@ impl CompactRelay {
         out: &mut Outbox,
     ) -> Option<Box<Block>> {
         let hash = msg.block_hash;
-        let asked = matches!(
-            self.pending.get(&hash),
-            Some(Pending::AwaitingTxn { peer: from, .. }) if *from == peer
-        );
-        if !asked {
-            out.misbehaved(peer, Misbehaviour::Unrequested);
-            return None;
-        }
+        let awaited =
+            |p: &Pending| matches!(p, Pending::AwaitingTxn { peer: from, .. } if *from == peer);
+        let waiting = if self.pending.get(&hash).is_some_and(awaited) {
+            self.pending.remove(&hash)
+        } else if let Some(at) = self
+            .superseded
+            .iter()
+            .position(|(h, p)| *h == hash && awaited(p))
+        {
+            self.superseded.remove(at).map(|(_, p)| p)
+        } else {
+            None
+        };
         let Some(Pending::AwaitingTxn {
             header,
             mut slots,
             missing,
             ..
-        }) = self.pending.remove(&hash)
+        }) = waiting
         else {
-            unreachable!("matched above");
+            match self.late.iter().position(|&(h, p)| h == hash && p == peer) {
+                // Asked, and the block came another way meanwhile: late, not unasked.
+                Some(at) => {
+                    self.late.remove(at);
+                }
+                None => out.misbehaved(peer, Misbehaviour::Unrequested),
+            }
+            return None;
         };
         let txs = msg.txs.into_inner();
         if txs.len() != missing.len() {
@@ -546,6 +636,23 @@ impl CompactRelay {
             header,
             transactions: BoundedVec::truncating(slots.into_iter().flatten().collect()),
         }))
+    }
+
+    /// NOTFOUND: the peer cannot finish the blocks it was rebuilding for us (a GETBLOCKTXN
+    /// it does not answer, or a block it does not have): their rebuilds end with the
+    /// download's requests, which NOTFOUND frees too. A rebuild left pending would keep out
+    /// every other peer's compact block of it, and the download's own fetch of it, for as
+    /// long as the peer stays connected.
+    pub fn on_not_found(&mut self, peer: PeerId, items: &InvList) {
+        for item in items.as_slice() {
+            if matches!(item.kind, InvKind::Block | InvKind::CompactBlock) {
+                if self.pending.get(&item.hash).map(Pending::peer) == Some(peer) {
+                    self.pending.remove(&item.hash);
+                }
+                self.superseded
+                    .retain(|(h, p)| *h != item.hash || p.peer() != peer);
+            }
+        }
     }
 
     fn note_rebuilt(&mut self, hash: Hash256, peer: PeerId) {
@@ -1148,6 +1255,77 @@ mod tests {
             misbehaviour(&mut out),
             vec![(Misbehaviour::InvalidCompactBlock, true)]
         );
+    }
+
+    #[test]
+    fn an_outbound_peer_takes_over_an_inbound_ones_rebuild_and_the_first_answer_wins() {
+        let (block, compact) = block_and_compact(4);
+        let hash = block.hash();
+        let mut relay = CompactRelay::default();
+        let mut out = Outbox::default();
+        connected(&mut relay, 1, ConnType::Inbound, &mut out);
+        connected(&mut relay, 2, ConnType::Outbound, &mut out);
+        connected(&mut relay, 3, ConnType::Inbound, &mut out);
+        connected(&mut relay, 4, ConnType::Outbound, &mut out);
+        relay.on_cmpct_block(1, Box::new(compact.clone()), true, &mut out);
+        relay.reconstructed(1, hash, Filler::new(&compact).finish(), &mut out);
+        out.take_outputs();
+        while out.next_internal().is_some() {}
+        // Only a peer we chose takes over, and only from one that chose us.
+        assert!(relay.may_take_over(2, Some(1)));
+        assert!(!relay.may_take_over(3, Some(1)));
+        assert!(!relay.may_take_over(2, Some(4)));
+        assert!(!relay.may_take_over(1, Some(1)) && !relay.may_take_over(2, None));
+        relay.on_cmpct_block(2, Box::new(compact.clone()), true, &mut out);
+        assert!(matches!(
+            out.next_internal(),
+            Some(Internal::BlockRequested { peer: 2, .. })
+        ));
+        assert!(matches!(
+            out.take_outputs().last(),
+            Some(Output::Reconstruct { peer: 2, .. })
+        ));
+        relay.reconstructed(2, hash, Filler::new(&compact).finish(), &mut out);
+        assert!(matches!(
+            out.take_outputs()[..],
+            [Output::Send(2, Message::GetBlockTxn(_))]
+        ));
+        // Both are asked; peer 1 answers first after all: its answer makes the block.
+        let answer = BlockTxn {
+            block_hash: hash,
+            txs: BoundedVec::truncating(block.transactions.as_slice()[1..].to_vec()),
+        };
+        let rebuilt = relay.on_block_txn(1, answer.clone(), &mut out).unwrap();
+        assert_eq!(*rebuilt, block);
+        assert!(relay.take_rebuilt(1, hash));
+        assert!(misbehaviour(&mut out).is_empty());
+        // Stored: peer 2's answer comes late, and is dropped without a score; a second one
+        // was never asked for.
+        relay.on_internal(&Internal::BlockStored { hash }, &mut out);
+        assert!(relay.on_block_txn(2, answer.clone(), &mut out).is_none());
+        assert!(misbehaviour(&mut out).is_empty());
+        assert!(relay.on_block_txn(2, answer, &mut out).is_none());
+        assert_eq!(
+            misbehaviour(&mut out),
+            vec![(Misbehaviour::Unrequested, false)]
+        );
+    }
+
+    #[test]
+    fn a_notfound_from_the_peer_rebuilding_a_block_ends_its_rebuild() {
+        let (block, compact) = block_and_compact(6);
+        let hash = block.hash();
+        let mut relay = CompactRelay::default();
+        let mut out = Outbox::default();
+        connected(&mut relay, 2, ConnType::Outbound, &mut out);
+        connected(&mut relay, 3, ConnType::Inbound, &mut out);
+        relay.on_cmpct_block(2, Box::new(compact.clone()), true, &mut out);
+        relay.reconstructed(2, hash, Filler::new(&compact).finish(), &mut out);
+        let not_found = crate::wire::message::inv_list(InvKind::Block, &[hash]);
+        relay.on_not_found(3, &not_found);
+        assert!(relay.is_pending(&hash), "not peer 3's to end");
+        relay.on_not_found(2, &not_found);
+        assert!(!relay.is_pending(&hash));
     }
 
     #[test]

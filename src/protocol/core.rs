@@ -584,6 +584,7 @@ impl Core {
                 .on_get_block_txn(peer, request, &self.tree, out),
             Message::NotFound(items) => {
                 self.blocks.on_not_found(peer, &items, &self.tree);
+                self.compact.on_not_found(peer, &items);
                 self.relay.on_not_found(peer, &items, now, out);
             }
             Message::GetData(items) => {
@@ -621,11 +622,14 @@ impl Core {
     ) {
         let hash = compact.header.hash();
         // Not held, not being rebuilt, and not fetched from someone else (asked of this peer
-        // as a compact block is fine).
+        // as a compact block is fine), unless an outbound peer takes it over from an inbound
+        // one (`may_take_over`).
         let asked_of = self.blocks.requested_from(&hash);
+        let takeover = self.compact.may_take_over(peer, asked_of);
         let fresh = !self.tree.has_body(&hash)
-            && !self.compact.is_pending(&hash)
-            && (asked_of == Some(peer) || !self.blocks.is_busy(&hash));
+            && (takeover
+                || (!self.compact.is_pending(&hash)
+                    && (asked_of == Some(peer) || !self.blocks.is_busy(&hash))));
         // The parent may still be on its way to the chain (rebuilt, downloaded): the chain
         // holds the child until it is stored.
         let prev = compact.header.prev_hash;
