@@ -3,7 +3,8 @@
 //! every node has its 8 outbound full-relay peers, the wall time taken and the delivered
 //! messages per wall second; then runs the 1,000-node network to 30 simulated minutes.
 //! Targets (issue 10): the 30 minutes in under 30 s of wall time on one core, and at least
-//! 500,000 delivered messages per wall second.
+//! 500,000 delivered messages per wall second. The 30 minutes are then run four times more
+//! (the same work): the wall times, the fastest and the median, for the machine's noise.
 //!
 //! Then transaction propagation at internet scale: 1,000 nodes, 8 outbound each, region
 //! latencies, each node's upload bandwidth drawn from 10 to 100 Mbit/s; once every node has
@@ -335,8 +336,43 @@ fn main() {
             );
         }
     }
+    repeated_thirty_minutes();
     if std::env::args().skip(1).any(|a| a == "formation") {
         return;
     }
     tx_propagation();
+}
+
+/// Runs of the 1,000-node network through 30 simulated minutes, the first above included.
+const RUNS_OF_THIRTY_MINUTES: usize = 5;
+
+/// The 1,000-node network through 30 simulated minutes again, `RUNS_OF_THIRTY_MINUTES` times
+/// in all (the same seed: the same work, checked by the trace hash): a shared machine's
+/// noise is the spread between the runs, and the fastest is the one it disturbed least.
+fn repeated_thirty_minutes() {
+    let mut walls = Vec::new();
+    let mut seen = None;
+    let mut delivered = 0;
+    for _ in 0..RUNS_OF_THIRTY_MINUTES {
+        let started = Instant::now();
+        let mut sim = build(1_000);
+        sim.run_until(noded::time::LocalTime::from_millis(RUN.as_millis()));
+        walls.push(started.elapsed().as_secs_f64());
+        let hash = sim.trace_hash();
+        assert!(
+            seen.is_none_or(|h| h == hash),
+            "the runs did different work"
+        );
+        seen = Some(hash);
+        delivered = sim.stats().delivered;
+        drop(sim);
+    }
+    walls.sort_by(f64::total_cmp);
+    let (fastest, median) = (walls[0], walls[walls.len() / 2]);
+    println!(
+        "1000 nodes: 30 simulated minutes, {RUNS_OF_THIRTY_MINUTES} runs of the same work: wall {}; fastest {fastest:.2} s ({:.0} msg/s), median {median:.2} s ({:.0} msg/s)",
+        walls.iter().map(|w| format!("{w:.2}")).collect::<Vec<_>>().join(" "),
+        delivered as f64 / fastest,
+        delivered as f64 / median,
+    );
 }
