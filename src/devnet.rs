@@ -93,6 +93,10 @@ pub enum DevnetError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("node {index}'s datadir {datadir} is in use by a running noded (another devnet on this --datadir-root?); stop it or choose another --datadir-root")]
+    InUse { index: usize, datadir: PathBuf },
+    #[error("{0}")]
+    Datadir(crate::datadir::DataDirError),
     #[error("cannot find the noded executable to start nodes with: {0}")]
     Executable(std::io::Error),
     #[error("cannot start node {index}: {source}")]
@@ -215,6 +219,18 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
         std::env::temp_dir().join(format!("noded-devnet-{}", std::process::id()))
     });
     let exe = std::env::current_exe().map_err(DevnetError::Executable)?;
+    // Before any node's files are touched: a devnet already running on this root keeps its
+    // cookies and logs (starting a node clears the one and truncates the other).
+    for index in 1..=options.nodes {
+        let datadir = node_datadir(&root, index);
+        match crate::datadir::DataDir::open(&datadir) {
+            Ok(_) => {} // free; its lock is released at once, for the node to take
+            Err(crate::datadir::DataDirError::Locked(_)) => {
+                return Err(DevnetError::InUse { index, datadir });
+            }
+            Err(other) => return Err(DevnetError::Datadir(other)),
+        }
+    }
     let mut nodes = Nodes(Vec::with_capacity(options.nodes));
     for index in 1..=options.nodes {
         nodes.0.push(spawn_node(&exe, &root, index, options.nodes)?);
@@ -251,8 +267,13 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
     Ok(())
 }
 
+/// Node `index`'s datadir under the devnet's root.
+fn node_datadir(root: &Path, index: usize) -> PathBuf {
+    root.join(format!("node{index}"))
+}
+
 fn spawn_node(exe: &Path, root: &Path, index: usize, nodes: usize) -> Result<DevNode, DevnetError> {
-    let datadir = root.join(format!("node{index}"));
+    let datadir = node_datadir(root, index);
     std::fs::create_dir_all(&datadir).map_err(|source| DevnetError::Create {
         path: datadir.clone(),
         source,

@@ -204,3 +204,37 @@ fn devnet_refuses_a_bad_node_count_in_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_devnet_on_a_root_in_use_leaves_the_running_one_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let _running = start_devnet(root.path(), "2");
+    let node1 = root.path().join("node1");
+    wait_until(DEADLINE, "node1 to answer over RPC", || {
+        noded::rpc::client::call_datadir(&node1, "getblockcount", serde_json::json!([])).is_ok()
+    });
+    let log_before = std::fs::read_to_string(node1.join("noded.log")).unwrap();
+    assert!(!log_before.is_empty());
+
+    let out = Command::new(BIN)
+        .args(["devnet", "--nodes", "2", "--datadir-root"])
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a second devnet");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("node 1's datadir") && stderr.contains("is in use"),
+        "{stderr}"
+    );
+    // The running node keeps its cookie (RPC still works) and its log.
+    noded::rpc::client::call_datadir(&node1, "getblockcount", serde_json::json!([]))
+        .expect("the running node still answers");
+    let log_after = std::fs::read_to_string(node1.join("noded.log")).unwrap();
+    assert!(
+        log_after.starts_with(&log_before),
+        "the running node's log was rewritten: {log_after}"
+    );
+}
