@@ -171,6 +171,25 @@ fn chain_methods_answer_in_bitcoind_shapes() {
     rpc(&node, "reconsiderblock", json!([h2]));
     assert_eq!(rpc(&node, "getbestblockhash", json!([])), tip);
     assert_eq!(rpc(&node, "verifychain", json!([4]))["ok"], true);
+
+    // The tip itself invalidated: its parent is the active tip, listed first although it has
+    // a child (the invalid block), as bitcoind lists it.
+    rpc(&node, "invalidateblock", json!([tip]));
+    let active = rpc(&node, "getbestblockhash", json!([]));
+    assert_ne!(active, tip);
+    let tips = rpc(&node, "getchaintips", json!([]));
+    assert_eq!(tips[0]["status"], "active", "{tips}");
+    assert_eq!(tips[0]["hash"], active, "{tips}");
+    assert_eq!(tips[0]["branchlen"], 0, "{tips}");
+    assert!(
+        tips.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["hash"] == tip && t["status"] == "invalid"),
+        "{tips}"
+    );
+    rpc(&node, "reconsiderblock", json!([tip]));
+    assert_eq!(rpc(&node, "getbestblockhash", json!([])), tip);
     assert_eq!(
         rpc_error(&node, "invalidateblock", json!(["22".repeat(32)])).0,
         -5

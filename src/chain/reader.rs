@@ -148,7 +148,10 @@ impl ChainReader {
             .collect();
         let tip = self.store.tip()?;
         let mut tips = vec![];
-        for (hash, record) in records.iter().filter(|(h, _)| !parents.contains(*h)) {
+        // Leaves of the block tree, and the active tip whatever follows it (after an
+        // invalidateblock its child is an invalid block), as bitcoind reports them.
+        let listed = |h: &Hash256| *h == tip || !parents.contains(h);
+        for (hash, record) in records.iter().filter(|(h, _)| listed(h)) {
             let mut branchlen = 0;
             let mut cursor = *hash;
             while let Some(r) = records.get(&cursor) {
