@@ -974,9 +974,22 @@ impl PeerMgr {
                 .map(|p| netgroup(&p.addr, local))
                 .chain(pending.iter().map(|a| netgroup(a, local)))
                 .collect();
+            // Added peers given as an IP address: theirs is the manual dial's to make (one the
+            // outbound slots made first would win the duplicate race and leave the added
+            // peer typed outbound-full-relay, outside what an added peer is promised).
+            let added: HashSet<SocketAddr> = self
+                .manual
+                .iter()
+                .filter_map(|m| {
+                    let host = m.spec.host.trim_start_matches('[').trim_end_matches(']');
+                    let ip: std::net::IpAddr = host.parse().ok()?;
+                    Some(SocketAddr::new(ip, m.spec.port))
+                })
+                .collect();
             let duplicates = &self.duplicate_dials;
             let excluded = |a: &SocketAddr| {
                 connected.contains(a)
+                    || added.contains(a)
                     || duplicates.get(a).is_some_and(|until| *until > now.local)
                     || pending.contains(a)
                     || groups.contains(&netgroup(a, local))
@@ -1330,6 +1343,28 @@ mod tests {
         );
         f.tick(1_200 + DUPLICATE_DIAL_BACKOFF.as_millis(), &mut book);
         assert_eq!(dials(&f.drain().0).len(), 1);
+    }
+
+    #[test]
+    fn an_added_peers_address_is_left_to_its_manual_dial() {
+        let mut f = Fixture::new();
+        let mut book = AddrMan::new([3; 32]);
+        let added: SocketAddr = "7.7.7.7:8333".parse().unwrap();
+        book.add(added, 1, "1.1.1.1:1".parse().unwrap(), T0 / 1000, T0 / 1000);
+        let spec = PeerSpec::parse("7.7.7.7:8333").unwrap();
+        f.mgr.add_manual(spec, None, at(0), &mut f.out).unwrap();
+        let (out, _) = f.drain();
+        let manual = dials(&out);
+        assert_eq!(manual.len(), 1, "the added peer is dialled at once");
+        // Its dial fails: while it waits out its backoff, the outbound slots, free as they
+        // are, do not take the address (a connection made that way would be typed
+        // outbound-full-relay, outside what an added peer is promised).
+        f.mgr.dial_failed(manual[0].0, at(100).local, &mut f.out);
+        f.drain();
+        for ms in (200..900).step_by(100) {
+            f.tick(ms, &mut book);
+        }
+        assert!(dials(&f.drain().0).is_empty());
     }
 
     #[test]
