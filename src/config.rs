@@ -262,15 +262,30 @@ impl FileConfig {
             path: path.to_path_buf(),
             // toml's message spans several lines with a source excerpt; keep it to one.
             message: e.message().to_string()
-                + &e.span()
-                    .map(|s| format!(" (at line {})", line_of(&text, s.start)))
-                    .unwrap_or_default(),
+                + &e.span().map(|s| at(&text, s.start)).unwrap_or_default(),
         })
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+/// Where in the file a parse error is: its line, and the key set there when the line is a
+/// `key = value` (a bad value's message names the type it wanted, not the key).
+fn at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line = text[..offset].matches('\n').count() + 1;
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_text = text[start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    match key {
+        Some(key) => format!(" (key '{key}', at line {line})"),
+        None => format!(" (at line {line})"),
+    }
 }
 
 /// One `--whitelist` entry: `[noban@]<addr>[/prefix]` (noban is the one permission, and the

@@ -93,3 +93,25 @@ fn the_example_config_names_the_mining_and_mempool_keys() {
     }
     FileConfig::load(Path::new(path)).unwrap();
 }
+
+#[test]
+fn the_example_config_names_every_key_the_file_takes() {
+    // The parser's own list of keys: what it says of a key it does not know.
+    let err = toml::from_str::<FileConfig>("no_such_key = 1").unwrap_err();
+    let message = err.message();
+    let (_, expected) = message
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("{message}"));
+    let keys: Vec<&str> = expected
+        .split(", ")
+        .map(|k| k.trim().trim_matches('`').trim_matches('\''))
+        .collect();
+    assert!(keys.len() > 20, "{keys:?}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/noded.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let missing: Vec<&&str> = keys
+        .iter()
+        .filter(|k| !text.contains(&format!("# {k} = ")))
+        .collect();
+    assert!(missing.is_empty(), "config/noded.toml lacks {missing:?}");
+}

@@ -250,6 +250,15 @@ fn bad_values_are_errors_naming_what_to_fix() {
     assert_one_line_error(&out, "rpcprot");
     assert!(stderr_of(&out).contains("line 2"), "{}", stderr_of(&out));
 
+    // A bad value: the message names the key, not only the type it wanted.
+    std::fs::write(
+        dir.path().join("noded.toml"),
+        "bantime = 5\nport = \"abc\"\n",
+    )
+    .unwrap();
+    let out = run_to_exit(&["--datadir", d]);
+    assert_one_line_error(&out, "key 'port', at line 2");
+
     let out = run_to_exit(&["--config", "/nonexistent/noded.toml", "--datadir", d]);
     assert_one_line_error(&out, "/nonexistent/noded.toml");
 }
