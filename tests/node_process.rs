@@ -349,3 +349,28 @@ fn nolisten_runs_without_a_p2p_socket() {
     let node = TestNode::start(&["--nolisten"]);
     assert!(node.getinfo()["p2p_addr"].is_null());
 }
+
+#[test]
+fn the_log_accounts_for_every_block_up_to_the_stop() {
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("noded.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start_in(data.path(), &[], |cmd| {
+        cmd.stderr(log_file);
+    });
+    // More blocks than the per-second share of `new tip` lines: the rest of the second is
+    // held for one summary line, and the stop comes before that second is over.
+    rpc(&node, "generate", json!([40]));
+    assert!(node.stop().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let last_tip = log
+        .lines()
+        .rfind(|l| l.contains("new tip"))
+        .unwrap_or_else(|| panic!("no new tip line: {log}"));
+    assert!(last_tip.contains("height=40"), "{last_tip}");
+    let ready = log.lines().find(|l| l.contains("noded ready")).unwrap();
+    assert!(ready.contains("height=0"), "{ready}");
+    let stopped = log.lines().find(|l| l.contains("noded stopped")).unwrap();
+    assert!(stopped.contains("height=40"), "{stopped}");
+}

@@ -365,6 +365,14 @@ impl Chain {
         }
     }
 
+    /// Writes the summary of held `new tip` lines now, window ended or not (at shutdown:
+    /// the log then accounts for every block that became the tip).
+    pub fn log_held_tip_lines(&mut self) {
+        if let Some(summary) = self.tip_log.flush() {
+            tiplog::log_summary(&summary);
+        }
+    }
+
     fn active_tip(&self) -> (u64, Hash256) {
         (self.index.tip_height(), self.index.tip())
     }

@@ -90,6 +90,11 @@ impl TipLog {
         self.held.is_some()
     }
 
+    /// The held summary, whether or not its window has ended (at shutdown).
+    pub fn flush(&mut self) -> Option<Summary> {
+        self.held.take()
+    }
+
     /// The held summary once its window has ended with no block after it.
     pub fn due(&mut self, now: Instant) -> Option<Summary> {
         let start = self.window_start?;

@@ -164,6 +164,8 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                         let _ = reply.send(chain.flush());
                     }
                     Command::Shutdown { reply } => {
+                        // Before the reply: the node's last lines follow these.
+                        chain.log_held_tip_lines();
                         let _ = reply.send(chain.flush());
                         break;
                     }
@@ -171,6 +173,7 @@ pub fn spawn(chain: Chain) -> (ChainHandle, WriterThread) {
                 chain.log_due_tip_lines();
             }
             // Senders all gone or shutdown asked: write the pending state and sync.
+            chain.log_held_tip_lines();
             if let Err(e) = chain.flush() {
                 tracing::error!(error = %e, "chain flush at shutdown failed");
             }

@@ -235,6 +235,7 @@ pub async fn run_with_log(
         p2p = %p2p_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         datadir = %datadir.path().display(),
         startup_ms = started.elapsed().as_millis() as u64,
+        height = chain_handle.tip().height,
         "noded ready"
     );
 
@@ -271,7 +272,8 @@ pub async fn run_with_log(
     }
     let _ = tokio::task::spawn_blocking(move || chain_thread.join()).await;
     datadir.remove_rpc_files();
-    tracing::info!("noded stopped");
+    let tip = chain_handle.tip();
+    tracing::info!(height = tip.height, tip = %tip.hash, "noded stopped");
     Ok(())
 }
 
