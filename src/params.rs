@@ -29,6 +29,13 @@ impl Network {
         }
     }
 
+    /// The network whose frames start with `magic`.
+    pub fn from_magic(magic: &[u8; 4]) -> Option<Network> {
+        [Network::Main, Network::Test, Network::Regtest]
+            .into_iter()
+            .find(|n| n.params().magic.0 == *magic)
+    }
+
     pub fn params(self) -> &'static NetworkParams {
         match self {
             Network::Main => &MAIN,
@@ -189,6 +196,33 @@ impl NetworkParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_magic_names_both_networks() {
+        for network in [Network::Main, Network::Test, Network::Regtest] {
+            assert_eq!(
+                Network::from_magic(&network.params().magic.0),
+                Some(network)
+            );
+        }
+        let err = crate::wire::WireError::WrongMagic {
+            expected: REGTEST.magic.0,
+            got: TEST.magic.0,
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("wrong network: the peer is on test (magic ")
+                && text.contains(", this node on regtest (magic "),
+            "{text}"
+        );
+        let unknown = crate::wire::WireError::WrongMagic {
+            expected: MAIN.magic.0,
+            got: *b"GET ",
+        };
+        assert!(unknown
+            .to_string()
+            .contains("the peer is on no known network"));
+    }
     use crate::types::pow::hash_meets_target;
 
     const ALL: [Network; 3] = [Network::Main, Network::Test, Network::Regtest];

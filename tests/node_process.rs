@@ -374,3 +374,22 @@ fn the_log_accounts_for_every_block_up_to_the_stop() {
     let stopped = log.lines().find(|l| l.contains("noded stopped")).unwrap();
     assert!(stopped.contains("height=40"), "{stopped}");
 }
+
+#[test]
+fn a_damaged_chain_store_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    std::fs::create_dir_all(dir.path().join("chain")).unwrap();
+    let store = dir.path().join("chain").join("regtest.redb");
+    std::fs::write(&store, vec![0x5a; 4096]).unwrap();
+    let out = run_to_exit(&["--network", "regtest", "--datadir", d]);
+    assert_one_line_error(
+        &out,
+        &format!("cannot open the chain store {}", store.display()),
+    );
+    assert!(
+        stderr_of(&out).contains("move it away"),
+        "{}",
+        stderr_of(&out)
+    );
+}

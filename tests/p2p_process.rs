@@ -98,17 +98,37 @@ fn a_pinned_node_id_that_does_not_match_is_refused() {
     let a = TestNode::start(&[]);
     let addr = a.p2p_addr();
     let wrong = "ab".repeat(32);
-    let c = TestNode::start(&["--addnode", &format!("{wrong}@{addr}")]);
+    let data = tempfile::tempdir().unwrap();
+    let log_path = data.path().join("noded.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let c = TestNode::start_in(
+        data.path(),
+        &["--addnode", &format!("{wrong}@{addr}")],
+        |cmd| {
+            cmd.stderr(log_file);
+        },
+    );
     wait_until(DEADLINE, "a refused connection attempt", || {
         let entry = &c.rpc("getaddednodeinfo", json!([])).unwrap()[0];
         entry["last_attempt"].as_u64().unwrap() > 0 && entry["connected"] == false
+    });
+    // The operator is told, at the default level, which id the peer has.
+    let right = a.getinfo()["nodeid"].as_str().unwrap().to_string();
+    wait_until(DEADLINE, "a WARN line naming both ids", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|log| {
+            log.lines().any(|l| {
+                l.contains("WARN")
+                    && l.contains("dial failed: wrong node id")
+                    && l.contains(&right)
+                    && l.contains(&wrong)
+            })
+        })
     });
     assert!(
         a.peers().is_empty(),
         "A accepted nothing from the mis-pinned dial"
     );
     // The right id connects (positive control), the wrong one never does.
-    let right = a.getinfo()["nodeid"].as_str().unwrap().to_string();
     c.rpc("addnode", json!([format!("{right}@{addr}"), "add"]))
         .unwrap();
     wait_until(DEADLINE, "the correctly pinned connection", || {

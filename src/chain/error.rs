@@ -113,6 +113,11 @@ pub enum ChainError {
     CannotInvalidateGenesis,
     #[error("chain store: {0}")]
     Store(#[from] redb::Error),
+    #[error(
+        "cannot open the chain store {path}: {source}; if it is damaged, move it away (or \
+         restore it from a backup) and start again to resync from peers"
+    )]
+    Open { path: String, source: redb::Error },
     #[error("cannot convert the chain store of an earlier noded: {0}")]
     Migration(String),
     #[error("cannot create the chain store's directory {path}: {source}")]

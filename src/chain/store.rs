@@ -203,7 +203,10 @@ fn map_open_error(e: redb::DatabaseError, file: &Path) -> ChainError {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
             ChainError::corrupt(format!("{}: {what}", file.display()))
         }
-        other => ChainError::Store(other.into()),
+        other => ChainError::Open {
+            path: file.display().to_string(),
+            source: other.into(),
+        },
     }
 }
 

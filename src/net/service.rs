@@ -738,7 +738,13 @@ impl NetService {
                 target,
                 error,
             } => {
-                tracing::debug!(%target, %error, "dial failed");
+                // A pinned identity refused is the operator's to resolve (an added node that
+                // will never connect as it stands); other failures are routine and retried.
+                if matches!(error, super::PeerError::IdentityMismatch { .. }) {
+                    tracing::warn!(%target, %error, "dial failed: wrong node id");
+                } else {
+                    tracing::debug!(%target, %error, "dial failed");
+                }
                 Input::DialFailed { dial }
             }
         };

@@ -4,7 +4,11 @@ use super::message::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    #[error("wrong network magic {got:02x?} (expected {expected:02x?})")]
+    #[error(
+        "wrong network: the peer is on {}, this node on {}",
+        on(got),
+        on(expected)
+    )]
     WrongMagic { expected: [u8; 4], got: [u8; 4] },
     #[error("command field is not NUL-padded ASCII: {0:02x?}")]
     MalformedCommand([u8; 12]),
@@ -32,4 +36,12 @@ pub enum WireError {
     MalformedPayload { command: Command, reason: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The network a magic stands for, as an operator names it (`--network`).
+fn on(magic: &[u8; 4]) -> String {
+    match crate::params::Network::from_magic(magic) {
+        Some(network) => format!("{network} (magic {magic:02x?})"),
+        None => format!("no known network (magic {magic:02x?})"),
+    }
 }
