@@ -405,9 +405,10 @@ fn print_table(
     elapsed: Duration,
 ) {
     println!(
-        "devnet: {} regtest nodes up and connected ({:?}, {} links) in {:.2} s",
+        "devnet: {} regtest nodes up and connected ({}, {} links) in {:.2} s",
         nodes.len(),
-        topology,
+        clap::ValueEnum::to_possible_value(&topology)
+            .map_or_else(String::new, |v| v.get_name().to_string()),
         links.len(),
         elapsed.as_secs_f64()
     );

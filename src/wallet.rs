@@ -35,8 +35,10 @@ pub enum WalletError {
     #[error("the wallet holds {MAX_WALLET_KEYS} keys, its maximum")]
     Full,
     #[error(
-        "insufficient-funds: no wallet address can pay {needed} (amount plus fee); \
-         the most any one can spend now is {best}"
+        "insufficient-funds: no wallet address can pay {} (amount plus fee); \
+         the most any one can spend now is {}",
+        needed.in_units(),
+        best.in_units()
     )]
     InsufficientFunds { needed: Amount, best: Amount },
     #[error("bad-amount: amount and fee must be within the money range")]

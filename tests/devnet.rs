@@ -85,8 +85,9 @@ fn devnet_brings_up_five_connected_nodes_and_stops_them_all_on_sigint() {
         printed.push(line);
     }
     let summary = &printed[0];
+    assert!(summary.contains("(line, 4 links)"), "{summary}");
     println!("{}", printed.join("\n"));
-    // "devnet: 5 regtest nodes up and connected (Line, 4 links) in 0.22 s"
+    // "devnet: 5 regtest nodes up and connected (line, 4 links) in 0.22 s"
     let seconds: f64 = summary
         .rsplit(" in ")
         .next()

@@ -169,6 +169,12 @@ fn sendtoaddress_moves_coin_once_a_block_confirms_it() {
     let (code, message) = refusal(&node, "sendtoaddress", json!([payee, 1_000 * COIN]));
     assert_eq!(code, -6, "{message}");
     assert!(message.starts_with("insufficient-funds"), "{message}");
+    // Amounts in base units, as every RPC amount; the coins only in brackets.
+    let needed = 1_000 * COIN + 10_000; // the default fee
+    assert!(
+        message.contains(&format!("can pay {needed} units (1000.00010000 coin)")),
+        "{message}"
+    );
 }
 
 #[test]

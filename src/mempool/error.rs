@@ -14,17 +14,21 @@ pub enum MempoolError {
         "bad-amount: amount and fee must each be within the money range, and so must their sum"
     )]
     BadAmount,
-    #[error("fee-too-low: fee {fee} is below the minimum relay fee {min} for this size")]
+    #[error("fee-too-low: fee {} is below the minimum relay fee {} for this size", fee.in_units(), min.in_units())]
     FeeTooLow { fee: Amount, min: Amount },
     #[error("nonce-too-low: nonce {nonce} is below the account's next nonce {expected}")]
     NonceTooLow { nonce: u64, expected: u64 },
     #[error(
-        "insufficient-funds: the account's pending transactions and this one need {needed}, \
-         its balance is {available}"
+        "insufficient-funds: the account's pending transactions and this one need {}, \
+         its balance is {}",
+        needed.in_units(),
+        available.in_units()
     )]
     InsufficientFunds { needed: Amount, available: Amount },
     #[error(
-        "replacement-fee-too-low: replacing {replaces} needs a fee of at least {min}, this one pays {fee}"
+        "replacement-fee-too-low: replacing {replaces} needs a fee of at least {}, this one pays {}",
+        min.in_units(),
+        fee.in_units()
     )]
     ReplacementFeeTooLow {
         replaces: Hash256,

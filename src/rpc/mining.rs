@@ -20,12 +20,15 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+// The help below states the limit in words.
+const _: () = assert!(MAX_GENERATE == 10_000);
+
 /// Every mining method's help.
 pub const MINING_METHODS: &[MethodHelp] = &[
     MethodHelp {
         name: "generate",
         args: &[
-            req("nblocks", "integer", "How many blocks to mine."),
+            req("nblocks", "integer", "How many blocks to mine, at most 10000 a call."),
             opt("maxtries", "integer", "100000000", "Nonces to try per block before giving up."),
         ],
         about: "Mines blocks to the wallet's address now; returns their hashes.",
@@ -35,7 +38,7 @@ pub const MINING_METHODS: &[MethodHelp] = &[
     MethodHelp {
         name: "generatetoaddress",
         args: &[
-            req("nblocks", "integer", "How many blocks to mine."),
+            req("nblocks", "integer", "How many blocks to mine, at most 10000 a call."),
             req("address", "string (40 hex)", "Who the coinbases pay."),
             opt("maxtries", "integer", "100000000", "Nonces to try per block before giving up."),
         ],

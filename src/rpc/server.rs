@@ -221,7 +221,7 @@ pub const METHODS: &[MethodHelp] = &[
     MethodHelp {
         name: "setban",
         args: &[
-            req("subnet", "string", "An IP address (a /32 or /128 suffix is accepted) or a 64-hex node id."),
+            req("subnet", "string", "An IP address (a /32 or /128 suffix is accepted; a wider subnet is not) or a 64-hex node id; named subnet, as in bitcoind."),
             req("command", "string", "add or remove."),
             opt("bantime", "integer", "86400", "Seconds the ban lasts (add only)."),
         ],

@@ -48,6 +48,23 @@ impl Amount {
     }
 }
 
+impl Amount {
+    /// How an error message shows an amount: base units, as every RPC amount is, with the
+    /// coins in brackets for a reader (`150000000 units (1.50000000 coin)`).
+    pub fn in_units(self) -> InUnits {
+        InUnits(self)
+    }
+}
+
+/// `Amount::in_units`.
+pub struct InUnits(Amount);
+
+impl fmt::Display for InUnits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} units ({} coin)", self.0 .0, self.0)
+    }
+}
+
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:08}", self.0 / COIN, self.0 % COIN)
@@ -57,6 +74,14 @@ impl fmt::Display for Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_messages_show_base_units_first() {
+        assert_eq!(
+            Amount(150_000_000).in_units().to_string(),
+            "150000000 units (1.50000000 coin)"
+        );
+    }
 
     #[test]
     fn arithmetic_is_checked() {
