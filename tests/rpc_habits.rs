@@ -611,3 +611,34 @@ fn a_busy_port_names_the_os_error_once() {
         assert_eq!(err.matches("os error 98").count(), 1, "{err}");
     }
 }
+
+#[test]
+fn an_argument_of_the_wrong_type_is_named() {
+    let node = TestNode::start(&[]);
+    let reply = rpc_reply(&node, "generate", json!(["abc"]));
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert_eq!(
+        reply["error"]["data"], "nblocks: invalid type: string \"abc\", expected u64",
+        "{reply}"
+    );
+    // Of several arguments the bad one cannot be told (each is parsed on its own, and the
+    // position is within it): the usage says which is which.
+    let reply = rpc_reply(&node, "getblockheader", json!(["ab".repeat(32), "yes"]));
+    assert_eq!(
+        reply["error"]["data"],
+        "invalid type: string \"yes\", expected a bool or an integer 0 to 255 \
+         (usage: getblockheader blockhash [verbose=true])",
+        "{reply}"
+    );
+    // Named params: the position is dropped too.
+    let reply = rpc_reply(&node, "generate", json!({"nblocks": "x"}));
+    let data = reply["error"]["data"].as_str().unwrap_or_default();
+    assert!(
+        data.starts_with("invalid type") && !data.contains(" at line "),
+        "{reply}"
+    );
+    // noded rpc passes the message on.
+    let out = noded_rpc(&node, &["generate", "abc"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nblocks: invalid type"), "{stderr}");
+}

@@ -174,6 +174,47 @@ pub fn arity_error(
     refuse_extra(help, params)
 }
 
+/// An argument of the wrong type: serde's message ends with where it stopped in the text of
+/// that one argument (`invalid type: string "abc", expected u64 at line 1 column 5`), which
+/// means nothing to a caller and does not say which argument it was (jsonrpsee parses each
+/// on its own). The answer drops the position and names the argument when only one was
+/// given (`nblocks: invalid type: …`); otherwise it adds the method's usage. `None`: the
+/// response stands.
+fn name_bad_argument(
+    help: &MethodHelp,
+    params: Option<&RawValue>,
+    response: &jsonrpsee::MethodResponse,
+) -> Option<ErrorObject<'static>> {
+    if response.as_error_code() != Some(ErrorCode::InvalidParams.code()) {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        error: ErrorBody,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: String,
+        data: Option<String>,
+    }
+    let reply: Reply = serde_json::from_str(response.as_json().get()).ok()?;
+    let data = reply.error.data?;
+    let (what, position) = data.rsplit_once(" at line ")?;
+    let (line, column) = position.split_once(" column ")?;
+    if line.parse::<u64>().is_err() || column.parse::<u64>().is_err() {
+        return None;
+    }
+    let named = match (positional_count(params, 2), help.args.first()) {
+        (Some(Given::Exactly(1)), Some(arg)) => format!("{}: {what}", arg.name),
+        _ => format!("{what} (usage: {})", help.usage()),
+    };
+    Some(ErrorObject::owned(
+        ErrorCode::InvalidParams.code(),
+        reply.error.message,
+        Some(named),
+    ))
+}
+
 fn refuse_extra(help: &MethodHelp, params: Option<&RawValue>) -> Option<ErrorObject<'static>> {
     let max = help.max_args();
     let given = positional_count(params, max + MAX_EXCESS_ARGS_COUNTED)?;
@@ -237,11 +278,21 @@ where
         let refused = help.and_then(|h| refuse_extra(h, request.params.as_deref()));
         let guard = help.map(|h| self.active.start(h.name));
         let inner = self.inner.clone();
+        // Kept to say which argument a type error is about (a borrow of the request body,
+        // copied only when the server owns its own copy of the params).
+        let params = request.params.clone();
+        let id = request.id().into_owned();
         async move {
             let _guard = guard;
             match refused {
                 Some(err) => jsonrpsee::MethodResponse::error(request.id(), err),
-                None => inner.call(request).await,
+                None => {
+                    let response = inner.call(request).await;
+                    match help.and_then(|h| name_bad_argument(h, params.as_deref(), &response)) {
+                        Some(err) => jsonrpsee::MethodResponse::error(id, err),
+                        None => response,
+                    }
+                }
             }
         }
     }
