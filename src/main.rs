@@ -167,8 +167,10 @@ fn main() -> ExitCode {
         // The reader went away (`noded rpc ... | head`): nothing more to say to anyone.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_report(&e));
-            if let Some(usage) = usage_hint(&e) {
+            let report = error_report(&e);
+            eprintln!("error: {report}");
+            // The server may have given the usage already (a parameter of the wrong type).
+            if let Some(usage) = usage_hint(&e).filter(|_| !report.contains("(usage: ")) {
                 eprintln!("usage: noded rpc {usage}");
             }
             ExitCode::FAILURE

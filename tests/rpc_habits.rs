@@ -637,8 +637,31 @@ fn an_argument_of_the_wrong_type_is_named() {
         data.starts_with("invalid type") && !data.contains(" at line "),
         "{reply}"
     );
-    // noded rpc passes the message on.
+    // Inside a batch too, 2.0 and bitcoind's 1.0.
+    let answers = rpc_batch(
+        &node,
+        &[("getblockcount", json!([])), ("generate", json!(["abc"]))],
+    );
+    assert_eq!(
+        answers[1]["error"]["data"], "nblocks: invalid type: string \"abc\", expected u64",
+        "{answers:?}"
+    );
+    let (status, body) = post(
+        node.rpc_addr,
+        &node.cookie,
+        r#"[{"id":7,"method":"getblockhash","params":["one"]}]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        reply[0]["error"]["data"], "height: invalid type: string \"one\", expected u64",
+        "{reply}"
+    );
+    // noded rpc passes the message on, and its usage line once.
     let out = noded_rpc(&node, &["generate", "abc"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nblocks: invalid type"), "{stderr}");
+    let out = noded_rpc(&node, &["getblockheader", &"ab".repeat(32), "yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("usage:").count(), 1, "{stderr}");
 }

@@ -1,6 +1,7 @@
 //! The RPC middleware every call passes: refuses more positional arguments than the method's
-//! help entry lists (jsonrpsee would silently ignore them), and records the calls in progress
-//! for `getrpcinfo`.
+//! help entry lists (jsonrpsee would silently ignore them), records the calls in progress
+//! for `getrpcinfo`, and (in `ParamErrors`, the layer next to the methods) says which
+//! argument had the wrong type instead of where serde stopped reading it.
 //!
 //! One place for both, so no method checks its own argument count and none can be missed.
 //! Holds one shard's lock only to insert or remove one record, never across an await.
@@ -278,21 +279,11 @@ where
         let refused = help.and_then(|h| refuse_extra(h, request.params.as_deref()));
         let guard = help.map(|h| self.active.start(h.name));
         let inner = self.inner.clone();
-        // Kept to say which argument a type error is about (a borrow of the request body,
-        // copied only when the server owns its own copy of the params).
-        let params = request.params.clone();
-        let id = request.id().into_owned();
         async move {
             let _guard = guard;
             match refused {
                 Some(err) => jsonrpsee::MethodResponse::error(request.id(), err),
-                None => {
-                    let response = inner.call(request).await;
-                    match help.and_then(|h| name_bad_argument(h, params.as_deref(), &response)) {
-                        Some(err) => jsonrpsee::MethodResponse::error(id, err),
-                        None => response,
-                    }
-                }
+                None => inner.call(request).await,
             }
         }
     }
@@ -322,6 +313,105 @@ where
         async move {
             let _guards = guards;
             inner.batch(Batch::from(entries)).await
+        }
+    }
+
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.inner.notification(n)
+    }
+}
+
+/// The layer next to the methods: rewrites jsonrpsee's parameter type errors
+/// (`name_bad_argument`) for single calls and for every call of a batch alike (layers above
+/// may take a batch apart and send some of its calls one by one, but every call reaches the
+/// methods through here).
+#[derive(Clone)]
+pub struct ParamErrors<S> {
+    inner: S,
+    lookup: fn(&str) -> Option<&'static MethodHelp>,
+    max_response: usize,
+}
+
+impl<S> ParamErrors<S> {
+    pub fn new(
+        inner: S,
+        lookup: fn(&str) -> Option<&'static MethodHelp>,
+        max_response: usize,
+    ) -> Self {
+        ParamErrors {
+            inner,
+            lookup,
+            max_response,
+        }
+    }
+}
+
+impl<S> RpcServiceT for ParamErrors<S>
+where
+    S: RpcServiceT<
+            MethodResponse = jsonrpsee::MethodResponse,
+            BatchResponse = jsonrpsee::MethodResponse,
+            NotificationResponse = jsonrpsee::MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = S::MethodResponse;
+    type NotificationResponse = S::NotificationResponse;
+    type BatchResponse = S::BatchResponse;
+
+    fn call<'a>(
+        &self,
+        request: Request<'a>,
+    ) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        let help = (self.lookup)(request.method_name());
+        // A borrow of the request body, copied only when the server owns the params.
+        let params = request.params.clone();
+        let id = request.id().into_owned();
+        let inner = self.inner.clone();
+        async move {
+            let response = inner.call(request).await;
+            match help.and_then(|h| name_bad_argument(h, params.as_deref(), &response)) {
+                Some(err) => jsonrpsee::MethodResponse::error(id, err),
+                None => response,
+            }
+        }
+    }
+
+    /// As the server's own batch handling does (each call in turn, the answers gathered
+    /// within the response limit), with each call going through `call` above.
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        let service = self.clone();
+        async move {
+            let mut answers =
+                jsonrpsee::core::server::BatchResponseBuilder::new_with_limit(service.max_response);
+            let mut got_notification = false;
+            for entry in batch.into_iter() {
+                let answer = match entry {
+                    Ok(BatchEntry::Call(request)) => service.call(request).await,
+                    Ok(BatchEntry::Notification(n)) => {
+                        got_notification = true;
+                        service.notification(n).await;
+                        continue;
+                    }
+                    Err(err) => {
+                        let (err, id) = err.into_parts();
+                        jsonrpsee::MethodResponse::error(id, err)
+                    }
+                };
+                if let Err(too_big) = answers.append(answer) {
+                    return too_big;
+                }
+            }
+            if answers.is_empty() && got_notification {
+                jsonrpsee::MethodResponse::notification()
+            } else {
+                jsonrpsee::MethodResponse::from_batch(answers.finish())
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::auth::AuthLayer;
 use super::error::RpcError;
-use super::gate::{ActiveCalls, Gate};
+use super::gate::{ActiveCalls, Gate, ParamErrors};
 use super::help::{opt, req, MethodHelp};
 use super::legacy::LegacyLayer;
 use super::metrics_layer::RpcTiming;
@@ -649,7 +649,8 @@ pub async fn start(
                             max_response: MAX_RESPONSE_BODY as usize,
                         },
                     )
-                }),
+                })
+                .layer_fn(move |s| ParamErrors::new(s, method_help, MAX_RESPONSE_BODY as usize)),
         )
         .to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();
