@@ -15,7 +15,7 @@ use super::io::{
     CommandError, ConnType, DialId, DialTarget, DisconnectReason, Event, Internal, Outbox, PeerId,
     Persist, Wake,
 };
-use super::netgroup::{host_key, netgroup};
+use super::netgroup::{canonical_addr, host_key, netgroup};
 use super::peermap::PeerMap;
 use crate::config::PeerSpec;
 use crate::encoding::BoundedString;
@@ -945,6 +945,18 @@ impl PeerMgr {
         if cfg.connect_only {
             return;
         }
+        // Added peers given as an IP address (in the book's canonical form): theirs is the
+        // manual dial's to make (one the outbound slots made first would win the duplicate
+        // race and leave the added peer typed outbound-full-relay, outside what an added peer
+        // is promised). A host name's address is not known here.
+        let added: HashSet<SocketAddr> = self
+            .manual
+            .iter()
+            .filter_map(|m| {
+                let ip: std::net::IpAddr = m.spec.host.parse().ok()?;
+                Some(canonical_addr(SocketAddr::new(ip, m.spec.port)))
+            })
+            .collect();
         let mut started = 0;
         while started < DIALS_PER_TICK
             && self.auto_outbound_count() < cfg.max_outbound
@@ -973,18 +985,6 @@ impl PeerMgr {
                 .filter(|p| p.conn_type == ConnType::Outbound)
                 .map(|p| netgroup(&p.addr, local))
                 .chain(pending.iter().map(|a| netgroup(a, local)))
-                .collect();
-            // Added peers given as an IP address: theirs is the manual dial's to make (one the
-            // outbound slots made first would win the duplicate race and leave the added
-            // peer typed outbound-full-relay, outside what an added peer is promised).
-            let added: HashSet<SocketAddr> = self
-                .manual
-                .iter()
-                .filter_map(|m| {
-                    let host = m.spec.host.trim_start_matches('[').trim_end_matches(']');
-                    let ip: std::net::IpAddr = host.parse().ok()?;
-                    Some(SocketAddr::new(ip, m.spec.port))
-                })
                 .collect();
             let duplicates = &self.duplicate_dials;
             let excluded = |a: &SocketAddr| {
@@ -1347,24 +1347,28 @@ mod tests {
 
     #[test]
     fn an_added_peers_address_is_left_to_its_manual_dial() {
-        let mut f = Fixture::new();
-        let mut book = AddrMan::new([3; 32]);
-        let added: SocketAddr = "7.7.7.7:8333".parse().unwrap();
-        book.add(added, 1, "1.1.1.1:1".parse().unwrap(), T0 / 1000, T0 / 1000);
-        let spec = PeerSpec::parse("7.7.7.7:8333").unwrap();
-        f.mgr.add_manual(spec, None, at(0), &mut f.out).unwrap();
-        let (out, _) = f.drain();
-        let manual = dials(&out);
-        assert_eq!(manual.len(), 1, "the added peer is dialled at once");
-        // Its dial fails: while it waits out its backoff, the outbound slots, free as they
-        // are, do not take the address (a connection made that way would be typed
-        // outbound-full-relay, outside what an added peer is promised).
-        f.mgr.dial_failed(manual[0].0, at(100).local, &mut f.out);
-        f.drain();
-        for ms in (200..900).step_by(100) {
-            f.tick(ms, &mut book);
+        // As the operator wrote it, and as an IPv4-mapped IPv6 address (the book holds the
+        // IPv4 form).
+        for written in ["7.7.7.7:8333", "[::ffff:7.7.7.7]:8333"] {
+            let mut f = Fixture::new();
+            let mut book = AddrMan::new([3; 32]);
+            let added: SocketAddr = "7.7.7.7:8333".parse().unwrap();
+            book.add(added, 1, "1.1.1.1:1".parse().unwrap(), T0 / 1000, T0 / 1000);
+            let spec = PeerSpec::parse(written).unwrap();
+            f.mgr.add_manual(spec, None, at(0), &mut f.out).unwrap();
+            let (out, _) = f.drain();
+            let manual = dials(&out);
+            assert_eq!(manual.len(), 1, "the added peer is dialled at once");
+            // Its dial fails: while it waits out its backoff, the outbound slots, free as
+            // they are, do not take the address (a connection made that way would be typed
+            // outbound-full-relay, outside what an added peer is promised).
+            f.mgr.dial_failed(manual[0].0, at(100).local, &mut f.out);
+            f.drain();
+            for ms in (200..900).step_by(100) {
+                f.tick(ms, &mut book);
+            }
+            assert!(dials(&f.drain().0).is_empty(), "{written}");
         }
-        assert!(dials(&f.drain().0).is_empty());
     }
 
     #[test]
