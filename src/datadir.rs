@@ -2,7 +2,8 @@
 //! (the RPC cookie and the RPC address).
 //!
 //! Owns file layout and permissions. Holding a `DataDir` means holding the lock; dropping it
-//! releases the lock and removes the cookie and address files.
+//! releases the lock (the node removes the cookie and address files itself, with
+//! `remove_rpc_files`, when it stops).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Nodes one devnet may run: plenty for a laptop, and a mesh of it is ~1,200 connections.
 pub const MAX_NODES: usize = 50;
+/// The file under the root a running devnet holds an exclusive lock on.
+const ROOT_LOCK_FILE: &str = ".devnet.lock";
 /// How long a node may take to open its RPC port, and the network to connect, before the
 /// devnet gives up (a debug build on a loaded machine needs a few seconds).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,8 +97,10 @@ pub enum DevnetError {
     },
     #[error("node {index}'s datadir {datadir} is in use by a running noded (another devnet on this --datadir-root?); stop it or choose another --datadir-root")]
     InUse { index: usize, datadir: PathBuf },
-    #[error("{0}")]
+    #[error(transparent)]
     Datadir(crate::datadir::DataDirError),
+    #[error("another devnet is running on {0} (it holds {0}/{ROOT_LOCK_FILE}); stop it or choose another --datadir-root", ROOT_LOCK_FILE = ROOT_LOCK_FILE)]
+    RootInUse(PathBuf),
     #[error("cannot find the noded executable to start nodes with: {0}")]
     Executable(std::io::Error),
     #[error("cannot start node {index}: {source}")]
@@ -219,8 +223,12 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
         std::env::temp_dir().join(format!("noded-devnet-{}", std::process::id()))
     });
     let exe = std::env::current_exe().map_err(DevnetError::Executable)?;
-    // Before any node's files are touched: a devnet already running on this root keeps its
-    // cookies and logs (starting a node clears the one and truncates the other).
+    // Held for the devnet's life: a second devnet on this root stops here, even one started
+    // before this one's nodes have taken their own locks.
+    let _root_lock = lock_root(&root)?;
+    // Before any node's files are touched: a node already running on one of the datadirs
+    // (started by hand) keeps its cookie and log (starting a node clears the one and
+    // truncates the other).
     for index in 1..=options.nodes {
         let datadir = node_datadir(&root, index);
         match crate::datadir::DataDir::open(&datadir) {
@@ -265,6 +273,29 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
         root.display()
     );
     Ok(())
+}
+
+/// The lock a running devnet holds on its root (`ROOT_LOCK_FILE`).
+fn lock_root(root: &Path) -> Result<File, DevnetError> {
+    std::fs::create_dir_all(root).map_err(|source| DevnetError::Create {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let path = root.join(ROOT_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| DevnetError::Create {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DevnetError::RootInUse(root.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(DevnetError::Create { path, source }),
+    }
 }
 
 /// Node `index`'s datadir under the devnet's root.

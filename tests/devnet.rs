@@ -226,10 +226,7 @@ fn a_second_devnet_on_a_root_in_use_leaves_the_running_one_alone() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("node 1's datadir") && stderr.contains("is in use"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("another devnet is running on"), "{stderr}");
     // The running node keeps its cookie (RPC still works) and its log.
     noded::rpc::client::call_datadir(&node1, "getblockcount", serde_json::json!([]))
         .expect("the running node still answers");
@@ -238,4 +235,32 @@ fn a_second_devnet_on_a_root_in_use_leaves_the_running_one_alone() {
         log_after.starts_with(&log_before),
         "the running node's log was rewritten: {log_after}"
     );
+}
+
+#[test]
+fn a_devnet_leaves_a_node_running_on_one_of_its_datadirs_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let node2 = root.path().join("node2");
+    // A node started by hand where the devnet's second node would live.
+    let mut by_hand = common::TestNode::start_in(&node2, &[], |_| {});
+    let out = Command::new(BIN)
+        .args(["devnet", "--nodes", "3", "--datadir-root"])
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the devnet");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("node 2's datadir") && stderr.contains("is in use"),
+        "{stderr}"
+    );
+    assert!(
+        processes_under(root.path()).len() == 1,
+        "no devnet node was left running"
+    );
+    noded::rpc::client::call_datadir(&node2, "getblockcount", serde_json::json!([]))
+        .expect("the node started by hand still answers");
+    assert!(by_hand.stop().success());
 }
