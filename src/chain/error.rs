@@ -7,6 +7,7 @@
 
 use crate::types::pow::CompactError;
 use crate::types::{Amount, Hash256};
+use std::path::PathBuf;
 
 /// A consensus rule that a header or block breaks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -114,10 +115,13 @@ pub enum ChainError {
     #[error("chain store: {0}")]
     Store(#[from] redb::Error),
     #[error(
-        "cannot open the chain store {path}: {source}; if it is damaged, move it away (or \
-         restore it from a backup) and start again to resync from peers"
+        "cannot open the chain store {}: {source}; it is not a chain store file (damaged or \
+         overwritten): move it away (or restore it from a backup) and start again to resync \
+         from peers", path.display()
     )]
-    Open { path: String, source: redb::Error },
+    NotAStore { path: PathBuf, source: redb::Error },
+    #[error("cannot open the chain store {}: {source}", path.display())]
+    Open { path: PathBuf, source: redb::Error },
     #[error("cannot convert the chain store of an earlier noded: {0}")]
     Migration(String),
     #[error("cannot create the chain store's directory {path}: {source}")]

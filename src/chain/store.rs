@@ -203,8 +203,19 @@ fn map_open_error(e: redb::DatabaseError, file: &Path) -> ChainError {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(what)) => {
             ChainError::corrupt(format!("{}: {what}", file.display()))
         }
+        // Only a file that is not a redb database at all gets the remedy of moving it away:
+        // a permission, space or lock error, or a newer file format, is to be fixed, not
+        // thrown away with a good chain.
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            ChainError::NotAStore {
+                path: file.to_path_buf(),
+                source: redb::DatabaseError::Storage(redb::StorageError::Io(e)).into(),
+            }
+        }
         other => ChainError::Open {
-            path: file.display().to_string(),
+            path: file.to_path_buf(),
             source: other.into(),
         },
     }
