@@ -492,3 +492,36 @@ fn a_mutated_block_costs_the_sender_its_connection_not_the_header() {
     net.run(3);
     assert_eq!(net.height(1), 30, "the same block, fetched again, connects");
 }
+
+#[test]
+fn headers_of_a_heavier_branch_withheld_do_not_stop_a_node_announcing_its_blocks() {
+    // Node 0 mines; node 1 is its peer; a stranger (2) gives node 0 the headers of a heavier
+    // branch whose blocks it never serves.
+    let mut net = Net::new(3);
+    let honest = chain(5);
+    net.give(0, &honest);
+    let mut other = TestChainBuilder::new(Network::Regtest.params());
+    let heavier: Vec<Block> = (0..8)
+        .map(|_| other.build(Address([9; 20]), vec![]))
+        .collect();
+    net.give(2, &heavier);
+    net.silent.insert(2);
+    net.connect(1, 0);
+    net.connect(0, 2);
+    net.run(3);
+    assert_eq!(net.height(1), 5);
+    let best = net.nodes[0].core.headers().best_height();
+    assert_eq!(best, 8, "node 0's best header is the stranger's");
+    // A block mined now at node 0 reaches node 1 without any tick: node 0's new tip is
+    // recent, so it is announced although it is not node 0's best header.
+    let fresh = noded::chain::testkit::make_block(
+        Network::Regtest.params(),
+        &honest[4].header,
+        5,
+        FIXED_EPOCH_MS / 1_000 + net.ms / 1_000,
+        Address([1; 20]),
+        vec![],
+    );
+    net.give(0, std::slice::from_ref(&fresh));
+    assert_eq!(net.tip(1), fresh.hash(), "node 0 announced its new tip");
+}

@@ -119,6 +119,11 @@ impl BlockDl {
     }
 
     /// Blocks in flight from `peer`, for getpeerinfo.
+    /// Every block asked for and not yet received.
+    pub fn requested(&self) -> impl Iterator<Item = Hash256> + '_ {
+        self.in_flight.keys().copied()
+    }
+
     pub fn in_flight_of(&self, peer: PeerId) -> Vec<Hash256> {
         self.in_flight
             .iter()

@@ -406,13 +406,14 @@ impl CompactRelay {
     pub fn push_tip(
         &mut self,
         tree: &HeaderTree,
+        now: crate::time::Now,
         rng: &mut impl Rng,
         out: &mut Outbox,
     ) -> Vec<PeerId> {
-        let tip = tree.active_tip();
-        if tip != tree.best_hash() || tree.active_height() == 0 {
+        if !super::syncmgr::tip_is_news(tree, now) {
             return Vec::new();
         }
+        let tip = tree.active_tip();
         let targets = self.push_targets(tip, None);
         if !targets.is_empty() {
             self.pushed(tip, &targets);

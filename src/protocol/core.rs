@@ -755,7 +755,7 @@ impl Core {
                 // the network task, and have the block fetched in full).
                 let pushed =
                     self.compact
-                        .push_tip(&self.tree, &mut self.compact_rng, &mut self.out);
+                        .push_tip(&self.tree, now, &mut self.compact_rng, &mut self.out);
                 for to in pushed {
                     self.sync.note_announced(to, hash);
                 }
@@ -772,6 +772,25 @@ impl Core {
             self.compact.on_internal(&event, &mut self.out);
             self.relay
                 .on_internal(&event, now, &mut self.relay_rng, &mut self.out);
+            if matches!(event, Internal::PeerGone { .. }) && self.tree.is_full() {
+                self.forget_unclaimed_headers();
+            }
+        }
+    }
+
+    /// A full header tree takes no header at all, its peers' new blocks included: the
+    /// headers no connected peer offers (a departed stranger's, never backed by blocks) give
+    /// way. What the download has asked for is kept with what the peers claim.
+    fn forget_unclaimed_headers(&mut self) {
+        let mut claimed = self.sync.claimed_headers();
+        claimed.extend(self.blocks.requested());
+        let forgotten = self.tree.forget_unclaimed(&claimed);
+        if forgotten > 0 {
+            tracing::info!(
+                forgotten,
+                best_height = self.tree.best_height(),
+                "header tree was full: forgot headers no connected peer offers"
+            );
         }
     }
 
@@ -1018,6 +1037,36 @@ mod tests {
             .count();
         assert_eq!(disconnects, 1);
         assert_eq!(c.peers(at(3))[0].banscore, 110, "both were scored");
+    }
+
+    #[test]
+    fn a_full_header_tree_forgets_a_departed_strangers_headers() {
+        let params = crate::params::Network::Regtest.params();
+        let mut c = public_core().with_headers(HeaderTree::with_body_limit(params, 5));
+        let addr: SocketAddr = "8.8.8.8:1".parse().unwrap();
+        connected(&mut c, 1, addr, None, 1, at(0));
+        received(&mut c, 1, version(1, 1, addr), at(1));
+        received(&mut c, 1, Message::Verack, at(2));
+        let mut builder = crate::chain::testkit::TestChainBuilder::new(params);
+        let headers: Vec<_> = (0..5)
+            .map(|_| builder.build(crate::types::Address([9; 20]), vec![]).header)
+            .collect();
+        received(
+            &mut c,
+            1,
+            Message::Headers(crate::encoding::BoundedVec::new(headers.clone()).unwrap()),
+            at(3),
+        );
+        assert!(
+            c.headers().is_full(),
+            "the stranger's headers fill the tree"
+        );
+        assert_eq!(c.headers().best_hash(), headers[4].hash());
+        // It goes (here: it closed; a staller is dropped the same way) without the blocks.
+        c.handle(at(4), Input::Disconnected { peer: 1 }).unwrap();
+        assert_eq!(c.headers().headers_without_body(), 0);
+        assert!(!c.headers().is_full());
+        assert_eq!(c.headers().best_hash(), params.genesis_hash());
     }
 
     #[test]

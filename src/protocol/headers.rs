@@ -15,7 +15,7 @@ use crate::chain::work::{block_work, ChainWork};
 use crate::chain::BlockError;
 use crate::params::{NetworkParams, MEDIAN_TIME_SPAN};
 use crate::types::{Hash256, Header};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Headers without a body the tree holds at most: a peer cannot make it grow without bound
 /// (about 200 bytes each: 40 MB), and an honest chain far longer than ours syncs in steps.
@@ -592,6 +592,44 @@ impl HeaderTree {
     }
 }
 
+impl HeaderTree {
+    /// Forgets the headers without a body that lead to none of `claimed` (the best headers
+    /// of the peers connected now): branches only a departed peer offered, whose blocks
+    /// nobody can be asked for. Called when the tree is full, so that headers a stranger
+    /// sent and never backed with blocks cannot keep out every later header (the node's
+    /// peers' new blocks included) for as long as it runs. The best header falls back to
+    /// the most-work one left. Returns how many were forgotten.
+    pub fn forget_unclaimed(&mut self, claimed: &[Hash256]) -> usize {
+        let mut kept: HashSet<Hash256> = HashSet::new();
+        for tip in claimed {
+            let mut cursor = *tip;
+            while let Some(node) = self.nodes.get(&cursor) {
+                if node.has_body || !kept.insert(cursor) {
+                    break;
+                }
+                cursor = node.header.prev_hash;
+            }
+        }
+        let before = self.nodes.len();
+        self.nodes.retain(|h, n| n.has_body || kept.contains(h));
+        let forgotten = before - self.nodes.len();
+        self.without_body -= forgotten;
+        if forgotten > 0 && self.best.iter().any(|h| !self.nodes.contains_key(h)) {
+            // Most work; between equals the smallest hash, so the choice does not depend on
+            // the map's order.
+            let active = self.active_tip();
+            let candidate = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| !n.invalid)
+                .max_by_key(|(h, n)| (n.work, std::cmp::Reverse(**h)))
+                .map_or(active, |(h, _)| *h);
+            rebuild_chain(&self.nodes, &mut self.best, candidate);
+        }
+        forgotten
+    }
+}
+
 /// The last header of a chain and what checking its successor needs (the last 11 times, the
 /// time of the block that opened the retarget window): the tree's header rules applied to a
 /// chain followed header by header without storing it.
@@ -746,6 +784,39 @@ mod tests {
         // Re-sending known headers changes nothing.
         let (acc, err) = tree.accept(&a, NOW);
         assert_eq!((acc.new, acc.best_changed, err), (0, false, None));
+    }
+
+    #[test]
+    fn a_full_tree_forgets_the_branches_no_connected_peer_offers() {
+        let mut tree = HeaderTree::with_body_limit(params(), 10);
+        let genesis = params().genesis_block().header;
+        // The active chain: 3 blocks.
+        let ours = chain_on(&genesis, 3, 1);
+        for (i, h) in ours.iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        tree.set_active_tip(ours[2].hash());
+        // A departed stranger's heavier branch fills the tree; a connected peer's short one
+        // (one header on our tip) is kept.
+        let (_, err) = tree.accept(&chain_on(&genesis, 9, 2), NOW);
+        assert!(err.is_none());
+        let theirs = chain_on(&ours[2], 1, 3);
+        let (_, err) = tree.accept(&theirs, NOW);
+        assert!(err.is_none());
+        assert!(tree.is_full());
+        assert_eq!(tree.best_height(), 9);
+        let next = chain_on(&theirs[0], 1, 3);
+        assert_eq!(tree.accept(&next, NOW).1, Some(HeaderError::Full));
+
+        assert_eq!(tree.forget_unclaimed(&[theirs[0].hash()]), 9);
+        assert_eq!(tree.headers_without_body(), 1);
+        assert_eq!(tree.best_hash(), theirs[0].hash(), "the most work left");
+        assert_eq!(tree.best_height(), 4);
+        // Room again: the connected peer's next header is taken.
+        let (acc, err) = tree.accept(&next, NOW);
+        assert_eq!((acc.new, err), (1, None));
+        // Nothing to forget when every branch is claimed.
+        assert_eq!(tree.forget_unclaimed(&[next[0].hash()]), 0);
     }
 
     #[test]

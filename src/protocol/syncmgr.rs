@@ -19,6 +19,10 @@ use crate::wire::limits::MAX_HEADERS_ITEMS;
 use crate::wire::message::{InvKind, InvList, LocatorRequest};
 
 /// How long a GETHEADERS may go unanswered before another peer is asked.
+/// A tip at most this much older than the clock is announced even while a heavier branch's
+/// blocks are awaited (Bitcoin Core's default `-maxtipage`: a node whose tip is older is
+/// taken to be catching up).
+pub const MAX_TIP_AGE_SECS: u64 = 24 * 60 * 60;
 const HEADERS_TIMEOUT: LocalDuration = LocalDuration::from_mins(2);
 /// Unconnected HEADERS messages per misbehaviour point (an honest peer sends one when its
 /// announcement races our sync; a stream of them is spam).
@@ -126,7 +130,7 @@ impl SyncMgr {
             Internal::PeerGone { peer, .. } => {
                 self.peers.remove(&peer);
             }
-            Internal::TipChanged { .. } => self.announce(tree, out),
+            Internal::TipChanged { .. } => self.announce(tree, now, out),
             // Learned elsewhere (a block it sent): kept for announcements and getpeerinfo.
             Internal::PeerHas { peer, hash } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -434,11 +438,11 @@ impl SyncMgr {
 
     /// Announces a new active tip to every peer that does not have it, once caught up with
     /// our best header (not block by block during a sync or a reorg).
-    fn announce(&mut self, tree: &HeaderTree, out: &mut Outbox) {
-        let tip = tree.active_tip();
-        if tip != tree.best_hash() || tree.active_height() == 0 {
+    fn announce(&mut self, tree: &HeaderTree, now: Now, out: &mut Outbox) {
+        if !tip_is_news(tree, now) {
             return;
         }
+        let tip = tree.active_tip();
         for (peer, p) in &mut self.peers {
             if !p.negotiated || p.disconnecting || p.announced == Some(tip) {
                 continue;
@@ -476,6 +480,11 @@ impl SyncMgr {
             wake.at(now);
         }
         wake
+    }
+
+    /// The best header each peer has shown it has (for what a full header tree keeps).
+    pub fn claimed_headers(&self) -> Vec<Hash256> {
+        self.peers.values().filter_map(|p| p.best).collect()
     }
 
     /// Header requests that went unanswered are given up, and another peer is asked.
@@ -531,6 +540,23 @@ fn learn_best(peer: PeerId, p: &mut SyncPeer, hash: Hash256, tree: &HeaderTree, 
         p.best = Some(hash);
         out.internal(Internal::PeerHas { peer, hash });
     }
+}
+
+/// Whether the active tip is to be announced (and pushed as a compact block) now. Blocks
+/// caught up on during a sync are not news. But a best header alone is no proof of a sync: a
+/// stranger can send headers of a heavier branch and never the blocks, and a node that
+/// announced only once its tip was its best header would then announce nothing, its own
+/// blocks included, for as long as those headers stayed. So a recent tip is news whatever
+/// the best header (Bitcoin Core leaves initial download by the tip's age too).
+pub fn tip_is_news(tree: &HeaderTree, now: Now) -> bool {
+    let tip = tree.active_tip();
+    if tree.active_height() == 0 {
+        return false;
+    }
+    tip == tree.best_hash()
+        || tree
+            .header(&tip)
+            .is_some_and(|h| h.time.saturating_add(MAX_TIP_AGE_SECS) >= now.unix_secs())
 }
 
 #[cfg(test)]
@@ -952,6 +978,41 @@ mod tests {
         // Announced once.
         mgr.on_internal(&tip, &tree, now(1), &mut out);
         assert!(sent(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_recent_tip_is_announced_while_a_heavier_branch_is_only_headers() {
+        // The active chain: 3 blocks. A peer's branch of 5 headers, whose blocks never come,
+        // is the best header.
+        let mut tree = HeaderTree::new(Network::Regtest.params());
+        let chain = headers(3);
+        for (i, h) in chain.iter().enumerate() {
+            tree.block_stored(h, i as u64 + 1);
+        }
+        tree.set_active_tip(chain[2].hash());
+        let heavier = branch(5, 2);
+        let tip_time = chain[2].time;
+        let (accepted, error) = tree.accept(&heavier, heavier[4].time + 1);
+        assert!(error.is_none(), "{accepted:?} {error:?}");
+        assert_eq!(tree.best_hash(), heavier[4].hash());
+        let mut mgr = SyncMgr::default();
+        let mut out = Outbox::default();
+        negotiated(&mut mgr, &tree, 1, 0, &mut out);
+        sent(&mut out);
+        let tip = Internal::TipChanged {
+            height: 3,
+            hash: chain[2].hash(),
+        };
+        let at = |unix_secs: u64| Now {
+            local: LocalTime::from_millis(1_000),
+            unix_ms: unix_secs * 1_000,
+        };
+        // A tip from long ago: a sync catching up, nothing announced.
+        mgr.on_internal(&tip, &tree, at(tip_time + MAX_TIP_AGE_SECS + 1), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // A tip of the last day: announced, though not the best header.
+        mgr.on_internal(&tip, &tree, at(tip_time + 60), &mut out);
+        assert!(matches!(&sent(&mut out)[..], [Message::Inv(i)] if i.len() == 1));
     }
 
     #[test]
