@@ -106,7 +106,16 @@ pub struct Core {
     /// The next point of the tick grid (`TICK_INTERVAL` apart); an announcement batch may
     /// be due before it.
     full_tick: Option<LocalTime>,
+    /// A peer left while the header tree was full: its unclaimed headers are to be
+    /// forgotten (`forget_unclaimed_headers`), at most once a `FORGET_UNCLAIMED_INTERVAL`.
+    forget_pending: bool,
+    /// When a full header tree last forgot unclaimed headers (a walk of the whole tree).
+    last_forget: Option<LocalTime>,
 }
+
+/// A full header tree forgets unclaimed headers at most this often: the walk is of the
+/// whole tree, and peers can come and go many times a second.
+const FORGET_UNCLAIMED_INTERVAL: LocalDuration = LocalDuration::from_secs(10);
 
 /// Mixed into the seed for the pre-sync salt's own generator ("presync" in ASCII).
 const PRESYNC_SALT_DOMAIN: u64 = 0x0070_7265_7379_6e63;
@@ -206,6 +215,8 @@ impl Core {
             timer: None,
             wakes: Wakes::new(),
             full_tick: None,
+            forget_pending: false,
+            last_forget: None,
         }
     }
 
@@ -264,6 +275,15 @@ impl Core {
             self.wakes.each[Wakes::PINGS].merge(wake);
         }
         self.fan_out(now);
+        if self.forget_pending
+            && self
+                .last_forget
+                .is_none_or(|at| now.local.since(at) >= FORGET_UNCLAIMED_INTERVAL)
+        {
+            self.forget_pending = false;
+            self.last_forget = Some(now.local);
+            self.forget_unclaimed_headers();
+        }
         // Whatever happened, the download window is topped up.
         let before = self.out.pending_outputs();
         let compact = |peer| self.compact.takes_compact(peer);
@@ -773,11 +793,13 @@ impl Core {
             self.relay
                 .on_internal(&event, now, &mut self.relay_rng, &mut self.out);
             if matches!(event, Internal::PeerGone { .. }) && self.tree.is_full() {
-                self.forget_unclaimed_headers();
+                self.forget_pending = true;
             }
         }
     }
 
+    /// (Run after the peer's departure has reached every manager; deferred while one ran in
+    /// the last `FORGET_UNCLAIMED_INTERVAL`, until an input comes after it.)
     /// A full header tree takes no header at all, its peers' new blocks included: the
     /// headers no connected peer offers (a departed stranger's, never backed by blocks) give
     /// way. What the download has asked for is kept with what the peers claim.
@@ -1067,6 +1089,27 @@ mod tests {
         assert_eq!(c.headers().headers_without_body(), 0);
         assert!(!c.headers().is_full());
         assert_eq!(c.headers().best_hash(), params.genesis_hash());
+        // Another does the same at once: the walk waits out its interval, then the next
+        // input (here a tick) does it.
+        let addr: SocketAddr = "9.9.9.9:1".parse().unwrap();
+        connected(&mut c, 2, addr, None, 2, at(5));
+        received(&mut c, 2, version(2, 2, addr), at(5));
+        received(&mut c, 2, Message::Verack, at(5));
+        received(
+            &mut c,
+            2,
+            Message::Headers(crate::encoding::BoundedVec::new(headers).unwrap()),
+            at(6),
+        );
+        assert!(c.headers().is_full());
+        c.handle(at(7), Input::Disconnected { peer: 2 }).unwrap();
+        assert!(
+            c.headers().is_full(),
+            "within the interval of the last walk"
+        );
+        c.handle(at(4 + FORGET_UNCLAIMED_INTERVAL.as_millis()), Input::Tick)
+            .unwrap();
+        assert!(!c.headers().is_full());
     }
 
     #[test]
