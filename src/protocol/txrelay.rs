@@ -45,13 +45,17 @@ const MAX_ANNOUNCED_PER_PEER: usize = 50_000;
 /// and being checked): what its checking queue in the shell must hold.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = 5_000;
 /// Transactions wanted at once, from all peers (~150 bytes each: 30 MB, 37.5 MB with the
-/// reserve below).
+/// reserve below, and ~19 MB more at most for the peers' guaranteed shares).
 const MAX_WANTED: usize = 200_000;
 /// Room in `wanted` past `MAX_WANTED` that only outbound peers' announcements may take. A few
 /// inbound strangers announcing 55,000 each and answering nothing fill `MAX_WANTED` (a request
 /// whose announcer is the only one waits on it): transactions must still reach us through
 /// the peers we chose.
 const OUTBOUND_WANTED_RESERVE: usize = 50_000;
+/// Announcements of each peer taken even when `wanted` is full (so past `MAX_WANTED` and the
+/// reserve by at most this many a peer): more than an honest peer relaying ordinary traffic
+/// has unfetched at once, so strangers filling the table cannot keep its transactions out.
+const GUARANTEED_ANNOUNCED_PER_PEER: usize = 1_000;
 /// A GETDATA for a transaction unanswered this long goes to the next announcer.
 pub const TX_REQUEST_TIMEOUT: LocalDuration = LocalDuration::from_secs(5);
 /// A request is given up this long after it was sent, however busy its peer says it is and
@@ -423,7 +427,11 @@ impl TxRelay {
             } else {
                 MAX_WANTED
             };
-            if self.wanted.len() >= room || p.announced >= MAX_ANNOUNCED_PER_PEER {
+            // A full table still takes each peer's first few: strangers that fill it cannot
+            // keep out an honest peer's transactions (inbound ones, `--addnode` peers that
+            // dialled us included).
+            let full = self.wanted.len() >= room && p.announced >= GUARANTEED_ANNOUNCED_PER_PEER;
+            if full || p.announced >= MAX_ANNOUNCED_PER_PEER {
                 continue;
             }
             p.announced += 1;
@@ -1223,7 +1231,7 @@ mod tests {
     }
 
     #[test]
-    fn inbound_peers_that_fill_the_wanted_table_leave_room_for_outbound_announcements() {
+    fn inbound_peers_that_fill_the_wanted_table_leave_room_for_every_other_peer() {
         let mut rng = StdRng::seed_from_u64(1);
         let mut relay = TxRelay::default();
         let mut out = Outbox::default();
@@ -1246,13 +1254,29 @@ mod tests {
         }
         assert_eq!(relay.wanted_len(), MAX_WANTED);
         sent(&mut out);
-        // Another inbound announcement finds no room; an outbound peer's does, and is asked.
+        // An honest inbound peer's announcement still gets in (each peer's first
+        // `GUARANTEED_ANNOUNCED_PER_PEER` do), as does an outbound peer's; both are asked.
         negotiated(&mut relay, 5, ConnType::Inbound, &mut rng);
         negotiated(&mut relay, 6, ConnType::Outbound, &mut rng);
         let [a, b] = [txid(1), txid(2)];
         relay.on_inv(5, &inv(&[a]), now(10), &mut out);
         relay.on_inv(6, &inv(&[b]), now(10), &mut out);
-        assert_eq!(sent(&mut out), vec![(6, "getdata", vec![b])]);
+        assert_eq!(
+            sent(&mut out),
+            vec![(5, "getdata", vec![a]), (6, "getdata", vec![b])]
+        );
+        // A fifth stranger gets its guaranteed share and no more.
+        negotiated(&mut relay, 7, ConnType::Inbound, &mut rng);
+        relay.on_inv(
+            7,
+            &inv(&fresh(2 * GUARANTEED_ANNOUNCED_PER_PEER)),
+            now(10),
+            &mut out,
+        );
+        assert_eq!(
+            relay.wanted_len(),
+            MAX_WANTED + 2 + GUARANTEED_ANNOUNCED_PER_PEER
+        );
     }
 
     #[test]
