@@ -196,6 +196,9 @@ impl NetworkParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::pow::hash_meets_target;
+
+    const ALL: [Network; 3] = [Network::Main, Network::Test, Network::Regtest];
 
     #[test]
     fn a_wrong_magic_names_both_networks() {
@@ -223,9 +226,6 @@ mod tests {
             .to_string()
             .contains("the peer is on no known network"));
     }
-    use crate::types::pow::hash_meets_target;
-
-    const ALL: [Network; 3] = [Network::Main, Network::Test, Network::Regtest];
 
     #[test]
     fn genesis_blocks_meet_their_proof_of_work_and_commit_to_their_coinbase() {
