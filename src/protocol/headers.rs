@@ -576,11 +576,15 @@ impl HeaderTree {
                 self.nodes.get_mut(&h).expect("listed").invalid = true;
             }
         }
-        if !self.best.iter().any(|h| self.nodes[h].invalid) {
-            return;
+        if self.best.iter().any(|h| self.nodes[h].invalid) {
+            self.fall_back_best();
         }
-        // Most work; between equals the smallest hash, so the choice does not depend on the
-        // map's order.
+    }
+
+    /// The best header chain rebuilt on the most-work valid header (between equals the
+    /// smallest hash, so the choice does not depend on the map's order), after headers on it
+    /// were found invalid or forgotten.
+    fn fall_back_best(&mut self) {
         let active = self.active_tip();
         let candidate = self
             .nodes
@@ -590,9 +594,7 @@ impl HeaderTree {
             .map_or(active, |(h, _)| *h);
         rebuild_chain(&self.nodes, &mut self.best, candidate);
     }
-}
 
-impl HeaderTree {
     /// Forgets the headers without a body that lead to none of `claimed` (the best headers
     /// of the peers connected now): branches only a departed peer offered, whose blocks
     /// nobody can be asked for. Called when the tree is full, so that headers a stranger
@@ -615,16 +617,7 @@ impl HeaderTree {
         let forgotten = before - self.nodes.len();
         self.without_body -= forgotten;
         if forgotten > 0 && self.best.iter().any(|h| !self.nodes.contains_key(h)) {
-            // Most work; between equals the smallest hash, so the choice does not depend on
-            // the map's order.
-            let active = self.active_tip();
-            let candidate = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| !n.invalid)
-                .max_by_key(|(h, n)| (n.work, std::cmp::Reverse(**h)))
-                .map_or(active, |(h, _)| *h);
-            rebuild_chain(&self.nodes, &mut self.best, candidate);
+            self.fall_back_best();
         }
         forgotten
     }
