@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Nodes one devnet may run: plenty for a laptop, and a mesh of it is ~1,200 connections.
 pub const MAX_NODES: usize = 50;
-/// The file under the root a running devnet holds an exclusive lock on.
-const ROOT_LOCK_FILE: &str = ".devnet.lock";
 /// How long a node may take to open its RPC port, and the network to connect, before the
 /// devnet gives up (a debug build on a loaded machine needs a few seconds).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,7 +97,7 @@ pub enum DevnetError {
     InUse { index: usize, datadir: PathBuf },
     #[error(transparent)]
     Datadir(crate::datadir::DataDirError),
-    #[error("another devnet is running on {0} (it holds {0}/{ROOT_LOCK_FILE}); stop it or choose another --datadir-root", ROOT_LOCK_FILE = ROOT_LOCK_FILE)]
+    #[error("another devnet is running on {0} (it holds {0}/{LOCK_FILE}); stop it or choose another --datadir-root", LOCK_FILE = crate::datadir::LOCK_FILE)]
     RootInUse(PathBuf),
     #[error("cannot find the noded executable to start nodes with: {0}")]
     Executable(std::io::Error),
@@ -225,7 +223,13 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
     let exe = std::env::current_exe().map_err(DevnetError::Executable)?;
     // Held for the devnet's life: a second devnet on this root stops here, even one started
     // before this one's nodes have taken their own locks.
-    let _root_lock = lock_root(&root)?;
+    let _root_lock = match crate::datadir::DataDir::open(&root) {
+        Ok(lock) => lock,
+        Err(crate::datadir::DataDirError::Locked(_)) => {
+            return Err(DevnetError::RootInUse(root));
+        }
+        Err(other) => return Err(DevnetError::Datadir(other)),
+    };
     // Before any node's files are touched: a node already running on one of the datadirs
     // (started by hand) keeps its cookie and log (starting a node clears the one and
     // truncates the other).
@@ -273,29 +277,6 @@ pub fn run(options: DevnetOptions) -> Result<(), DevnetError> {
         root.display()
     );
     Ok(())
-}
-
-/// The lock a running devnet holds on its root (`ROOT_LOCK_FILE`).
-fn lock_root(root: &Path) -> Result<File, DevnetError> {
-    std::fs::create_dir_all(root).map_err(|source| DevnetError::Create {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    let path = root.join(ROOT_LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| DevnetError::Create {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DevnetError::RootInUse(root.to_path_buf())),
-        Err(std::fs::TryLockError::Error(source)) => Err(DevnetError::Create { path, source }),
-    }
 }
 
 /// Node `index`'s datadir under the devnet's root.
