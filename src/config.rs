@@ -33,7 +33,7 @@ pub const MAX_MINE_INTERVAL_MS: u64 = 3_600_000;
 /// address fetch dials addresses), so it is refused with what to use instead.
 fn parse_bootstrap(text: &str) -> Result<PeerSpec, String> {
     let spec = PeerSpec::parse(text)?;
-    if spec.host.parse::<IpAddr>().is_err() {
+    if spec.socket_addr().is_none() {
         return Err(format!(
             "a bootstrap node is IP:PORT; '{}' is a host name (give DNS seeds with --dnsseed)",
             spec.host
@@ -374,6 +374,12 @@ pub struct PeerSpec {
 }
 
 impl PeerSpec {
+    /// The socket address, when the host is an IP address (a host name needs resolving).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        let ip: IpAddr = self.host.parse().ok()?;
+        Some(SocketAddr::new(ip, self.port))
+    }
+
     /// Parses `host:port`, `[v6]:port` or `<nodeid>@host:port`.
     pub fn parse(text: &str) -> Result<PeerSpec, String> {
         let (node_id, endpoint) = match text.split_once('@') {

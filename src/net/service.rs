@@ -379,10 +379,7 @@ impl NetService {
         let bootstrap: Vec<SocketAddr> = discovery
             .bootstrap
             .iter()
-            .filter_map(|spec| {
-                let ip = spec.host.parse::<IpAddr>().ok()?;
-                Some(SocketAddr::new(ip, spec.port))
-            })
+            .filter_map(PeerSpec::socket_addr)
             .collect();
         if !bootstrap.is_empty() {
             let _ = core.handle(clock.now(), Input::Bootstrap { addrs: bootstrap });

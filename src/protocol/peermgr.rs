@@ -952,10 +952,7 @@ impl PeerMgr {
         let added: HashSet<SocketAddr> = self
             .manual
             .iter()
-            .filter_map(|m| {
-                let ip: std::net::IpAddr = m.spec.host.parse().ok()?;
-                Some(canonical_addr(SocketAddr::new(ip, m.spec.port)))
-            })
+            .filter_map(|m| m.spec.socket_addr().map(canonical_addr))
             .collect();
         let mut started = 0;
         while started < DIALS_PER_TICK
