@@ -316,6 +316,10 @@ pub struct NetService {
     /// The txids a recent rebuild placed, by block, so passing the block on as a compact
     /// block hashes only the transactions the pool did not have.
     rebuilt_txids: Arc<Mutex<VecDeque<PlacedTxids>>>,
+    /// Dropped by the last compact block's send task once it has queued its messages: the
+    /// next one waits for it, so compact blocks built side by side go out in the order the
+    /// core asked (a child before its parent makes the receiver fetch it by headers).
+    compact_sent: Option<oneshot::Receiver<()>>,
     ctx: Arc<PeerContext>,
     /// Writes the peer store off the async threads; `None` once shutdown has handed it over.
     writer: Option<StoreWriter>,
@@ -439,6 +443,7 @@ impl NetService {
             rebuilt,
             recent_blocks: Arc::new(Mutex::new(VecDeque::new())),
             rebuilt_txids: Arc::new(Mutex::new(VecDeque::new())),
+            compact_sent: None,
         };
         (service, handle)
     }
@@ -1063,7 +1068,10 @@ impl NetService {
         }
         let (chain, recent) = (self.chain.clone(), self.recent_blocks.clone());
         let rebuilt = self.rebuilt_txids.clone();
+        let (this_sent, sent) = oneshot::channel::<()>();
+        let previous_sent = self.compact_sent.replace(sent);
         self.tasks.spawn(async move {
+            let _this_sent = this_sent;
             let built = tokio::task::spawn_blocking(move || {
                 let block = match block.or_else(|| recent_block(&recent, &hash)) {
                     Some(block) => block,
@@ -1086,6 +1094,10 @@ impl NetService {
                 Some(compact)
             })
             .await;
+            if let Some(previous) = previous_sent {
+                // Err once the previous task is done (its sender dropped): the only outcome.
+                let _ = previous.await;
+            }
             let Ok(Some(compact)) = built else {
                 return; // gone from the store meanwhile (a reorg): announced as usual
             };

@@ -359,7 +359,9 @@ impl SyncMgr {
     }
 
     /// INV: known blocks tell us what the peer has; for an unknown one we ask for the
-    /// headers up to it (headers first, then the block).
+    /// peer's headers after our best header (headers first, then the block). With no stop:
+    /// the announcements a peer sends while the request is out are not asked for again, so the
+    /// answer must bring them too (a peer's compact blocks may come out of order).
     pub fn on_inv(
         &mut self,
         peer: PeerId,
@@ -371,12 +373,12 @@ impl SyncMgr {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        let mut unknown = None;
+        let mut unknown = false;
         for item in items.as_slice().iter().filter(|i| i.kind == InvKind::Block) {
             if tree.contains(&item.hash) {
                 learn_best(peer, p, item.hash, tree, out);
             } else {
-                unknown = Some(item.hash);
+                unknown = true;
             }
         }
         // During a pre-sync the peer's chain is being followed already, and while a request
@@ -386,8 +388,8 @@ impl SyncMgr {
         // that let a request time out is not asked on its word until it answers with headers.
         // While the tree is full the answer could not be taken.
         let idle = p.presync.is_none() && p.asked.is_none() && !p.unresponsive && !tree.is_full();
-        if let Some(hash) = unknown.filter(|_| idle) {
-            out.get_headers(peer, tree.locator(), hash);
+        if unknown && idle {
+            out.get_headers(peer, tree.locator(), Hash256::ZERO);
             p.asked = Some(now.local);
         }
     }
