@@ -1,5 +1,6 @@
-//! One peer connection's I/O task: TLS session set-up, the framed codec, a bounded outbox, and
-//! a `select!` over inbound frames, outbound messages and a stop signal.
+//! One peer connection's I/O task: TLS session set-up, the framed codec, a bounded outbox (and
+//! a bounded queue for served blocks and transactions, written after it), and a `select!` over
+//! inbound frames, outbound messages and a stop signal.
 //!
 //! It makes no protocol decisions: decoded messages go to the network service, which answers
 //! through the outbox. Every await on the peer has a timeout; a peer that cannot keep up with
@@ -26,6 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages that may wait in one peer's outbox; a peer whose outbox is full is disconnected.
 pub const OUTBOX_CAPACITY: usize = 512;
+/// Served answers (blocks, transactions and their NOTFOUNDs) that may wait for one peer, in a
+/// queue of their own: a peer that asks for much fills only this one (its serving tasks wait
+/// for room), so the core's messages always find room in the outbox. It also bounds what a
+/// requester that does not read holds here: 32 blocks at most.
+pub const SERVED_CAPACITY: usize = 32;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an outbound TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,6 +136,8 @@ pub enum PeerEvent {
         tls_version: String,
         tls_cipher: String,
         outbox: mpsc::Sender<Message>,
+        /// For the serving tasks' answers (`SERVED_CAPACITY`), written after the outbox's.
+        served: mpsc::Sender<Message>,
         stats: Arc<Mutex<PeerStats>>,
         stop: CancellationToken,
     },
@@ -379,7 +387,13 @@ async fn run_session<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (outbox_tx, mut outbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (outbox_tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (served_tx, served) = mpsc::channel(SERVED_CAPACITY);
+    let mut outbox = Outgoing {
+        core: outbox,
+        served,
+        served_open: true,
+    };
     let stats = Arc::new(Mutex::new(PeerStats::default()));
     let stop = CancellationToken::new();
     let connected = PeerEvent::Connected {
@@ -390,6 +404,7 @@ async fn run_session<S>(
         tls_version,
         tls_cipher,
         outbox: outbox_tx,
+        served: served_tx,
         stats: stats.clone(),
         stop: stop.clone(),
     };
@@ -465,18 +480,52 @@ async fn run_session<S>(
     let _ = ctx.events.send(PeerEvent::Closed { peer, reason }).await;
 }
 
+/// What waits to be written to one peer: the outbox (the core's messages) before the served
+/// answers.
+struct Outgoing {
+    core: mpsc::Receiver<Message>,
+    served: mpsc::Receiver<Message>,
+    /// False once every serving task and the service have let go of the served queue.
+    served_open: bool,
+}
+
+impl Outgoing {
+    /// The next message to write; `None` once the service has dropped the outbox. Cancel-safe
+    /// (a `select!` branch): a message is only taken when this returns it.
+    async fn recv(&mut self) -> Option<Message> {
+        loop {
+            tokio::select! {
+                biased;
+                message = self.core.recv() => return message,
+                message = self.served.recv(), if self.served_open => match message {
+                    Some(message) => return Some(message),
+                    None => self.served_open = false,
+                },
+            }
+        }
+    }
+
+    /// A message already waiting, the outbox's first.
+    fn try_recv(&mut self) -> Option<Message> {
+        self.core
+            .try_recv()
+            .ok()
+            .or_else(|| self.served.try_recv().ok())
+    }
+}
+
 /// Writes `first` and whatever else is already queued, then flushes, within WRITE_TIMEOUT.
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, CountingCodec>,
-    outbox: &mut mpsc::Receiver<Message>,
+    outbox: &mut Outgoing,
     first: Message,
 ) -> Result<(), PeerError> {
     let write = async {
         framed.feed(first).await?;
         for _ in 0..64 {
             match outbox.try_recv() {
-                Ok(message) => framed.feed(message).await?,
-                Err(_) => break,
+                Some(message) => framed.feed(message).await?,
+                None => break,
             }
         }
         framed.flush().await
@@ -491,10 +540,10 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
 /// Sends what is queued, briefly, before closing.
 async fn drain<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, CountingCodec>,
-    outbox: &mut mpsc::Receiver<Message>,
+    outbox: &mut Outgoing,
 ) {
     let work = async {
-        while let Ok(message) = outbox.try_recv() {
+        while let Some(message) = outbox.try_recv() {
             framed.feed(message).await?;
         }
         framed.flush().await
@@ -586,7 +635,9 @@ mod tests {
         ));
         // Keep the outbox sender, as the service does: dropping it ends the session.
         let Some(PeerEvent::Connected {
-            outbox: _outbox, ..
+            outbox: _outbox,
+            served: _served,
+            ..
         }) = events.recv().await
         else {
             panic!("no Connected event");
@@ -661,5 +712,79 @@ mod tests {
             _ => panic!("reading resumes once the core has handled a message"),
         }
         sender.abort();
+    }
+
+    /// Found by a flaky process test: serving tasks wait for room, so a requester that asked
+    /// for many transactions and read slowly had the outbox filled with its answers, and the
+    /// next message of the core's own (a PONG, an announcement) found it full and cost the
+    /// peer its connection. Served answers now wait in a queue of their own: with that queue
+    /// full and nothing read, the outbox still has all its room, and everything goes out once
+    /// the peer reads, the core's messages first.
+    #[tokio::test]
+    async fn served_answers_waiting_leave_the_outbox_its_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path()).unwrap();
+        let magic = crate::params::REGTEST.magic;
+        let (events_tx, mut events) = mpsc::channel(16);
+        let ctx = Arc::new(PeerContext {
+            magic,
+            tls: TlsIdentity::new(&identity).unwrap(),
+            events: events_tx,
+            budget: HeldBudget::default(),
+            metrics: Arc::default(),
+        });
+        // A pipe far smaller than what is queued: the writer blocks on it.
+        let (ours, theirs) = tokio::io::duplex(4 * 1024);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        tokio::spawn(run_session(
+            1,
+            ours,
+            addr,
+            None,
+            identity.node_id(),
+            String::new(),
+            String::new(),
+            ctx,
+        ));
+        let Some(PeerEvent::Connected { outbox, served, .. }) = events.recv().await else {
+            panic!("no Connected event");
+        };
+        // Served answers until their queue is full with the writer stuck behind them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut served_count = 0u64;
+        loop {
+            match served.try_send(Message::Pong(served_count)) {
+                Ok(()) => served_count += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(e) => panic!("served queue: {e}"),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the pipe never filled"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(served_count >= SERVED_CAPACITY as u64);
+        for i in 0..OUTBOX_CAPACITY as u64 {
+            assert!(
+                outbox.try_send(Message::Ping(i)).is_ok(),
+                "the outbox has room for the core's message {i}"
+            );
+        }
+        // The peer reads: every message arrives, and no served answer after the first PING.
+        let mut remote = Framed::new(theirs, MessageCodec::new(magic));
+        let (mut pings, mut pongs, mut pong_after_ping) = (0, 0, false);
+        while pings < OUTBOX_CAPACITY || pongs < served_count as usize {
+            let next = tokio::time::timeout_at(deadline, remote.next()).await;
+            match next {
+                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+                Ok(Some(Ok(Message::Pong(_)))) => {
+                    pongs += 1;
+                    pong_after_ping |= pings > 0 && pings < OUTBOX_CAPACITY;
+                }
+                other => panic!("expected every queued message, got {other:?}"),
+            }
+        }
+        assert!(!pong_after_ping, "the core's messages go first");
     }
 }

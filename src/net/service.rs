@@ -262,6 +262,8 @@ struct LivePeer {
     /// or when the peer or the socket ended it.
     stop_reason: Option<crate::protocol::DisconnectReason>,
     outbox: mpsc::Sender<Message>,
+    /// The serving tasks' answers, apart from the outbox (`peer::SERVED_CAPACITY`).
+    served: mpsc::Sender<Message>,
     stats: Arc<Mutex<PeerStats>>,
     stop: CancellationToken,
     tls_version: String,
@@ -650,6 +652,7 @@ impl NetService {
                 tls_version,
                 tls_cipher,
                 outbox,
+                served,
                 stats,
                 stop,
             } => {
@@ -663,6 +666,7 @@ impl NetService {
                         addr,
                         stop_reason: None,
                         outbox,
+                        served,
                         stats,
                         stop,
                         tls_version,
@@ -1219,8 +1223,8 @@ impl NetService {
     }
 
     /// Queues a GETDATA's transactions for the peer's transaction-serving task, which copies
-    /// them out of the mempool and waits for room in the peer's outbox. A request that would
-    /// take the peer past `SERVE_TX_QUEUED` waiting transactions is answered NOTFOUND.
+    /// them out of the mempool and waits for room in the peer's served queue. A request that
+    /// would take the peer past `SERVE_TX_QUEUED` waiting transactions is answered NOTFOUND.
     fn serve_txs(&mut self, peer: PeerId, txids: Vec<Hash256>) {
         let Some(live) = self.live.get_mut(&peer) else {
             return;
@@ -1230,11 +1234,11 @@ impl NetService {
             _ => {
                 let (tx, rx) = mpsc::channel(SERVE_TX_QUEUED);
                 let queued = Arc::new(AtomicUsize::new(0));
-                let (outbox, pool) = (live.outbox.clone(), self.mempool.clone());
+                let (served, pool) = (live.served.clone(), self.mempool.clone());
                 self.tasks.spawn(serve_peer_txs(
                     rx,
                     queued.clone(),
-                    outbox,
+                    served,
                     pool,
                     live.stop.clone(),
                 ));
@@ -1259,8 +1263,8 @@ impl NetService {
 
     /// Queues blocks (whole, compact, or some of their transactions) for the peer's serving
     /// task (started on its first request): it reads them one at a time on a blocking thread
-    /// and waits for room in the peer's outbox, so a slow reader slows its own task, not the
-    /// service. A request that does not fit the queue (far more than any download window
+    /// and waits for room in the peer's served queue, so a slow reader slows its own task, not
+    /// the service. A request that does not fit the queue (far more than any download window
     /// asks) is answered NOTFOUND.
     fn serve(&mut self, peer: PeerId, jobs: Vec<ServeJob>) {
         let Some(live) = self.live.get_mut(&peer) else {
@@ -1270,10 +1274,10 @@ impl NetService {
             Some(queue) if !queue.is_closed() => queue.clone(),
             _ => {
                 let (tx, rx) = mpsc::channel(SERVE_QUEUE);
-                let (outbox, chain) = (live.outbox.clone(), self.chain.clone());
+                let (served, chain) = (live.served.clone(), self.chain.clone());
                 let recent = self.recent_blocks.clone();
                 self.tasks
-                    .spawn(serve_peer(rx, outbox, chain, recent, live.stop.clone()));
+                    .spawn(serve_peer(rx, served, chain, recent, live.stop.clone()));
                 live.serving = Some(tx.clone());
                 tx
             }
@@ -1385,10 +1389,10 @@ impl ServeJob {
 }
 
 /// Serves one peer what it asked for (`ServeJob`), in order, until the peer goes (its queue
-/// or outbox closes, or it stops reading for `SERVE_SEND_TIMEOUT`).
+/// or its served queue closes, or it stops reading for `SERVE_SEND_TIMEOUT`).
 async fn serve_peer(
     mut queue: mpsc::Receiver<ServeJob>,
-    outbox: mpsc::Sender<Message>,
+    served: mpsc::Sender<Message>,
     chain: ChainHandle,
     recent: Arc<Mutex<VecDeque<Arc<Block>>>>,
     stop: CancellationToken,
@@ -1406,7 +1410,7 @@ async fn serve_peer(
         let message = tokio::task::spawn_blocking(move || job.answer(&reader, &recent))
             .await
             .unwrap_or_else(|_| not_found(InvKind::Block, &[hash]));
-        let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await;
+        let sent = tokio::time::timeout(SERVE_SEND_TIMEOUT, served.send(message)).await;
         if !matches!(sent, Ok(Ok(()))) {
             return; // gone, or not reading: its own timeouts deal with it
         }
@@ -1516,7 +1520,7 @@ async fn check_peer_txs(
 async fn serve_peer_txs(
     mut queue: mpsc::Receiver<Vec<Hash256>>,
     queued: Arc<AtomicUsize>,
-    outbox: mpsc::Sender<Message>,
+    served: mpsc::Sender<Message>,
     pool: SharedMempool,
     stop: CancellationToken,
 ) {
@@ -1529,7 +1533,7 @@ async fn serve_peer_txs(
             },
         };
         // Taken off the queue: room for as many more (the answer's sending is bounded by the
-        // peer's outbox, not by this count).
+        // peer's served queue, not by this count).
         queued.fetch_sub(txids.len(), Ordering::AcqRel);
         let pool = pool.clone();
         let looked_up = tokio::task::spawn_blocking(move || {
@@ -1550,7 +1554,7 @@ async fn serve_peer_txs(
         };
         for tx in found {
             let sent =
-                tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(Message::Tx(Box::new(tx))))
+                tokio::time::timeout(SERVE_SEND_TIMEOUT, served.send(Message::Tx(Box::new(tx))))
                     .await;
             if !matches!(sent, Ok(Ok(()))) {
                 return;
@@ -1559,7 +1563,7 @@ async fn serve_peer_txs(
         if !missing.is_empty() {
             let message = not_found(InvKind::Tx, &missing);
             if !matches!(
-                tokio::time::timeout(SERVE_SEND_TIMEOUT, outbox.send(message)).await,
+                tokio::time::timeout(SERVE_SEND_TIMEOUT, served.send(message)).await,
                 Ok(Ok(()))
             ) {
                 return;
