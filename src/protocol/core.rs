@@ -240,6 +240,24 @@ impl Core {
         self.out.take_outputs()
     }
 
+    /// Starts loading the state every input touches first (a hint, no effect on behaviour):
+    /// a simulator running a thousand cores calls it for the next input's core while it
+    /// handles the current one's.
+    pub fn prefetch(&self) {
+        use super::fpindex::prefetch;
+        prefetch(&self.wakes);
+        prefetch(&self.peers);
+        prefetch(&self.pings);
+        prefetch(&self.out);
+    }
+
+    /// The second step of `prefetch`, once the state it loaded is in cache: the peer tables
+    /// every received message looks its sender up in.
+    pub fn prefetch_tables(&self) {
+        self.peers.prefetch();
+        self.pings.prefetch();
+    }
+
     /// `drain_outputs` into a buffer the caller keeps (a simulator feeding millions of inputs
     /// allocates no vector per input).
     pub fn drain_outputs_into(&mut self, into: &mut Vec<Output>) {

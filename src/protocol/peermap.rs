@@ -40,6 +40,14 @@ impl<V> PeerMap<V> {
         }
     }
 
+    /// Starts loading the ids a lookup searches (a hint, no effect on behaviour).
+    pub fn prefetch(&self) {
+        if let (Some(first), Some(last)) = (self.ids.first(), self.ids.last()) {
+            super::fpindex::prefetch(first);
+            super::fpindex::prefetch(last);
+        }
+    }
+
     #[inline]
     pub fn get(&self, peer: &PeerId) -> Option<&V> {
         self.position(peer).ok().map(|i| &self.states[i])

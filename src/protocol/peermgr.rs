@@ -223,6 +223,11 @@ impl PeerMgr {
     }
 
     /// Whether the peer is connected and not on its way out: its messages are handled.
+    /// Starts loading the peer table's ids (a hint).
+    pub fn prefetch(&self) {
+        self.peers.prefetch();
+    }
+
     pub fn is_live(&self, peer: PeerId) -> bool {
         self.peers.get(&peer).is_some_and(|p| !p.disconnecting)
     }

@@ -88,12 +88,30 @@ impl<E> EventQueue<E> {
             .take()
             .expect("a queued slot holds its event");
         self.free.push(key.slot());
-        // The next event's slot was written when it was scheduled and is long out of cache:
-        // it loads while this event is handled, instead of stalling the next pop.
-        if let Some(Reverse(next)) = self.heap.peek() {
+        // The next events' slots were written when they were scheduled and are long out of
+        // cache: they load while this event is handled, instead of stalling the next pops.
+        // The one after next (the lesser of the top's children) is fetched two events ahead,
+        // so `peek` finds the next one's slot in cache and the caller can fetch what that
+        // event will touch while this one is handled.
+        let heap = self.heap.as_slice();
+        if let Some(Reverse(next)) = heap.first() {
             crate::protocol::fpindex::prefetch(&self.slots[next.slot() as usize]);
         }
+        let after_next = match (heap.get(1), heap.get(2)) {
+            (Some(Reverse(a)), Some(Reverse(b))) => Some((*a).min(*b)),
+            (Some(Reverse(a)), None) => Some(*a),
+            _ => None,
+        };
+        if let Some(key) = after_next {
+            crate::protocol::fpindex::prefetch(&self.slots[key.slot() as usize]);
+        }
         Some((key.at(), event))
+    }
+
+    /// The event the next pop will return (whatever its time).
+    pub(crate) fn peek(&self) -> Option<&E> {
+        let Reverse(key) = self.heap.peek()?;
+        self.slots[key.slot() as usize].as_ref()
     }
 
     pub(crate) fn next_time(&self) -> Option<SimTime> {

@@ -137,6 +137,8 @@ enum Event {
     Deliver {
         link: LinkId,
         side: usize,
+        /// The node at `side` (known from the link; here so it is known without loading it).
+        node: NodeIndex,
         message: Message,
         size: usize,
         /// A digest of the encoded payload, taken when it was sent (for the trace hash; the
@@ -454,9 +456,11 @@ impl Sim {
     pub fn run_until(&mut self, until: LocalTime) {
         let until = until.as_millis() * MICROS_PER_MILLI;
         while let Some((at, event)) = self.queue.pop_until(until) {
+            self.prefetch_next();
             self.now = at;
             self.stats.events += 1;
             self.process(at, event);
+            self.prefetch_next_tables();
         }
         self.now = self.now.max(until);
     }
@@ -464,6 +468,30 @@ impl Sim {
     pub fn run_for(&mut self, d: LocalDuration) {
         let until = self.now().local + d;
         self.run_until(until);
+    }
+
+    /// Starts loading what the next event will touch first (its link, its node's core), so
+    /// those cache misses overlap the handling of this one: with a thousand cores each event
+    /// finds its own cold.
+    fn prefetch_next(&self) {
+        use crate::protocol::fpindex::prefetch;
+        let node = match self.queue.peek() {
+            Some(Event::Deliver { link, node, .. }) => {
+                prefetch(&self.links[*link as usize]);
+                *node
+            }
+            Some(Event::Tick { node, .. }) => *node,
+            _ => return,
+        };
+        self.nodes[node].core.prefetch();
+    }
+
+    /// The second step of `prefetch_next`, once this event is handled: the next event's
+    /// core is in cache by now, and the tables it points to load during the next pop.
+    fn prefetch_next_tables(&self) {
+        if let Some(Event::Deliver { node, .. }) = self.queue.peek() {
+            self.nodes[*node].core.prefetch_tables();
+        }
     }
 
     /// Runs one event, if any is queued; returns its time.
@@ -1232,6 +1260,7 @@ impl Sim {
                     Event::Deliver {
                         link,
                         side: other,
+                        node: self.links[link as usize].node[other],
                         message,
                         size,
                         digest,
@@ -1468,6 +1497,7 @@ impl Sim {
             Event::Deliver {
                 link,
                 side,
+                node: _,
                 message,
                 size,
                 digest,
