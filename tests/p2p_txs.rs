@@ -267,17 +267,21 @@ fn a_burst_of_getdata_within_the_requesters_bound_is_served_in_full() {
             .await
             .unwrap();
         peer.handshake().await;
-        // All sent before any answer is read: the node's outbox and the socket fill, and its
-        // serving task waits while the requests queue up.
+        // All sent before any answer is read: the node's served queue and the socket fill,
+        // and its serving task waits while the requests queue up. A PING behind them is
+        // answered all the same (the PONG does not wait behind the answers, and does not find
+        // the outbox full of them).
         for _ in 0..REQUESTS {
             peer.send(Message::GetData(inv_list(InvKind::Tx, &txids)))
                 .await
                 .unwrap();
         }
-        let (mut received, mut not_found) = (0, 0);
-        while received < TXS * REQUESTS && not_found == 0 {
+        peer.send(Message::Ping(7)).await.unwrap();
+        let (mut received, mut not_found, mut ponged) = (0, 0, false);
+        while (received < TXS * REQUESTS || !ponged) && not_found == 0 {
             match peer.recv().await {
                 Some(Ok(Message::Tx(_))) => received += 1,
+                Some(Ok(Message::Pong(7))) => ponged = true,
                 Some(Ok(Message::NotFound(items))) => not_found += items.len(),
                 Some(Ok(_)) => {}
                 other => panic!("the connection ended: {other:?}"),
