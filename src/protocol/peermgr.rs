@@ -222,12 +222,12 @@ impl PeerMgr {
                 .count()
     }
 
-    /// Whether the peer is connected and not on its way out: its messages are handled.
     /// Starts loading the peer table's ids (a hint).
     pub fn prefetch(&self) {
         self.peers.prefetch();
     }
 
+    /// Whether the peer is connected and not on its way out: its messages are handled.
     pub fn is_live(&self, peer: PeerId) -> bool {
         self.peers.get(&peer).is_some_and(|p| !p.disconnecting)
     }

@@ -102,12 +102,12 @@ impl PingMgr {
             })
     }
 
-    /// Any message from the peer counts as a sign of life.
     /// Starts loading the liveness table's ids (a hint).
     pub fn prefetch(&self) {
         self.peers.prefetch();
     }
 
+    /// Any message from the peer counts as a sign of life.
     pub fn heard_from(&mut self, peer: PeerId, now: LocalTime) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.last_recv = now;
