@@ -79,7 +79,9 @@ const TX_CHECKS: usize = 16;
 const TX_CHECK_BATCH: usize = 1_024;
 /// A peer's transactions waiting for the mempool: as many as the core asks of one peer.
 const TX_CHECK_QUEUE: usize = crate::protocol::txrelay::MAX_IN_FLIGHT_PER_PEER;
-/// How long a block for a peer may wait for room in its outbox.
+/// How long a compact block push waits for the one asked for before it to be queued.
+const COMPACT_ORDER_WAIT: Duration = Duration::from_secs(1);
+/// How long a served answer for a peer may wait for room in its served queue.
 const SERVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often initial sync logs its progress: a human pace, not a line per block.
 const SYNC_PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -1099,8 +1101,10 @@ impl NetService {
             })
             .await;
             if let Some(previous) = previous_sent {
-                // Err once the previous task is done (its sender dropped): the only outcome.
-                let _ = previous.await;
+                // Err once the previous task is done (its sender dropped). A slow store read
+                // there holds this push back only so long: out of order, it still arrives
+                // (the receiver asks for the headers it lacks).
+                let _ = tokio::time::timeout(COMPACT_ORDER_WAIT, previous).await;
             }
             let Ok(Some(compact)) = built else {
                 return; // gone from the store meanwhile (a reorg): announced as usual

@@ -361,7 +361,9 @@ impl SyncMgr {
     /// INV: known blocks tell us what the peer has; for an unknown one we ask for the
     /// peer's headers after our best header (headers first, then the block). With no stop:
     /// the announcements a peer sends while the request is out are not asked for again, so the
-    /// answer must bring them too (a peer's compact blocks may come out of order).
+    /// answer must bring them too (a peer's compact blocks may come out of order). A block it
+    /// pushed before connecting it is not in the answer; it announces that one again once
+    /// connected.
     pub fn on_inv(
         &mut self,
         peer: PeerId,
