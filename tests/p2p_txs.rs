@@ -269,8 +269,7 @@ fn a_burst_of_getdata_within_the_requesters_bound_is_served_in_full() {
         peer.handshake().await;
         // All sent before any answer is read: the node's served queue and the socket fill,
         // and its serving task waits while the requests queue up. A PING behind them is
-        // answered all the same (the PONG does not wait behind the answers, and does not find
-        // the outbox full of them).
+        // answered all the same (the outbox is not full of answers).
         for _ in 0..REQUESTS {
             peer.send(Message::GetData(inv_list(InvKind::Tx, &txids)))
                 .await

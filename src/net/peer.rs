@@ -32,6 +32,10 @@ pub const OUTBOX_CAPACITY: usize = 512;
 /// for room), so the core's messages always find room in the outbox. It also bounds what a
 /// requester that does not read holds here: 32 blocks at most.
 pub const SERVED_CAPACITY: usize = 32;
+/// Outbox messages written in a row before a waiting served answer goes: the outbox comes
+/// first, but a stream of announcements to a slow reader must not starve what it asked for
+/// (its serving tasks give up after 30 s without room).
+const OUTBOX_BEFORE_SERVED: u32 = 8;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an outbound TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -393,6 +397,7 @@ async fn run_session<S>(
         core: outbox,
         served,
         served_open: true,
+        core_streak: 0,
     };
     let stats = Arc::new(Mutex::new(PeerStats::default()));
     let stop = CancellationToken::new();
@@ -481,36 +486,63 @@ async fn run_session<S>(
 }
 
 /// What waits to be written to one peer: the outbox (the core's messages) before the served
-/// answers.
+/// answers, but one served answer after every `OUTBOX_BEFORE_SERVED` outbox messages.
 struct Outgoing {
     core: mpsc::Receiver<Message>,
     served: mpsc::Receiver<Message>,
     /// False once every serving task and the service have let go of the served queue.
     served_open: bool,
+    /// Outbox messages taken since the last served answer.
+    core_streak: u32,
 }
 
 impl Outgoing {
     /// The next message to write; `None` once the service has dropped the outbox. Cancel-safe
     /// (a `select!` branch): a message is only taken when this returns it.
     async fn recv(&mut self) -> Option<Message> {
+        if let Some(message) = self.served_turn() {
+            return Some(message);
+        }
         loop {
             tokio::select! {
                 biased;
-                message = self.core.recv() => return message,
+                message = self.core.recv() => {
+                    self.core_streak += 1;
+                    return message;
+                }
                 message = self.served.recv(), if self.served_open => match message {
-                    Some(message) => return Some(message),
+                    Some(message) => {
+                        self.core_streak = 0;
+                        return Some(message);
+                    }
                     None => self.served_open = false,
                 },
             }
         }
     }
 
-    /// A message already waiting, the outbox's first.
+    /// A message already waiting, the outbox's first (but for a served answer's turn).
     fn try_recv(&mut self) -> Option<Message> {
-        self.core
-            .try_recv()
-            .ok()
-            .or_else(|| self.served.try_recv().ok())
+        if let Some(message) = self.served_turn() {
+            return Some(message);
+        }
+        if let Ok(message) = self.core.try_recv() {
+            self.core_streak += 1;
+            return Some(message);
+        }
+        let message = self.served.try_recv().ok()?;
+        self.core_streak = 0;
+        Some(message)
+    }
+
+    /// A waiting served answer, when enough outbox messages went before it.
+    fn served_turn(&mut self) -> Option<Message> {
+        if self.core_streak < OUTBOX_BEFORE_SERVED {
+            return None;
+        }
+        let message = self.served.try_recv().ok()?;
+        self.core_streak = 0;
+        Some(message)
     }
 }
 
@@ -719,7 +751,7 @@ mod tests {
     /// next message of the core's own (a PONG, an announcement) found it full and cost the
     /// peer its connection. Served answers now wait in a queue of their own: with that queue
     /// full and nothing read, the outbox still has all its room, and everything goes out once
-    /// the peer reads, the core's messages first.
+    /// the peer reads, the core's messages first (but for the served answers' turns).
     #[tokio::test]
     async fn served_answers_waiting_leave_the_outbox_its_room() {
         let dir = tempfile::tempdir().unwrap();
@@ -771,20 +803,64 @@ mod tests {
                 "the outbox has room for the core's message {i}"
             );
         }
-        // The peer reads: every message arrives, and no served answer after the first PING.
+        // The peer reads: every message arrives, the core's first but for one served answer
+        // after every OUTBOX_BEFORE_SERVED of them.
         let mut remote = Framed::new(theirs, MessageCodec::new(magic));
-        let (mut pings, mut pongs, mut pong_after_ping) = (0, 0, false);
+        let (mut pings, mut pongs, mut pings_in_a_row) = (0, 0, 0);
         while pings < OUTBOX_CAPACITY || pongs < served_count as usize {
             let next = tokio::time::timeout_at(deadline, remote.next()).await;
             match next {
-                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+                Ok(Some(Ok(Message::Ping(_)))) => {
+                    pings += 1;
+                    pings_in_a_row += 1;
+                }
                 Ok(Some(Ok(Message::Pong(_)))) => {
                     pongs += 1;
-                    pong_after_ping |= pings > 0 && pings < OUTBOX_CAPACITY;
+                    let in_turn = pings == 0
+                        || pings == OUTBOX_CAPACITY
+                        || pings_in_a_row >= OUTBOX_BEFORE_SERVED;
+                    assert!(in_turn, "a served answer after {pings_in_a_row} PINGs");
+                    pings_in_a_row = 0;
                 }
                 other => panic!("expected every queued message, got {other:?}"),
             }
         }
-        assert!(!pong_after_ping, "the core's messages go first");
+    }
+
+    /// The outbox goes first, but a steady stream of its messages does not starve what the
+    /// peer asked for: one served answer goes after every `OUTBOX_BEFORE_SERVED` of them.
+    #[test]
+    fn served_answers_get_their_turn_behind_a_busy_outbox() {
+        let (core_tx, core) = mpsc::channel(OUTBOX_CAPACITY);
+        let (served_tx, served) = mpsc::channel(SERVED_CAPACITY);
+        let mut outgoing = Outgoing {
+            core,
+            served,
+            served_open: true,
+            core_streak: 0,
+        };
+        for i in 0..3 {
+            served_tx.try_send(Message::Pong(i)).unwrap();
+        }
+        for i in 0..100 {
+            core_tx.try_send(Message::Ping(i)).unwrap();
+        }
+        let order: Vec<char> = std::iter::from_fn(|| outgoing.try_recv())
+            .map(|m| {
+                if matches!(m, Message::Pong(_)) {
+                    's'
+                } else {
+                    'c'
+                }
+            })
+            .collect();
+        let burst = OUTBOX_BEFORE_SERVED as usize;
+        let mut expected = Vec::new();
+        for _ in 0..3 {
+            expected.extend(std::iter::repeat_n('c', burst));
+            expected.push('s');
+        }
+        expected.extend(std::iter::repeat_n('c', 100 - 3 * burst));
+        assert_eq!(order, expected);
     }
 }
