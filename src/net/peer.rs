@@ -636,44 +636,75 @@ mod tests {
         }
     }
 
+    /// A session over an in-memory pipe, as the service sees it once it has connected.
+    struct TestSession {
+        _dir: tempfile::TempDir,
+        node_id: NodeId,
+        addr: SocketAddr,
+        events: mpsc::Receiver<PeerEvent>,
+        /// Kept, as the service keeps it: dropping it ends the session.
+        outbox: mpsc::Sender<Message>,
+        served: mpsc::Sender<Message>,
+        /// The peer's end of the pipe.
+        remote: tokio::io::DuplexStream,
+    }
+
+    impl TestSession {
+        async fn start(budget: HeldBudget, pipe_bytes: usize, events: usize) -> TestSession {
+            let dir = tempfile::tempdir().unwrap();
+            let identity = Identity::load_or_create(dir.path()).unwrap();
+            let (events_tx, mut events) = mpsc::channel(events);
+            let ctx = Arc::new(PeerContext {
+                magic: crate::params::REGTEST.magic,
+                tls: TlsIdentity::new(&identity).unwrap(),
+                events: events_tx,
+                budget,
+                metrics: Arc::default(),
+            });
+            let (ours, remote) = tokio::io::duplex(pipe_bytes);
+            let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+            tokio::spawn(run_session(
+                1,
+                ours,
+                addr,
+                None,
+                identity.node_id(),
+                String::new(),
+                String::new(),
+                ctx,
+            ));
+            let Some(PeerEvent::Connected { outbox, served, .. }) = events.recv().await else {
+                panic!("no Connected event");
+            };
+            TestSession {
+                _dir: dir,
+                node_id: identity.node_id(),
+                addr,
+                events,
+                outbox,
+                served,
+                remote,
+            }
+        }
+    }
+
     /// Hardening issue, defect 8: the queue between peer tasks and the core was bounded in
     /// messages, not bytes (4,096 × a 4 MiB block). A peer's task now stops reading once its
     /// decoded messages waiting for the core reach its share, and reads on when one is handled.
     #[tokio::test]
     async fn memory_per_message_is_bounded_between_the_socket_and_the_core() {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::load_or_create(dir.path()).unwrap();
-        let magic = crate::params::REGTEST.magic;
-        let (events_tx, mut events) = mpsc::channel(10_000);
         let per_peer = 4 * 1024 * 1024;
-        let ctx = Arc::new(PeerContext {
-            magic,
-            tls: TlsIdentity::new(&identity).unwrap(),
-            events: events_tx,
-            budget: HeldBudget::new(64 * 1024 * 1024, per_peer),
-            metrics: Arc::default(),
-        });
-        let (ours, theirs) = tokio::io::duplex(1 << 20);
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        tokio::spawn(run_session(
-            1,
-            ours,
+        let budget = HeldBudget::new(64 * 1024 * 1024, per_peer);
+        let TestSession {
+            _dir,
+            node_id,
             addr,
-            None,
-            identity.node_id(),
-            String::new(),
-            String::new(),
-            ctx,
-        ));
-        // Keep the outbox sender, as the service does: dropping it ends the session.
-        let Some(PeerEvent::Connected {
+            mut events,
             outbox: _outbox,
             served: _served,
-            ..
-        }) = events.recv().await
-        else {
-            panic!("no Connected event");
-        };
+            remote: theirs,
+        } = TestSession::start(budget, 1 << 20, 10_000).await;
+        let magic = crate::params::REGTEST.magic;
         let mut remote = Framed::new(theirs, MessageCodec::new(magic));
         let any = crate::wire::NetAddress::new(addr, 0);
         let version = Message::Version(Box::new(crate::wire::Version {
@@ -685,7 +716,7 @@ mod tests {
             nonce: 1,
             user_agent: crate::encoding::BoundedString::truncating("/t/"),
             best_height: 0,
-            node_id: identity.node_id(),
+            node_id,
             relay: true,
         }));
         remote.send(version).await.unwrap();
@@ -754,33 +785,16 @@ mod tests {
     /// the peer reads, the core's messages first (but for the served answers' turns).
     #[tokio::test]
     async fn served_answers_waiting_leave_the_outbox_its_room() {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::load_or_create(dir.path()).unwrap();
         let magic = crate::params::REGTEST.magic;
-        let (events_tx, mut events) = mpsc::channel(16);
-        let ctx = Arc::new(PeerContext {
-            magic,
-            tls: TlsIdentity::new(&identity).unwrap(),
-            events: events_tx,
-            budget: HeldBudget::default(),
-            metrics: Arc::default(),
-        });
         // A pipe far smaller than what is queued: the writer blocks on it.
-        let (ours, theirs) = tokio::io::duplex(4 * 1024);
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        tokio::spawn(run_session(
-            1,
-            ours,
-            addr,
-            None,
-            identity.node_id(),
-            String::new(),
-            String::new(),
-            ctx,
-        ));
-        let Some(PeerEvent::Connected { outbox, served, .. }) = events.recv().await else {
-            panic!("no Connected event");
-        };
+        let TestSession {
+            _dir,
+            events: _events,
+            outbox,
+            served,
+            remote: theirs,
+            ..
+        } = TestSession::start(HeldBudget::default(), 4 * 1024, 16).await;
         // Served answers until their queue is full with the writer stuck behind them.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut served_count = 0u64;
