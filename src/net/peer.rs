@@ -518,7 +518,8 @@ impl Outgoing {
     /// The next message to write; `None` once the service has dropped the outbox. Cancel-safe
     /// (a `select!` branch): a message is only taken when this returns it.
     async fn recv(&mut self) -> Option<Message> {
-        if let Some(message) = self.served_turn() {
+        // What is waiting goes in `try_recv`'s order; only an empty pair of queues waits.
+        if let Some(message) = self.try_recv() {
             return Some(message);
         }
         loop {
@@ -539,24 +540,19 @@ impl Outgoing {
         }
     }
 
-    /// A message already waiting, the outbox's first (but for a served answer's turn).
+    /// A message already waiting: a served answer when its turn has come, else the outbox's
+    /// first.
     fn try_recv(&mut self) -> Option<Message> {
-        if let Some(message) = self.served_turn() {
-            return Some(message);
+        let served_turn = self.core_streak >= OUTBOX_BEFORE_SERVED;
+        if served_turn {
+            if let Ok(message) = self.served.try_recv() {
+                self.core_streak = 0;
+                return Some(message);
+            }
         }
         if let Ok(message) = self.core.try_recv() {
             self.core_streak += 1;
             return Some(message);
-        }
-        let message = self.served.try_recv().ok()?;
-        self.core_streak = 0;
-        Some(message)
-    }
-
-    /// A waiting served answer, when enough outbox messages went before it.
-    fn served_turn(&mut self) -> Option<Message> {
-        if self.core_streak < OUTBOX_BEFORE_SERVED {
-            return None;
         }
         let message = self.served.try_recv().ok()?;
         self.core_streak = 0;
