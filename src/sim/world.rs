@@ -1497,13 +1497,13 @@ impl Sim {
             Event::Deliver {
                 link,
                 side,
-                node: _,
+                node,
                 message,
                 size,
                 digest,
             } => {
                 let l = &self.links[link as usize];
-                let (node, from) = (l.node[side], l.node[1 - side]);
+                let from = l.node[1 - side];
                 let command = message.command();
                 if l.state[side] != SideState::Open {
                     self.stats.dropped += 1;
