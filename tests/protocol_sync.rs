@@ -83,6 +83,17 @@ impl Net {
         }
     }
 
+    /// Two nodes, 1 connected to 0; node 0 delivers node 1 `first` (its first new block), so
+    /// node 1 asks it for compact pushes.
+    fn pushing_compact_blocks(first: &Block) -> Net {
+        let mut net = Net::new(2);
+        net.connect(1, 0);
+        net.run(2);
+        net.give(0, std::slice::from_ref(first));
+        assert_eq!(net.height(1), 1);
+        net
+    }
+
     fn tip(&self, i: usize) -> Hash256 {
         *self.nodes[i].active.last().unwrap()
     }
@@ -376,13 +387,8 @@ fn a_block_mined_later_is_announced_and_fetched() {
 /// next block was mined.
 #[test]
 fn compact_blocks_pushed_out_of_order_all_arrive() {
-    let mut net = Net::new(2);
     let blocks = chain(7);
-    // The first block makes node 1 ask node 0 for compact pushes.
-    net.connect(1, 0);
-    net.run(2);
-    net.give(0, &blocks[..1]);
-    assert_eq!(net.height(1), 1);
+    let mut net = Net::pushing_compact_blocks(&blocks[0]);
     // Six blocks connected at once at node 0, pushed in the order 3, 5, 7, 2, 4, 6.
     net.reordered.insert(0);
     net.give(0, &blocks[1..]);
@@ -395,13 +401,8 @@ fn compact_blocks_pushed_out_of_order_all_arrive() {
 
 #[test]
 fn a_block_submitted_here_is_pushed_once_checked_before_it_is_connected() {
-    let mut net = Net::new(2);
     let blocks = chain(3);
-    net.connect(1, 0);
-    net.run(2);
-    // Node 0 delivers node 1 its first new block, so node 1 asks it for compact pushes.
-    net.give(0, &blocks[..1]);
-    assert_eq!(net.height(1), 1);
+    let mut net = Net::pushing_compact_blocks(&blocks[0]);
     // `submitblock` at node 0: the chain checked the body and is connecting it. Node 1 has
     // it (pushed, rebuilt, connected) while node 0's chain has not connected it yet.
     let submitted = Arc::new(blocks[1].clone());
